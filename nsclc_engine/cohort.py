@@ -1,0 +1,506 @@
+"""Cohort building: join imaging and clinical data by PatientID, and say why anyone is left out.
+
+``python -m nsclc_engine.cohort --dicom DIR --clinical CSV --out DIR`` writes
+
+* ``cohort.csv``: one row per included patient (labels, survival, covariates, the CT series
+  and RTSTRUCT used, voxel grid, GTV volume and bounding box);
+* ``cleaning_report.csv`` / ``.json``: one row per exclusion (patient, scope, reason code,
+  detail); scope ``cohort`` removes the patient, scope ``<label>`` only leaves that label empty;
+* ``dicom_index.csv`` (every indexed file, to find the files again), ``skipped_files.csv``
+  and ``cohort_config.json``.
+
+Each patient gets the first reason that applies, checked in the order of :class:`Reason`.
+One broken patient never stops the cohort; input files are only ever read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from nsclc_engine import dicom_io
+from nsclc_engine.clinical import LABELS, add_labels, label_counts, read_clinical_csv
+from nsclc_engine.config import load_config, save_config, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+PARALLEL_MIN_PATIENTS = 8
+
+
+class Reason(str, Enum):
+    """Exclusion reason codes, in the order they are checked."""
+
+    DUPLICATE_CLINICAL_ID = "duplicate_clinical_id"
+    NO_CLINICAL_ROW = "no_clinical_row"
+    NO_IMAGING = "no_imaging"
+    NO_CT = "no_ct_series"
+    NO_RTSTRUCT = "no_rtstruct"
+    NO_MATCHING_ROI = "no_matching_roi"
+    BAD_GEOMETRY = "bad_slice_geometry"
+    UNREADABLE_FILE = "unreadable_file"
+    EMPTY_CONTOUR = "empty_contour"
+    MISSING_LABEL = "missing_label"
+    LABEL_UNDEFINED = "label_undefined"  # scope = a label: the patient stays in the cohort
+
+
+@dataclass(frozen=True)
+class CohortConfig:
+    """How imaging is matched and checked.
+
+    ``roi_pattern`` is a case-insensitive regex that must match the whole ROI name.
+    """
+
+    roi_pattern: str = r"\s*GTV-1\s*"
+    union_matching_rois: bool = False
+    min_gtv_voxels: int = 1
+    required_label: str = "deadstatus_event"
+    workers: int = 0
+
+
+class PatientExcluded(Exception):
+    def __init__(self, reason: Reason, detail: str):
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class CohortResult:
+    cohort: pd.DataFrame
+    report: pd.DataFrame
+    summary: dict
+    index: dicom_io.DicomIndex
+
+
+def inspect_patient_imaging(
+    patient_id: str, headers: Sequence[dicom_io.DicomHeader], config: CohortConfig
+) -> dict:
+    """Choose the CT series and ROI of one patient, read and check them, measure the GTV.
+
+    Returns the imaging columns of ``cohort.csv``; raises :class:`PatientExcluded`.
+    """
+    ct_series: dict[str, list[dicom_io.DicomHeader]] = {}
+    rtstructs = []
+    for header in headers:
+        if header.modality == "CT":
+            ct_series.setdefault(header.series_uid, []).append(header)
+        elif header.modality == "RTSTRUCT":
+            rtstructs.append(header)
+    if not ct_series:
+        modalities = sorted({h.modality for h in headers})
+        raise PatientExcluded(Reason.NO_CT, f"no CT image files; modalities present: {modalities}")
+    if not rtstructs:
+        raise PatientExcluded(
+            Reason.NO_RTSTRUCT,
+            f"no RTSTRUCT among {len(headers)} files; CT series: {sorted(ct_series)}",
+        )
+
+    candidates = []  # (rtstruct, ct series uid, how it was matched)
+    for rtstruct in sorted(rtstructs, key=lambda h: h.path):
+        referenced = [uid for uid in rtstruct.referenced_series_uids if uid in ct_series]
+        if referenced:
+            candidates.append((rtstruct, referenced[0], "referenced_series"))
+            continue
+        same_frame = [
+            uid
+            for uid, series in ct_series.items()
+            if series[0].frame_of_reference_uid in rtstruct.referenced_frame_uids
+        ]
+        if same_frame:
+            largest = max(same_frame, key=lambda uid: len(ct_series[uid]))
+            candidates.append((rtstruct, largest, "frame_of_reference"))
+    if not candidates:
+        wanted = sorted({uid for h in rtstructs for uid in h.referenced_series_uids})
+        raise PatientExcluded(
+            Reason.NO_CT,
+            f"the RTSTRUCT references CT series {wanted}, none of which is present "
+            f"(CT series present: {sorted(ct_series)})",
+        )
+
+    all_names: list[str] = []
+    chosen = None
+    for rtstruct, series_uid, matched_by in candidates:
+        rois, names = dicom_io.read_rtstruct_rois(rtstruct.path, config.roi_pattern)
+        all_names.extend(names)
+        if rois:
+            chosen = rtstruct, series_uid, matched_by, rois
+            break
+    if chosen is None:
+        raise PatientExcluded(
+            Reason.NO_MATCHING_ROI,
+            f"no ROI matches {config.roi_pattern!r}; ROIs present: {sorted(set(all_names))}",
+        )
+    rtstruct, series_uid, matched_by, rois = chosen
+    if not config.union_matching_rois:
+        rois = rois[:1]
+
+    try:
+        geometry = dicom_io.ct_series_geometry(ct_series[series_uid])
+    except dicom_io.SeriesGeometryError as error:
+        raise PatientExcluded(Reason.BAD_GEOMETRY, str(error)) from None
+    try:
+        volume = dicom_io.read_ct_volume(geometry, patient_id, series_uid)
+    except dicom_io.DicomReadError as error:
+        raise PatientExcluded(Reason.UNREADABLE_FILE, str(error)) from None
+
+    rasterised = dicom_io.roi_mask(geometry, rois)
+    gtv_voxels = int(rasterised.mask.sum())
+    roi_names = "+".join(roi.name for roi in rois)
+    if gtv_voxels < max(config.min_gtv_voxels, 1):
+        n_contours = sum(len(roi.contours_mm) for roi in rois)
+        raise PatientExcluded(
+            Reason.EMPTY_CONTOUR,
+            f"ROI {roi_names} covers {gtv_voxels} voxels (minimum {config.min_gtv_voxels}): "
+            f"{n_contours} closed contours, {rasterised.n_contours_degenerate} degenerate, "
+            f"{rasterised.n_contours_outside} outside the CT",
+        )
+    if rasterised.n_contours_outside:
+        log.warning(
+            "%s: %d contour(s) of %s lie outside the CT and were dropped",
+            patient_id,
+            rasterised.n_contours_outside,
+            roi_names,
+        )
+
+    zyx = np.nonzero(rasterised.mask)
+    bbox = [(int(axis.min()), int(axis.max()) + 1) for axis in zyx]
+    centroid_index_xyz = np.array([zyx[2].mean(), zyx[1].mean(), zyx[0].mean()])
+    centroid_mm = geometry.voxel_to_patient(centroid_index_xyz[None])[0]
+    ct_folders = {os.path.dirname(path) for path in geometry.paths}
+    first = ct_series[series_uid][0]
+    return {
+        "patient_id": patient_id,
+        "ct_study_uid": first.study_uid,
+        "ct_series_uid": series_uid,
+        "frame_of_reference_uid": first.frame_of_reference_uid,
+        "ct_matched_by": matched_by,
+        "ct_folder": ct_folders.pop()
+        if len(ct_folders) == 1
+        else os.path.commonpath(geometry.paths),
+        "n_ct_files": len(geometry.paths),
+        "rtstruct_path": rtstruct.path,
+        "rtstruct_sop_uid": rtstruct.sop_uid,
+        "roi_names": roi_names,
+        "shape_z": geometry.shape_zyx[0],
+        "shape_y": geometry.shape_zyx[1],
+        "shape_x": geometry.shape_zyx[2],
+        "spacing_z_mm": geometry.spacing_mm[0],
+        "spacing_y_mm": geometry.spacing_mm[1],
+        "spacing_x_mm": geometry.spacing_mm[2],
+        "gtv_voxels": gtv_voxels,
+        "gtv_volume_cm3": gtv_voxels * geometry.voxel_volume_mm3 / 1000.0,
+        "gtv_mean_hu": float(volume.hu[rasterised.mask].mean()),
+        "gtv_bbox_z0": bbox[0][0],
+        "gtv_bbox_z1": bbox[0][1],
+        "gtv_bbox_y0": bbox[1][0],
+        "gtv_bbox_y1": bbox[1][1],
+        "gtv_bbox_x0": bbox[2][0],
+        "gtv_bbox_x1": bbox[2][1],
+        "gtv_centroid_x_mm": float(centroid_mm[0]),
+        "gtv_centroid_y_mm": float(centroid_mm[1]),
+        "gtv_centroid_z_mm": float(centroid_mm[2]),
+    }
+
+
+def _inspect_or_exclude(task: tuple[str, list[dicom_io.DicomHeader], CohortConfig]) -> dict:
+    patient_id, headers, config = task
+    try:
+        return inspect_patient_imaging(patient_id, headers, config)
+    except PatientExcluded as excluded:
+        return {"patient_id": patient_id, "reason": excluded.reason, "detail": excluded.detail}
+    except Exception as error:  # one broken patient never stops the cohort
+        log.exception("%s: unexpected error while reading imaging", patient_id)
+        return {
+            "patient_id": patient_id,
+            "reason": Reason.UNREADABLE_FILE,
+            "detail": f"unexpected {type(error).__name__}: {error}",
+        }
+
+
+def build_cohort(
+    index: dicom_io.DicomIndex,
+    clinical: pd.DataFrame,
+    config: CohortConfig,
+    show_progress: bool = True,
+) -> CohortResult:
+    """Join an index of DICOM headers with the clinical table (see the module docstring)."""
+    if config.required_label not in LABELS:
+        raise ValueError(
+            f"required_label {config.required_label!r}: choose one of {sorted(LABELS)}"
+        )
+    exclusions: list[dict] = []
+
+    def exclude(patient_id: str, reason: Reason, detail: str, scope: str = "cohort") -> None:
+        exclusions.append(
+            {"patient_id": patient_id, "scope": scope, "reason": reason.value, "detail": detail}
+        )
+
+    headers_by_patient: dict[str, list[dicom_io.DicomHeader]] = {}
+    for header in index.headers:
+        if header.patient_id:
+            headers_by_patient.setdefault(header.patient_id, []).append(header)
+        else:
+            index.skipped.append(dicom_io.SkippedFile(header.path, f"{header.path}: no PatientID"))
+
+    counts = clinical["patient_id"].value_counts()
+    duplicated = set(counts[counts > 1].index)
+    for patient_id in sorted(duplicated):
+        exclude(
+            patient_id,
+            Reason.DUPLICATE_CLINICAL_ID,
+            f"{counts[patient_id]} rows in the clinical table; keep one and rerun",
+        )
+    clinical_ids = set(clinical["patient_id"]) - duplicated
+    for patient_id in sorted(set(headers_by_patient) - set(clinical["patient_id"])):
+        exclude(
+            patient_id,
+            Reason.NO_CLINICAL_ROW,
+            f"{len(headers_by_patient[patient_id])} DICOM files but no row in the clinical table",
+        )
+    for patient_id in sorted(clinical_ids - set(headers_by_patient)):
+        exclude(patient_id, Reason.NO_IMAGING, "clinical row but no DICOM file with this PatientID")
+
+    to_inspect = sorted(clinical_ids & set(headers_by_patient))
+    tasks = [(pid, headers_by_patient[pid], config) for pid in to_inspect]
+    workers = dicom_io._worker_count(config.workers, len(tasks), PARALLEL_MIN_PATIENTS)
+    imaging_rows = []
+    with tqdm(
+        total=len(tasks), desc="Reading CT + RTSTRUCT", unit="patient", disable=not show_progress
+    ) as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                results = list(_with_progress(pool.map(_inspect_or_exclude, tasks), bar))
+        else:
+            results = list(_with_progress(map(_inspect_or_exclude, tasks), bar))
+    for result in results:
+        if "reason" in result:
+            exclude(result["patient_id"], result["reason"], result["detail"])
+        else:
+            imaging_rows.append(result)
+
+    labelled, unlabelled = add_labels(clinical[clinical["patient_id"].isin(clinical_ids)])
+    imaging = pd.DataFrame(imaging_rows, columns=_IMAGING_COLUMNS)
+    cohort = labelled.merge(imaging, on="patient_id", how="inner")
+    missing = cohort[config.required_label].isna()
+    for patient_id in cohort.loc[missing, "patient_id"]:
+        detail = unlabelled.loc[
+            (unlabelled.patient_id == patient_id) & (unlabelled.label == config.required_label),
+            "detail",
+        ]
+        exclude(
+            patient_id, Reason.MISSING_LABEL, f"no {config.required_label} label: {detail.iloc[0]}"
+        )
+    cohort = cohort[~missing].sort_values("patient_id").reset_index(drop=True)
+    for row in unlabelled[unlabelled.patient_id.isin(cohort.patient_id)].itertuples():
+        exclude(row.patient_id, Reason.LABEL_UNDEFINED, row.detail, scope=row.label)
+
+    report = pd.DataFrame(exclusions, columns=["patient_id", "scope", "reason", "detail"])
+    report = (
+        report.assign(label_scope=report.scope != "cohort")
+        .sort_values(["label_scope", "scope", "patient_id"])
+        .drop(columns="label_scope")
+        .reset_index(drop=True)
+    )
+    summary = summarise(
+        cohort,
+        report,
+        index,
+        n_clinical_rows=len(clinical),
+        n_imaging_patients=len(headers_by_patient),
+    )
+    return CohortResult(cohort, report, summary, index)
+
+
+_IMAGING_COLUMNS = [
+    "patient_id",
+    "ct_study_uid",
+    "ct_series_uid",
+    "frame_of_reference_uid",
+    "ct_matched_by",
+    "ct_folder",
+    "n_ct_files",
+    "rtstruct_path",
+    "rtstruct_sop_uid",
+    "roi_names",
+    "shape_z",
+    "shape_y",
+    "shape_x",
+    "spacing_z_mm",
+    "spacing_y_mm",
+    "spacing_x_mm",
+    "gtv_voxels",
+    "gtv_volume_cm3",
+    "gtv_mean_hu",
+    "gtv_bbox_z0",
+    "gtv_bbox_z1",
+    "gtv_bbox_y0",
+    "gtv_bbox_y1",
+    "gtv_bbox_x0",
+    "gtv_bbox_x1",
+    "gtv_centroid_x_mm",
+    "gtv_centroid_y_mm",
+    "gtv_centroid_z_mm",
+]
+
+
+def _with_progress(results, bar):
+    for result in results:
+        bar.update(1)
+        yield result
+
+
+def summarise(
+    cohort: pd.DataFrame,
+    report: pd.DataFrame,
+    index: dicom_io.DicomIndex,
+    n_clinical_rows: int,
+    n_imaging_patients: int,
+) -> dict:
+    """Counts for the end-of-run summary and ``cleaning_report.json``."""
+    removed = report[report.scope == "cohort"]
+    return {
+        "n_files_indexed": len(index.headers),
+        "n_files_skipped": len(index.skipped),
+        "n_imaging_patients": n_imaging_patients,
+        "n_clinical_rows": n_clinical_rows,
+        "n_included": len(cohort),
+        "n_excluded": int(removed.patient_id.nunique()),
+        "excluded_by_reason": dict(Counter(removed.reason)),
+        "labels": {name: label_counts(cohort, name) for name in LABELS},
+    }
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"Indexed {summary['n_files_indexed']} DICOM files "
+        f"({summary['n_files_skipped']} skipped) for {summary['n_imaging_patients']} patients; "
+        f"{summary['n_clinical_rows']} clinical rows.",
+        f"Included {summary['n_included']} patients; excluded {summary['n_excluded']}.",
+    ]
+    lines += [
+        f"  excluded, {reason}: {count}"
+        for reason, count in sorted(summary["excluded_by_reason"].items())
+    ]
+    for name, counts in summary["labels"].items():
+        lines.append(
+            f"  label {name}: {counts['positive']} positive, {counts['negative']} negative, "
+            f"{counts['unlabelled']} without a label"
+        )
+    return "\n".join(lines)
+
+
+def write_outputs(result: CohortResult, config: CohortConfig, out_dir: str | os.PathLike) -> None:
+    """Write the cohort files atomically (a failed run never leaves half a file)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "dicom_index.csv", result.index.to_frame().to_csv(index=False))
+    skipped = pd.DataFrame([asdict(s) for s in result.index.skipped], columns=["path", "reason"])
+    write_text_atomic(out_dir / "skipped_files.csv", skipped.to_csv(index=False))
+    write_text_atomic(out_dir / "cleaning_report.csv", result.report.to_csv(index=False))
+    report_json = {
+        "summary": result.summary,
+        "exclusions": result.report.to_dict(orient="records"),
+        "skipped_files": skipped.to_dict(orient="records"),
+    }
+    write_text_atomic(out_dir / "cleaning_report.json", json.dumps(report_json, indent=2) + "\n")
+    save_config(config, out_dir / "cohort_config.json")
+    write_text_atomic(out_dir / "cohort.csv", result.cohort.to_csv(index=False))
+
+
+def run_cohort(
+    dicom_dir: str | os.PathLike,
+    clinical_csv: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: CohortConfig,
+    show_progress: bool = True,
+) -> CohortResult:
+    """Index ``dicom_dir``, read ``clinical_csv``, build the cohort and write it to ``out_dir``."""
+    clinical = read_clinical_csv(clinical_csv)
+    index = dicom_io.index_dicom_tree(
+        dicom_dir, workers=config.workers, show_progress=show_progress
+    )
+    result = build_cohort(index, clinical, config, show_progress=show_progress)
+    write_outputs(result, config, out_dir)
+    return result
+
+
+def load_cohort(out_dir: str | os.PathLike) -> pd.DataFrame:
+    """Read a ``cohort.csv`` written by :func:`run_cohort` with its dtypes."""
+    return pd.read_csv(
+        Path(out_dir) / "cohort.csv",
+        dtype={"patient_id": str},
+        keep_default_na=False,
+        na_values=[""],
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nsclc_engine.cohort",
+        description="Build the cohort (cohort.csv) and cleaning report from DICOM + clinical CSV.",
+    )
+    parser.add_argument("--dicom", required=True, help="folder with the DICOM files, any layout")
+    parser.add_argument("--clinical", required=True, help="Lung1 clinical CSV (v3 columns)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--config", help="CohortConfig JSON file")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key ({', '.join(CohortConfig.__dataclass_fields__)})",
+    )
+    parser.add_argument("--roi-pattern", help="ROI name regex (case-insensitive, full match)")
+    parser.add_argument(
+        "--union-rois",
+        action="store_true",
+        help="take the union of all matching ROIs, e.g. with --roi-pattern 'GTV.*'",
+    )
+    parser.add_argument("--workers", type=int, help="processes (0 = all cores, 1 = serial)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+
+    overrides = list(args.set)
+    if args.roi_pattern is not None:
+        overrides.append(f"roi_pattern={args.roi_pattern}")
+    if args.union_rois:
+        overrides.append("union_matching_rois=true")
+    if args.workers is not None:
+        overrides.append(f"workers={args.workers}")
+    try:
+        config = load_config(CohortConfig, args.config, overrides)
+        result = run_cohort(
+            args.dicom, args.clinical, args.out, config, show_progress=not args.quiet
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(result.summary))
+    print(f"Wrote cohort.csv and cleaning_report.csv/.json to {args.out}")
+    if result.cohort.empty:
+        print(
+            f"error: no usable patient in {args.dicom}: see "
+            f"{Path(args.out) / 'cleaning_report.csv'} "
+            "for why each patient was excluded",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

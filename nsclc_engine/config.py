@@ -1,0 +1,96 @@
+"""Stage configs: frozen dataclasses, built from defaults -> a JSON file -> ``key=value`` overrides.
+
+Every stage saves its config as JSON beside its outputs, so a result can be rebuilt from its
+folder alone. Unknown keys are errors that list the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+ConfigT = TypeVar("ConfigT")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Any, path: str | os.PathLike) -> None:
+    """Write the config as JSON (with its class name) atomically."""
+    payload = {"config_class": type(config).__name__, **config_to_dict(config)}
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def load_config(
+    config_class: type[ConfigT],
+    path: str | os.PathLike | None = None,
+    overrides: typing.Sequence[str] = (),
+) -> ConfigT:
+    """Defaults, then the JSON file at ``path``, then ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        loaded = json.loads(Path(path).read_text())
+        loaded.pop("config_class", None)
+        values.update(_checked(config_class, loaded, source=str(path)))
+    for override in overrides:
+        key, separator, raw = override.partition("=")
+        if not separator:
+            raise ValueError(f"override {override!r} is not key=value")
+        key = key.strip()
+        _checked(config_class, {key: None}, source="--set")
+        values[key] = _parse(raw.strip(), _field_types(config_class)[key], key)
+    return config_class(**values)
+
+
+def _field_types(config_class: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(config_class)
+    return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
+
+
+def _checked(config_class: type, values: dict[str, Any], source: str) -> dict[str, Any]:
+    valid = _field_types(config_class)
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown {config_class.__name__} key(s) {unknown}; "
+            f"valid keys: {sorted(valid)}"
+        )
+    return values
+
+
+def _parse(raw: str, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if raw.lower() in ("none", "null"):
+            return None
+        annotation = options[0]
+    if annotation is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{key}={raw!r}: expected true or false")
+    if annotation in (int, float):
+        try:
+            return annotation(raw)
+        except ValueError:
+            raise ValueError(f"{key}={raw!r}: expected a {annotation.__name__}") from None
+    if annotation is str:
+        return raw
+    return json.loads(raw)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

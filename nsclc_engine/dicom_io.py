@@ -1,0 +1,462 @@
+"""DICOM reading: the only module of the engine that touches pydicom and SimpleITK.
+
+Three layers, from cheap to expensive:
+
+1. :func:`index_dicom_tree` walks a folder of any layout and reads headers only
+   (``stop_before_pixels``), in parallel; unreadable and non-DICOM files are skipped and listed.
+2. :func:`ct_series_geometry` checks a CT series from its headers alone (one orientation, one
+   pixel grid, evenly spaced slices ordered along the slice normal) and fixes the file order.
+3. :func:`read_ct_volume` reads the pixels in Hounsfield units; :func:`read_rtstruct_rois`
+   reads contours, and :func:`roi_mask` rasterises them onto the CT grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from nsclc_engine.contours import RasterisedRoi, rasterise_contours
+
+log = logging.getLogger(__name__)
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+
+# geometry tolerances: positions in mm, direction cosines unitless
+POSITION_TOLERANCE_MM = 0.01
+ORIENTATION_TOLERANCE = 1e-4
+SLICE_GAP_TOLERANCE = 0.1  # relative deviation of a slice step from the median step
+PARALLEL_MIN_FILES = 400  # below this, process start-up costs more than it saves
+
+
+class DicomReadError(ValueError):
+    """A file could not be read; the message names the file and what was wrong."""
+
+
+class SeriesGeometryError(ValueError):
+    """A CT series whose slices do not form one regular volume."""
+
+
+@dataclass(frozen=True)
+class DicomHeader:
+    """What the index keeps of one file (headers only)."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    modality: str
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    frame_of_reference_uid: str = ""
+    instance_number: int | None = None
+    image_position_mm: tuple[float, float, float] | None = None
+    image_orientation: tuple[float, ...] | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
+    rows: int | None = None
+    columns: int | None = None
+    referenced_series_uids: tuple[str, ...] = ()
+    referenced_frame_uids: tuple[str, ...] = ()
+    roi_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class DicomIndex:
+    headers: list[DicomHeader] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per indexed file; tuples are written as ``|``-joined strings."""
+        columns = list(DicomHeader.__dataclass_fields__)
+        rows = []
+        for header in self.headers:
+            row = {}
+            for name in columns:
+                value = getattr(header, name)
+                if isinstance(value, tuple):
+                    value = "|".join(str(v) for v in value)
+                row[name] = value
+            rows.append(row)
+        return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class SeriesGeometry:
+    """A checked CT series: files ordered along the slice normal and the voxel grid.
+
+    Arrays built from it are indexed ``[z, y, x]``; ``spacing_mm`` is ``(z, y, x)``;
+    ``direction`` has one row per array axis in (x, y, z) order, each a unit vector in patient
+    coordinates (mm), so ``patient = origin + direction.T @ (index_xyz * spacing_xyz)``.
+    """
+
+    paths: tuple[str, ...]
+    sop_uids: tuple[str, ...]
+    shape_zyx: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float]
+    direction: tuple[tuple[float, float, float], ...]
+
+    def patient_to_voxel(self, points_mm: np.ndarray) -> np.ndarray:
+        """Patient coordinates ``(n, 3)`` mm -> continuous voxel indices ``(n, 3)`` as (x, y, z)."""
+        offset = np.asarray(points_mm, dtype=np.float64) - np.asarray(self.origin_mm)
+        spacing_xyz = np.asarray(self.spacing_mm[::-1])
+        return offset @ np.asarray(self.direction).T / spacing_xyz
+
+    def voxel_to_patient(self, index_xyz: np.ndarray) -> np.ndarray:
+        """Continuous voxel indices ``(n, 3)`` as (x, y, z) -> patient coordinates (mm)."""
+        spacing_xyz = np.asarray(self.spacing_mm[::-1])
+        scaled = np.asarray(index_xyz, dtype=np.float64) * spacing_xyz
+        return scaled @ np.asarray(self.direction) + np.asarray(self.origin_mm)
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(np.prod(self.spacing_mm))
+
+
+@dataclass(frozen=True)
+class CtVolume:
+    """A CT series in Hounsfield units, ``hu[z, y, x]`` float32, with its grid."""
+
+    hu: np.ndarray
+    geometry: SeriesGeometry
+    patient_id: str
+    series_uid: str
+
+
+@dataclass(frozen=True)
+class RoiContours:
+    """Closed planar contours of one ROI in patient coordinates, each ``(n, 3)`` mm."""
+
+    name: str
+    number: int
+    contours_mm: tuple[np.ndarray, ...]
+
+
+def read_header(path: str | os.PathLike) -> DicomHeader:
+    """Read one file's header (no pixel data). Raises :class:`DicomReadError`."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = str(path)
+    stat = os.stat(path)
+    if stat.st_size == 0:
+        raise DicomReadError(f"{path}: empty file (0 bytes)")
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        raise DicomReadError(f"{path}: not a DICOM file (no DICM preamble)") from None
+    except Exception as error:  # pydicom raises many types on damaged files
+        raise DicomReadError(f"{path}: unreadable DICOM header ({error})") from None
+    modality = str(ds.get("Modality", "")).upper()
+    if not ds.get("SOPInstanceUID") or not modality:
+        raise DicomReadError(f"{path}: DICOM file without SOPInstanceUID or Modality")
+
+    referenced_series: list[str] = []
+    referenced_frames: list[str] = []
+    roi_names: list[str] = []
+    if modality == "RTSTRUCT":
+        for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
+            referenced_frames.append(str(frame.get("FrameOfReferenceUID", "")))
+            for study in frame.get("RTReferencedStudySequence", []):
+                for series in study.get("RTReferencedSeriesSequence", []):
+                    referenced_series.append(str(series.get("SeriesInstanceUID", "")))
+        roi_names = [str(roi.get("ROIName", "")) for roi in ds.get("StructureSetROISequence", [])]
+
+    return DicomHeader(
+        path=path,
+        size_bytes=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        modality=modality,
+        patient_id=str(ds.get("PatientID", "")).strip(),
+        study_uid=str(ds.get("StudyInstanceUID", "")),
+        series_uid=str(ds.get("SeriesInstanceUID", "")),
+        sop_uid=str(ds.SOPInstanceUID),
+        sop_class_uid=str(ds.get("SOPClassUID", "")),
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
+        instance_number=_optional_int(ds.get("InstanceNumber")),
+        image_position_mm=_optional_floats(ds.get("ImagePositionPatient"), 3),
+        image_orientation=_optional_floats(ds.get("ImageOrientationPatient"), 6),
+        pixel_spacing_mm=_optional_floats(ds.get("PixelSpacing"), 2),
+        rows=_optional_int(ds.get("Rows")),
+        columns=_optional_int(ds.get("Columns")),
+        referenced_series_uids=tuple(uid for uid in referenced_series if uid),
+        referenced_frame_uids=tuple(uid for uid in referenced_frames if uid),
+        roi_names=tuple(roi_names),
+    )
+
+
+def _read_header_or_skip(path: str) -> DicomHeader | SkippedFile:
+    try:
+        return read_header(path)
+    except (DicomReadError, OSError) as error:
+        return SkippedFile(path, str(error))
+
+
+def list_files(root: str | os.PathLike) -> list[str]:
+    """Every regular file under ``root``, in a stable order, hidden files and folders skipped."""
+    root = Path(os.path.abspath(root))
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder; pass the folder holding the DICOM files")
+    paths: list[str] = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        paths.extend(
+            os.path.join(folder, name) for name in sorted(files) if not name.startswith(".")
+        )
+    return paths
+
+
+def index_dicom_tree(
+    root: str | os.PathLike, workers: int = 0, show_progress: bool = True
+) -> DicomIndex:
+    """Index every DICOM file under ``root`` by header (any folder layout).
+
+    ``workers``: processes to use; 0 picks the CPU count, 1 reads serially. Files that are not
+    DICOM, empty or unreadable are skipped with a warning naming them.
+    """
+    paths = list_files(root)
+    index = DicomIndex()
+    worker_count = _worker_count(workers, len(paths), PARALLEL_MIN_FILES)
+    with tqdm(
+        total=len(paths), desc="Indexing DICOM headers", unit="file", disable=not show_progress
+    ) as bar:
+        if worker_count > 1:
+            with ProcessPoolExecutor(worker_count) as pool:
+                results: Iterable = pool.map(_read_header_or_skip, paths, chunksize=64)
+                _collect(results, index, bar)
+        else:
+            _collect(map(_read_header_or_skip, paths), index, bar)
+    for skipped in index.skipped:
+        log.warning("skipped %s", skipped.reason)
+    return index
+
+
+def _collect(results: Iterable, index: DicomIndex, bar) -> None:
+    for result in results:
+        if isinstance(result, SkippedFile):
+            index.skipped.append(result)
+        else:
+            index.headers.append(result)
+        bar.update(1)
+
+
+def _worker_count(requested: int, n_tasks: int, parallel_min: int) -> int:
+    if requested == 1 or n_tasks < parallel_min:
+        return 1
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(1, min(requested or available, available, n_tasks))
+
+
+def ct_series_geometry(headers: Sequence[DicomHeader]) -> SeriesGeometry:
+    """Order a CT series along its slice normal and check it forms one regular grid.
+
+    Raises :class:`SeriesGeometryError` naming the series and the problem: missing position or
+    orientation, mixed orientations or pixel grids, two slices at one position, a gap (missing
+    slice) or a sheared stack.
+    """
+    if not headers:
+        raise SeriesGeometryError("empty CT series")
+    series = headers[0].series_uid
+    for header in headers:
+        if header.image_position_mm is None or header.image_orientation is None:
+            raise SeriesGeometryError(
+                f"series {series}: {header.path} has no ImagePositionPatient or "
+                "ImageOrientationPatient, so slices cannot be placed"
+            )
+        if header.pixel_spacing_mm is None or not header.rows or not header.columns:
+            raise SeriesGeometryError(
+                f"series {series}: {header.path} has no PixelSpacing/Rows/Columns"
+            )
+    orientations = np.array([h.image_orientation for h in headers])
+    if np.abs(orientations - orientations[0]).max() > ORIENTATION_TOLERANCE:
+        odd = headers[int(np.abs(orientations - orientations[0]).max(axis=1).argmax())]
+        raise SeriesGeometryError(
+            f"series {series}: inconsistent ImageOrientationPatient "
+            f"({odd.path} has {odd.image_orientation}, first slice {headers[0].image_orientation})"
+        )
+    grids = {(h.rows, h.columns, h.pixel_spacing_mm) for h in headers}
+    if len(grids) > 1:
+        raise SeriesGeometryError(
+            f"series {series}: slices with different Rows/Columns/PixelSpacing: {sorted(grids)}"
+        )
+    row_direction = np.array(orientations[0][:3])
+    column_direction = np.array(orientations[0][3:])
+    normal = np.cross(row_direction, column_direction)
+    if abs(np.linalg.norm(normal) - 1.0) > 1e-3:
+        raise SeriesGeometryError(f"series {series}: ImageOrientationPatient is not orthonormal")
+
+    positions = np.array([h.image_position_mm for h in headers], dtype=np.float64)
+    along_normal = positions @ normal
+    order = np.argsort(along_normal, kind="stable")
+    positions, along_normal = positions[order], along_normal[order]
+    ordered = [headers[i] for i in order]
+    if len(ordered) < 2:
+        raise SeriesGeometryError(f"series {series}: a single slice is not a volume")
+    steps = np.diff(along_normal)
+    duplicate = np.flatnonzero(steps < POSITION_TOLERANCE_MM)
+    if duplicate.size:
+        first, second = ordered[duplicate[0]], ordered[duplicate[0] + 1]
+        raise SeriesGeometryError(
+            f"series {series}: two slices at the same position {along_normal[duplicate[0]]:.2f} mm "
+            f"({first.path}, {second.path}); remove the duplicate file"
+        )
+    slice_step = float(np.median(steps))
+    irregular = np.flatnonzero(np.abs(steps - slice_step) > SLICE_GAP_TOLERANCE * slice_step)
+    if irregular.size:
+        at = irregular[0]
+        raise SeriesGeometryError(
+            f"series {series}: uneven slice spacing ({steps[at]:.2f} mm between "
+            f"{ordered[at].path} and {ordered[at + 1].path}, median {slice_step:.2f} mm); "
+            "a slice is missing or the series mixes reconstructions"
+        )
+    in_plane_drift = (positions - positions[0]) - np.outer(along_normal - along_normal[0], normal)
+    if np.abs(in_plane_drift).max() > max(0.1 * min(ordered[0].pixel_spacing_mm), 0.05):
+        raise SeriesGeometryError(
+            f"series {series}: slice positions drift in-plane (gantry tilt or shear); "
+            "resample the series to an orthogonal grid first"
+        )
+    row_spacing, column_spacing = ordered[
+        0
+    ].pixel_spacing_mm  # DICOM: (between rows, between columns)
+    return SeriesGeometry(
+        paths=tuple(h.path for h in ordered),
+        sop_uids=tuple(h.sop_uid for h in ordered),
+        shape_zyx=(len(ordered), int(ordered[0].rows), int(ordered[0].columns)),
+        spacing_mm=(slice_step, float(row_spacing), float(column_spacing)),
+        origin_mm=tuple(float(v) for v in positions[0]),
+        direction=tuple(
+            tuple(float(v) for v in axis) for axis in (row_direction, column_direction, normal)
+        ),
+    )
+
+
+def read_ct_volume(
+    geometry: SeriesGeometry, patient_id: str = "", series_uid: str = ""
+) -> CtVolume:
+    """Read the pixels of a checked series in Hounsfield units (per-slice rescale applied).
+
+    Raises :class:`DicomReadError` naming the first file that is unreadable or truncated.
+    """
+    import pydicom
+
+    hu = np.empty(geometry.shape_zyx, dtype=np.float32)
+    for z, path in enumerate(geometry.paths):
+        try:
+            ds = pydicom.dcmread(path)
+            pixels = ds.pixel_array
+        except Exception as error:
+            raise DicomReadError(f"{path}: unreadable or truncated pixel data ({error})") from None
+        if pixels.shape != geometry.shape_zyx[1:]:
+            raise DicomReadError(
+                f"{path}: pixel array {pixels.shape} does not match Rows/Columns "
+                f"{geometry.shape_zyx[1:]}"
+            )
+        if "RescaleSlope" not in ds or "RescaleIntercept" not in ds:
+            raise DicomReadError(
+                f"{path}: no RescaleSlope/RescaleIntercept, so values cannot be read "
+                "as Hounsfield units"
+            )
+        hu[z] = pixels * np.float32(ds.RescaleSlope) + np.float32(ds.RescaleIntercept)
+    return CtVolume(hu, geometry, patient_id, series_uid)
+
+
+def read_ct_volume_sitk(geometry: SeriesGeometry) -> np.ndarray:
+    """The same volume read by SimpleITK/GDCM in the same slice order: ``[z, y, x]`` float32.
+
+    Kept as a cross-check of :func:`read_ct_volume` and for the reader benchmark.
+    """
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(list(geometry.paths))
+    return sitk.GetArrayFromImage(reader.Execute()).astype(np.float32, copy=False)
+
+
+def read_rtstruct_rois(
+    path: str | os.PathLike, name_pattern: str
+) -> tuple[list[RoiContours], list[str]]:
+    """ROIs of an RTSTRUCT whose name fully matches ``name_pattern`` (case-insensitive regex).
+
+    Returns ``(matching ROIs, all ROI names)``. Only CLOSED_PLANAR contours are kept.
+    """
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path))
+    except Exception as error:
+        raise DicomReadError(f"{path}: unreadable RTSTRUCT ({error})") from None
+    pattern = re.compile(name_pattern, re.IGNORECASE)
+    names = {int(roi.ROINumber): str(roi.ROIName) for roi in ds.get("StructureSetROISequence", [])}
+    wanted = {number: name for number, name in names.items() if pattern.fullmatch(name)}
+    rois = []
+    for roi_contour in ds.get("ROIContourSequence", []):
+        number = int(roi_contour.ReferencedROINumber)
+        if number not in wanted:
+            continue
+        contours = []
+        for contour in roi_contour.get("ContourSequence", []):
+            if str(contour.get("ContourGeometricType", "")).upper() != "CLOSED_PLANAR":
+                continue
+            data = np.asarray(contour.get("ContourData", []), dtype=np.float64)
+            contours.append(data.reshape(-1, 3) if data.size % 3 == 0 else np.empty((0, 3)))
+        rois.append(RoiContours(wanted[number], number, tuple(contours)))
+    listed = {roi.number for roi in rois}
+    rois.extend(
+        RoiContours(name, number, ()) for number, name in wanted.items() if number not in listed
+    )
+    return sorted(rois, key=lambda roi: roi.number), list(names.values())
+
+
+def roi_mask(geometry: SeriesGeometry, rois: Sequence[RoiContours]) -> RasterisedRoi:
+    """Union of the ROIs rasterised onto the CT grid (see :mod:`nsclc_engine.contours`).
+
+    Each ROI is rasterised on its own and the masks OR-ed: XOR (holes) applies within one ROI
+    only, so overlapping GTVs do not cancel.
+    """
+    mask = np.zeros(geometry.shape_zyx, dtype=bool)
+    used = degenerate = outside = 0
+    for roi in rois:
+        contours_voxel = [
+            geometry.patient_to_voxel(points) if len(points) else points
+            for points in roi.contours_mm
+        ]
+        rasterised = rasterise_contours(contours_voxel, geometry.shape_zyx)
+        mask |= rasterised.mask
+        used += rasterised.n_contours_used
+        degenerate += rasterised.n_contours_degenerate
+        outside += rasterised.n_contours_outside
+    return RasterisedRoi(mask, used, degenerate, outside)
+
+
+def _optional_int(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _optional_floats(value, length: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        floats = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return floats if len(floats) == length else None
