@@ -447,6 +447,19 @@ def load_cohort(out_dir: str | os.PathLike) -> pd.DataFrame:
     )
 
 
+def load_cleaning_report(out_dir: str | os.PathLike) -> dict:
+    """``cleaning_report.json`` of a cohort folder: summary, exclusions, skipped files."""
+    return json.loads((Path(out_dir) / "cleaning_report.json").read_text())
+
+
+def exclusions_by_reason(report: pd.DataFrame) -> pd.DataFrame:
+    """Exclusion counts per (scope, reason), cohort-level first, for display."""
+    counts = report.groupby(["scope", "reason"]).size().rename("patients").reset_index()
+    counts["cohort_level"] = counts.scope == "cohort"
+    counts = counts.sort_values(["cohort_level", "patients"], ascending=[False, False])
+    return counts.drop(columns="cohort_level").reset_index(drop=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nsclc_engine.cohort",

@@ -386,7 +386,8 @@ def read_ct_volume_sitk(geometry: SeriesGeometry) -> np.ndarray:
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(geometry.paths))
-    return sitk.GetArrayFromImage(reader.Execute()).astype(np.float32, copy=False)
+    reader.SetOutputPixelType(sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(reader.Execute())
 
 
 def read_rtstruct_rois(

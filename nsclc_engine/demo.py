@@ -1,0 +1,97 @@
+"""The embedded demo: a synthetic cohort written as DICOM, then read back by the cohort stage.
+
+``python -m nsclc_engine.demo`` builds ``<artifacts>/demo/source`` (DICOM + clinical CSV) and
+``<artifacts>/demo/cohort`` (cohort.csv, cleaning report) once; later runs reuse them.
+The artifacts folder is ``artifacts/`` beside the package, or ``$NSCLC_ARTIFACTS_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsclc_engine.cohort import CohortConfig, CohortResult, format_summary, run_cohort
+from nsclc_engine.synth import SynthConfig, write_cohort
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def artifacts_dir() -> Path:
+    """Where runs, caches and the demo live: ``$NSCLC_ARTIFACTS_DIR`` or ``<project>/artifacts``."""
+    return Path(os.environ.get("NSCLC_ARTIFACTS_DIR", PROJECT_ROOT / "artifacts"))
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    root: Path
+
+    @property
+    def source(self) -> Path:
+        return self.root / "source"
+
+    @property
+    def dicom(self) -> Path:
+        return self.source / "dicom"
+
+    @property
+    def clinical_csv(self) -> Path:
+        return self.source / "clinical.csv"
+
+    @property
+    def cohort(self) -> Path:
+        return self.root / "cohort"
+
+    def is_built(self) -> bool:
+        return (self.cohort / "cohort.csv").is_file() and (
+            self.source / "synth_metadata.json"
+        ).is_file()
+
+
+def demo_paths(artifacts: str | os.PathLike | None = None) -> DemoPaths:
+    return DemoPaths((Path(artifacts) if artifacts is not None else artifacts_dir()) / "demo")
+
+
+def build_demo(
+    artifacts: str | os.PathLike | None = None,
+    synth_config: SynthConfig | None = None,
+    force: bool = False,
+    show_progress: bool = True,
+) -> CohortResult | None:
+    """Write the synthetic cohort and build its cohort; ``None`` when already built."""
+    paths = demo_paths(artifacts)
+    if paths.is_built() and not force:
+        return None
+    if paths.root.exists():
+        shutil.rmtree(paths.root)  # only our own generated demo folder, never user data
+    write_cohort(synth_config or SynthConfig(), paths.source, show_progress=show_progress)
+    return run_cohort(
+        paths.dicom, paths.clinical_csv, paths.cohort, CohortConfig(), show_progress=show_progress
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nsclc_engine.demo", description="Build the embedded demo cohort once."
+    )
+    parser.add_argument(
+        "--artifacts", help="artifacts folder (default: $NSCLC_ARTIFACTS_DIR or ./artifacts)"
+    )
+    parser.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    args = parser.parse_args(argv)
+    paths = demo_paths(args.artifacts)
+    result = build_demo(args.artifacts, force=args.force)
+    if result is None:
+        print(f"Demo cohort already built in {paths.root} (use --force to rebuild).")
+    else:
+        print(format_summary(result.summary))
+        print(f"Demo cohort written to {paths.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

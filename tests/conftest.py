@@ -1,0 +1,72 @@
+"""Shared fixtures: the real Lung1 files from ../shared and tiny synthetic cohorts."""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from nsclc_engine.cohort import CohortConfig, run_cohort
+from nsclc_engine.synth import SynthConfig, write_cohort
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+LUNG1_CASE = SHARED / "data" / "lung1-dicom-rt" / "LUNG1-001_20180209_CT.tar.xz"
+LUNG1_CLINICAL = (
+    SHARED / "data" / "lung1-clinical-v3" / "NSCLC Radiomics Lung1.clinical-version3-Oct 2019.csv"
+)
+LUNG1_FEATURES = SHARED / "data" / "lung1-pmtoolbox-features" / "extracted_features.csv"
+
+# a tiny but complete chest: 48 x 48 pixels of 8 mm, 16 slices of 12 mm (384 x 384 x 192 mm)
+TINY = SynthConfig(
+    n_patients=3,
+    seed=7,
+    rows=48,
+    pixel_spacing_mm=8.0,
+    n_slices=16,
+    slice_thickness_mm=12.0,
+    defects="none",
+    workers=1,
+)
+
+
+def require_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: these tests need the project's ../shared data folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lung1_dir(tmp_path_factory) -> Path:
+    """LUNG1-001 unpacked once per session into a temporary folder (flat: CT, RTSTRUCT, ...)."""
+    archive = require_shared(LUNG1_CASE)
+    target = tmp_path_factory.mktemp("lung1")
+    with tarfile.open(archive, "r:xz") as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+@pytest.fixture(scope="session")
+def lung1_clinical() -> Path:
+    return require_shared(LUNG1_CLINICAL)
+
+
+def build_synthetic(root: Path, **changes):
+    """Write a tiny synthetic cohort under ``root`` and build its cohort (serially, quietly)."""
+    config = replace(TINY, **changes)
+    metadata = write_cohort(config, root / "source", show_progress=False)
+    result = run_cohort(
+        root / "source" / "dicom",
+        root / "source" / "clinical.csv",
+        root / "cohort",
+        CohortConfig(workers=1),
+        show_progress=False,
+    )
+    return config, metadata, result
+
+
+@pytest.fixture(scope="session")
+def clean_tiny(tmp_path_factory):
+    """The three-patient tiny cohort without defects: (config, metadata, result)."""
+    return build_synthetic(tmp_path_factory.mktemp("clean_tiny"))
