@@ -141,7 +141,8 @@ def inspect_patient_imaging(
     if chosen is None:
         raise PatientExcluded(
             Reason.NO_MATCHING_ROI,
-            f"no ROI matches {config.roi_pattern!r}; ROIs present: {sorted(set(all_names))}",
+            f"no ROI name matches the pattern {config.roi_pattern}; "
+            f"ROIs present: {sorted(set(all_names))}",
         )
     rtstruct, series_uid, matched_by, rois = chosen
     if not config.union_matching_rois:
