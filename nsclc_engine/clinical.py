@@ -40,6 +40,7 @@ COLUMN_NAMES = {
     "deadstatus.event": "deadstatus_event",
 }
 OS_2Y_HORIZON_DAYS = 730
+INTEGER_COLUMNS = ("t_stage", "n_stage", "m_stage", "survival_time_days", "deadstatus_event")
 
 
 @dataclass(frozen=True)
@@ -103,17 +104,20 @@ def read_clinical_csv(path: str | os.PathLike) -> pd.DataFrame:
         )
     table = table[list(V3_COLUMNS)].rename(columns=COLUMN_NAMES)
     table["patient_id"] = table["patient_id"].astype(str).str.strip()
-    for column in (
-        "age_years",
-        "t_stage",
-        "n_stage",
-        "m_stage",
-        "survival_time_days",
-        "deadstatus_event",
-    ):
-        table[column] = pd.to_numeric(table[column], errors="coerce")
-    for column in ("t_stage", "n_stage", "m_stage", "survival_time_days", "deadstatus_event"):
-        table[column] = table[column].astype("Int64")
+    source_names = {new: old for old, new in COLUMN_NAMES.items()}
+    for column in ("age_years", *INTEGER_COLUMNS):
+        numeric = pd.to_numeric(table[column], errors="coerce")
+        bad = numeric.isna() & table[column].notna()
+        if column in INTEGER_COLUMNS:
+            bad |= numeric.notna() & (numeric % 1 != 0)
+        if bad.any():
+            examples = dict(zip(table.loc[bad, "patient_id"], table.loc[bad, column], strict=True))
+            kind = "whole numbers" if column in INTEGER_COLUMNS else "numbers"
+            raise ValueError(
+                f"{path}: column {source_names[column]} must hold {kind} or NA; "
+                f"patients {list(examples)[:10]} have {list(examples.values())[:10]}"
+            )
+        table[column] = numeric.astype("Int64") if column in INTEGER_COLUMNS else numeric
     bad_event = table["deadstatus_event"].notna() & ~table["deadstatus_event"].isin([0, 1])
     if bad_event.any():
         raise ValueError(

@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -69,6 +70,18 @@ class CohortConfig:
     required_label: str = "deadstatus_event"
     workers: int = 0
 
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.roi_pattern)
+        except re.error as error:
+            raise ValueError(
+                f"roi_pattern {self.roi_pattern!r} is not a valid regex: {error}"
+            ) from None
+        if self.required_label not in LABELS:
+            raise ValueError(
+                f"required_label {self.required_label!r}: choose one of {sorted(LABELS)}"
+            )
+
 
 class PatientExcluded(Exception):
     def __init__(self, reason: Reason, detail: str):
@@ -86,11 +99,16 @@ class CohortResult:
 
 
 def inspect_patient_imaging(
-    patient_id: str, headers: Sequence[dicom_io.DicomHeader], config: CohortConfig
+    patient_id: str,
+    headers: Sequence[dicom_io.DicomHeader],
+    config: CohortConfig,
+    skipped_by_series: dict[str, list[dicom_io.SkippedFile]] | None = None,
 ) -> dict:
     """Choose the CT series and ROI of one patient, read and check them, measure the GTV.
 
-    Returns the imaging columns of ``cohort.csv``; raises :class:`PatientExcluded`.
+    ``skipped_by_series``: files that could not be indexed, by the CT series whose folder
+    holds them (a damaged slice is otherwise invisible). Returns the imaging columns of
+    ``cohort.csv``; raises :class:`PatientExcluded`.
     """
     ct_series: dict[str, list[dicom_io.DicomHeader]] = {}
     rtstructs = []
@@ -108,7 +126,7 @@ def inspect_patient_imaging(
             f"no RTSTRUCT among {len(headers)} files; CT series: {sorted(ct_series)}",
         )
 
-    candidates = []  # (rtstruct, ct series uid, how it was matched)
+    candidates = []  # (rtstruct, ct series uid, how it was matched); series references first
     for rtstruct in sorted(rtstructs, key=lambda h: h.path):
         referenced = [uid for uid in rtstruct.referenced_series_uids if uid in ct_series]
         if referenced:
@@ -122,6 +140,7 @@ def inspect_patient_imaging(
         if same_frame:
             largest = max(same_frame, key=lambda uid: len(ct_series[uid]))
             candidates.append((rtstruct, largest, "frame_of_reference"))
+    candidates.sort(key=lambda candidate: candidate[2] != "referenced_series")
     if not candidates:
         wanted = sorted({uid for h in rtstructs for uid in h.referenced_series_uids})
         raise PatientExcluded(
@@ -130,28 +149,50 @@ def inspect_patient_imaging(
             f"(CT series present: {sorted(ct_series)})",
         )
 
+    # the first candidate whose matching ROIs hold contours; else the first with a matching name
     all_names: list[str] = []
-    chosen = None
+    matching = []
     for rtstruct, series_uid, matched_by in candidates:
-        rois, names = dicom_io.read_rtstruct_rois(rtstruct.path, config.roi_pattern)
+        try:
+            rois, names = dicom_io.read_rtstruct_rois(rtstruct.path, config.roi_pattern)
+        except dicom_io.DicomReadError as error:
+            raise PatientExcluded(Reason.UNREADABLE_FILE, str(error)) from None
         all_names.extend(names)
         if rois:
-            chosen = rtstruct, series_uid, matched_by, rois
-            break
-    if chosen is None:
+            matching.append((rtstruct, series_uid, matched_by, rois))
+    if not matching:
         raise PatientExcluded(
             Reason.NO_MATCHING_ROI,
             f"no ROI name matches the pattern {config.roi_pattern}; "
             f"ROIs present: {sorted(set(all_names))}",
         )
-    rtstruct, series_uid, matched_by, rois = chosen
-    if not config.union_matching_rois:
+    with_contours = [m for m in matching if any(len(roi.contours_mm) for roi in m[3])]
+    rtstruct, series_uid, matched_by, rois = (with_contours or matching)[0]
+    if not config.union_matching_rois and len(rois) > 1:
+        log.warning(
+            "%s: %d ROIs match %s (%s); using %s (set union_matching_rois to combine them)",
+            patient_id, len(rois), config.roi_pattern, [roi.name for roi in rois], rois[0].name,
+        )  # fmt: skip
         rois = rois[:1]
 
+    unreadable = (skipped_by_series or {}).get(series_uid, [])
+    if unreadable:
+        raise PatientExcluded(
+            Reason.UNREADABLE_FILE,
+            f"{len(unreadable)} file(s) in the folder of CT series {series_uid} could not be "
+            f"read: {unreadable[0].reason}",
+        )
     try:
         geometry = dicom_io.ct_series_geometry(ct_series[series_uid])
     except dicom_io.SeriesGeometryError as error:
         raise PatientExcluded(Reason.BAD_GEOMETRY, str(error)) from None
+    missing = rtstruct.images_referenced_in(series_uid) - set(geometry.sop_uids)
+    if missing:
+        raise PatientExcluded(
+            Reason.BAD_GEOMETRY,
+            f"{len(missing)} CT image(s) that the RTSTRUCT {rtstruct.path} lists are missing "
+            f"from series {series_uid} (e.g. SOPInstanceUID {sorted(missing)[0]})",
+        )
     try:
         volume = dicom_io.read_ct_volume(geometry, patient_id, series_uid)
     except dicom_io.DicomReadError as error:
@@ -169,11 +210,10 @@ def inspect_patient_imaging(
             f"{rasterised.n_contours_outside} outside the CT",
         )
     if rasterised.n_contours_outside:
-        log.warning(
-            "%s: %d contour(s) of %s lie outside the CT and were dropped",
-            patient_id,
-            rasterised.n_contours_outside,
-            roi_names,
+        raise PatientExcluded(
+            Reason.BAD_GEOMETRY,
+            f"{rasterised.n_contours_outside} contour(s) of {roi_names} lie beyond the ends of "
+            f"CT series {series_uid}: slices are missing or the RTSTRUCT belongs to another scan",
         )
 
     zyx = np.nonzero(rasterised.mask)
@@ -194,6 +234,7 @@ def inspect_patient_imaging(
         "n_ct_files": len(geometry.paths),
         "rtstruct_path": rtstruct.path,
         "rtstruct_sop_uid": rtstruct.sop_uid,
+        "n_rtstructs": len(rtstructs),
         "roi_names": roi_names,
         "shape_z": geometry.shape_zyx[0],
         "shape_y": geometry.shape_zyx[1],
@@ -216,10 +257,10 @@ def inspect_patient_imaging(
     }
 
 
-def _inspect_or_exclude(task: tuple[str, list[dicom_io.DicomHeader], CohortConfig]) -> dict:
-    patient_id, headers, config = task
+def _inspect_or_exclude(task: tuple) -> dict:
+    patient_id, headers, config, skipped_by_series = task
     try:
-        return inspect_patient_imaging(patient_id, headers, config)
+        return inspect_patient_imaging(patient_id, headers, config, skipped_by_series)
     except PatientExcluded as excluded:
         return {"patient_id": patient_id, "reason": excluded.reason, "detail": excluded.detail}
     except Exception as error:  # one broken patient never stops the cohort
@@ -238,10 +279,6 @@ def build_cohort(
     show_progress: bool = True,
 ) -> CohortResult:
     """Join an index of DICOM headers with the clinical table (see the module docstring)."""
-    if config.required_label not in LABELS:
-        raise ValueError(
-            f"required_label {config.required_label!r}: choose one of {sorted(LABELS)}"
-        )
     exclusions: list[dict] = []
 
     def exclude(patient_id: str, reason: Reason, detail: str, scope: str = "cohort") -> None:
@@ -251,10 +288,8 @@ def build_cohort(
 
     headers_by_patient: dict[str, list[dicom_io.DicomHeader]] = {}
     for header in index.headers:
-        if header.patient_id:
-            headers_by_patient.setdefault(header.patient_id, []).append(header)
-        else:
-            index.skipped.append(dicom_io.SkippedFile(header.path, f"{header.path}: no PatientID"))
+        headers_by_patient.setdefault(header.patient_id, []).append(header)
+    skipped_by_series = _skipped_by_series(index)
 
     counts = clinical["patient_id"].value_counts()
     duplicated = set(counts[counts > 1].index)
@@ -275,7 +310,9 @@ def build_cohort(
         exclude(patient_id, Reason.NO_IMAGING, "clinical row but no DICOM file with this PatientID")
 
     to_inspect = sorted(clinical_ids & set(headers_by_patient))
-    tasks = [(pid, headers_by_patient[pid], config) for pid in to_inspect]
+    tasks = [
+        (pid, headers_by_patient[pid], config, skipped_by_series.get(pid, {})) for pid in to_inspect
+    ]
     workers = dicom_io._worker_count(config.workers, len(tasks), PARALLEL_MIN_PATIENTS)
     imaging_rows = []
     with tqdm(
@@ -325,6 +362,24 @@ def build_cohort(
     return CohortResult(cohort, report, summary, index)
 
 
+def _skipped_by_series(
+    index: dicom_io.DicomIndex,
+) -> dict[str, dict[str, list[dicom_io.SkippedFile]]]:
+    """patient -> CT series -> skipped files lying in a folder that holds only that series."""
+    series_in_folder: dict[str, set[tuple[str, str, str]]] = {}
+    for header in index.headers:
+        key = (header.patient_id, header.series_uid, header.modality)
+        series_in_folder.setdefault(os.path.dirname(header.path), set()).add(key)
+    result: dict[str, dict[str, list[dicom_io.SkippedFile]]] = {}
+    for skipped in index.skipped:
+        owners = series_in_folder.get(os.path.dirname(skipped.path), set())
+        if len(owners) == 1:
+            patient_id, series_uid, modality = next(iter(owners))
+            if modality == "CT":
+                result.setdefault(patient_id, {}).setdefault(series_uid, []).append(skipped)
+    return result
+
+
 _IMAGING_COLUMNS = [
     "patient_id",
     "ct_study_uid",
@@ -335,6 +390,7 @@ _IMAGING_COLUMNS = [
     "n_ct_files",
     "rtstruct_path",
     "rtstruct_sop_uid",
+    "n_rtstructs",
     "roi_names",
     "shape_z",
     "shape_y",

@@ -37,7 +37,9 @@ def load_config(
     if path is not None:
         loaded = json.loads(Path(path).read_text())
         loaded.pop("config_class", None)
-        values.update(_checked(config_class, loaded, source=str(path)))
+        types_by_key = _field_types(config_class)
+        for key, value in _checked(config_class, loaded, source=str(path)).items():
+            values[key] = _typed(value, types_by_key[key], f"{path}: {key}")
     for override in overrides:
         key, separator, raw = override.partition("=")
         if not separator:
@@ -62,6 +64,25 @@ def _checked(config_class: type, values: dict[str, Any], source: str) -> dict[st
             f"valid keys: {sorted(valid)}"
         )
     return values
+
+
+def _typed(value: Any, annotation: Any, where: str) -> Any:
+    """Check a JSON value against the field's type (ints are accepted for floats)."""
+    options = [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = list(typing.get_args(annotation))
+    for option in options:
+        if option is type(None) and value is None:
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option in (bool, str) and isinstance(value, option):
+            return value
+        if typing.get_origin(option) in (list, tuple, dict) and isinstance(value, list | dict):
+            return value
+    raise ValueError(f"{where}: {value!r} is not a {annotation}")
 
 
 def _parse(raw: str, annotation: Any, key: str) -> Any:

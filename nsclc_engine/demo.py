@@ -46,6 +46,10 @@ class DemoPaths:
     def cohort(self) -> Path:
         return self.root / "cohort"
 
+    @property
+    def marker(self) -> Path:
+        return self.root / ".nsclc_demo"
+
     def is_built(self) -> bool:
         return (self.cohort / "cohort.csv").is_file() and (
             self.source / "synth_metadata.json"
@@ -66,8 +70,15 @@ def build_demo(
     paths = demo_paths(artifacts)
     if paths.is_built() and not force:
         return None
-    if paths.root.exists():
-        shutil.rmtree(paths.root)  # only our own generated demo folder, never user data
+    if paths.root.exists() and any(paths.root.iterdir()):
+        if not paths.marker.is_file():
+            raise FileExistsError(
+                f"{paths.root} exists but was not written by the demo builder; move it away "
+                "or choose another artifacts folder"
+            )
+        shutil.rmtree(paths.root)  # a demo we wrote ourselves (possibly half-built)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.marker.write_text("written by nsclc_engine.demo; safe to delete\n")
     write_cohort(synth_config or SynthConfig(), paths.source, show_progress=show_progress)
     return run_cohort(
         paths.dicom, paths.clinical_csv, paths.cohort, CohortConfig(), show_progress=show_progress

@@ -68,7 +68,19 @@ class DicomHeader:
     columns: int | None = None
     referenced_series_uids: tuple[str, ...] = ()
     referenced_frame_uids: tuple[str, ...] = ()
+    # RTSTRUCT: (series UID, SOP UIDs of its images listed in ContourImageSequence)
+    referenced_images: tuple[tuple[str, tuple[str, ...]], ...] = ()
     roi_names: tuple[str, ...] = ()
+
+    def images_referenced_in(self, series_uid: str) -> set[str]:
+        """SOP UIDs of the CT images of ``series_uid`` that this RTSTRUCT lists."""
+        return {
+            uid
+            for series, images in self.referenced_images
+            if series == series_uid
+            for uid in images
+            if uid
+        }
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,7 @@ class DicomIndex:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per indexed file; tuples are written as ``|``-joined strings."""
-        columns = list(DicomHeader.__dataclass_fields__)
+        columns = [name for name in DicomHeader.__dataclass_fields__ if name != "referenced_images"]
         rows = []
         for header in self.headers:
             row = {}
@@ -160,23 +172,42 @@ def read_header(path: str | os.PathLike) -> DicomHeader:
         raise DicomReadError(f"{path}: empty file (0 bytes)")
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
+        # pydicom converts values lazily: damaged elements raise here, not in dcmread
+        return _header_from_dataset(path, stat, ds)
     except InvalidDicomError:
         raise DicomReadError(f"{path}: not a DICOM file (no DICM preamble)") from None
+    except DicomReadError:
+        raise
     except Exception as error:  # pydicom raises many types on damaged files
-        raise DicomReadError(f"{path}: unreadable DICOM header ({error})") from None
+        raise DicomReadError(
+            f"{path}: unreadable DICOM header ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _header_from_dataset(path: str, stat: os.stat_result, ds) -> DicomHeader:
     modality = str(ds.get("Modality", "")).upper()
     if not ds.get("SOPInstanceUID") or not modality:
         raise DicomReadError(f"{path}: DICOM file without SOPInstanceUID or Modality")
+    patient_id = str(ds.get("PatientID", "")).strip()
+    if not patient_id:
+        raise DicomReadError(f"{path}: DICOM file without PatientID, so it cannot be joined")
 
     referenced_series: list[str] = []
     referenced_frames: list[str] = []
+    referenced_images: list[tuple[str, tuple[str, ...]]] = []
     roi_names: list[str] = []
     if modality == "RTSTRUCT":
         for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
             referenced_frames.append(str(frame.get("FrameOfReferenceUID", "")))
             for study in frame.get("RTReferencedStudySequence", []):
                 for series in study.get("RTReferencedSeriesSequence", []):
-                    referenced_series.append(str(series.get("SeriesInstanceUID", "")))
+                    series_uid = str(series.get("SeriesInstanceUID", ""))
+                    referenced_series.append(series_uid)
+                    images = tuple(
+                        str(image.get("ReferencedSOPInstanceUID", ""))
+                        for image in series.get("ContourImageSequence", [])
+                    )
+                    referenced_images.append((series_uid, images))
         roi_names = [str(roi.get("ROIName", "")) for roi in ds.get("StructureSetROISequence", [])]
 
     return DicomHeader(
@@ -184,7 +215,7 @@ def read_header(path: str | os.PathLike) -> DicomHeader:
         size_bytes=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         modality=modality,
-        patient_id=str(ds.get("PatientID", "")).strip(),
+        patient_id=patient_id,
         study_uid=str(ds.get("StudyInstanceUID", "")),
         series_uid=str(ds.get("SeriesInstanceUID", "")),
         sop_uid=str(ds.SOPInstanceUID),
@@ -198,6 +229,7 @@ def read_header(path: str | os.PathLike) -> DicomHeader:
         columns=_optional_int(ds.get("Columns")),
         referenced_series_uids=tuple(uid for uid in referenced_series if uid),
         referenced_frame_uids=tuple(uid for uid in referenced_frames if uid),
+        referenced_images=tuple(referenced_images),
         roi_names=tuple(roi_names),
     )
 
@@ -207,6 +239,8 @@ def _read_header_or_skip(path: str) -> DicomHeader | SkippedFile:
         return read_header(path)
     except (DicomReadError, OSError) as error:
         return SkippedFile(path, str(error))
+    except Exception as error:  # never let one file stop the index
+        return SkippedFile(path, f"{path}: {type(error).__name__}: {error}")
 
 
 def list_files(root: str | os.PathLike) -> list[str]:
@@ -317,14 +351,23 @@ def ct_series_geometry(headers: Sequence[DicomHeader]) -> SeriesGeometry:
             f"series {series}: two slices at the same position {along_normal[duplicate[0]]:.2f} mm "
             f"({first.path}, {second.path}); remove the duplicate file"
         )
-    slice_step = float(np.median(steps))
+    slice_step = float(along_normal[-1] - along_normal[0]) / (len(ordered) - 1)
     irregular = np.flatnonzero(np.abs(steps - slice_step) > SLICE_GAP_TOLERANCE * slice_step)
     if irregular.size:
         at = irregular[0]
         raise SeriesGeometryError(
             f"series {series}: uneven slice spacing ({steps[at]:.2f} mm between "
-            f"{ordered[at].path} and {ordered[at + 1].path}, median {slice_step:.2f} mm); "
+            f"{ordered[at].path} and {ordered[at + 1].path}, mean {slice_step:.2f} mm); "
             "a slice is missing or the series mixes reconstructions"
+        )
+    # small steps that are each within tolerance can still add up to slices placed wrongly
+    on_grid = along_normal[0] + slice_step * np.arange(len(ordered))
+    drift = np.abs(along_normal - on_grid)
+    if drift.max() > SLICE_GAP_TOLERANCE * slice_step:
+        at = int(drift.argmax())
+        raise SeriesGeometryError(
+            f"series {series}: slice positions are not evenly spaced ({ordered[at].path} lies "
+            f"{drift[at]:.2f} mm off a regular {slice_step:.2f} mm grid); resample the series"
         )
     in_plane_drift = (positions - positions[0]) - np.outer(along_normal - along_normal[0], normal)
     if np.abs(in_plane_drift).max() > max(0.1 * min(ordered[0].pixel_spacing_mm), 0.05):
@@ -404,6 +447,15 @@ def read_rtstruct_rois(
     except Exception as error:
         raise DicomReadError(f"{path}: unreadable RTSTRUCT ({error})") from None
     pattern = re.compile(name_pattern, re.IGNORECASE)
+    try:
+        return _rois_from_dataset(ds, pattern)
+    except Exception as error:
+        raise DicomReadError(
+            f"{path}: damaged RTSTRUCT ({type(error).__name__}: {error}); export it again"
+        ) from None
+
+
+def _rois_from_dataset(ds, pattern: re.Pattern) -> tuple[list[RoiContours], list[str]]:
     names = {int(roi.ROINumber): str(roi.ROIName) for roi in ds.get("StructureSetROISequence", [])}
     wanted = {number: name for number, name in names.items() if pattern.fullmatch(name)}
     rois = []

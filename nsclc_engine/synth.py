@@ -661,14 +661,25 @@ def oracle_metrics(eta: dict[str, np.ndarray], time_days: np.ndarray, event: np.
 
     os_2y_known = (event == 1) | (time_days > OS_2Y_HORIZON_DAYS)
     os_2y = ((event == 1) & (time_days <= OS_2Y_HORIZON_DAYS)).astype(int)
-    result = {}
-    for name, score in eta.items():
-        result[name] = {
-            "c_index_harrell": harrell_c_index(time_days, event, score),
-            "auc_os_2y": float(roc_auc_score(os_2y[os_2y_known], score[os_2y_known])),
-            "auc_deadstatus_event": float(roc_auc_score(event, score)),
+
+    def auc(y_true: np.ndarray, y_score: np.ndarray) -> float | None:
+        return float(roc_auc_score(y_true, y_score)) if len(np.unique(y_true)) == 2 else None
+
+    def c_index(score: np.ndarray) -> float | None:
+        try:
+            return harrell_c_index(time_days, event, score)
+        except ValueError:  # no comparable pair in a tiny sample
+            return None
+
+    # None (JSON null) where a metric is undefined on this sample (one class only)
+    return {
+        name: {
+            "c_index_harrell": c_index(score),
+            "auc_os_2y": auc(os_2y[os_2y_known], score[os_2y_known]),
+            "auc_deadstatus_event": auc(event, score),
         }
-    return result
+        for name, score in eta.items()
+    }
 
 
 def population_oracle(n: int = 4000, seed: int = 12345) -> dict:
@@ -758,9 +769,7 @@ def write_cohort(
                     clean.survival_time_days.to_numpy(float),
                     clean.deadstatus_event.to_numpy(),
                 ),
-            }
-            if len(clean) >= 2 and clean.deadstatus_event.nunique() == 2
-            else {"n_patients": len(clean)},
+            },
             "population": population_oracle(),
         },
         "defects": {patient_id(config, number): kind for number, kind in sorted(defects.items())},
@@ -812,17 +821,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    sample = metadata["oracle"]["sample"]
+    best = metadata["oracle"]["sample"]["eta"]
     print(
         f"Wrote {config.n_patients} synthetic patients to {args.out} "
         f"({len(metadata['defects'])} deliberately broken)."
     )
-    if "eta" in sample:
-        print(
-            f"Best achievable on this cohort: C-index {sample['eta']['c_index_harrell']:.3f}, "
-            f"AUC os_2y {sample['eta']['auc_os_2y']:.3f}, "
-            f"AUC deadstatus_event {sample['eta']['auc_deadstatus_event']:.3f}."
-        )
+    shown = [f"{name} {'undefined' if v is None else f'{v:.3f}'}" for name, v in best.items()]
+    print("Best achievable on this cohort (true risk score): " + ", ".join(shown) + ".")
     print(
         f"Next: python -m nsclc_engine.cohort --dicom {Path(args.out) / 'dicom'} "
         f"--clinical {Path(args.out) / 'clinical.csv'} --out {Path(args.out) / 'cohort'}"

@@ -54,3 +54,18 @@ def test_missing_columns_are_named(tmp_path):
 def test_bad_event_values_name_the_patient(tmp_path):
     with pytest.raises(ValueError, match=r"\['B'\]"):
         read_clinical_csv(write(tmp_path, [row("A", 5, 1), row("B", 5, 2)]))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        (1, "70,5", r"column age must hold numbers or NA; patients \['B'\] have \['70,5'\]"),
+        (8, "10.5", r"column Survival.time must hold whole numbers"),
+        (2, "T2", r"column clinical.T.Stage must hold whole numbers"),
+    ],
+)
+def test_malformed_values_name_the_column_and_patient(tmp_path, column, value, message):
+    bad = row("B", 5, 1)
+    bad[column] = value
+    with pytest.raises(ValueError, match=message):
+        read_clinical_csv(write(tmp_path, [row("A", 5, 1), bad]))

@@ -242,22 +242,108 @@ def test_cli_with_no_usable_patient_fails_clearly(tmp_path, capsys):
     assert sorted(report.reason) == ["no_matching_roi", "no_rtstruct"]
 
 
-def test_cli_reports_a_missing_folder(tmp_path, capsys):
-    (tmp_path / "c.csv").write_text(",".join(["PatientID"]) + "\n")
-    assert (
-        main(
-            [
-                "--dicom",
-                str(tmp_path / "nope"),
-                "--clinical",
-                str(tmp_path / "c.csv"),
-                "--out",
-                str(tmp_path / "out"),
-            ]
-        )
-        == 2
-    )
+def test_cli_reports_missing_clinical_columns(tmp_path, capsys):
+    (tmp_path / "c.csv").write_text("PatientID\n")
+    (tmp_path / "dicom").mkdir()
+    args = ["--dicom", str(tmp_path / "dicom"), "--clinical", str(tmp_path / "c.csv")]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
     assert "missing columns" in capsys.readouterr().err
+
+
+def test_cli_reports_a_missing_dicom_folder(tmp_path, capsys):
+    build_synthetic(tmp_path, n_patients=1)
+    clinical = str(tmp_path / "source" / "clinical.csv")
+    assert main(["--dicom", str(tmp_path / "nope"), "--clinical", clinical, "--out", "x"]) == 2
+    assert "nope: not a folder" in capsys.readouterr().err
+
+
+def test_invalid_roi_pattern_is_a_setup_error(tmp_path, capsys):
+    with pytest.raises(ValueError, match="not a valid regex"):
+        CohortConfig(roi_pattern="GTV-(1")
+    build_synthetic(tmp_path, n_patients=1)
+    source = tmp_path / "source"
+    code = main(["--dicom", str(source / "dicom"), "--clinical", str(source / "clinical.csv"),
+                 "--out", str(tmp_path / "out"), "--roi-pattern", "GTV-(1"])  # fmt: skip
+    assert code == 2 and "not a valid regex" in capsys.readouterr().err
+
+
+def rebuild(tmp_path: Path):
+    source = tmp_path / "source"
+    return run_cohort(source / "dicom", source / "clinical.csv", tmp_path / "again",
+                      CohortConfig(workers=1), show_progress=False)  # fmt: skip
+
+
+def end_slices(folder: Path) -> list[Path]:
+    """CT files ordered by z (instance numbers run head to feet in the synthetic writer)."""
+    return sorted(
+        folder.glob("*.dcm"), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2])
+    )
+
+
+@pytest.mark.parametrize("damage", ["empty", "deleted"])
+def test_a_bad_slice_at_either_end_of_the_series_is_not_silently_dropped(tmp_path, damage):
+    _, _, first = build_synthetic(tmp_path, n_patients=1)
+    lowest = end_slices(Path(first.cohort.iloc[0].ct_folder))[0]
+    if damage == "empty":
+        lowest.write_bytes(b"")
+    else:
+        lowest.unlink()
+    result = rebuild(tmp_path)
+    assert result.cohort.empty
+    reason, detail = result.report[["reason", "detail"]].iloc[0]
+    if damage == "empty":
+        assert reason == Reason.UNREADABLE_FILE.value and lowest.name in detail
+    else:
+        assert reason == Reason.BAD_GEOMETRY.value and "lists are missing" in detail
+
+
+def test_contours_beyond_the_ct_exclude_the_patient(tmp_path):
+    _, _, first = build_synthetic(tmp_path, n_patients=1)
+    path = first.cohort.iloc[0].rtstruct_path
+    ds = pydicom.dcmread(path)
+    gtv = next(roi for roi in ds.ROIContourSequence if roi.ReferencedROINumber == 4)
+    points = np.asarray(gtv.ContourSequence[0].ContourData, dtype=float).reshape(-1, 3)
+    points[:, 2] += 500.0  # far above the scan
+    gtv.ContourSequence[0].ContourData = [f"{v:.3f}" for v in points.ravel()]
+    ds.save_as(path)
+    result = rebuild(tmp_path)
+    assert cohort_level(result.report) == [("DEMO-001", Reason.BAD_GEOMETRY.value)]
+    assert "beyond the ends" in result.report.detail.item()
+
+
+def test_of_two_rtstructs_the_one_with_a_contoured_gtv_is_used(tmp_path):
+    _, _, first = build_synthetic(tmp_path, n_patients=1)
+    row = first.cohort.iloc[0]
+    ds = pydicom.dcmread(row.rtstruct_path)
+    gtv = next(roi for roi in ds.ROIContourSequence if roi.ReferencedROINumber == 4)
+    del gtv.ContourSequence  # an empty GTV-1 in a second structure set that sorts first
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    target = Path(row.rtstruct_path).parent.parent / "0.000000-AAA-empty-rtstruct"
+    target.mkdir()
+    ds.save_as(target / "1-1.dcm")
+    again = rebuild(tmp_path).cohort.iloc[0]
+    assert again.rtstruct_sop_uid == row.rtstruct_sop_uid and again.n_rtstructs == 2
+    assert again.gtv_voxels == row.gtv_voxels
+
+
+def test_a_flipped_orientation_gives_the_same_gtv_in_patient_space(tmp_path):
+    """Rows right-to-left and columns bottom-to-top: the same anatomy, stored mirrored."""
+    _, _, first = build_synthetic(tmp_path, n_patients=1)
+    row = first.cohort.iloc[0]
+    for path in Path(row.ct_folder).glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        x0, y0, z = (float(v) for v in ds.ImagePositionPatient)
+        spacing = float(ds.PixelSpacing[0])
+        ds.ImageOrientationPatient = [-1, 0, 0, 0, -1, 0]
+        ds.ImagePositionPatient = [x0 + (ds.Columns - 1) * spacing, y0 + (ds.Rows - 1) * spacing, z]
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[::-1, ::-1]).tobytes()
+        ds.save_as(path)
+    again = rebuild(tmp_path).cohort.iloc[0]
+    assert again.gtv_voxels == row.gtv_voxels
+    assert again.gtv_mean_hu == pytest.approx(row.gtv_mean_hu)
+    for axis in "xyz":
+        column = f"gtv_centroid_{axis}_mm"
+        assert again[column] == pytest.approx(row[column], abs=1e-6)
 
 
 @pytest.mark.slow

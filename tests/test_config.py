@@ -33,3 +33,12 @@ def test_round_trip(tmp_path):
 def test_bad_overrides_say_what_is_valid(override, message):
     with pytest.raises(ValueError, match=message):
         load_config(CohortConfig, None, [override])
+
+
+def test_config_file_values_are_type_checked(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"workers": "2"}')
+    with pytest.raises(ValueError, match=r"c.json: workers: '2' is not a <class 'int'>"):
+        load_config(CohortConfig, path)
+    path.write_text('{"pixel_spacing_mm": 3}')  # an int where a float is expected is fine
+    assert load_config(SynthConfig, path).pixel_spacing_mm == 3.0

@@ -1,8 +1,10 @@
 import logging
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from nsclc_engine import dicom_io
@@ -150,3 +152,35 @@ def test_rtstruct_roi_pattern_is_a_full_case_insensitive_match(clean_tiny):
         "Lung R",
         "Lung L",
     ]
+
+
+def test_slow_drift_in_slice_positions_is_refused():
+    # each step is within 10 % of the mean, but the stack ends several slices off a regular grid
+    positions = np.concatenate([np.arange(60) * 2.8, 59 * 2.8 + np.arange(1, 74) * 3.0])
+    headers = [header(float(z), i) for i, z in enumerate(positions)]
+    with pytest.raises(dicom_io.SeriesGeometryError, match="not evenly spaced"):
+        dicom_io.ct_series_geometry(headers)
+
+
+def corrupt_vr(source, target, tag_bytes: bytes) -> None:
+    """Copy a DICOM file with the VR of one element replaced by an unknown one."""
+    data = source.read_bytes()
+    at = data.index(tag_bytes)
+    target.write_bytes(data[: at + 4] + b"QQ" + data[at + 6 :])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_damaged_header_elements_are_skipped_not_fatal(clean_tiny, tmp_path, caplog):
+    _, _, result = clean_tiny
+    slices = sorted(Path(result.cohort.iloc[0].ct_folder).glob("*.dcm"))
+    corrupt_vr(slices[0], tmp_path / "bad_series_uid.dcm", b"\x20\x00\x0e\x00UI")
+    ds = pydicom.dcmread(slices[1])
+    del ds.PatientID
+    ds.save_as(tmp_path / "no_patient_id.dcm")
+    with caplog.at_level(logging.WARNING):
+        index = dicom_io.index_dicom_tree(tmp_path, workers=1, show_progress=False)
+    reasons = {Path(s.path).name: s.reason for s in index.skipped}
+    assert set(reasons) == {"bad_series_uid.dcm", "no_patient_id.dcm"}
+    assert "unreadable DICOM header" in reasons["bad_series_uid.dcm"]
+    assert "without PatientID" in reasons["no_patient_id.dcm"]
+    assert "bad_series_uid.dcm" in caplog.text and index.headers == []

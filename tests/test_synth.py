@@ -12,13 +12,13 @@ from nsclc_engine.synth import (
     DEFECTS,
     SynthConfig,
     main,
+    oracle_metrics,
     parse_defects,
-    population_oracle,
     simulate_patient,
     write_cohort,
 )
 
-from .conftest import LUNG1_CLINICAL, TINY, build_synthetic
+from .conftest import LUNG1_CLINICAL, TINY, build_synthetic, require_shared
 
 REQUIRED_CT_TAGS = (
     "Rows",
@@ -80,16 +80,21 @@ def test_outcomes_look_like_lung1():
     assert 400 <= np.median(time) <= 650  # Lung1: 545.5 d
 
 
-def test_clinical_csv_uses_the_v3_columns_vocabulary_and_labels_agree(clean_tiny):
+def synthetic_clinical_csv(result) -> str:
+    return result.index.headers[0].path.split("/dicom/")[0] + "/clinical.csv"
+
+
+def test_clinical_csv_has_the_real_v3_columns_and_vocabulary(clean_tiny):
+    real = pd.read_csv(require_shared(LUNG1_CLINICAL), dtype=str, keep_default_na=False)
+    raw = pd.read_csv(synthetic_clinical_csv(clean_tiny[2]), dtype=str, keep_default_na=False)
+    assert list(raw.columns) == list(real.columns)
+    for column in ("Overall.Stage", "Histology", "gender", "Clinical.M.Stage"):
+        assert set(raw[column]) <= set(real[column]), column
+
+
+def test_clinical_labels_agree_with_the_drawn_outcome(clean_tiny):
     config, _, result = clean_tiny
-    source = result.index.headers[0].path.split("/dicom/")[0]
-    raw = pd.read_csv(f"{source}/clinical.csv", dtype=str, keep_default_na=False)
-    table, _ = add_labels(read_clinical_csv(f"{source}/clinical.csv"))
-    if LUNG1_CLINICAL.exists():
-        real = pd.read_csv(LUNG1_CLINICAL, dtype=str, keep_default_na=False)
-        assert list(raw.columns) == list(real.columns)
-        for column in ("Overall.Stage", "Histology", "gender", "Clinical.M.Stage"):
-            assert set(raw[column]) <= set(real[column]), column
+    table, _ = add_labels(read_clinical_csv(synthetic_clinical_csv(result)))
     for row in table.itertuples():
         truth = simulate_patient(config, int(row.patient_id[-3:]))
         assert row.deadstatus_event == truth.deadstatus_event
@@ -99,13 +104,22 @@ def test_clinical_csv_uses_the_v3_columns_vocabulary_and_labels_agree(clean_tiny
             assert row.os_2y == int(dead_by_2y)
 
 
+def test_oracle_is_null_where_a_metric_is_undefined():
+    scores = {"eta": np.array([0.1, 0.2, 0.3])}
+    everyone_alive = oracle_metrics(scores, np.array([800.0, 900.0, 1000.0]), np.zeros(3, int))
+    assert everyone_alive["eta"] == {
+        "c_index_harrell": None,
+        "auc_os_2y": None,
+        "auc_deadstatus_event": None,
+    }
+
+
 def test_metadata_states_the_model_and_the_best_achievable_metrics(clean_tiny):
     _, metadata, _ = clean_tiny
     assert metadata["generating_model"]["coefficients"]["z_log_volume"] == 0.6
     population = metadata["oracle"]["population"]
     assert 0.62 <= population["eta"]["c_index_harrell"] <= 0.72
     assert population["eta_image"]["auc_os_2y"] > population["eta_clinical"]["auc_os_2y"] + 0.1
-    assert metadata["oracle"]["population"] == population_oracle()
 
 
 def test_ct_and_rtstruct_carry_what_readers_need(clean_tiny):
