@@ -171,8 +171,12 @@ def inspect_patient_imaging(
     if not config.union_matching_rois and len(rois) > 1:
         log.warning(
             "%s: %d ROIs match %s (%s); using %s (set union_matching_rois to combine them)",
-            patient_id, len(rois), config.roi_pattern, [roi.name for roi in rois], rois[0].name,
-        )  # fmt: skip
+            patient_id,
+            len(rois),
+            config.roi_pattern,
+            [roi.name for roi in rois],
+            rois[0].name,
+        )
         rois = rois[:1]
 
     unreadable = (skipped_by_series or {}).get(series_uid, [])

@@ -16,14 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsclc_engine.cohort import CohortConfig, CohortResult, format_summary, run_cohort
+from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.synth import SynthConfig, write_cohort
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def artifacts_dir() -> Path:
-    """Where runs, caches and the demo live: ``$NSCLC_ARTIFACTS_DIR`` or ``<project>/artifacts``."""
-    return Path(os.environ.get("NSCLC_ARTIFACTS_DIR", PROJECT_ROOT / "artifacts"))
 
 
 @dataclass(frozen=True)
@@ -95,7 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if it exists")
     args = parser.parse_args(argv)
     paths = demo_paths(args.artifacts)
-    result = build_demo(args.artifacts, force=args.force)
+    try:
+        result = build_demo(args.artifacts, force=args.force)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if result is None:
         print(f"Demo cohort already built in {paths.root} (use --force to rebuild).")
     else:

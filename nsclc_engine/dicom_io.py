@@ -106,7 +106,32 @@ class DicomIndex:
                     value = "|".join(str(v) for v in value)
                 row[name] = value
             rows.append(row)
-        return pd.DataFrame(rows, columns=columns)
+        frame = pd.DataFrame(rows, columns=columns)
+        for name in ("size_bytes", "mtime_ns", "instance_number", "rows", "columns"):
+            frame[name] = frame[name].astype("Int64")
+        return frame
+
+
+def read_index_csv(path: str | os.PathLike) -> list[DicomHeader]:
+    """Headers back from a ``dicom_index.csv`` written by :meth:`DicomIndex.to_frame`."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    numeric_tuples = {"image_position_mm", "image_orientation", "pixel_spacing_mm"}
+    text_tuples = {"referenced_series_uids", "referenced_frame_uids", "roi_names"}
+    integers = {"size_bytes", "mtime_ns", "instance_number", "rows", "columns"}
+    headers = []
+    for record in table.to_dict(orient="records"):
+        values: dict = {}
+        for name, raw in record.items():
+            if name in numeric_tuples:
+                values[name] = tuple(float(v) for v in raw.split("|")) if raw else None
+            elif name in text_tuples:
+                values[name] = tuple(raw.split("|")) if raw else ()
+            elif name in integers:
+                values[name] = int(raw) if raw else None
+            else:
+                values[name] = raw
+        headers.append(DicomHeader(**values))
+    return headers
 
 
 @dataclass(frozen=True)

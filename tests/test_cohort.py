@@ -262,15 +262,30 @@ def test_invalid_roi_pattern_is_a_setup_error(tmp_path, capsys):
         CohortConfig(roi_pattern="GTV-(1")
     build_synthetic(tmp_path, n_patients=1)
     source = tmp_path / "source"
-    code = main(["--dicom", str(source / "dicom"), "--clinical", str(source / "clinical.csv"),
-                 "--out", str(tmp_path / "out"), "--roi-pattern", "GTV-(1"])  # fmt: skip
+    code = main(
+        [
+            "--dicom",
+            str(source / "dicom"),
+            "--clinical",
+            str(source / "clinical.csv"),
+            "--out",
+            str(tmp_path / "out"),
+            "--roi-pattern",
+            "GTV-(1",
+        ]
+    )
     assert code == 2 and "not a valid regex" in capsys.readouterr().err
 
 
 def rebuild(tmp_path: Path):
     source = tmp_path / "source"
-    return run_cohort(source / "dicom", source / "clinical.csv", tmp_path / "again",
-                      CohortConfig(workers=1), show_progress=False)  # fmt: skip
+    return run_cohort(
+        source / "dicom",
+        source / "clinical.csv",
+        tmp_path / "again",
+        CohortConfig(workers=1),
+        show_progress=False,
+    )
 
 
 def end_slices(folder: Path) -> list[Path]:

@@ -1,0 +1,157 @@
+"""Training data: class balancing from the training split only, training-only augmentation,
+and a torch ``Dataset`` over the volume cache.
+
+The report applied its minority-class augmentation inside a dataset shared by all splits, so
+test scans were rotated. Here augmentation is a property of a dataset object that only the
+training split gets: validation and test datasets are built with ``augment=None`` and return
+the cached arrays bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, WeightedRandomSampler
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random in-plane rotation and vertical flip (the report's), on the training split only.
+
+    ``classes``: ``minority`` (the report's default), ``all`` or ``off``.
+    """
+
+    classes: str = "minority"
+    max_rotation_deg: float = 10.0
+    flip_probability: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.classes not in ("minority", "all", "off"):
+            raise ValueError(f"augmentation classes {self.classes!r}: choose minority, all or off")
+
+
+def class_counts(train_labels: Sequence[int]) -> np.ndarray:
+    counts = np.bincount(np.asarray(train_labels, dtype=int), minlength=2)
+    if (counts == 0).any():
+        raise ValueError(
+            f"the training split needs both classes; counts per class {counts.tolist()}"
+        )
+    return counts
+
+
+def class_weights(train_labels: Sequence[int]) -> torch.Tensor:
+    """Inverse-frequency loss weights ``n / (2 n_c)`` from the training labels only."""
+    counts = class_counts(train_labels)
+    return torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
+
+
+def sample_weights(train_labels: Sequence[int]) -> np.ndarray:
+    """Per-sample weights ``1 / n_c`` so each class is drawn equally often in expectation."""
+    labels = np.asarray(train_labels, dtype=int)
+    return 1.0 / class_counts(labels)[labels]
+
+
+def balanced_sampler(train_labels: Sequence[int], seed: int) -> WeightedRandomSampler:
+    """A ``WeightedRandomSampler`` over the training split (with replacement, one epoch = n)."""
+    weights = torch.as_tensor(sample_weights(train_labels), dtype=torch.double)
+    generator = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+
+
+def expected_balance(train_labels: Sequence[int], use_sampler: bool) -> dict[int, float]:
+    """Expected share of each class among the samples of one epoch."""
+    counts = class_counts(train_labels)
+    if use_sampler:
+        return {label: 0.5 for label in range(2)}
+    return {label: float(counts[label] / counts.sum()) for label in range(2)}
+
+
+def minority_class(train_labels: Sequence[int]) -> int:
+    return int(np.argmin(class_counts(train_labels)))
+
+
+@dataclass(frozen=True)
+class CachedItem:
+    patient_id: str
+    label: int
+    image_path: Path
+
+
+class CachedVolumeDataset(Dataset):
+    """``(volume[1, D, H, W] float32, label, patient_id)`` from cached ``.npy`` volumes.
+
+    ``augment`` is only ever given for the training split. Random draws come from a generator
+    seeded by ``(seed, epoch, index)``, so results do not depend on worker count or order;
+    call :meth:`set_epoch` each epoch for fresh draws.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[CachedItem],
+        augment: AugmentConfig | None = None,
+        augment_labels: Sequence[int] = (),
+        seed: int = 0,
+    ):
+        self.items = list(items)
+        self.augment = augment if augment is not None and augment.classes != "off" else None
+        self.augment_labels = frozenset(int(label) for label in augment_labels)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        item = self.items[index]
+        # a fresh copy per read: memory-mapped files are opened lazily in each worker
+        volume = torch.from_numpy(np.array(np.load(item.image_path, mmap_mode="r"))[None])
+        if self.augment is not None and item.label in self.augment_labels:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            volume = augment_volume(volume, self.augment, rng)
+        return volume, item.label, item.patient_id
+
+
+def augment_volume(
+    volume: torch.Tensor, config: AugmentConfig, rng: np.random.Generator
+) -> torch.Tensor:
+    """Rotate in the axial (H, W) plane within ``±max_rotation_deg`` and flip rows with p."""
+    from monai.transforms import Flip, Rotate
+
+    angle = np.deg2rad(rng.uniform(-config.max_rotation_deg, config.max_rotation_deg))
+    result = Rotate(
+        angle=(angle, 0.0, 0.0), keep_size=True, mode="bilinear", padding_mode="border"
+    )(volume)
+    if rng.random() < config.flip_probability:
+        result = Flip(spatial_axis=1)(result)
+    return torch.as_tensor(result, dtype=torch.float32)
+
+
+def make_datasets(
+    split: dict[str, list[str]],
+    labels: dict[str, int],
+    image_paths: dict[str, Path],
+    augment: AugmentConfig,
+    seed: int,
+) -> dict[str, CachedVolumeDataset]:
+    """One dataset per part; only ``train`` augments, and only the classes ``augment`` names."""
+    train_labels = [labels[p] for p in split["train"]]
+    augment_labels = {
+        "minority": [minority_class(train_labels)],
+        "all": [0, 1],
+        "off": [],
+    }[augment.classes]
+    datasets = {}
+    for part, patients in split.items():
+        items = [CachedItem(p, int(labels[p]), Path(image_paths[p])) for p in patients]
+        if part == "train":
+            datasets[part] = CachedVolumeDataset(items, augment, augment_labels, seed)
+        else:
+            datasets[part] = CachedVolumeDataset(items, None, (), seed)
+    return datasets
