@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from nsclc_engine.data import (
+    AugmentConfig,
+    augment_volume,
+    balanced_sampler,
+    class_weights,
+    expected_balance,
+    make_datasets,
+    sample_weights,
+)
+
+
+@pytest.fixture()
+def cohort_arrays(tmp_path):
+    """Eight patients with distinct random volumes on disk; class 0 is the minority."""
+    rng = np.random.default_rng(0)
+    ids = [f"P{i}" for i in range(8)]
+    labels = {pid: (0 if i < 3 else 1) for i, pid in enumerate(ids)}
+    paths = {}
+    for pid in ids:
+        paths[pid] = tmp_path / f"{pid}.image.npy"
+        np.save(paths[pid], rng.random((6, 16, 16), dtype=np.float32))
+    split = {"train": ids[:2] + ids[3:6], "validation": [ids[2], ids[6]], "test": [ids[7]]}
+    return split, labels, paths
+
+
+def test_class_weights_and_sample_weights_by_hand():
+    labels = [0, 1, 1, 1]
+    torch.testing.assert_close(class_weights(labels), torch.tensor([2.0, 4 / 6]))
+    np.testing.assert_allclose(sample_weights(labels), [1.0, 1 / 3, 1 / 3, 1 / 3])
+    assert expected_balance(labels, use_sampler=False) == {0: 0.25, 1: 0.75}
+    assert expected_balance(labels, use_sampler=True) == {0: 0.5, 1: 0.5}
+    with pytest.raises(ValueError, match="needs both classes"):
+        class_weights([1, 1, 1])
+
+
+def test_sampler_balances_classes_and_is_seeded():
+    labels = [0] * 10 + [1] * 90
+    drawn = [labels[i] for _ in range(20) for i in balanced_sampler(labels, seed=1)]
+    assert np.mean(np.array(drawn) == 0) == pytest.approx(0.5, abs=0.04)
+    assert list(balanced_sampler(labels, 5)) == list(balanced_sampler(labels, 5))
+
+
+def test_balancing_depends_on_the_training_split_only(cohort_arrays):
+    split, labels, _ = cohort_arrays
+    before = class_weights([labels[p] for p in split["train"]])
+    changed = dict(labels, **{p: 1 - labels[p] for p in split["validation"] + split["test"]})
+    after = class_weights([changed[p] for p in split["train"]])
+    torch.testing.assert_close(before, after)
+
+
+def reads(dataset, index, epochs=(0, 1, 2)):
+    out = []
+    for epoch in epochs:
+        dataset.set_epoch(epoch)
+        out.append(dataset[index][0])
+    return out
+
+
+@pytest.mark.parametrize("classes", ["minority", "all"])
+def test_validation_and_test_are_never_augmented(cohort_arrays, classes):
+    split, labels, paths = cohort_arrays
+    datasets = make_datasets(split, labels, paths, AugmentConfig(classes=classes), seed=0)
+    flipped = {p: 1 - label for p, label in labels.items()}
+    flipped_sets = make_datasets(split, flipped, paths, AugmentConfig(classes=classes), seed=0)
+    for part in ("validation", "test"):
+        for index, patient_id in enumerate(split[part]):
+            cached = torch.from_numpy(np.load(paths[patient_id]))[None]
+            for volume in reads(datasets[part], index) + reads(flipped_sets[part], index):
+                assert torch.equal(volume, cached)  # bit-identical, whatever the label
+
+
+def test_training_minority_items_change_and_majority_items_do_not(cohort_arrays):
+    split, labels, paths = cohort_arrays
+    train = make_datasets(split, labels, paths, AugmentConfig(), seed=0)["train"]
+    for index, item in enumerate(train.items):
+        cached = torch.from_numpy(np.load(paths[item.patient_id]))[None]
+        volumes = reads(train, index)
+        if item.label == 0:  # minority
+            assert not any(torch.equal(v, cached) for v in volumes)
+            assert not torch.equal(volumes[0], volumes[1])  # fresh draws each epoch
+        else:
+            assert all(torch.equal(v, cached) for v in volumes)
+    off = make_datasets(split, labels, paths, AugmentConfig(classes="off"), seed=0)["train"]
+    assert all(torch.equal(off[i][0], train[i][0]) for i, it in enumerate(off.items) if it.label)
+
+
+def test_items_are_float32_with_a_channel_and_workers_do_not_change_them(cohort_arrays):
+    split, labels, paths = cohort_arrays
+    train = make_datasets(split, labels, paths, AugmentConfig(classes="all"), seed=4)["train"]
+    volume, label, patient_id = train[0]
+    assert volume.shape == (1, 6, 16, 16) and volume.dtype == torch.float32
+    assert (label, patient_id) == (0, "P0")
+    serial = [batch[0] for batch in DataLoader(train, batch_size=2, num_workers=0)]
+    parallel = [batch[0] for batch in DataLoader(train, batch_size=2, num_workers=2)]
+    for a, b in zip(serial, parallel, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_augmentation_flips_rows_and_rotates_in_plane_only():
+    flip_only = AugmentConfig(max_rotation_deg=0.0, flip_probability=1.0)
+    volume = torch.zeros((1, 3, 9, 9))
+    volume[0, :, 2, 6] = 1.0
+    flipped = augment_volume(volume, flip_only, np.random.default_rng(0))
+    assert flipped[0, 1, 6, 6] == 1.0 and flipped[0, 1, 2, 6] == 0.0  # row 2 -> row 6
+    rotate_only = AugmentConfig(max_rotation_deg=10.0, flip_probability=0.0)
+    square = torch.zeros((1, 4, 32, 32))
+    square[0, :, 10:22, 10:22] = 1.0
+    rotated = augment_volume(square, rotate_only, np.random.default_rng(3))
+    assert not torch.equal(rotated, square)
+    assert rotated.sum() == pytest.approx(square.sum().item(), rel=0.02)  # rotation keeps mass
+    for z in range(1, 4):  # the same in-plane transform on every slice: nothing moves along z
+        assert torch.equal(rotated[0, z], rotated[0, 0])
