@@ -31,9 +31,10 @@ def load_config(
     config_class: type[ConfigT],
     path: str | os.PathLike | None = None,
     overrides: typing.Sequence[str] = (),
+    base: ConfigT | None = None,
 ) -> ConfigT:
-    """Defaults, then the JSON file at ``path``, then ``key=value`` overrides."""
-    values: dict[str, Any] = {}
+    """Defaults (or ``base``, e.g. a preset), then the JSON file at ``path``, then overrides."""
+    values: dict[str, Any] = dataclasses.asdict(base) if base is not None else {}
     if path is not None:
         loaded = json.loads(Path(path).read_text())
         loaded.pop("config_class", None)

@@ -9,13 +9,14 @@ the cached arrays bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset, Sampler, WeightedRandomSampler
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,10 @@ class AugmentConfig:
 
 
 def class_counts(train_labels: Sequence[int]) -> np.ndarray:
-    counts = np.bincount(np.asarray(train_labels, dtype=int), minlength=2)
+    labels = np.asarray(train_labels, dtype=int)
+    if not set(np.unique(labels).tolist()) <= {0, 1}:
+        raise ValueError(f"labels must be 0 or 1; found {sorted(set(labels.tolist()))}")
+    counts = np.bincount(labels, minlength=2)
     if (counts == 0).any():
         raise ValueError(
             f"the training split needs both classes; counts per class {counts.tolist()}"
@@ -55,11 +59,32 @@ def sample_weights(train_labels: Sequence[int]) -> np.ndarray:
     return 1.0 / class_counts(labels)[labels]
 
 
-def balanced_sampler(train_labels: Sequence[int], seed: int) -> WeightedRandomSampler:
+class NumberedDraws(Sampler):
+    """Yields ``(index, n)``: ``n`` counts the earlier draws of ``index`` in this epoch.
+
+    With replacement an oversampled minority item is drawn several times per epoch; the
+    number gives each copy its own augmentation instead of the same one repeated.
+    """
+
+    def __init__(self, sampler: Sampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        seen: Counter = Counter()
+        for index in self.sampler:
+            yield int(index), seen[index]
+            seen[index] += 1
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def balanced_sampler(train_labels: Sequence[int], seed: int) -> NumberedDraws:
     """A ``WeightedRandomSampler`` over the training split (with replacement, one epoch = n)."""
     weights = torch.as_tensor(sample_weights(train_labels), dtype=torch.double)
     generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+    sampler = WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+    return NumberedDraws(sampler)
 
 
 def expected_balance(train_labels: Sequence[int], use_sampler: bool) -> dict[int, float]:
@@ -85,8 +110,9 @@ class CachedVolumeDataset(Dataset):
     """``(volume[1, D, H, W] float32, label, patient_id)`` from cached ``.npy`` volumes.
 
     ``augment`` is only ever given for the training split. Random draws come from a generator
-    seeded by ``(seed, epoch, index)``, so results do not depend on worker count or order;
-    call :meth:`set_epoch` each epoch for fresh draws.
+    seeded by ``(seed, epoch, index, draw)`` (``draw`` from :class:`NumberedDraws`), so results
+    do not depend on worker count or order; call :meth:`set_epoch` each epoch for fresh draws
+    (with ``persistent_workers=True`` the workers would not see it: leave that off).
     """
 
     def __init__(
@@ -108,12 +134,13 @@ class CachedVolumeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, str]:
+        index, draw = key if isinstance(key, tuple) else (key, 0)
         item = self.items[index]
         # a fresh copy per read: memory-mapped files are opened lazily in each worker
         volume = torch.from_numpy(np.array(np.load(item.image_path, mmap_mode="r"))[None])
         if self.augment is not None and item.label in self.augment_labels:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, self.epoch, index, draw])
             volume = augment_volume(volume, self.augment, rng)
         return volume, item.label, item.patient_id
 
@@ -130,7 +157,33 @@ def augment_volume(
     )(volume)
     if rng.random() < config.flip_probability:
         result = Flip(spatial_axis=1)(result)
-    return torch.as_tensor(result, dtype=torch.float32)
+    # a plain tensor, not MONAI's MetaTensor, so augmented and plain items batch alike
+    return result.as_tensor().float() if hasattr(result, "as_tensor") else result.float()
+
+
+def items_from_cache(
+    cache_dir: str | Path,
+    keys: Mapping[str, str],
+    labels: Mapping[str, int],
+    expected_config: object,
+) -> dict[str, Path]:
+    """Image paths of cache entries, checked (CRC) and built with ``expected_config``.
+
+    ``keys``: patient -> cache key from :func:`nsclc_engine.preprocess.preprocess_cohort`.
+    Raises naming the patient when an entry is missing, corrupt or from another config.
+    """
+    from nsclc_engine.cache import VolumeCache
+
+    paths = {}
+    with VolumeCache(cache_dir) as cache:
+        for patient_id in labels:
+            entry = cache.get(keys.get(patient_id, ""))
+            if entry is None:
+                raise ValueError(f"{patient_id}: no valid cache entry; run the preprocess stage")
+            if entry.metadata.get("config") != asdict(expected_config):
+                raise ValueError(f"{patient_id}: cache entry built with another config")
+            paths[patient_id] = entry.image_path
+    return paths
 
 
 def make_datasets(

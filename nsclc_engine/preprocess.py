@@ -15,6 +15,7 @@ network input (or a Grad-CAM map) can be put back onto the original CT and into 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,11 +120,16 @@ class InputGeometry:
 
 @dataclass(frozen=True)
 class PreprocessedVolume:
-    """``image[D, H, W]`` float32 in [0, 1], ``mask[D, H, W]`` bool (the GTV), and the geometry."""
+    """``image[D, H, W]`` float32 in [0, 1], ``mask[D, H, W]`` bool (the GTV), and the geometry.
+
+    ``gtv_fraction_inside``: share of the CT's GTV voxels inside the input's field of view (a
+    ``fixed_fov`` smaller than the tumour cuts it; a warning says so).
+    """
 
     image: np.ndarray
     mask: np.ndarray
     geometry: InputGeometry
+    gtv_fraction_inside: float = 1.0
 
 
 def crop_box_bbox(
@@ -275,7 +281,19 @@ def preprocess_ct(
         ct_origin_mm=grid.origin_mm,
         ct_direction=grid.direction,
     )
-    return PreprocessedVolume(image, mask_out, geometry)
+    gtv = np.stack(np.nonzero(mask), axis=1)
+    corner = geometry.ct_index_to_input(gtv)
+    inside = ((corner >= -0.5) & (corner <= np.asarray(config.out_shape) - 0.5)).all(axis=1)
+    fraction = float(inside.mean())
+    if fraction < 1.0:
+        log.warning(
+            "%s: only %.0f %% of the GTV lies inside the %s input (fov_mm=%s)",
+            volume.patient_id,
+            100 * fraction,
+            config.crop_mode,
+            config.fov_mm,
+        )
+    return PreprocessedVolume(image, mask_out, geometry, fraction)
 
 
 # --- file layer ----------------------------------------------------------------------------
@@ -343,13 +361,19 @@ def preprocess_patient(source: PatientSource, config: PreprocessConfig) -> Prepr
     return preprocess_ct(volume, mask, config)
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """Hash of the code that turns DICOM into inputs: changing it invalidates the cache."""
+    digest = hashlib.sha256(str(PREPROCESSING_VERSION).encode())
+    for module in ("preprocess.py", "dicom_io.py", "contours.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(source: PatientSource, config: PreprocessConfig) -> str:
+    """Hash of the source files as they are now, the config and the preprocessing code."""
     payload = json.dumps(
-        {
-            "source": source.fingerprint(),
-            "config": asdict(config),
-            "version": PREPROCESSING_VERSION,
-        },
+        {"source": source.fingerprint(), "config": asdict(config), "code": code_fingerprint()},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -364,13 +388,12 @@ def _preprocess_one(task: tuple[PatientSource, PreprocessConfig, str]) -> dict:
         if entry is not None:
             return {"patient_id": source.patient_id, "key": key, "status": "hit"}
         result = preprocess_patient(source, config)
-        cache.put(
-            key,
-            source.patient_id,
-            result.image,
-            result.mask,
-            {"geometry": result.geometry.to_dict(), "config": asdict(config)},
-        )
+        metadata = {
+            "geometry": result.geometry.to_dict(),
+            "config": asdict(config),
+            "gtv_fraction_inside": result.gtv_fraction_inside,
+        }
+        cache.put(key, source.patient_id, result.image, result.mask, metadata)
         return {"patient_id": source.patient_id, "key": key, "status": "miss"}
     except Exception as error:  # one broken patient never stops the cohort
         return {
@@ -424,13 +447,7 @@ def resolve_config(
     """A preset, then a JSON file, then ``key=value`` overrides."""
     if preset not in PRESETS:
         raise ValueError(f"preset {preset!r}: choose one of {sorted(PRESETS)}")
-    from_file = load_config(PreprocessConfig, config_path, overrides)
-    changed = {
-        key: value
-        for key, value in asdict(from_file).items()
-        if value != getattr(PreprocessConfig(), key)
-    }
-    return replace(PRESETS[preset], **changed)
+    return load_config(PreprocessConfig, config_path, overrides, base=PRESETS[preset])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -467,7 +484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(table)} patients: {counts.get('hit', 0)} cache hits, {counts.get('miss', 0)} "
         f"preprocessed, {counts.get('failed', 0)} failed; cache {cache_dir}"
     )
-    return 1 if counts.get("failed", 0) == len(table) else 0
+    failed = table[table.status == "failed"]
+    for row in failed.itertuples():
+        print(f"failed: {row.patient_id}: {row.error}", file=sys.stderr)
+    return 1 if len(failed) else 0
 
 
 def _tuples(value):

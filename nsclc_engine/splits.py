@@ -7,6 +7,7 @@ patient in two parts raises (:func:`check_disjoint`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -59,8 +60,8 @@ def check_disjoint(split: Mapping[str, Sequence[str]]) -> None:
 
 def _minority_label(labels: np.ndarray) -> int:
     values, counts = np.unique(labels, return_counts=True)
-    if len(values) != 2:
-        raise ValueError(f"splits need two classes; labels hold {values.tolist()}")
+    if len(values) != 2 or not set(values.tolist()) <= {0, 1}:
+        raise ValueError(f"splits need the two classes 0 and 1; labels hold {values.tolist()}")
     return int(values[np.argmin(counts)])
 
 
@@ -111,12 +112,15 @@ def kfold_splits(
 ) -> list[Split]:
     """Stratified k folds: fold i tests on part i, validates on part i+1, trains on the rest.
 
-    Every patient is in the test part of exactly one fold.
+    Every patient is in the test part of exactly one fold. Folds keep the class proportions
+    (stratification) but do not enforce ``min_minority_fraction``.
     """
     from sklearn.model_selection import StratifiedKFold
 
-    patient_ids = np.asarray(patient_ids, dtype=object)
-    labels = np.asarray(labels).astype(int)
+    order = np.argsort(np.asarray(patient_ids, dtype=str), kind="stable")  # input order is moot
+    patient_ids = np.asarray(patient_ids, dtype=object)[order]
+    labels = np.asarray(labels).astype(int)[order]
+    _minority_label(labels)
     folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
     parts = [patient_ids[test] for _, test in folds.split(patient_ids, labels)]
     splits = []
@@ -142,19 +146,36 @@ def make_splits(
     return [stratified_split(patient_ids, labels, config)]
 
 
+def labels_fingerprint(patient_ids: Sequence[str], labels: Sequence[int]) -> str:
+    """Hash of the sorted (patient, label) pairs the splits were stratified on."""
+    pairs = sorted(zip((str(p) for p in patient_ids), (int(v) for v in labels), strict=True))
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
+
+
 def save_splits(
-    path: str | os.PathLike, splits: list[Split], config: SplitConfig, label: str
+    path: str | os.PathLike,
+    splits: list[Split],
+    config: SplitConfig,
+    label: str,
+    labels_hash: str = "",
 ) -> None:
-    payload = {"label": label, "config": asdict(config), "splits": splits}
+    payload = {
+        "label": label,
+        "labels_hash": labels_hash,
+        "config": asdict(config),
+        "splits": splits,
+    }
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
-def load_splits(path: str | os.PathLike) -> tuple[list[Split], SplitConfig, str]:
+def load_splits(path: str | os.PathLike) -> tuple[list[Split], SplitConfig, str, str]:
+    """``(splits, config, label name, labels hash)`` from a ``splits.json``."""
     payload = json.loads(Path(path).read_text())
     splits = payload["splits"]
     for split in splits:
         check_disjoint(split)
-    return splits, SplitConfig(**payload["config"]), payload["label"]
+    config = SplitConfig(**payload["config"])
+    return splits, config, payload["label"], payload.get("labels_hash", "")
 
 
 def splits_for(
@@ -166,17 +187,17 @@ def splits_for(
 ) -> list[Split]:
     """Reload ``path`` when it exists (checking it fits), else make the splits and write them."""
     path = Path(path)
+    labels_hash = labels_fingerprint(patient_ids, labels)
     if path.exists():
-        splits, saved_config, saved_label = load_splits(path)
-        covered = {p for part in splits[0].values() for p in part}
-        if saved_config != config or saved_label != label or covered != set(patient_ids):
+        splits, saved_config, saved_label, saved_hash = load_splits(path)
+        if saved_config != config or saved_label != label or saved_hash != labels_hash:
             raise ValueError(
-                f"{path} was made for another cohort, label or split config; delete it to "
-                "make new splits (it is never re-drawn silently)"
+                f"{path} was made for another cohort, label values or split config; delete it "
+                "to make new splits (it is never re-drawn silently)"
             )
         return splits
     splits = make_splits(patient_ids, labels, config)
-    save_splits(path, splits, config, label)
+    save_splits(path, splits, config, label, labels_hash)
     return splits
 
 

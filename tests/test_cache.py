@@ -122,3 +122,18 @@ def test_cli_uses_the_cache_dir_from_the_environment(tiny_cohort, tmp_path, monk
     assert len(list((tmp_path / "env_cache" / "volumes").glob("*.image.npy"))) == 3
     assert main([*args, "--set", "colour=red"]) == 2
     assert "unknown PreprocessConfig key" in capsys.readouterr().err
+
+
+def test_dataset_paths_come_from_checked_cache_entries(tiny_cohort, tmp_path):
+    from nsclc_engine.data import items_from_cache
+
+    cache_dir = tmp_path / "cache"
+    table = preprocess_cohort(tiny_cohort, TINY_PRESET, cache_dir, workers=1, show_progress=False)
+    keys = dict(zip(table.patient_id, table.key, strict=True))
+    labels = {pid: 1 for pid in keys}
+    paths = items_from_cache(cache_dir, keys, labels, TINY_PRESET)
+    assert sorted(paths) == sorted(keys) and all(p.is_file() for p in paths.values())
+    with pytest.raises(ValueError, match="another config"):
+        items_from_cache(cache_dir, keys, labels, replace(TINY_PRESET, fov_mm=99.0))
+    with pytest.raises(ValueError, match="DEMO-001: no valid cache entry"):
+        items_from_cache(cache_dir, {}, labels, TINY_PRESET)

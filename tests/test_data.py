@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader
 
 from nsclc_engine.data import (
     AugmentConfig,
+    NumberedDraws,
     augment_volume,
     balanced_sampler,
     class_weights,
@@ -40,17 +41,38 @@ def test_class_weights_and_sample_weights_by_hand():
 
 def test_sampler_balances_classes_and_is_seeded():
     labels = [0] * 10 + [1] * 90
-    drawn = [labels[i] for _ in range(20) for i in balanced_sampler(labels, seed=1)]
+    drawn = [labels[i] for _ in range(20) for i, _ in balanced_sampler(labels, seed=1)]
     assert np.mean(np.array(drawn) == 0) == pytest.approx(0.5, abs=0.04)
     assert list(balanced_sampler(labels, 5)) == list(balanced_sampler(labels, 5))
 
 
 def test_balancing_depends_on_the_training_split_only(cohort_arrays):
-    split, labels, _ = cohort_arrays
-    before = class_weights([labels[p] for p in split["train"]])
+    split, labels, paths = cohort_arrays
     changed = dict(labels, **{p: 1 - labels[p] for p in split["validation"] + split["test"]})
-    after = class_weights([changed[p] for p in split["train"]])
-    torch.testing.assert_close(before, after)
+    seen = []
+    for these in (labels, changed):
+        train = make_datasets(split, these, paths, AugmentConfig(), seed=0)["train"]
+        train_labels = [item.label for item in train.items]
+        seen.append(
+            (
+                class_weights(train_labels),
+                list(balanced_sampler(train_labels, seed=2)),
+                train.augment_labels,
+            )
+        )
+    torch.testing.assert_close(seen[0][0], seen[1][0])
+    assert seen[0][1] == seen[1][1]
+    assert seen[0][2] == seen[1][2] == frozenset({0})
+
+
+def test_repeated_draws_of_one_item_get_their_own_augmentation(cohort_arrays):
+    assert list(NumberedDraws([3, 1, 3, 3])) == [(3, 0), (1, 0), (3, 1), (3, 2)]
+    split, labels, paths = cohort_arrays
+    train = make_datasets(split, labels, paths, AugmentConfig(), seed=0)["train"]
+    minority = next(i for i, item in enumerate(train.items) if item.label == 0)
+    first, second = train[(minority, 0)][0], train[(minority, 1)][0]
+    assert not torch.equal(first, second)
+    assert type(first) is torch.Tensor  # not MONAI's MetaTensor
 
 
 def reads(dataset, index, epochs=(0, 1, 2)):

@@ -7,6 +7,7 @@ import torch
 from nsclc_engine import dicom_io
 from nsclc_engine.preprocess import (
     PRESETS,
+    InputGeometry,
     PreprocessConfig,
     crop_box_bbox,
     preprocess_arrays,
@@ -183,3 +184,59 @@ def lung1_volume(lung1_dir):
     rtstruct = next(h for h in index.headers if h.modality == "RTSTRUCT")
     rois, _ = dicom_io.read_rtstruct_rois(rtstruct.path, "GTV-1")
     return dicom_io.read_ct_volume(geometry), dicom_io.roi_mask(geometry, rois).mask
+
+
+def test_overrides_apply_on_top_of_the_chosen_preset(tmp_path):
+    assert resolve_config("demo", None, ["out_depth=100"]).out_shape == (100, 64, 64)
+    path = tmp_path / "c.json"
+    path.write_text('{"out_height": 128}')
+    assert resolve_config("demo", path, ["out_depth=100"]).out_shape == (100, 128, 64)
+
+
+def test_input_to_patient_mm_follows_an_oblique_ct_direction():
+    angle = np.deg2rad(30)
+    rows = (np.cos(angle), np.sin(angle), 0.0)
+    columns = (-np.sin(angle), np.cos(angle), 0.0)
+    grid = dicom_io.SeriesGeometry(
+        paths=(),
+        sop_uids=(),
+        shape_zyx=(5, 6, 7),
+        spacing_mm=(3.0, 0.5, 0.8),
+        origin_mm=(10.0, -20.0, 30.0),
+        direction=(rows, columns, (0.0, 0.0, 1.0)),
+    )
+    geometry = InputGeometry(
+        (1.0, 2.0, 3.0),
+        (0.5, 0.25, 2.0),
+        (0, 5, 0, 6, 0, 7),
+        (5, 6, 7),
+        grid.spacing_mm,
+        grid.origin_mm,
+        grid.direction,
+    )
+    points = np.array([[0.0, 0.0, 0.0], [2.0, 3.0, 1.5]])
+    ct_xyz = geometry.input_to_ct_index(points)[:, ::-1]
+    np.testing.assert_allclose(geometry.input_to_patient_mm(points), grid.voxel_to_patient(ct_xyz))
+
+
+def test_a_field_of_view_smaller_than_the_tumour_is_reported(caplog):
+    shape, spacing = (30, 60, 60), (1.0, 1.0, 1.0)
+    mask = blob(shape, (15, 30, 30), 12.0, spacing)
+    volume = dicom_io.CtVolume(
+        np.where(mask, 40.0, -800.0).astype(np.float32),
+        dicom_io.SeriesGeometry(
+            (),
+            (),
+            shape,
+            spacing,
+            (0.0, 0.0, 0.0),
+            ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+        ),
+        "P1",
+        "1.2",
+    )
+    inside = preprocess_ct(volume, mask, replace(SMALL, crop_mode="fixed_fov", fov_mm=40.0))
+    assert inside.gtv_fraction_inside == 1.0
+    cut = preprocess_ct(volume, mask, replace(SMALL, crop_mode="fixed_fov", fov_mm=16.0))
+    assert 0.0 < cut.gtv_fraction_inside < 0.9  # a 16 mm cube in a 24 mm sphere
+    assert "P1: only" in caplog.text

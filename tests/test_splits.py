@@ -102,3 +102,25 @@ def test_table_one_by_hand():
         "minority_count": [1, 1, 0],
         "minority_percent": [25.0, 50.0, 0.0],
     }
+
+
+def test_k_folds_do_not_depend_on_input_order():
+    ids, labels = lung1_like(n=60, n_alive=10)
+    order = np.random.default_rng(0).permutation(len(ids))
+    shuffled = kfold_splits([ids[i] for i in order], labels[order], SplitConfig(folds=3))
+    assert shuffled == kfold_splits(ids, labels, SplitConfig(folds=3))
+
+
+def test_changed_label_values_under_the_same_name_are_refused(tmp_path):
+    ids, labels = lung1_like()
+    path = tmp_path / "splits.json"
+    splits_for(path, ids, labels, SplitConfig(), "deadstatus_event")
+    relabelled = labels.copy()
+    relabelled[:5] = 1 - relabelled[:5]
+    with pytest.raises(ValueError, match="label values"):
+        splits_for(path, ids, relabelled, SplitConfig(), "deadstatus_event")
+
+
+def test_labels_must_be_zero_or_one():
+    with pytest.raises(ValueError, match="0 and 1"):
+        stratified_split(["a", "b", "c"], [1, 2, 2], SplitConfig())

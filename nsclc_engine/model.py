@@ -1,0 +1,76 @@
+"""The network: MONAI's 3D ResNet-18, MedicalNet-compatible, and local pretrained weights.
+
+The first convolution has stride 2 as in standard ResNet and MedicalNet (MONAI's default of 1
+makes a CPU step about 7x slower, see ../shared/FACTS.md). ``shortcut_type="A"`` and
+``bias_downsample=True`` make the layer names and shapes match MedicalNet's ResNet-18, so its
+weights load by name. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    loaded: tuple[str, ...]
+    skipped: tuple[str, ...]  # in the file but not loadable (unknown name or other shape)
+    missing: tuple[str, ...]  # in the model but not in the file (left at random init)
+
+
+def build_resnet18(num_classes: int = 2, first_stride: int = 2) -> torch.nn.Module:
+    """3D ResNet-18 for ``[N, 1, D, H, W]`` inputs and ``num_classes`` logits."""
+    from monai.networks.nets import resnet18
+
+    return resnet18(
+        spatial_dims=3,
+        n_input_channels=1,
+        num_classes=num_classes,
+        conv1_t_stride=first_stride,
+        shortcut_type="A",
+        bias_downsample=True,
+    )
+
+
+def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadReport:
+    """Load every tensor of a local MedicalNet-style file whose name and shape match.
+
+    Accepts a flat state dict or ``{"state_dict": ...}``; a ``module.`` prefix (from
+    DataParallel) is stripped. Read with ``weights_only=True``: no arbitrary unpickling.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+    state = {name.removeprefix("module."): tensor for name, tensor in state.items()}
+    own = model.state_dict()
+    usable = {
+        name: tensor
+        for name, tensor in state.items()
+        if name in own and tuple(tensor.shape) == tuple(own[name].shape)
+    }
+    model.load_state_dict(usable, strict=False)
+    report = LoadReport(
+        loaded=tuple(sorted(usable)),
+        skipped=tuple(sorted(set(state) - set(usable))),
+        missing=tuple(sorted(set(own) - set(usable))),
+    )
+    log.info(
+        "pretrained weights from %s: %d tensors loaded, %d skipped %s, %d left random %s",
+        path,
+        len(report.loaded),
+        len(report.skipped),
+        list(report.skipped)[:5],
+        len(report.missing),
+        list(report.missing)[:5],
+    )
+    if not report.loaded:
+        raise ValueError(f"{path}: no tensor matches the 3D ResNet-18 by name and shape")
+    return report
