@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsclc_engine.cohort import CohortConfig, CohortResult, format_summary, run_cohort
+from nsclc_engine.config import load_config
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.synth import SynthConfig, write_cohort
+
+# 12 deliberately broken patients -> 228 included, a test split of 46 patients
+DEMO_PATIENTS = 240
 
 
 @dataclass(frozen=True)
@@ -54,15 +58,26 @@ def demo_paths(artifacts: str | os.PathLike | None = None) -> DemoPaths:
     return DemoPaths((Path(artifacts) if artifacts is not None else artifacts_dir()) / "demo")
 
 
+def _saved_config(paths: DemoPaths) -> SynthConfig | None:
+    try:
+        return load_config(SynthConfig, paths.source / "synth_config.json")
+    except (OSError, ValueError):
+        return None
+
+
 def build_demo(
     artifacts: str | os.PathLike | None = None,
     synth_config: SynthConfig | None = None,
     force: bool = False,
     show_progress: bool = True,
 ) -> CohortResult | None:
-    """Write the synthetic cohort and build its cohort; ``None`` when already built."""
+    """Write the synthetic cohort and build its cohort; ``None`` when already built.
+
+    An existing demo written with another ``SynthConfig`` is rebuilt.
+    """
     paths = demo_paths(artifacts)
-    if paths.is_built() and not force:
+    synth_config = synth_config or SynthConfig(n_patients=DEMO_PATIENTS)
+    if paths.is_built() and not force and _saved_config(paths) == synth_config:
         return None
     if paths.root.exists() and any(paths.root.iterdir()):
         if not paths.marker.is_file():
@@ -73,7 +88,7 @@ def build_demo(
         shutil.rmtree(paths.root)  # a demo we wrote ourselves (possibly half-built)
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.marker.write_text("written by nsclc_engine.demo; safe to delete\n")
-    write_cohort(synth_config or SynthConfig(), paths.source, show_progress=show_progress)
+    write_cohort(synth_config, paths.source, show_progress=show_progress)
     return run_cohort(
         paths.dicom, paths.clinical_csv, paths.cohort, CohortConfig(), show_progress=show_progress
     )

@@ -80,6 +80,8 @@ class PreprocessConfig:
 PRESETS: dict[str, PreprocessConfig] = {
     "paper": PreprocessConfig(),
     "demo": PreprocessConfig(out_depth=32, out_height=64, out_width=64),
+    # end-to-end checks in seconds on a CPU (tests); not for results
+    "smoke": PreprocessConfig(out_depth=16, out_height=32, out_width=32),
 }
 
 

@@ -12,7 +12,7 @@ paths = demo_paths()
 
 if not paths.is_built():
     st.info(
-        "No demo cohort yet. It is a synthetic Lung1-format cohort (100 patients, DICOM CT + "
+        "No demo cohort yet. It is a synthetic Lung1-format cohort (240 patients, DICOM CT + "
         "RTSTRUCT + clinical CSV, a few deliberately broken) read through the same code as the "
         "real data. Headless: `python -m nsclc_engine.demo`."
     )

@@ -70,3 +70,11 @@ def build_synthetic(root: Path, **changes):
 def clean_tiny(tmp_path_factory):
     """The three-patient tiny cohort without defects: (config, metadata, result)."""
     return build_synthetic(tmp_path_factory.mktemp("clean_tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory):
+    """40 small patients for training tests; os_2y is roughly balanced, so splits hold both."""
+    root = tmp_path_factory.mktemp("train_source")
+    write_cohort(replace(TINY, n_patients=40, seed=1), root, show_progress=False)
+    return root

@@ -1,0 +1,790 @@
+"""Headless training: ``python -m nsclc_engine.train`` (or under ``torchrun`` for several GPUs).
+
+With no arguments it builds the embedded demo cohort if absent, preprocesses it with the
+``demo`` preset, splits it, trains the 3D ResNet-18 and writes a complete run folder::
+
+    <artifacts>/runs/<run_id>/
+        config.json        the resolved TrainConfig + preprocessing config, versions, git commit
+        splits.json        patient-level splits (reloaded on resume, never re-drawn)
+        history.jsonl      one line per epoch (losses, validation AUC and metrics at 0.5, lr, time)
+        checkpoint_last.pt / checkpoint_best.pt   (tensors and plain types: weights_only loads)
+        predictions.csv    patient_id, split, fold, y_true, y_prob, logit (best checkpoint)
+        metrics.json       AUC with patient-level bootstrap 95 % CI per split, metrics at 0.5
+        status.json        queued / running / finished / failed / cancelled, progress, times
+        train.log          plain log lines
+
+Every file is written atomically. ``--resume RUN_ID`` continues from ``checkpoint_last.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nsclc_engine.config import load_config, write_text_atomic
+from nsclc_engine.demo import DEMO_PATIENTS
+from nsclc_engine.paths import PROJECT_ROOT, artifacts_dir
+
+log = logging.getLogger("nsclc_engine.train")
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; saved as ``config.json`` and inside each checkpoint."""
+
+    dicom: str = ""  # empty: the embedded demo cohort
+    clinical: str = ""
+    demo_patients: int = DEMO_PATIENTS
+    label: str = "deadstatus_event"
+    preset: str = "demo"
+    crop_mode: str = ""  # empty: the preset's
+    folds: int = 0
+    seed: int = 0
+    epochs: int = 12
+    batch_size: int = 4
+    lr: float = 1e-3
+    lr_factor: float = 0.5
+    lr_patience: int = 1
+    early_stopping_patience: int = 3
+    use_sampler: bool = True
+    use_class_weights: bool = True
+    augment: str = "minority"
+    pretrained: str = ""
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    workers: int = 0
+    deterministic: bool = False
+    shuffle_labels: bool = False
+    bootstrap_resamples: int = 2000
+
+    def __post_init__(self) -> None:
+        from nsclc_engine.clinical import LABELS
+        from nsclc_engine.preprocess import PRESETS
+
+        if self.label not in LABELS:
+            raise ValueError(f"label {self.label!r}: choose one of {sorted(LABELS)}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset {self.preset!r}: choose one of {sorted(PRESETS)}")
+        if self.device not in ("auto", "cpu", "cuda") or self.precision not in (
+            "auto",
+            "fp32",
+            "bf16",
+        ):
+            raise ValueError("device must be auto/cpu/cuda and precision auto/fp32/bf16")
+        if bool(self.dicom) != bool(self.clinical):
+            raise ValueError("give both --dicom and --clinical, or neither (demo cohort)")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+
+
+def validate_run_id(run_id: str) -> str:
+    if not RUN_ID.match(run_id or ""):
+        raise ValueError(
+            f"run id {run_id!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a "
+            "letter or digit (no paths)"
+        )
+    return run_id
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+
+
+def runs_dir(artifacts: str | os.PathLike | None = None) -> Path:
+    return Path(artifacts or artifacts_dir()) / "runs"
+
+
+# --- small file helpers ----------------------------------------------------------------------
+
+
+def write_json(path: Path, payload: dict) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def update_status(run_dir: Path, **changes) -> dict:
+    path = run_dir / "status.json"
+    status = json.loads(path.read_text()) if path.exists() else {}
+    status.update(changes, updated=_now())
+    write_json(path, status)
+    return status
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _versions() -> dict:
+    import monai
+    import torch
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedData:
+    cohort_dir: Path
+    cache_dir: Path
+    labels: dict[str, int]
+    image_paths: dict[str, Path]
+    preprocess: dict
+    oracle: dict | None
+
+
+def prepare_data(config: TrainConfig, artifacts: Path, show_progress: bool) -> PreparedData:
+    """Cohort (the demo is built if absent), preprocessing into the cache, labels."""
+    from nsclc_engine.cohort import CohortConfig, load_cohort, run_cohort
+    from nsclc_engine.data import items_from_cache
+    from nsclc_engine.demo import build_demo, demo_paths
+    from nsclc_engine.paths import default_cache_dir
+    from nsclc_engine.preprocess import PRESETS, preprocess_cohort
+    from nsclc_engine.synth import SynthConfig
+
+    oracle = None
+    if config.dicom:
+        key = re.sub(r"[^A-Za-z0-9]+", "_", f"{Path(config.dicom).resolve()}")[-60:]
+        cohort_dir = artifacts / "cohorts" / key
+        if not (cohort_dir / "cohort.csv").exists():
+            run_cohort(
+                config.dicom,
+                config.clinical,
+                cohort_dir,
+                CohortConfig(),
+                show_progress=show_progress,
+            )
+    else:
+        paths = demo_paths(artifacts)
+        build_demo(
+            artifacts, SynthConfig(n_patients=config.demo_patients), show_progress=show_progress
+        )
+        cohort_dir = paths.cohort
+        metadata = json.loads((paths.source / "synth_metadata.json").read_text())
+        oracle = metadata["oracle"]["sample"]
+    preprocess_config = PRESETS[config.preset]
+    if config.crop_mode:
+        preprocess_config = replace(preprocess_config, crop_mode=config.crop_mode)
+    cache_dir = default_cache_dir() if "NSCLC_CACHE_DIR" in os.environ else artifacts / "cache"
+    table = preprocess_cohort(cohort_dir, preprocess_config, cache_dir, show_progress=show_progress)
+    ok = table[table.status != "failed"]
+    cohort = load_cohort(cohort_dir)
+    cohort = cohort[cohort.patient_id.isin(ok.patient_id) & cohort[config.label].notna()]
+    labels = {row.patient_id: int(getattr(row, config.label)) for row in cohort.itertuples()}
+    keys = dict(zip(ok.patient_id, ok.key, strict=True))
+    image_paths = items_from_cache(cache_dir, keys, labels, preprocess_config)
+    return PreparedData(
+        cohort_dir, cache_dir, labels, image_paths, asdict(preprocess_config), oracle
+    )
+
+
+def shuffled(labels: dict[str, int], seed: int) -> dict[str, int]:
+    """The negative control: the same labels, randomly reassigned to patients."""
+    patients = sorted(labels)
+    values = np.random.default_rng(seed).permutation([labels[p] for p in patients])
+    return dict(zip(patients, (int(v) for v in values), strict=True))
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> Distributed:
+        return cls(
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
+
+
+def select_device(config: TrainConfig, dist: Distributed):
+    import torch
+
+    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but no CUDA device is available")
+    if use_cuda:
+        torch.cuda.set_device(dist.local_rank)
+        return torch.device("cuda", dist.local_rank)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - libraries still draw from the legacy global state
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+class DistributedNumberedSampler:
+    """The same weighted (or shuffled) draw on every rank, each rank taking every n-th item."""
+
+    def __init__(self, labels: Sequence[int], use_weights: bool, seed: int, dist: Distributed):
+        self.labels, self.use_weights, self.seed, self.dist = list(labels), use_weights, seed, dist
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        import torch
+
+        from nsclc_engine.data import NumberedDraws, balanced_sampler
+
+        seed = self.seed * 1000 + self.epoch
+        if self.use_weights:
+            draws = list(balanced_sampler(self.labels, seed))
+        else:
+            order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(seed))
+            draws = list(NumberedDraws(order.tolist()))
+        per_rank = len(draws) // self.dist.world_size
+        return iter(draws[self.dist.rank :: self.dist.world_size][:per_rank])
+
+    def __len__(self) -> int:
+        return len(self.labels) // self.dist.world_size
+
+
+class Cancelled(Exception):
+    pass
+
+
+def predict(model, dataset, config: TrainConfig, device, dist: Distributed) -> pd.DataFrame:
+    """Logits for every item of ``dataset``, gathered from all ranks."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    shard = torch.utils.data.Subset(dataset, list(range(dist.rank, len(dataset), dist.world_size)))
+    loader = DataLoader(
+        shard,
+        batch_size=max(config.batch_size, 8),
+        shuffle=False,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+    )
+    rows = []
+    model.eval()
+    with torch.no_grad(), _autocast(config, device):
+        for volumes, labels, patient_ids in loader:
+            logits = model(volumes.to(device, non_blocking=True)).float().cpu()
+            probabilities = torch.softmax(logits, dim=1)[:, 1]
+            for pid, label, logit, prob in zip(
+                patient_ids,
+                labels.tolist(),
+                (logits[:, 1] - logits[:, 0]).tolist(),
+                probabilities.tolist(),
+                strict=True,
+            ):
+                rows.append(
+                    {
+                        "patient_id": pid,
+                        "y_true": int(label),
+                        "y_prob": float(prob),
+                        "logit": float(logit),
+                    }
+                )
+    if dist.world_size > 1:
+        gathered: list = [None] * dist.world_size
+        torch.distributed.all_gather_object(gathered, rows)
+        rows = [row for part in gathered for row in part]
+    return pd.DataFrame(rows).sort_values("patient_id").reset_index(drop=True)
+
+
+def _autocast(config: TrainConfig, device):
+    import torch
+
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _epoch_metrics(frame: pd.DataFrame, loss: float) -> dict:
+    from nsclc_engine.metrics import auc_score, metrics_at_threshold
+
+    at_half = metrics_at_threshold(frame.y_true, frame.y_prob, 0.5)
+    return {
+        "loss": loss,
+        "auc": auc_score(frame.y_true, frame.y_prob),
+        **{k: at_half[k] for k in ("accuracy", "f1", "sensitivity", "specificity")},
+    }
+
+
+def train_fold(
+    run_dir: Path,
+    config: TrainConfig,
+    split: dict[str, list[str]],
+    fold: int,
+    data: PreparedData,
+    labels: dict[str, int],
+    dist: Distributed,
+    show_progress: bool,
+) -> pd.DataFrame:
+    """Train one split; returns predictions of the best checkpoint for every patient in it."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from nsclc_engine.data import AugmentConfig, class_weights, make_datasets
+    from nsclc_engine.model import build_resnet18, load_pretrained
+
+    device = select_device(config, dist)
+    suffix = f"_fold{fold}" if config.folds else ""
+    last_path, best_path = (
+        run_dir / f"checkpoint_last{suffix}.pt",
+        run_dir / f"checkpoint_best{suffix}.pt",
+    )
+    datasets = make_datasets(
+        split, labels, data.image_paths, AugmentConfig(classes=config.augment), seed=config.seed
+    )
+    train_labels = [item.label for item in datasets["train"].items]
+    model = build_resnet18().to(device)
+    if config.pretrained:
+        load_pretrained(model, config.pretrained)
+    else:
+        log.info("random initialisation (no --pretrained file)")
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimiser, mode="min", factor=config.lr_factor, patience=config.lr_patience
+    )
+    weights = class_weights(train_labels).to(device) if config.use_class_weights else None
+    criterion = torch.nn.CrossEntropyLoss(weight=weights)
+
+    state = {"epoch": 0, "best_loss": float("inf"), "bad_epochs": 0, "history": []}
+    if last_path.exists():  # resume
+        checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        optimiser.load_state_dict(checkpoint["optimiser"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state = {key: checkpoint[key] for key in state}
+        log.info("resumed fold %d after epoch %d", fold, state["epoch"])
+    if dist.world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    sampler = DistributedNumberedSampler(train_labels, config.use_sampler, config.seed + fold, dist)
+    loader = DataLoader(
+        datasets["train"],
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+    )
+    cancel_file = run_dir / "cancel_requested"
+
+    while state["epoch"] < config.epochs and state["bad_epochs"] < config.early_stopping_patience:
+        epoch = state["epoch"] + 1
+        started = time.perf_counter()
+        sampler.set_epoch(epoch)
+        datasets["train"].set_epoch(epoch)
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(
+            loader,
+            desc=f"fold {fold} epoch {epoch}",
+            unit="batch",
+            disable=not (show_progress and dist.is_main),
+            leave=False,
+        )
+        for volumes, targets, _ in bar:
+            if cancel_file.exists():
+                raise Cancelled()
+            volumes = volumes.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            with _autocast(config, device):
+                loss = criterion(model(volumes).float(), targets)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(
+                targets
+            )  # float(): a CPU-GPU sync point, once a batch
+            count += len(targets)
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        validation = predict(_unwrap(model), datasets["validation"], config, device, dist)
+        with torch.no_grad():
+            logits = torch.tensor(np.stack([-validation.logit / 2, validation.logit / 2], axis=1))
+            val_loss = float(
+                criterion(
+                    logits.to(device).float(), torch.tensor(validation.y_true.to_numpy()).to(device)
+                )
+            )
+        scheduler.step(val_loss)
+        improved = val_loss < state["best_loss"]
+        state["best_loss"] = min(val_loss, state["best_loss"])
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        state["epoch"] = epoch
+        line = {
+            "fold": fold,
+            "epoch": epoch,
+            "train_loss": total / max(count, 1),
+            **{f"val_{k}": v for k, v in _epoch_metrics(validation, val_loss).items()},
+            "lr": optimiser.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+            "best": improved,
+        }
+        state["history"].append(line)
+        if dist.is_main:
+            checkpoint = {
+                "model": _unwrap(model).state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "config": asdict(config),
+                "fold": fold,
+                **state,
+            }
+            _save_atomic(checkpoint, last_path)
+            if improved:
+                _save_atomic(checkpoint, best_path)
+            write_history(run_dir)
+            update_status(run_dir, progress=_progress(config, fold, epoch), epoch=epoch, fold=fold)
+            log.info(
+                "fold %d epoch %d: train loss %.4f, val loss %.4f, val AUC %.3f, lr %.2g, %.1f s%s",
+                fold,
+                epoch,
+                line["train_loss"],
+                val_loss,
+                line["val_auc"],
+                line["lr"],
+                line["seconds"],
+                " (best)" if improved else "",
+            )
+        if dist.world_size > 1:
+            torch.distributed.barrier()
+
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    _unwrap(model).load_state_dict(best["model"])
+    frames = []
+    for part, dataset in datasets.items():
+        frame = predict(_unwrap(model), dataset, config, device, dist)
+        frames.append(frame.assign(split=part, fold=fold))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def _progress(config: TrainConfig, fold: int, epoch: int) -> float:
+    folds = max(config.folds, 1)
+    return round((fold + epoch / config.epochs) / folds, 4)
+
+
+def _save_atomic(payload: dict, path: Path) -> None:
+    import torch
+
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def write_history(run_dir: Path) -> None:
+    """``history.jsonl`` rebuilt from the last checkpoint(s): consistent after any kill."""
+    import torch
+
+    lines = []
+    for path in sorted(run_dir.glob("checkpoint_last*.pt")):
+        lines += torch.load(path, map_location="cpu", weights_only=True)["history"]
+    lines.sort(key=lambda line: (line["fold"], line["epoch"]))
+    write_text_atomic(
+        run_dir / "history.jsonl",
+        "".join(json.dumps(line, default=_json_default) + "\n" for line in lines),
+    )
+
+
+def summarise_predictions(
+    predictions: pd.DataFrame, config: TrainConfig, oracle: dict | None
+) -> dict:
+    """AUC with a patient-level bootstrap CI and metrics at 0.5, per split (out-of-fold for k)."""
+    from nsclc_engine.metrics import bootstrap_auc_ci, metrics_at_threshold
+
+    result = {"label": config.label, "shuffled_labels": config.shuffle_labels, "splits": {}}
+    for part, frame in predictions.groupby("split"):
+        result["splits"][part] = {
+            "n": len(frame),
+            "n_positive": int(frame.y_true.sum()),
+            "auc": bootstrap_auc_ci(
+                frame.y_true, frame.y_prob, config.bootstrap_resamples, seed=config.seed
+            ),
+            "at_0.5": metrics_at_threshold(frame.y_true, frame.y_prob, 0.5),
+        }
+    if oracle is not None:
+        result["oracle_auc"] = oracle["eta"].get(f"auc_{config.label}")
+    return result
+
+
+def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> dict:
+    """Train (or resume) the run in ``<artifacts>/runs/<run_id>`` from its ``config.json``."""
+    import torch
+
+    from nsclc_engine.splits import SplitConfig, splits_for
+
+    run_dir = runs_dir(artifacts) / validate_run_id(run_id)
+    config = load_config(TrainConfig, run_dir / "config.json")
+    dist = Distributed.from_environment()
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if select_device(config, dist).type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+    seed_everything(config.seed + dist.rank, config.deterministic)
+    handler = _attach_log(run_dir) if dist.is_main else None
+    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+    try:
+        if dist.is_main:
+            (run_dir / "cancel_requested").unlink(missing_ok=True)  # a resume starts afresh
+            update_status(run_dir, state="running", pid=os.getpid(), started=_now(), error="")
+        # rank 0 builds the cohort and fills the cache; the others then find it all cached
+        if dist.is_main:
+            data = prepare_data(config, artifacts, show_progress)
+        if dist.world_size > 1:
+            torch.distributed.barrier()
+        if not dist.is_main:
+            data = prepare_data(config, artifacts, show_progress=False)
+        labels = shuffled(data.labels, config.seed) if config.shuffle_labels else data.labels
+        patients = sorted(labels)
+        split_config = SplitConfig(folds=config.folds, seed=config.seed)
+        splits = splits_for(
+            run_dir / "splits.json",
+            patients,
+            [labels[p] for p in patients],
+            split_config,
+            config.label,
+        )
+        if dist.is_main:
+            _write_resolved_config(run_dir, config, data)
+        frames = [
+            train_fold(run_dir, config, split, fold, data, labels, dist, show_progress)
+            for fold, split in enumerate(splits)
+        ]
+        predictions = pd.concat(frames, ignore_index=True)[
+            ["patient_id", "split", "fold", "y_true", "y_prob", "logit"]
+        ]
+        metrics = summarise_predictions(predictions, config, data.oracle)
+        if dist.is_main:
+            write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+            write_json(run_dir / "metrics.json", metrics)
+            update_status(run_dir, state="finished", progress=1.0, finished=_now())
+            test = metrics["splits"].get("test", {}).get("auc", {})
+            log.info(
+                "finished: test AUC %.3f (95%% CI %.3f-%.3f)",
+                test.get("auc", float("nan")),
+                test.get("ci_low", float("nan")),
+                test.get("ci_high", float("nan")),
+            )
+        return metrics
+    except (Cancelled, KeyboardInterrupt):
+        if dist.is_main:
+            update_status(run_dir, state="cancelled", finished=_now())
+            log.info("cancelled; the last checkpoint is kept")
+        raise
+    except Exception as error:
+        if dist.is_main:
+            update_status(
+                run_dir, state="failed", finished=_now(), error=f"{type(error).__name__}: {error}"
+            )
+            log.exception("training failed")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if handler is not None:
+            logging.getLogger("nsclc_engine").removeHandler(handler)
+            handler.close()
+        if dist.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _raise_cancelled(signum, frame):
+    raise Cancelled()
+
+
+def _attach_log(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("nsclc_engine")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def _write_resolved_config(run_dir: Path, config: TrainConfig, data: PreparedData) -> None:
+    existing = json.loads((run_dir / "config.json").read_text())
+    existing["resolved"] = {
+        "cohort_dir": str(data.cohort_dir),
+        "cache_dir": str(data.cache_dir),
+        "preprocess": data.preprocess,
+        "n_patients": len(data.labels),
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+    }
+    write_json(run_dir / "config.json", existing)
+
+
+def create_run(config: TrainConfig, artifacts: Path, run_id: str = "") -> str:
+    """A new run folder with ``config.json`` and a queued ``status.json``."""
+    run_id = validate_run_id(run_id or new_run_id())
+    run_dir = runs_dir(artifacts) / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    write_json(run_dir / "config.json", {"config_class": "TrainConfig", **asdict(config)})
+    update_status(run_dir, state="queued", progress=0.0, created=_now(), run_id=run_id)
+    return run_id
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = list(args.set)
+    for key in (
+        "dicom",
+        "clinical",
+        "label",
+        "preset",
+        "folds",
+        "device",
+        "pretrained",
+        "epochs",
+        "seed",
+    ):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.shuffle_labels:
+        overrides.append("shuffle_labels=true")
+    if args.deterministic:
+        overrides.append("deterministic=true")
+    return load_config(TrainConfig, args.config, overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nsclc_engine.train", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--config", help="TrainConfig JSON file")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a key ({', '.join(TrainConfig.__dataclass_fields__)})",
+    )
+    parser.add_argument("--dicom", help="DICOM folder of the real data (with --clinical)")
+    parser.add_argument("--clinical", help="Lung1 clinical CSV")
+    parser.add_argument("--label", choices=["deadstatus_event", "os_2y"])
+    parser.add_argument("--preset", choices=["demo", "paper", "smoke"])
+    parser.add_argument("--folds", type=int, help="k-fold cross-validation (0 = one split)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--pretrained", help="local MedicalNet ResNet-18 weights")
+    parser.add_argument("--shuffle-labels", action="store_true", help="negative control")
+    parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument(
+        "--artifacts", help="artifacts folder (default $NSCLC_ARTIFACTS_DIR or ./artifacts)"
+    )
+    parser.add_argument("--run-id", help="name of the new run (default: time stamp)")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue a run from checkpoint_last")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    artifacts = Path(args.artifacts or artifacts_dir())
+    dist = Distributed.from_environment()
+    try:
+        if args.resume:
+            run_id = validate_run_id(args.resume)
+            if not (runs_dir(artifacts) / run_id / "config.json").exists():
+                raise ValueError(f"no run {run_id!r} in {runs_dir(artifacts)}")
+        else:
+            config = config_from_args(args)
+            run_id = args.run_id or os.environ.get("NSCLC_RUN_ID") or new_run_id()
+            if dist.is_main:
+                create_run(config, artifacts, run_id)
+            elif dist.world_size > 1:
+                _wait_for(runs_dir(artifacts) / run_id / "config.json")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"run {run_id}: {runs_dir(artifacts) / run_id}")
+    try:
+        metrics = run_training(run_id, artifacts, show_progress=not args.quiet)
+    except Cancelled:
+        return 3
+    except Exception as error:
+        print(f"error: training failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    if dist.is_main:
+        for part, values in metrics["splits"].items():
+            auc = values["auc"]
+            print(
+                f"{part}: n={values['n']}, AUC {auc['auc']:.3f} (95% CI {auc['ci_low']:.3f}-"
+                f"{auc['ci_high']:.3f})"
+            )
+        if metrics.get("oracle_auc") is not None:
+            print(f"best achievable AUC on this synthetic cohort: {metrics['oracle_auc']:.3f}")
+    return 0
+
+
+def _wait_for(path: Path, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise ValueError(f"{path} did not appear: rank 0 failed to create the run")
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
