@@ -110,27 +110,34 @@ def stratified_split(
 def kfold_splits(
     patient_ids: Sequence[str], labels: Sequence[int], config: SplitConfig
 ) -> list[Split]:
-    """Stratified k folds: fold i tests on part i, validates on part i+1, trains on the rest.
+    """Stratified k folds: fold i tests on part i; a stratified ``validation_fraction`` of the
+    whole cohort is drawn from the other parts for validation; the rest trains.
 
     Every patient is in the test part of exactly one fold. Folds keep the class proportions
     (stratification) but do not enforce ``min_minority_fraction``.
     """
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold, train_test_split
 
     order = np.argsort(np.asarray(patient_ids, dtype=str), kind="stable")  # input order is moot
     patient_ids = np.asarray(patient_ids, dtype=object)[order]
     labels = np.asarray(labels).astype(int)[order]
     _minority_label(labels)
     folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
-    parts = [patient_ids[test] for _, test in folds.split(patient_ids, labels)]
+    n_validation = round(config.validation_fraction * len(labels))
     splits = []
-    for i in range(config.folds):
-        validation = (i + 1) % config.folds
-        train = [p for j, part in enumerate(parts) if j not in (i, validation) for p in part]
+    for i, (rest, test) in enumerate(folds.split(patient_ids, labels)):
+        if n_validation >= len(rest) - 1:
+            raise ValueError(f"{config.folds} folds leave no patient to train on")
+        train, validation = train_test_split(
+            patient_ids[rest],
+            test_size=n_validation,
+            stratify=labels[rest],
+            random_state=config.seed + i,
+        )
         split = {
             "train": sorted(train),
-            "validation": sorted(parts[validation]),
-            "test": sorted(parts[i]),
+            "validation": sorted(validation),
+            "test": sorted(patient_ids[test]),
         }
         check_disjoint(split)
         splits.append(split)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -185,8 +186,10 @@ def prepare_data(config: TrainConfig, artifacts: Path, show_progress: bool) -> P
 
     oracle = None
     if config.dicom:
-        key = re.sub(r"[^A-Za-z0-9]+", "_", f"{Path(config.dicom).resolve()}")[-60:]
-        cohort_dir = artifacts / "cohorts" / key
+        clinical = Path(config.clinical).resolve()
+        source = f"{Path(config.dicom).resolve()}|{clinical}|{clinical.stat().st_mtime_ns}"
+        key = hashlib.sha256(source.encode()).hexdigest()[:16]
+        cohort_dir = artifacts / "cohorts" / f"{Path(config.dicom).name}-{key}"
         if not (cohort_dir / "cohort.csv").exists():
             run_cohort(
                 config.dicom,
@@ -376,8 +379,12 @@ def train_fold(
     labels: dict[str, int],
     dist: Distributed,
     show_progress: bool,
+    history: dict[int, list],
 ) -> pd.DataFrame:
-    """Train one split; returns predictions of the best checkpoint for every patient in it."""
+    """Train one split; returns predictions of the best checkpoint for every patient in it.
+
+    ``history`` (fold -> epoch lines) is shared across folds to write ``history.jsonl``.
+    """
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -415,6 +422,7 @@ def train_fold(
         scheduler.load_state_dict(checkpoint["scheduler"])
         state = {key: checkpoint[key] for key in state}
         log.info("resumed fold %d after epoch %d", fold, state["epoch"])
+    history[fold] = state["history"]
     if dist.world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
@@ -495,7 +503,7 @@ def train_fold(
             _save_atomic(checkpoint, last_path)
             if improved:
                 _save_atomic(checkpoint, best_path)
-            write_history(run_dir)
+            write_history(run_dir, history)
             update_status(run_dir, progress=_progress(config, fold, epoch), epoch=epoch, fold=fold)
             log.info(
                 "fold %d epoch %d: train loss %.4f, val loss %.4f, val AUC %.3f, lr %.2g, %.1f s%s",
@@ -537,14 +545,10 @@ def _save_atomic(payload: dict, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def write_history(run_dir: Path) -> None:
-    """``history.jsonl`` rebuilt from the last checkpoint(s): consistent after any kill."""
-    import torch
-
-    lines = []
-    for path in sorted(run_dir.glob("checkpoint_last*.pt")):
-        lines += torch.load(path, map_location="cpu", weights_only=True)["history"]
-    lines.sort(key=lambda line: (line["fold"], line["epoch"]))
+def write_history(run_dir: Path, history: dict[int, list]) -> None:
+    """``history.jsonl`` from the epochs saved in the checkpoints (written after each one), so
+    it stays consistent with ``checkpoint_last`` after a kill and a resume."""
+    lines = [line for fold in sorted(history) for line in history[fold]]
     write_text_atomic(
         run_dir / "history.jsonl",
         "".join(json.dumps(line, default=_json_default) + "\n" for line in lines),
@@ -572,6 +576,14 @@ def summarise_predictions(
     return result
 
 
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The TrainConfig of a run (``config.json`` minus what was resolved when it ran)."""
+    payload = json.loads((run_dir / "config.json").read_text())
+    payload.pop("config_class", None)
+    payload.pop("resolved", None)
+    return TrainConfig(**payload)
+
+
 def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> dict:
     """Train (or resume) the run in ``<artifacts>/runs/<run_id>`` from its ``config.json``."""
     import torch
@@ -579,7 +591,7 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
     from nsclc_engine.splits import SplitConfig, splits_for
 
     run_dir = runs_dir(artifacts) / validate_run_id(run_id)
-    config = load_config(TrainConfig, run_dir / "config.json")
+    config = load_run_config(run_dir)
     dist = Distributed.from_environment()
     if dist.world_size > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if select_device(config, dist).type == "cuda" else "gloo"
@@ -610,8 +622,9 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
         )
         if dist.is_main:
             _write_resolved_config(run_dir, config, data)
+        history: dict[int, list] = {}
         frames = [
-            train_fold(run_dir, config, split, fold, data, labels, dist, show_progress)
+            train_fold(run_dir, config, split, fold, data, labels, dist, show_progress, history)
             for fold, split in enumerate(splits)
         ]
         predictions = pd.concat(frames, ignore_index=True)[
