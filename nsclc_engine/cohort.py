@@ -34,7 +34,13 @@ from tqdm import tqdm
 
 from nsclc_engine import dicom_io
 from nsclc_engine.clinical import LABELS, add_labels, label_counts, read_clinical_csv
-from nsclc_engine.config import load_config, save_config, write_text_atomic
+from nsclc_engine.config import (
+    add_config_arguments,
+    load_config,
+    save_config,
+    worker_count,
+    write_text_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +323,7 @@ def build_cohort(
     tasks = [
         (pid, headers_by_patient[pid], config, skipped_by_series.get(pid, {})) for pid in to_inspect
     ]
-    workers = dicom_io._worker_count(config.workers, len(tasks), PARALLEL_MIN_PATIENTS)
+    workers = worker_count(config.workers, len(tasks), PARALLEL_MIN_PATIENTS)
     imaging_rows = []
     with tqdm(
         total=len(tasks), desc="Reading CT + RTSTRUCT", unit="patient", disable=not show_progress
@@ -529,14 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dicom", required=True, help="folder with the DICOM files, any layout")
     parser.add_argument("--clinical", required=True, help="Lung1 clinical CSV (v3 columns)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--config", help="CohortConfig JSON file")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a config key ({', '.join(CohortConfig.__dataclass_fields__)})",
-    )
+    add_config_arguments(parser, CohortConfig)
     parser.add_argument("--roi-pattern", help="ROI name regex (case-insensitive, full match)")
     parser.add_argument(
         "--union-rois",

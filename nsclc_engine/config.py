@@ -6,6 +6,7 @@ folder alone. Unknown keys are errors that list the valid ones.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -116,3 +117,23 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """``--config FILE`` and repeatable ``--set KEY=VALUE`` for a stage's config class."""
+    parser.add_argument("--config", help=f"{config_class.__name__} JSON file")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key ({', '.join(config_class.__dataclass_fields__)})",
+    )
+
+
+def worker_count(requested: int, n_tasks: int, parallel_min: int = 2) -> int:
+    """Processes to use: ``requested`` (0 = all available cores), 1 below ``parallel_min`` tasks."""
+    if requested == 1 or n_tasks < parallel_min:
+        return 1
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(1, min(requested or available, available, n_tasks))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from nsclc_engine.config import worker_count
 from nsclc_engine.contours import RasterisedRoi, rasterise_contours
 
 log = logging.getLogger(__name__)
@@ -292,12 +293,12 @@ def index_dicom_tree(
     """
     paths = list_files(root)
     index = DicomIndex()
-    worker_count = _worker_count(workers, len(paths), PARALLEL_MIN_FILES)
+    n_workers = worker_count(workers, len(paths), PARALLEL_MIN_FILES)
     with tqdm(
         total=len(paths), desc="Indexing DICOM headers", unit="file", disable=not show_progress
     ) as bar:
-        if worker_count > 1:
-            with ProcessPoolExecutor(worker_count) as pool:
+        if n_workers > 1:
+            with ProcessPoolExecutor(n_workers) as pool:
                 results: Iterable = pool.map(_read_header_or_skip, paths, chunksize=64)
                 _collect(results, index, bar)
         else:
@@ -314,13 +315,6 @@ def _collect(results: Iterable, index: DicomIndex, bar) -> None:
         else:
             index.headers.append(result)
         bar.update(1)
-
-
-def _worker_count(requested: int, n_tasks: int, parallel_min: int) -> int:
-    if requested == 1 or n_tasks < parallel_min:
-        return 1
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    return max(1, min(requested or available, available, n_tasks))
 
 
 def ct_series_geometry(headers: Sequence[DicomHeader]) -> SeriesGeometry:

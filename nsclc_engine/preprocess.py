@@ -33,7 +33,7 @@ from tqdm import tqdm
 from nsclc_engine import dicom_io
 from nsclc_engine.cache import VolumeCache
 from nsclc_engine.cohort import CohortConfig, load_cohort
-from nsclc_engine.config import load_config
+from nsclc_engine.config import add_config_arguments, load_config, worker_count
 from nsclc_engine.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -422,8 +422,7 @@ def preprocess_cohort(
     cache_dir = str(cache_dir or default_cache_dir())
     sources = cohort_sources(cohort_dir)
     tasks = [(source, config, cache_dir) for source in sources]
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    n_workers = 1 if workers == 1 or len(tasks) < 4 else min(workers or available, available)
+    n_workers = worker_count(workers, len(tasks), parallel_min=4)
     rows = []
     with tqdm(
         total=len(tasks), desc="Preprocessing", unit="patient", disable=not show_progress
@@ -459,14 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--cohort", required=True, help="cohort folder (from nsclc_engine.cohort)")
     parser.add_argument("--preset", default="demo", choices=sorted(PRESETS))
-    parser.add_argument("--config", help="PreprocessConfig JSON file")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a key ({', '.join(PreprocessConfig.__dataclass_fields__)})",
-    )
+    add_config_arguments(parser, PreprocessConfig)
     parser.add_argument(
         "--cache-dir", help="cache folder (default $NSCLC_CACHE_DIR or artifacts/cache)"
     )

@@ -40,7 +40,13 @@ from tqdm import tqdm
 
 from nsclc_engine.clinical import OS_2Y_HORIZON_DAYS, V3_COLUMNS
 from nsclc_engine.cohort import Reason
-from nsclc_engine.config import load_config, save_config, write_text_atomic
+from nsclc_engine.config import (
+    add_config_arguments,
+    load_config,
+    save_config,
+    worker_count,
+    write_text_atomic,
+)
 from nsclc_engine.contours import fill_polygon
 from nsclc_engine.metrics import harrell_c_index
 
@@ -712,10 +718,7 @@ def write_cohort(
         for number in range(1, config.n_patients + 1)
     ]
     tasks = [(config, truth, str(dicom_root)) for truth in truths]
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    workers = (
-        1 if config.workers == 1 or len(tasks) < 4 else min(config.workers or available, available)
-    )
+    workers = worker_count(config.workers, len(tasks), parallel_min=4)
     with tqdm(
         total=len(tasks), desc="Writing synthetic DICOM", unit="patient", disable=not show_progress
     ) as bar:
@@ -795,14 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--defects", help="'auto', 'none' or 'NUMBER:KIND,...'; kinds: " + ", ".join(DEFECTS)
     )
-    parser.add_argument("--config", help="SynthConfig JSON file")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a config key ({', '.join(SynthConfig.__dataclass_fields__)})",
-    )
+    add_config_arguments(parser, SynthConfig)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     overrides = list(args.set)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.config import load_config, write_text_atomic
+from nsclc_engine.config import add_config_arguments, load_config, write_text_atomic
 from nsclc_engine.demo import DEMO_PATIENTS
 from nsclc_engine.paths import PROJECT_ROOT, artifacts_dir
 
@@ -727,14 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nsclc_engine.train", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--config", help="TrainConfig JSON file")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a key ({', '.join(TrainConfig.__dataclass_fields__)})",
-    )
+    add_config_arguments(parser, TrainConfig)
     parser.add_argument("--dicom", help="DICOM folder of the real data (with --clinical)")
     parser.add_argument("--clinical", help="Lung1 clinical CSV")
     parser.add_argument("--label", choices=["deadstatus_event", "os_2y"])
