@@ -23,14 +23,12 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from nsclc_engine import dicom_io
 from nsclc_engine.clinical import LABELS, add_labels, label_counts, read_clinical_csv
@@ -38,9 +36,9 @@ from nsclc_engine.config import (
     add_config_arguments,
     load_config,
     save_config,
-    worker_count,
     write_text_atomic,
 )
+from nsclc_engine.parallel import parallel_map, worker_count
 
 log = logging.getLogger(__name__)
 
@@ -325,14 +323,9 @@ def build_cohort(
     ]
     workers = worker_count(config.workers, len(tasks), PARALLEL_MIN_PATIENTS)
     imaging_rows = []
-    with tqdm(
-        total=len(tasks), desc="Reading CT + RTSTRUCT", unit="patient", disable=not show_progress
-    ) as bar:
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                results = list(_with_progress(pool.map(_inspect_or_exclude, tasks), bar))
-        else:
-            results = list(_with_progress(map(_inspect_or_exclude, tasks), bar))
+    results = parallel_map(
+        _inspect_or_exclude, tasks, workers, "Reading CT + RTSTRUCT", "patient", show_progress
+    )
     for result in results:
         if "reason" in result:
             exclude(result["patient_id"], result["reason"], result["detail"])
@@ -421,12 +414,6 @@ _IMAGING_COLUMNS = [
     "gtv_centroid_y_mm",
     "gtv_centroid_z_mm",
 ]
-
-
-def _with_progress(results, bar):
-    for result in results:
-        bar.update(1)
-        yield result
 
 
 def summarise(

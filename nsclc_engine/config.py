@@ -129,11 +129,3 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         metavar="KEY=VALUE",
         help=f"override a config key ({', '.join(config_class.__dataclass_fields__)})",
     )
-
-
-def worker_count(requested: int, n_tasks: int, parallel_min: int = 2) -> int:
-    """Processes to use: ``requested`` (0 = all available cores), 1 below ``parallel_min`` tasks."""
-    if requested == 1 or n_tasks < parallel_min:
-        return 1
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    return max(1, min(requested or available, available, n_tasks))

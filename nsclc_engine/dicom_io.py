@@ -15,17 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from nsclc_engine.config import worker_count
 from nsclc_engine.contours import RasterisedRoi, rasterise_contours
+from nsclc_engine.parallel import parallel_map, worker_count
 
 log = logging.getLogger(__name__)
 
@@ -294,27 +292,20 @@ def index_dicom_tree(
     paths = list_files(root)
     index = DicomIndex()
     n_workers = worker_count(workers, len(paths), PARALLEL_MIN_FILES)
-    with tqdm(
-        total=len(paths), desc="Indexing DICOM headers", unit="file", disable=not show_progress
-    ) as bar:
-        if n_workers > 1:
-            with ProcessPoolExecutor(n_workers) as pool:
-                results: Iterable = pool.map(_read_header_or_skip, paths, chunksize=64)
-                _collect(results, index, bar)
-        else:
-            _collect(map(_read_header_or_skip, paths), index, bar)
+    results = parallel_map(
+        _read_header_or_skip,
+        paths,
+        n_workers,
+        "Indexing DICOM headers",
+        "file",
+        show_progress,
+        chunksize=64,
+    )
+    for result in results:
+        (index.skipped if isinstance(result, SkippedFile) else index.headers).append(result)
     for skipped in index.skipped:
         log.warning("skipped %s", skipped.reason)
     return index
-
-
-def _collect(results: Iterable, index: DicomIndex, bar) -> None:
-    for result in results:
-        if isinstance(result, SkippedFile):
-            index.skipped.append(result)
-        else:
-            index.headers.append(result)
-        bar.update(1)
 
 
 def ct_series_geometry(headers: Sequence[DicomHeader]) -> SeriesGeometry:

@@ -22,18 +22,17 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from nsclc_engine import dicom_io
 from nsclc_engine.cache import VolumeCache
 from nsclc_engine.cohort import CohortConfig, load_cohort
-from nsclc_engine.config import add_config_arguments, load_config, worker_count
+from nsclc_engine.config import add_config_arguments, load_config
+from nsclc_engine.parallel import parallel_map, worker_count
 from nsclc_engine.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -423,19 +422,9 @@ def preprocess_cohort(
     sources = cohort_sources(cohort_dir)
     tasks = [(source, config, cache_dir) for source in sources]
     n_workers = worker_count(workers, len(tasks), parallel_min=4)
-    rows = []
-    with tqdm(
-        total=len(tasks), desc="Preprocessing", unit="patient", disable=not show_progress
-    ) as bar:
-        if n_workers > 1:
-            with ProcessPoolExecutor(n_workers) as pool:
-                for row in pool.map(_preprocess_one, tasks):
-                    rows.append(row)
-                    bar.update(1)
-        else:
-            for task in tasks:
-                rows.append(_preprocess_one(task))
-                bar.update(1)
+    rows = parallel_map(
+        _preprocess_one, tasks, n_workers, "Preprocessing", "patient", show_progress
+    )
     table = pd.DataFrame(rows, columns=["patient_id", "key", "status", "error"])
     for row in table[table.status == "failed"].itertuples():
         log.warning("%s: preprocessing failed: %s", row.patient_id, row.error)

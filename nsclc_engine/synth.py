@@ -30,13 +30,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from nsclc_engine.clinical import OS_2Y_HORIZON_DAYS, V3_COLUMNS
 from nsclc_engine.cohort import Reason
@@ -44,11 +42,11 @@ from nsclc_engine.config import (
     add_config_arguments,
     load_config,
     save_config,
-    worker_count,
     write_text_atomic,
 )
 from nsclc_engine.contours import fill_polygon
 from nsclc_engine.metrics import harrell_c_index
+from nsclc_engine.parallel import parallel_map, worker_count
 
 # --- generating model (see the module docstring) -------------------------------------------
 LOG_VOLUME_MEAN = float(np.log(25.0))  # median GTV 25 cm3, as in Lung1
@@ -719,17 +717,7 @@ def write_cohort(
     ]
     tasks = [(config, truth, str(dicom_root)) for truth in truths]
     workers = worker_count(config.workers, len(tasks), parallel_min=4)
-    with tqdm(
-        total=len(tasks), desc="Writing synthetic DICOM", unit="patient", disable=not show_progress
-    ) as bar:
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_write_one, tasks):
-                    bar.update(1)
-        else:
-            for task in tasks:
-                _write_one(task)
-                bar.update(1)
+    parallel_map(_write_one, tasks, workers, "Writing synthetic DICOM", "patient", show_progress)
 
     write_text_atomic(out_dir / "clinical.csv", clinical_rows(truths).to_csv(index=False))
     truth_table = pd.DataFrame(

@@ -16,7 +16,7 @@ if not paths.is_built():
         "RTSTRUCT + clinical CSV, a few deliberately broken) read through the same code as the "
         "real data. Headless: `python -m nsclc_engine.demo`."
     )
-    if st.button("Build the demo cohort (about 30 s)", key="build_demo", type="primary"):
+    if st.button("Build the demo cohort (about a minute)", key="build_demo", type="primary"):
         with st.status("Writing DICOM and building the cohort…", expanded=True):
             build_demo(show_progress=False)
         st.rerun()
