@@ -24,11 +24,23 @@ class LoadReport:
     missing: tuple[str, ...]  # in the model but not in the file (left at random init)
 
 
-def build_resnet18(num_classes: int = 2, first_stride: int = 2) -> torch.nn.Module:
-    """3D ResNet-18 for ``[N, 1, D, H, W]`` inputs and ``num_classes`` logits."""
+NORMS = ("batch", "group")
+
+
+def build_resnet18(
+    num_classes: int = 2, first_stride: int = 2, norm: str = "batch"
+) -> torch.nn.Module:
+    """3D ResNet-18 for ``[N, 1, D, H, W]`` inputs and ``num_classes`` logits.
+
+    ``norm="group"`` swaps every BatchNorm3d for GroupNorm (16 groups), which does not depend
+    on the batch size; its weights and biases keep MedicalNet's names and shapes. (MONAI's own
+    ``norm=`` argument reaches only the stem, not the residual blocks.)
+    """
     from monai.networks.nets import resnet18
 
-    return resnet18(
+    if norm not in NORMS:
+        raise ValueError(f"norm {norm!r}: choose one of {list(NORMS)}")
+    model = resnet18(
         spatial_dims=3,
         n_input_channels=1,
         num_classes=num_classes,
@@ -36,6 +48,18 @@ def build_resnet18(num_classes: int = 2, first_stride: int = 2) -> torch.nn.Modu
         shortcut_type="A",
         bias_downsample=True,
     )
+    if norm == "group":
+        _batch_to_group_norm(model)
+    return model
+
+
+def _batch_to_group_norm(module: torch.nn.Module, groups: int = 16) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm3d):
+            channels = child.num_features
+            setattr(module, name, torch.nn.GroupNorm(min(groups, channels), channels))
+        else:
+            _batch_to_group_norm(child, groups)
 
 
 def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadReport:

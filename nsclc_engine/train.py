@@ -67,6 +67,7 @@ class TrainConfig:
     use_class_weights: bool = True
     augment: str = "minority"
     pretrained: str = ""
+    norm: str = "batch"  # batch (the report's, MedicalNet's) | group (batch-size independent)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     workers: int = 0
@@ -402,7 +403,7 @@ def train_fold(
         split, labels, data.image_paths, AugmentConfig(classes=config.augment), seed=config.seed
     )
     train_labels = [item.label for item in datasets["train"].items]
-    model = build_resnet18().to(device)
+    model = build_resnet18(norm=config.norm).to(device)
     if config.pretrained:
         load_pretrained(model, config.pretrained)
     else:

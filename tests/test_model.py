@@ -41,3 +41,19 @@ def test_a_file_with_nothing_usable_is_an_error(tmp_path):
     torch.save({"encoder.weight": torch.zeros(2)}, path)
     with pytest.raises(ValueError, match="no tensor matches"):
         load_pretrained(build_resnet18(), path)
+
+
+def test_group_norm_replaces_every_batch_norm_and_still_loads_medicalnet(tmp_path):
+    model = build_resnet18(norm="group")
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
+    assert model(torch.zeros(1, 1, 16, 32, 32)).shape == (1, 2)  # batch of one is fine
+    path = tmp_path / "medicalnet.pth"
+    torch.save({"state_dict": build_resnet18().state_dict()}, path)
+    report = load_pretrained(model, path)
+    assert all(
+        name.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        for name in report.skipped
+    )
+    assert "layer4.1.bn2.weight" in report.loaded
+    with pytest.raises(ValueError, match="norm"):
+        build_resnet18(norm="layer")
