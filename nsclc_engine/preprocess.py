@@ -288,7 +288,7 @@ def preprocess_ct(
     fraction = float(inside.mean())
     if fraction < 1.0:
         log.warning(
-            "%s: only %.0f %% of the GTV lies inside the %s input (fov_mm=%s)",
+            "%s: only %.1f %% of the GTV lies inside the %s input (fov_mm=%s)",
             volume.patient_id,
             100 * fraction,
             config.crop_mode,
