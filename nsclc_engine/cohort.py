@@ -333,7 +333,8 @@ def build_cohort(
             imaging_rows.append(result)
 
     labelled, unlabelled = add_labels(clinical[clinical["patient_id"].isin(clinical_ids)])
-    imaging = pd.DataFrame(imaging_rows, columns=_IMAGING_COLUMNS)
+    # the columns come from inspect_patient_imaging's rows; with none, only the join key
+    imaging = pd.DataFrame(imaging_rows) if imaging_rows else pd.DataFrame(columns=["patient_id"])
     cohort = labelled.merge(imaging, on="patient_id", how="inner")
     missing = cohort[config.required_label].isna()
     for patient_id in cohort.loc[missing, "patient_id"]:
@@ -381,39 +382,6 @@ def _skipped_by_series(
             if modality == "CT":
                 result.setdefault(patient_id, {}).setdefault(series_uid, []).append(skipped)
     return result
-
-
-_IMAGING_COLUMNS = [
-    "patient_id",
-    "ct_study_uid",
-    "ct_series_uid",
-    "frame_of_reference_uid",
-    "ct_matched_by",
-    "ct_folder",
-    "n_ct_files",
-    "rtstruct_path",
-    "rtstruct_sop_uid",
-    "n_rtstructs",
-    "roi_names",
-    "shape_z",
-    "shape_y",
-    "shape_x",
-    "spacing_z_mm",
-    "spacing_y_mm",
-    "spacing_x_mm",
-    "gtv_voxels",
-    "gtv_volume_cm3",
-    "gtv_mean_hu",
-    "gtv_bbox_z0",
-    "gtv_bbox_z1",
-    "gtv_bbox_y0",
-    "gtv_bbox_y1",
-    "gtv_bbox_x0",
-    "gtv_bbox_x1",
-    "gtv_centroid_x_mm",
-    "gtv_centroid_y_mm",
-    "gtv_centroid_z_mm",
-]
 
 
 def summarise(

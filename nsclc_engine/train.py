@@ -471,6 +471,7 @@ def train_fold(
             bar.set_postfix(loss=f"{total / count:.4f}")
         validation = predict(_unwrap(model), datasets["validation"], config, device, dist)
         with torch.no_grad():
+            # cross-entropy depends only on the logit difference, which predict() gathered
             logits = torch.tensor(np.stack([-validation.logit / 2, validation.logit / 2], axis=1))
             val_loss = float(
                 criterion(

@@ -29,6 +29,12 @@ TINY = SynthConfig(
     defects="none",
     workers=1,
 )
+# the same tiny geometry as command-line overrides
+TINY_SET_ARGS = [
+    arg
+    for key in ("rows", "pixel_spacing_mm", "n_slices", "slice_thickness_mm")
+    for arg in ("--set", f"{key}={getattr(TINY, key)}")
+]
 
 
 def require_shared(path: Path) -> Path:

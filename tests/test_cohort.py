@@ -16,7 +16,7 @@ from nsclc_engine.cohort import CohortConfig, Reason, main, run_cohort
 from nsclc_engine.contours import fill_polygon
 from nsclc_engine.synth import DEFECTS, render_patient, simulate_patient
 
-from .conftest import TINY, build_synthetic
+from .conftest import TINY, TINY_SET_ARGS, build_synthetic
 
 PATH_COLUMNS = ["ct_folder", "rtstruct_path"]
 
@@ -65,6 +65,32 @@ def test_gtv_mask_is_the_drawn_tumour(clean_tiny):
         assert (row.gtv_bbox_z0, row.gtv_bbox_z1) == (slices[0], slices[-1] + 1)
 
 
+def rebuild(root: Path, out: str = "again", clinical: Path | None = None, **config):
+    """Build the cohort again from the synthetic source under ``root`` (serially, quietly)."""
+    source = root / "source"
+    return run_cohort(
+        source / "dicom",
+        clinical or source / "clinical.csv",
+        root / out,
+        CohortConfig(workers=1, **config),
+        show_progress=False,
+    )
+
+
+def cli_args(root: Path, out: Path, *extra: str) -> list[str]:
+    """Command-line arguments for the synthetic source under ``root``."""
+    source = root / "source"
+    return [
+        "--dicom",
+        str(source / "dicom"),
+        "--clinical",
+        str(source / "clinical.csv"),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
 def sha(path: Path) -> tuple[str, int]:
     return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
 
@@ -73,13 +99,7 @@ def test_input_files_are_only_read(tmp_path):
     source = tmp_path / "source"
     build_synthetic(tmp_path, defects="1:truncated_slice,2:duplicate_slice")
     before = {path: sha(path) for path in source.rglob("*") if path.is_file()}
-    run_cohort(
-        source / "dicom",
-        source / "clinical.csv",
-        tmp_path / "again",
-        CohortConfig(workers=1),
-        show_progress=False,
-    )
+    rebuild(tmp_path)
     after = {path: sha(path) for path in source.rglob("*") if path.is_file()}
     assert after == before
 
@@ -102,13 +122,7 @@ def test_the_ct_series_the_rtstruct_references_is_chosen_not_the_first(tmp_path)
     # a second reconstruction of the same scan, same frame of reference, sorting first by path
     study = Path(row.ct_folder).parent
     copy_series_with_new_uids(Path(row.ct_folder), study / "0.000000-AAA-first", hu_shift=300)
-    again = run_cohort(
-        tmp_path / "a" / "source" / "dicom",
-        tmp_path / "a" / "source" / "clinical.csv",
-        tmp_path / "again",
-        CohortConfig(workers=1),
-        show_progress=False,
-    ).cohort.iloc[0]
+    again = rebuild(tmp_path / "a").cohort.iloc[0]
     assert again.ct_series_uid == row.ct_series_uid
     assert again.ct_matched_by == "referenced_series"
     assert again.gtv_mean_hu == pytest.approx(row.gtv_mean_hu)
@@ -125,13 +139,7 @@ def test_frame_of_reference_is_the_fallback_when_the_referenced_series_is_absent
     ds.save_as(edited / "rtstruct.dcm")
     Path(row.rtstruct_path).unlink()  # a test-owned copy: replace it by the edited one
     (edited / "rtstruct.dcm").rename(row.rtstruct_path)
-    result = run_cohort(
-        tmp_path / "source" / "dicom",
-        tmp_path / "source" / "clinical.csv",
-        tmp_path / "again",
-        CohortConfig(workers=1),
-        show_progress=False,
-    )
+    result = rebuild(tmp_path)
     assert result.cohort.iloc[0].ct_matched_by == "frame_of_reference"
     assert result.cohort.iloc[0].gtv_voxels == row.gtv_voxels
 
@@ -144,24 +152,9 @@ def seed_with_gtv2() -> int:
 
 def test_union_of_all_gtvs(tmp_path):
     _, _, single = build_synthetic(tmp_path / "s", n_patients=1, seed=seed_with_gtv2())
-    dicom, clinical = (
-        tmp_path / "s" / "source" / "dicom",
-        tmp_path / "s" / "source" / "clinical.csv",
-    )
-    first_only = run_cohort(
-        dicom,
-        clinical,
-        tmp_path / "first",
-        show_progress=False,
-        config=CohortConfig(roi_pattern=r"GTV-\d+", workers=1),
-    ).cohort.iloc[0]
-    union = run_cohort(
-        dicom,
-        clinical,
-        tmp_path / "union",
-        show_progress=False,
-        config=CohortConfig(roi_pattern=r"GTV-\d+", union_matching_rois=True, workers=1),
-    ).cohort.iloc[0]
+    root = tmp_path / "s"
+    first_only = rebuild(root, "first", roi_pattern=r"GTV-\d+").cohort.iloc[0]
+    union = rebuild(root, "union", roi_pattern=r"GTV-\d+", union_matching_rois=True).cohort.iloc[0]
     gtv1 = single.cohort.iloc[0]
     assert first_only.roi_names == "GTV-1" and first_only.gtv_voxels == gtv1.gtv_voxels
     assert union.roi_names == "GTV-1+GTV-2"
@@ -174,13 +167,7 @@ def test_censored_before_two_years_stays_in_with_an_empty_os_2y(tmp_path):
     clinical.loc[0, ["Survival.time", "deadstatus.event"]] = ["300", "0"]
     edited = tmp_path / "edited.csv"
     clinical.to_csv(edited, index=False)
-    result = run_cohort(
-        tmp_path / "source" / "dicom",
-        edited,
-        tmp_path / "out",
-        CohortConfig(workers=1),
-        show_progress=False,
-    )
+    result = rebuild(tmp_path, clinical=edited)
     assert result.cohort.patient_id.tolist() == ["DEMO-001", "DEMO-002"]
     assert pd.isna(result.cohort.os_2y.iloc[0])
     label_rows = result.report[result.report.scope == "os_2y"]
@@ -190,22 +177,9 @@ def test_censored_before_two_years_stays_in_with_an_empty_os_2y(tmp_path):
 
 
 def test_cli_writes_every_output_and_a_summary(tmp_path, clean_tiny, capsys):
-    source = tmp_path / "s" / "source"
     build_synthetic(tmp_path / "s")
     out = tmp_path / "out"
-    code = main(
-        [
-            "--dicom",
-            str(source / "dicom"),
-            "--clinical",
-            str(source / "clinical.csv"),
-            "--out",
-            str(out),
-            "--quiet",
-            "--set",
-            "min_gtv_voxels=2",
-        ]
-    )
+    code = main(cli_args(tmp_path / "s", out, "--quiet", "--set", "min_gtv_voxels=2"))
     assert code == 0
     assert "Included 3 patients; excluded 0." in capsys.readouterr().out
     for name in (
@@ -225,17 +199,7 @@ def test_cli_writes_every_output_and_a_summary(tmp_path, clean_tiny, capsys):
 
 def test_cli_with_no_usable_patient_fails_clearly(tmp_path, capsys):
     build_synthetic(tmp_path, n_patients=2, defects="1:no_rtstruct,2:no_gtv")
-    code = main(
-        [
-            "--dicom",
-            str(tmp_path / "source" / "dicom"),
-            "--clinical",
-            str(tmp_path / "source" / "clinical.csv"),
-            "--out",
-            str(tmp_path / "out"),
-            "--quiet",
-        ]
-    )
+    code = main(cli_args(tmp_path, tmp_path / "out", "--quiet"))
     assert code == 1
     assert "no usable patient" in capsys.readouterr().err
     report = pd.read_csv(tmp_path / "out" / "cleaning_report.csv")
@@ -261,31 +225,8 @@ def test_invalid_roi_pattern_is_a_setup_error(tmp_path, capsys):
     with pytest.raises(ValueError, match="not a valid regex"):
         CohortConfig(roi_pattern="GTV-(1")
     build_synthetic(tmp_path, n_patients=1)
-    source = tmp_path / "source"
-    code = main(
-        [
-            "--dicom",
-            str(source / "dicom"),
-            "--clinical",
-            str(source / "clinical.csv"),
-            "--out",
-            str(tmp_path / "out"),
-            "--roi-pattern",
-            "GTV-(1",
-        ]
-    )
+    code = main(cli_args(tmp_path, tmp_path / "out", "--roi-pattern", "GTV-(1"))
     assert code == 2 and "not a valid regex" in capsys.readouterr().err
-
-
-def rebuild(tmp_path: Path):
-    source = tmp_path / "source"
-    return run_cohort(
-        source / "dicom",
-        source / "clinical.csv",
-        tmp_path / "again",
-        CohortConfig(workers=1),
-        show_progress=False,
-    )
 
 
 def end_slices(folder: Path) -> list[Path]:
@@ -365,16 +306,6 @@ def test_a_flipped_orientation_gives_the_same_gtv_in_patient_space(tmp_path):
 def test_synth_then_cohort_cli_excludes_every_broken_patient_for_its_reason(tmp_path):
     """The 'done when' of the ingestion issue, through the two command lines."""
     out = tmp_path / "demo"
-    tiny = [
-        "--set",
-        "rows=48",
-        "--set",
-        "pixel_spacing_mm=8",
-        "--set",
-        "n_slices=16",
-        "--set",
-        "slice_thickness_mm=12",
-    ]
     subprocess.run(
         [
             sys.executable,
@@ -387,7 +318,7 @@ def test_synth_then_cohort_cli_excludes_every_broken_patient_for_its_reason(tmp_
             "--seed",
             "3",
             "--quiet",
-            *tiny,
+            *TINY_SET_ARGS,
         ],
         check=True,
     )

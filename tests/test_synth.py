@@ -18,7 +18,7 @@ from nsclc_engine.synth import (
     write_cohort,
 )
 
-from .conftest import LUNG1_CLINICAL, TINY, build_synthetic, require_shared
+from .conftest import LUNG1_CLINICAL, TINY, TINY_SET_ARGS, build_synthetic, require_shared
 
 REQUIRED_CT_TAGS = (
     "Rows",
@@ -176,14 +176,7 @@ def test_cli_prints_the_oracle_and_the_next_command(tmp_path, capsys):
         "--patients",
         "4",
         "--quiet",
-        "--set",
-        "rows=48",
-        "--set",
-        "pixel_spacing_mm=8",
-        "--set",
-        "n_slices=16",
-        "--set",
-        "slice_thickness_mm=12",
+        *TINY_SET_ARGS,
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
