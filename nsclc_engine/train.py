@@ -70,7 +70,8 @@ class TrainConfig:
     norm: str = "batch"  # batch (the report's, MedicalNet's) | group (batch-size independent)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
-    workers: int = 0
+    channels_last: str = "auto"  # auto (CUDA, >= 1M-voxel inputs: measured faster) | on | off
+    workers: int = -1  # data-loader processes; -1: 0 on the CPU, min(8, cores - 1) on CUDA
     deterministic: bool = False
     shuffle_labels: bool = False
     bootstrap_resamples: int = 2000
@@ -91,6 +92,8 @@ class TrainConfig:
             raise ValueError("device must be auto/cpu/cuda and precision auto/fp32/bf16")
         if bool(self.dicom) != bool(self.clinical):
             raise ValueError("give both --dicom and --clinical, or neither (demo cohort)")
+        if self.channels_last not in ("auto", "on", "off"):
+            raise ValueError(f"channels_last {self.channels_last!r}: choose auto, on or off")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
 
@@ -260,8 +263,33 @@ def select_device(config: TrainConfig, dist: Distributed):
         raise ValueError("--device cuda, but no CUDA device is available")
     if use_cuda:
         torch.cuda.set_device(dist.local_rank)
+        # fixed input shapes: let cuDNN pick its fastest kernels (off under --deterministic)
+        torch.backends.cudnn.benchmark = not config.deterministic
         return torch.device("cuda", dist.local_rank)
     return torch.device("cpu")
+
+
+CHANNELS_LAST_MIN_VOXELS = 1_000_000
+
+
+def memory_format(config: TrainConfig, device, input_shape: Sequence[int]):
+    """channels_last_3d where it helps: on an H200 bf16 steps ran 1.21x faster with it at the
+    ``paper`` preset (1.6 M voxels) but 0.63x at ``demo`` (131 k), and 2.5x slower on the CPU."""
+    import torch
+
+    use = config.channels_last == "on" or (
+        config.channels_last == "auto"
+        and device.type == "cuda"
+        and int(np.prod(input_shape)) >= CHANNELS_LAST_MIN_VOXELS
+    )
+    return torch.channels_last_3d if use else torch.contiguous_format
+
+
+def loader_workers(config: TrainConfig, device) -> int:
+    """On the CPU the model bounds a step and workers only take its cores; on CUDA they feed it."""
+    if config.workers >= 0:
+        return config.workers
+    return min(8, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -320,14 +348,16 @@ def predict(model, dataset, config: TrainConfig, device, dist: Distributed) -> p
         shard,
         batch_size=max(config.batch_size, 8),
         shuffle=False,
-        num_workers=config.workers,
+        num_workers=loader_workers(config, device),
         pin_memory=device.type == "cuda",
     )
     rows = []
     model.eval()
     with torch.no_grad(), _autocast(config, device):
         for volumes, labels, patient_ids in loader:
-            logits = model(volumes.to(device, non_blocking=True)).float().cpu()
+            volumes = volumes.to(device, non_blocking=True)
+            volumes = volumes.to(memory_format=memory_format(config, device, volumes.shape[2:]))
+            logits = model(volumes).float().cpu()
             probabilities = torch.softmax(logits, dim=1)[:, 1]
             for pid, label, logit, prob in zip(
                 patient_ids,
@@ -403,7 +433,9 @@ def train_fold(
         split, labels, data.image_paths, AugmentConfig(classes=config.augment), seed=config.seed
     )
     train_labels = [item.label for item in datasets["train"].items]
-    model = build_resnet18(norm=config.norm).to(device)
+    shape = [data.preprocess[f"out_{axis}"] for axis in ("depth", "height", "width")]
+    input_format = memory_format(config, device, shape)
+    model = build_resnet18(norm=config.norm).to(device, memory_format=input_format)
     if config.pretrained:
         load_pretrained(model, config.pretrained)
     else:
@@ -434,7 +466,7 @@ def train_fold(
         datasets["train"],
         batch_size=config.batch_size,
         sampler=sampler,
-        num_workers=config.workers,
+        num_workers=loader_workers(config, device),
         pin_memory=device.type == "cuda",
         drop_last=False,
     )
@@ -457,7 +489,7 @@ def train_fold(
         for volumes, targets, _ in bar:
             if cancel_file.exists():
                 raise Cancelled()
-            volumes = volumes.to(device, non_blocking=True)
+            volumes = volumes.to(device, non_blocking=True).to(memory_format=input_format)
             targets = targets.to(device, non_blocking=True)
             with _autocast(config, device):
                 loss = criterion(model(volumes).float(), targets)

@@ -11,6 +11,7 @@ from nsclc_engine.data import (
     class_weights,
     expected_balance,
     make_datasets,
+    rotate_in_plane,
     sample_weights,
 )
 
@@ -137,3 +138,14 @@ def test_augmentation_flips_rows_and_rotates_in_plane_only():
     assert rotated.sum() == pytest.approx(square.sum().item(), rel=0.02)  # rotation keeps mass
     for z in range(1, 4):  # the same in-plane transform on every slice: nothing moves along z
         assert torch.equal(rotated[0, z], rotated[0, 0])
+
+
+@pytest.mark.parametrize("angle", [0.12, -0.17, 0.0])
+def test_in_plane_rotation_equals_monai_rotate(angle):
+    from monai.transforms import Rotate
+
+    volume = torch.rand((1, 5, 24, 32), generator=torch.Generator().manual_seed(1))
+    expected = Rotate(
+        angle=(angle, 0.0, 0.0), keep_size=True, mode="bilinear", padding_mode="border"
+    )(volume).as_tensor()
+    torch.testing.assert_close(rotate_in_plane(volume, angle), expected, atol=1e-5, rtol=0)
