@@ -32,6 +32,7 @@ def test_cli_trains_a_real_and_a_shuffled_run_per_seed(tiny_source, tmp_path, ca
         "clinical": tiny_source / "clinical.csv",
         "preset": "smoke",
         "epochs": 1,
+        "folds": 2,  # overrides come after the check's settings
     }.items():
         args += ["--set", f"{key}={value}"]
     # real data has no known best achievable AUC, so the check cannot pass: exit status 1
@@ -42,4 +43,5 @@ def test_cli_trains_a_real_and_a_shuffled_run_per_seed(tiny_source, tmp_path, ca
         config = json.loads((tmp_path / "runs" / run_id / "config.json").read_text())
         assert config["shuffle_labels"] is shuffled and config["label"] == "os_2y"
         assert config["use_sampler"] is False and config["lr"] == 1e-4
+        assert config["folds"] == 2
         assert (tmp_path / "runs" / run_id / "metrics.json").is_file()
