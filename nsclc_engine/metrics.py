@@ -1,9 +1,20 @@
-"""Discrimination metrics shared by the stages (the full evaluation engine builds on these).
+"""Discrimination and threshold metrics: pure NumPy over ``y_true`` and ``y_score``.
 
-Conventions follow scikit-learn: ``y_true``, ``y_score``; higher risk = earlier event.
+Conventions follow scikit-learn: the positive class is 1 (deceased / dead by 2 years, as in
+the report) and a patient is called positive when ``y_score >= threshold``; higher risk =
+earlier event. Everything here is exact with tied scores.
+
+* :func:`metrics_at_threshold`: confusion counts and rates at one threshold, O(n).
+* :func:`threshold_sweep`: the same at every distinct threshold at once (sort once, cumulative
+  counts, O(n log n)); arrays a slider indexes with :meth:`Sweep.row`; ROC and PR curves.
+* :func:`choose_threshold`: a threshold rule fitted on (validation) predictions, then frozen.
+* :func:`bootstrap_metrics`: patient-level percentile bootstrap CIs, vectorised.
+* :func:`delong_test`: two models' AUCs on the same patients.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,68 +53,347 @@ def harrell_c_index(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> fl
     return concordant / comparable
 
 
-def metrics_at_threshold(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict:
-    """Confusion counts and accuracy, sensitivity, specificity, F1 at ``y_prob >= threshold``.
+RATE_KEYS = (
+    "accuracy",
+    "balanced_accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "npv",
+    "f1",
+)
 
-    Positive class = 1. Rates whose denominator is zero are NaN.
-    """
-    y_true = np.asarray(y_true).astype(int)
-    predicted = np.asarray(y_prob) >= threshold
+
+def check_binary(y_true, y_score, name: str = "y_score") -> tuple[np.ndarray, np.ndarray]:
+    """``y_true`` as int 0/1 and ``y_score`` as float64, 1-d, same length, finite."""
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_true.ndim != 1 or y_true.shape != y_score.shape:
+        raise ValueError(
+            f"y_true and {name} must be 1-d arrays of one length; got {y_true.shape} and "
+            f"{y_score.shape}"
+        )
+    if not np.isin(y_true, (0, 1)).all():
+        raise ValueError(f"y_true must hold only 0 and 1; got {sorted(set(y_true.tolist()))[:5]}")
+    if not np.isfinite(y_score).all():
+        raise ValueError(f"{name} must be finite (no NaN or infinity)")
+    return y_true.astype(np.int64), y_score
+
+
+def _ratio(a, b):
+    """a / b elementwise, NaN where b is 0."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def rates_from_counts(tp, fp, fn, tn) -> dict[str, np.ndarray]:
+    """Accuracy, balanced accuracy, sensitivity, specificity, precision (PPV), NPV and F1 from
+    confusion counts (scalars or arrays); a rate whose denominator is zero is NaN."""
+    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    return {
+        "accuracy": _ratio(np.add(tp, tn), np.add(tp, tn) + np.add(fp, fn)),
+        "balanced_accuracy": (sensitivity + specificity) / 2,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "precision": _ratio(tp, np.add(tp, fp)),
+        "npv": _ratio(tn, np.add(tn, fn)),
+        "f1": _ratio(np.multiply(2, tp), np.multiply(2, tp) + np.add(fp, fn)),
+    }
+
+
+def metrics_at_threshold(y_true, y_prob, threshold: float = 0.5) -> dict:
+    """Confusion counts and every rate of :data:`RATE_KEYS` at ``y_prob >= threshold``."""
+    y_true, y_prob = check_binary(y_true, y_prob, "y_prob")
+    predicted = y_prob >= threshold
     tp = int(np.sum(predicted & (y_true == 1)))
     fp = int(np.sum(predicted & (y_true == 0)))
     fn = int(np.sum(~predicted & (y_true == 1)))
     tn = int(np.sum(~predicted & (y_true == 0)))
-
-    def ratio(a: float, b: float) -> float:
-        return a / b if b else float("nan")
-
-    return {
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "tn": tn,
-        "accuracy": ratio(tp + tn, tp + tn + fp + fn),
-        "sensitivity": ratio(tp, tp + fn),
-        "specificity": ratio(tn, tn + fp),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+    rates = rates_from_counts(tp, fp, fn, tn)
+    return {"threshold": float(threshold), "tp": tp, "fp": fp, "fn": fn, "tn": tn} | {
+        key: float(value) for key, value in rates.items()
     }
 
 
-def auc_score(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """ROC AUC; NaN when only one class is present (aggregates must not crash on it)."""
-    from sklearn.metrics import roc_auc_score
+@dataclass(frozen=True)
+class Sweep:
+    """Confusion counts at every distinct threshold, highest first.
 
-    y_true = np.asarray(y_true).astype(int)
-    if len(np.unique(y_true)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y_true, y_score))
-
-
-def bootstrap_auc_ci(
-    y_true: np.ndarray, y_score: np.ndarray, n_resamples: int = 2000, seed: int = 0
-) -> dict:
-    """Patient-level percentile bootstrap 95 % CI of the AUC.
-
-    Resamples holding a single class are skipped and counted (``n_single_class``).
+    Row 0 is "nobody positive" (threshold +inf); row ``k`` predicts positive every score
+    ``>= thresholds[k]``. ``rates`` holds the arrays of :data:`RATE_KEYS`, one value per row.
     """
-    from sklearn.metrics import roc_auc_score
 
-    y_true = np.asarray(y_true).astype(int)
-    y_score = np.asarray(y_score, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, len(y_true), size=(n_resamples, len(y_true)))
-    values = []
-    single_class = 0
-    for sample in indices:
-        if y_true[sample].min() == y_true[sample].max():
-            single_class += 1
-            continue
-        values.append(roc_auc_score(y_true[sample], y_score[sample]))
-    low, high = np.percentile(values, [2.5, 97.5]) if values else (float("nan"),) * 2
+    thresholds: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    n_positive: int
+    n_negative: int
+    rates: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def fn(self) -> np.ndarray:
+        return self.n_positive - self.tp
+
+    @property
+    def tn(self) -> np.ndarray:
+        return self.n_negative - self.fp
+
+    def row(self, threshold: float) -> int:
+        """The row that applies ``y_score >= threshold`` (O(log n))."""
+        return int(np.searchsorted(-self.thresholds[1:], -threshold, side="right"))
+
+    def at(self, threshold: float) -> dict:
+        """What :func:`metrics_at_threshold` returns, read off the sweep."""
+        k = self.row(threshold)
+        return {
+            "threshold": float(threshold),
+            "tp": int(self.tp[k]),
+            "fp": int(self.fp[k]),
+            "fn": int(self.fn[k]),
+            "tn": int(self.tn[k]),
+        } | {key: float(values[k]) for key, values in self.rates.items()}
+
+    def roc_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(false-positive rate, true-positive rate) from (0, 0) to (1, 1)."""
+        return _ratio(self.fp, self.n_negative), _ratio(self.tp, self.n_positive)
+
+    def pr_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(recall, precision) over rows 1..; precision at recall 0 is taken as 1."""
+        return self.rates["sensitivity"][1:], self.rates["precision"][1:]
+
+    def roc_auc(self) -> float:
+        fpr, tpr = self.roc_curve()
+        return float(np.trapezoid(tpr, fpr)) if self.n_positive and self.n_negative else np.nan
+
+    def average_precision(self) -> float:
+        """Sum over thresholds of (recall step) x precision, as scikit-learn defines it."""
+        if not self.n_positive:
+            return float("nan")
+        recall, precision = self.pr_curve()
+        steps = np.diff(np.concatenate([[0.0], recall]))
+        return float(np.sum(steps * np.nan_to_num(precision)))
+
+
+def threshold_sweep(y_true, y_score) -> Sweep:
+    """Counts at all distinct thresholds in O(n log n): sort once, cumulative sums."""
+    y_true, y_score = check_binary(y_true, y_score)
+    order = np.argsort(-y_score, kind="stable")
+    scores, labels = y_score[order], y_true[order]
+    # the last index of each run of tied scores: the row for that score as threshold
+    last = np.flatnonzero(np.r_[scores[1:] != scores[:-1], True])
+    tp = np.r_[0, np.cumsum(labels)[last]]
+    fp = np.r_[0, (last + 1) - tp[1:]]
+    n_positive, n_negative = int(labels.sum()), int(len(labels) - labels.sum())
+    rates = rates_from_counts(tp, fp, n_positive - tp, n_negative - fp)
+    return Sweep(np.r_[np.inf, scores[last]], tp, fp, n_positive, n_negative, rates)
+
+
+def auc_score(y_true, y_score) -> float:
+    """ROC AUC; NaN when only one class is present (aggregates must not crash on it)."""
+    return threshold_sweep(y_true, y_score).roc_auc()
+
+
+# --- threshold rules -------------------------------------------------------------------------
+
+THRESHOLD_RULES = ("youden", "max_f1", "spec_at_sens", "sens_at_spec", "fixed")
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """A threshold fitted on one set of predictions (validation), to be applied unchanged."""
+
+    rule: str
+    threshold: float
+    target: float | None
+    fitted_on: str
+    n_fitted: int
+
+    def to_dict(self) -> dict:
+        return {
+            "rule": self.rule,
+            "threshold": self.threshold,
+            "target": self.target,
+            "fitted_on": self.fitted_on,
+            "n_fitted": self.n_fitted,
+        }
+
+
+def choose_threshold(
+    y_true,
+    y_score,
+    rule: str = "youden",
+    target: float | None = None,
+    fitted_on: str = "validation",
+) -> ThresholdChoice:
+    """Fit a threshold rule on these predictions only.
+
+    ``youden``: max sensitivity + specificity - 1; ``max_f1``; ``spec_at_sens``: the highest
+    specificity with sensitivity >= ``target``; ``sens_at_spec``: the highest sensitivity with
+    specificity >= ``target``; ``fixed``: ``target`` itself. Ties go to the higher threshold
+    (fewer positive calls). The value is a score of these predictions (``>=`` applies).
+    """
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
+    if rule in ("spec_at_sens", "sens_at_spec", "fixed") and target is None:
+        raise ValueError(f"threshold rule {rule!r} needs a target value")
+    sweep = threshold_sweep(y_true, y_score)
+    n = sweep.n_positive + sweep.n_negative
+    if rule == "fixed":
+        return ThresholdChoice(rule, float(target), float(target), fitted_on, n)
+    if not (sweep.n_positive and sweep.n_negative):
+        raise ValueError(
+            f"the {fitted_on} predictions hold one class only; a threshold cannot be fitted"
+        )
+    rates = sweep.rates
+    candidates = np.arange(1, len(sweep.thresholds))  # row 0 (nobody positive) is no threshold
+    if rule == "youden":
+        objective = rates["sensitivity"] + rates["specificity"] - 1
+    elif rule == "max_f1":
+        objective = np.nan_to_num(rates["f1"], nan=-1.0)
+    elif rule == "spec_at_sens":
+        feasible = rates["sensitivity"] >= target
+        objective = np.where(feasible, rates["specificity"], -1.0)
+    else:
+        feasible = rates["specificity"] >= target
+        objective = np.where(feasible, rates["sensitivity"], -1.0)
+    best = candidates[np.argmax(objective[candidates])]  # first maximum = highest threshold
+    if objective[best] < 0 and rule in ("spec_at_sens", "sens_at_spec"):
+        raise ValueError(f"no threshold reaches the target {target} on the {fitted_on} data")
+    return ThresholdChoice(rule, float(sweep.thresholds[best]), target, fitted_on, n)
+
+
+# --- uncertainty -----------------------------------------------------------------------------
+
+BOOTSTRAP_KEYS = (
+    "auc",
+    "average_precision",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "npv",
+    "f1",
+    "accuracy",
+    "balanced_accuracy",
+    "brier",
+)
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) along the last axis, ties sharing their mean rank."""
+    from scipy.stats import rankdata
+
+    return rankdata(values, method="average", axis=-1)
+
+
+def _resample_metrics(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+    """Every metric of :data:`BOOTSTRAP_KEYS` for each row of ``y[B, n]``, ``s[B, n]``."""
+    n = y.shape[1]
+    n_pos = y.sum(axis=1)
+    n_neg = n - n_pos
+    ranks = _midranks(s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = ((ranks * y).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        # average precision: each positive scores the precision at the end of its tie group
+        order = np.argsort(-s, axis=1, kind="stable")
+        s_sorted = np.take_along_axis(s, order, axis=1)
+        y_sorted = np.take_along_axis(y, order, axis=1)
+        tp = np.cumsum(y_sorted, axis=1)
+        is_last = np.ones_like(s_sorted, dtype=bool)
+        is_last[:, :-1] = s_sorted[:, 1:] != s_sorted[:, :-1]
+        index = np.where(is_last, np.arange(n), n)
+        group_end = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1]
+        precision_at_end = np.take_along_axis(tp, group_end, axis=1) / (group_end + 1)
+        average_precision = (precision_at_end * y_sorted).sum(axis=1) / n_pos
+    predicted = s >= threshold
+    tp_t = (predicted & (y == 1)).sum(axis=1)
+    fp_t = (predicted & (y == 0)).sum(axis=1)
+    rates = rates_from_counts(tp_t, fp_t, n_pos - tp_t, n_neg - fp_t)
     return {
-        "auc": auc_score(y_true, y_score),
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "n_resamples": n_resamples,
-        "n_single_class": single_class,
+        "auc": auc,
+        "average_precision": average_precision,
+        **{key: rates[key] for key in RATE_KEYS},
+        "brier": ((s - y) ** 2).mean(axis=1),
+    }
+
+
+def bootstrap_metrics(
+    y_true,
+    y_prob,
+    threshold: float = 0.5,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Patient-level percentile bootstrap CIs of :data:`BOOTSTRAP_KEYS` (threshold metrics at
+    ``y_prob >= threshold``), vectorised over resamples.
+
+    Policy for resamples that hold a single class: they are counted (``n_single_class``) and
+    excluded from every metric, so all CIs come from the same resamples. A metric undefined in
+    a kept resample (precision with no positive call) is left out of that metric only.
+    Returns ``{metric: {"value", "ci_low", "ci_high"}, "n_resamples", "n_single_class"}``.
+    """
+    y_true, y_prob = check_binary(y_true, y_prob, "y_prob")
+    n = len(y_true)
+    if n == 0:
+        raise ValueError("no predictions to bootstrap")
+    point = _resample_metrics(y_true[None], y_prob[None], threshold)
+    rng = np.random.default_rng(seed)
+    collected: dict[str, list[np.ndarray]] = {key: [] for key in BOOTSTRAP_KEYS}
+    single_class = 0
+    block = max(1, min(n_resamples, 4_000_000 // max(n, 1)))  # bound memory for large n
+    for start in range(0, n_resamples, block):
+        size = min(block, n_resamples - start)
+        indices = rng.integers(0, n, size=(size, n))
+        y, s = y_true[indices], y_prob[indices]
+        n_pos = y.sum(axis=1)
+        both = (n_pos > 0) & (n_pos < n)
+        single_class += int((~both).sum())
+        values = _resample_metrics(y[both], s[both], threshold)
+        for key in BOOTSTRAP_KEYS:
+            collected[key].append(values[key])
+    alpha = (1 - level) / 2
+    result: dict = {}
+    for key in BOOTSTRAP_KEYS:
+        values = np.concatenate(collected[key])
+        values = values[np.isfinite(values)]
+        low, high = np.quantile(values, [alpha, 1 - alpha]) if len(values) else (np.nan, np.nan)
+        result[key] = {"value": float(point[key][0]), "ci_low": float(low), "ci_high": float(high)}
+    result["threshold"] = float(threshold)
+    result["n_resamples"] = n_resamples
+    result["n_single_class"] = single_class
+    return result
+
+
+def delong_test(y_true, score_a, score_b) -> dict:
+    """DeLong's test of two correlated ROC AUCs on the same patients (fast midrank form of
+    Sun & Xu 2014): the AUCs, their difference (a - b) with its standard error, 95 % CI,
+    z and the two-sided p-value."""
+    from scipy.stats import norm
+
+    y_true, score_a = check_binary(y_true, score_a, "score_a")
+    _, score_b = check_binary(y_true, score_b, "score_b")
+    positive, negative = y_true == 1, y_true == 0
+    m, n = int(positive.sum()), int(negative.sum())
+    if m < 2 or n < 2:
+        raise ValueError("DeLong's test needs at least two patients of each class")
+    scores = np.stack([score_a, score_b])
+    all_ranks = _midranks(scores)
+    v10 = (all_ranks[:, positive] - _midranks(scores[:, positive])) / n
+    v01 = 1.0 - (all_ranks[:, negative] - _midranks(scores[:, negative])) / m
+    aucs = v10.mean(axis=1)
+    covariance = np.cov(v10) / m + np.cov(v01) / n
+    variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
+    difference = float(aucs[0] - aucs[1])
+    se = float(np.sqrt(max(variance, 0.0)))
+    z = difference / se if se > 0 else (0.0 if difference == 0 else np.inf * np.sign(difference))
+    return {
+        "auc_a": float(aucs[0]),
+        "auc_b": float(aucs[1]),
+        "difference": difference,
+        "se": se,
+        "ci_low": difference - 1.959964 * se,
+        "ci_high": difference + 1.959964 * se,
+        "z": float(z),
+        "p_value": float(2 * norm.sf(abs(z))),
     }

@@ -2,8 +2,18 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn import metrics as sk
 
-from nsclc_engine.metrics import harrell_c_index
+from nsclc_engine.metrics import (
+    bootstrap_metrics,
+    choose_threshold,
+    delong_test,
+    harrell_c_index,
+    metrics_at_threshold,
+    threshold_sweep,
+)
 
 
 def brute_force_c_index(time, event, risk):
@@ -46,34 +56,163 @@ def test_all_censored_raises():
         harrell_c_index(np.arange(3.0), np.zeros(3), np.arange(3.0))
 
 
-def test_metrics_at_threshold_by_hand_and_against_sklearn():
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
+# six patients by hand: scores with a tie (0.6 twice), labels 1 1 0 1 0 0 by descending score
+Y6 = np.array([1, 1, 1, 0, 0, 0])
+P6 = np.array([0.9, 0.6, 0.3, 0.6, 0.2, 0.1])
 
-    from nsclc_engine.metrics import metrics_at_threshold
 
-    y_true = np.array([1, 1, 1, 0, 0, 1])
-    y_prob = np.array([0.9, 0.4, 0.6, 0.7, 0.2, 0.5])
-    m = metrics_at_threshold(y_true, y_prob, 0.5)
-    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (3, 1, 1, 1)
-    predicted = (y_prob >= 0.5).astype(int)
-    assert m["accuracy"] == pytest.approx(accuracy_score(y_true, predicted))
-    assert m["sensitivity"] == pytest.approx(recall_score(y_true, predicted))
-    assert m["specificity"] == pytest.approx(recall_score(y_true, predicted, pos_label=0))
-    assert m["f1"] == pytest.approx(f1_score(y_true, predicted))
+def test_six_patients_by_hand():
+    m = metrics_at_threshold(Y6, P6, 0.5)  # calls 0.9, 0.6, 0.6 positive
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 1, 2)
+    assert m["sensitivity"] == pytest.approx(2 / 3) and m["specificity"] == pytest.approx(2 / 3)
+    assert m["precision"] == pytest.approx(2 / 3) and m["npv"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3) and m["balanced_accuracy"] == pytest.approx(2 / 3)
+    sweep = threshold_sweep(Y6, P6)
+    np.testing.assert_array_equal(sweep.thresholds, [np.inf, 0.9, 0.6, 0.3, 0.2, 0.1])
+    np.testing.assert_array_equal(sweep.tp, [0, 1, 2, 3, 3, 3])
+    np.testing.assert_array_equal(sweep.fp, [0, 0, 1, 1, 2, 3])
+    # pairs (pos, neg) = 9: (0.9 beats all 3) + (0.6: beats 2, ties 1) + (0.3: beats 2) = 7.5
+    assert sweep.roc_auc() == pytest.approx(7.5 / 9)
+    # AP = 1/3 * (1 + 2/3 + 3/4): precision at each positive's tie-group end
+    assert sweep.average_precision() == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
     assert np.isnan(metrics_at_threshold([1, 1], [0.9, 0.1])["specificity"])
 
 
-def test_bootstrap_auc_ci_brackets_the_auc_and_counts_single_class_resamples():
-    from sklearn.metrics import roc_auc_score
+labelled_scores = st.integers(2, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 1), min_size=n, max_size=n).filter(lambda y: 0 < sum(y) < n),
+        st.lists(st.integers(0, 12).map(lambda k: k / 12), min_size=n, max_size=n),
+    )
+)
 
-    from nsclc_engine.metrics import bootstrap_auc_ci
 
+@settings(max_examples=80, deadline=None)
+@given(labelled_scores)
+def test_sweep_and_curves_match_sklearn(data):
+    y, p = map(np.asarray, data)
+    sweep = threshold_sweep(y, p)
+    assert sweep.roc_auc() == pytest.approx(sk.roc_auc_score(y, p))
+    assert sweep.average_precision() == pytest.approx(sk.average_precision_score(y, p))
+    fpr, tpr, _ = sk.roc_curve(y, p, drop_intermediate=False)
+    ours_fpr, ours_tpr = sweep.roc_curve()
+    np.testing.assert_allclose(ours_fpr, fpr)
+    np.testing.assert_allclose(ours_tpr, tpr)
+    for threshold in [*np.unique(p), -1.0, 0.5, 2.0]:  # every distinct score and beyond
+        direct = metrics_at_threshold(y, p, threshold)
+        assert sweep.at(threshold) == pytest.approx(direct, nan_ok=True)
+        predicted = (p >= threshold).astype(int)
+        tn, fp, fn, tp = sk.confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+        assert (direct["tn"], direct["fp"], direct["fn"], direct["tp"]) == (tn, fp, fn, tp)
+        assert direct["f1"] == pytest.approx(
+            sk.f1_score(y, predicted, zero_division=np.nan), nan_ok=True
+        )
+        assert direct["accuracy"] == pytest.approx(sk.accuracy_score(y, predicted))
+
+
+@settings(max_examples=40, deadline=None)
+@given(labelled_scores, st.integers(0, 10))
+def test_bootstrap_resamples_equal_sklearn_on_the_same_indices(data, seed):
+    y, p = map(np.asarray, data)
+    result = bootstrap_metrics(y, p, threshold=0.5, n_resamples=30, seed=seed)
+    assert result["auc"]["value"] == pytest.approx(sk.roc_auc_score(y, p))
+    assert result["brier"]["value"] == pytest.approx(sk.brier_score_loss(y, p))
+    assert result["average_precision"]["value"] == pytest.approx(sk.average_precision_score(y, p))
+    # the vectorised per-resample values equal scikit-learn's on each resample
+    from nsclc_engine.metrics import _resample_metrics
+
+    rng = np.random.default_rng(seed)
+    rows = [i for i in rng.integers(0, len(y), size=(10, len(y))) if 0 < y[i].sum() < len(y)]
+    if not rows:
+        return
+    indices = np.array(rows)
+    values = _resample_metrics(y[indices], p[indices], 0.5)
+    for k, i in enumerate(indices):
+        assert values["auc"][k] == pytest.approx(sk.roc_auc_score(y[i], p[i]))
+        assert values["average_precision"][k] == pytest.approx(
+            sk.average_precision_score(y[i], p[i])
+        )
+        assert values["sensitivity"][k] == pytest.approx(sk.recall_score(y[i], p[i] >= 0.5))
+
+
+def test_bootstrap_is_seeded_and_counts_single_class_resamples():
     rng = np.random.default_rng(0)
-    y_true = rng.integers(0, 2, 80)
-    y_score = y_true + rng.normal(0, 1.0, 80)
-    result = bootstrap_auc_ci(y_true, y_score, n_resamples=500, seed=1)
-    assert result["auc"] == pytest.approx(roc_auc_score(y_true, y_score))
-    assert result["ci_low"] < result["auc"] < result["ci_high"]
-    assert result == bootstrap_auc_ci(y_true, y_score, n_resamples=500, seed=1)
-    tiny = bootstrap_auc_ci(np.array([0, 1, 1]), np.array([0.1, 0.8, 0.9]), 200, seed=0)
+    y = rng.integers(0, 2, 80)
+    p = 1 / (1 + np.exp(-(y + rng.normal(0, 1.0, 80))))
+    result = bootstrap_metrics(y, p, n_resamples=500, seed=1)
+    for key in ("auc", "sensitivity", "specificity", "f1", "accuracy", "brier"):
+        assert result[key]["ci_low"] <= result[key]["value"] <= result[key]["ci_high"], key
+    assert result == bootstrap_metrics(y, p, n_resamples=500, seed=1)
+    tiny = bootstrap_metrics(np.array([0, 1, 1]), np.array([0.1, 0.8, 0.9]), 200, seed=0)
     assert tiny["n_single_class"] > 0
+
+
+def test_auc_ci_covers_the_true_auc_at_about_the_nominal_rate():
+    """Binormal model: scores N(0,1) vs N(d,1) have AUC Phi(d / sqrt 2)."""
+    from scipy.stats import norm
+
+    d, n, runs = 1.0, 120, 200
+    true_auc = norm.cdf(d / np.sqrt(2))
+    rng = np.random.default_rng(7)
+    covered = 0
+    for run in range(runs):
+        y = (rng.random(n) < 0.4).astype(int)
+        s = rng.normal(0, 1, n) + d * y
+        ci = bootstrap_metrics(y, s, n_resamples=500, seed=run)["auc"]
+        covered += ci["ci_low"] <= true_auc <= ci["ci_high"]
+    assert 0.89 <= covered / runs <= 0.99  # nominal 0.95; percentile intervals run a bit narrow
+
+
+def test_threshold_rules_by_hand():
+    # J by threshold: 0.9 -> 1/3, 0.6 -> 1/3, 0.3 -> 2/3, 0.2 -> 1/3
+    assert choose_threshold(Y6, P6, "youden").threshold == 0.3
+    assert choose_threshold(Y6, P6, "max_f1").threshold == 0.3  # F1 = 6/7 (tp 3, fp 1)
+    assert choose_threshold(Y6, P6, "spec_at_sens", 1.0).threshold == 0.3
+    assert choose_threshold(Y6, P6, "sens_at_spec", 1.0).threshold == 0.9
+    # a tie in the objective goes to the higher threshold: specificity 1 at 0.9 and at +inf
+    assert choose_threshold(Y6, P6, "spec_at_sens", 0.2).threshold == 0.9
+    assert choose_threshold(Y6, P6, "fixed", 0.42).threshold == 0.42
+    with pytest.raises(ValueError, match="needs a target"):
+        choose_threshold(Y6, P6, "spec_at_sens")
+    with pytest.raises(ValueError, match="choose one of"):
+        choose_threshold(Y6, P6, "best_on_test")
+
+
+def test_a_threshold_fitted_on_validation_never_depends_on_test_labels():
+    rng = np.random.default_rng(3)
+    y_val, p_val = rng.integers(0, 2, 50), rng.random(50)
+    y_test = rng.integers(0, 2, 50)
+    for rule, target in (("youden", None), ("max_f1", None), ("spec_at_sens", 0.8)):
+        first = choose_threshold(y_val, p_val, rule, target)
+        # the test labels play no part in the call, whatever they are
+        assert choose_threshold(y_val, p_val, rule, target) == first
+        assert metrics_at_threshold(1 - y_test, rng.random(50), first.threshold)
+        assert first.fitted_on == "validation"
+
+
+def brute_force_delong_variance(y, a, b):
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+
+    def psi(x, z):
+        return 1.0 if x > z else 0.5 if x == z else 0.0
+
+    v10 = np.array([[np.mean([psi(s[i], s[j]) for j in neg]) for i in pos] for s in (a, b)])
+    v01 = np.array([[np.mean([psi(s[i], s[j]) for i in pos]) for j in neg] for s in (a, b)])
+    cov = np.cov(v10) / len(pos) + np.cov(v01) / len(neg)
+    return v10.mean(axis=1), cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+
+
+def test_delong_matches_its_definition_with_ties():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 40)
+    a = np.round(y + rng.normal(0, 0.5, 40), 1)
+    b = np.round(rng.normal(0, 1, 40), 1)
+    result = delong_test(y, a, b)
+    aucs, variance = brute_force_delong_variance(y, a, b)
+    assert (result["auc_a"], result["auc_b"]) == pytest.approx(
+        (sk.roc_auc_score(y, a), sk.roc_auc_score(y, b))
+    )
+    assert result["auc_a"] == pytest.approx(aucs[0])
+    assert result["se"] == pytest.approx(np.sqrt(variance))
+    assert result["p_value"] < 0.05 and result["difference"] > 0
+    same = delong_test(y, a, a)
+    assert same["difference"] == 0 and same["p_value"] == 1.0
