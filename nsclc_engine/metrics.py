@@ -286,34 +286,39 @@ def _midranks(values: np.ndarray) -> np.ndarray:
     return rankdata(values, method="average", axis=-1)
 
 
-def _resample_metrics(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
-    """Every metric of :data:`BOOTSTRAP_KEYS` for each row of ``y[B, n]``, ``s[B, n]``."""
-    n = y.shape[1]
-    n_pos = y.sum(axis=1)
-    n_neg = n - n_pos
-    ranks = _midranks(s)
+def weighted_metrics(
+    y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray, threshold: float
+) -> dict[str, np.ndarray]:
+    """Every metric of :data:`BOOTSTRAP_KEYS` for each row of ``weights[B, n]``: how many times
+    each patient is drawn in that resample (all ones = the sample itself).
+
+    Sorting happens once, on the sample; a resample is only a weighting of it, so every
+    metric is a cumulative sum over the sorted tie groups: O(B n) with no per-resample sort.
+    """
+    order = np.argsort(-y_score, kind="stable")
+    scores, labels, w = y_score[order], y_true[order], weights[:, order].astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, scores[1:] != scores[:-1]])
+    positives = np.add.reduceat(w * labels, starts, axis=1)  # [B, groups]
+    negatives = np.add.reduceat(w * (1 - labels), starts, axis=1)
+    cum_pos, cum_neg = np.cumsum(positives, axis=1), np.cumsum(negatives, axis=1)
+    n_pos, n_neg = cum_pos[:, -1], cum_neg[:, -1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        auc = ((ranks * y).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-        # average precision: each positive scores the precision at the end of its tie group
-        order = np.argsort(-s, axis=1, kind="stable")
-        s_sorted = np.take_along_axis(s, order, axis=1)
-        y_sorted = np.take_along_axis(y, order, axis=1)
-        tp = np.cumsum(y_sorted, axis=1)
-        is_last = np.ones_like(s_sorted, dtype=bool)
-        is_last[:, :-1] = s_sorted[:, 1:] != s_sorted[:, :-1]
-        index = np.where(is_last, np.arange(n), n)
-        group_end = np.minimum.accumulate(index[:, ::-1], axis=1)[:, ::-1]
-        precision_at_end = np.take_along_axis(tp, group_end, axis=1) / (group_end + 1)
-        average_precision = (precision_at_end * y_sorted).sum(axis=1) / n_pos
-    predicted = s >= threshold
-    tp_t = (predicted & (y == 1)).sum(axis=1)
-    fp_t = (predicted & (y == 0)).sum(axis=1)
-    rates = rates_from_counts(tp_t, fp_t, n_pos - tp_t, n_neg - fp_t)
+        # a positive beats the negatives scored below its group and ties half of its own
+        auc = (positives * (n_neg[:, None] - cum_neg + 0.5 * negatives)).sum(axis=1) / (
+            n_pos * n_neg
+        )
+        called_so_far = cum_pos + cum_neg  # 0 only before any drawn patient: no positives
+        precision = cum_pos / np.where(called_so_far > 0, called_so_far, 1.0)
+        average_precision = (positives * precision).sum(axis=1) / n_pos
+    called = scores >= threshold
+    tp, fp = (w * (labels * called)).sum(axis=1), (w * ((1 - labels) * called)).sum(axis=1)
+    rates = rates_from_counts(tp, fp, n_pos - tp, n_neg - fp)
+    brier = (w * (scores - labels) ** 2).sum(axis=1) / w.sum(axis=1)
     return {
         "auc": auc,
         "average_precision": average_precision,
         **{key: rates[key] for key in RATE_KEYS},
-        "brier": ((s - y) ** 2).mean(axis=1),
+        "brier": brier,
     }
 
 
@@ -337,19 +342,21 @@ def bootstrap_metrics(
     n = len(y_true)
     if n == 0:
         raise ValueError("no predictions to bootstrap")
-    point = _resample_metrics(y_true[None], y_prob[None], threshold)
+    point = weighted_metrics(y_true, y_prob, np.ones((1, n)), threshold)
     rng = np.random.default_rng(seed)
     collected: dict[str, list[np.ndarray]] = {key: [] for key in BOOTSTRAP_KEYS}
     single_class = 0
-    block = max(1, min(n_resamples, 4_000_000 // max(n, 1)))  # bound memory for large n
+    block = max(1, min(n_resamples, 4_000_000 // n))  # bound memory for large n
     for start in range(0, n_resamples, block):
         size = min(block, n_resamples - start)
-        indices = rng.integers(0, n, size=(size, n))
-        y, s = y_true[indices], y_prob[indices]
-        n_pos = y.sum(axis=1)
+        draws = rng.integers(0, n, size=(size, n))
+        weights = np.bincount(
+            (draws + n * np.arange(size)[:, None]).ravel(), minlength=size * n
+        ).reshape(size, n)
+        n_pos = weights @ y_true
         both = (n_pos > 0) & (n_pos < n)
         single_class += int((~both).sum())
-        values = _resample_metrics(y[both], s[both], threshold)
+        values = weighted_metrics(y_true, y_prob, weights[both], threshold)
         for key in BOOTSTRAP_KEYS:
             collected[key].append(values[key])
     alpha = (1 - level) / 2

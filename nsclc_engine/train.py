@@ -176,7 +176,6 @@ class PreparedData:
     labels: dict[str, int]
     image_paths: dict[str, Path]
     preprocess: dict
-    oracle: dict | None
 
 
 def prepare_data(config: TrainConfig, artifacts: Path, show_progress: bool) -> PreparedData:
@@ -188,7 +187,6 @@ def prepare_data(config: TrainConfig, artifacts: Path, show_progress: bool) -> P
     from nsclc_engine.preprocess import PRESETS, preprocess_cohort
     from nsclc_engine.synth import SynthConfig
 
-    oracle = None
     if config.dicom:
         clinical = Path(config.clinical).resolve()
         source = f"{Path(config.dicom).resolve()}|{clinical}|{clinical.stat().st_mtime_ns}"
@@ -208,8 +206,6 @@ def prepare_data(config: TrainConfig, artifacts: Path, show_progress: bool) -> P
             artifacts, SynthConfig(n_patients=config.demo_patients), show_progress=show_progress
         )
         cohort_dir = paths.cohort
-        metadata = json.loads((paths.source / "synth_metadata.json").read_text())
-        oracle = metadata["oracle"]["sample"]
     preprocess_config = PRESETS[config.preset]
     if config.crop_mode:
         preprocess_config = replace(preprocess_config, crop_mode=config.crop_mode)
@@ -221,9 +217,7 @@ def prepare_data(config: TrainConfig, artifacts: Path, show_progress: bool) -> P
     labels = {row.patient_id: int(getattr(row, config.label)) for row in cohort.itertuples()}
     keys = dict(zip(ok.patient_id, ok.key, strict=True))
     image_paths = items_from_cache(cache_dir, keys, labels, preprocess_config)
-    return PreparedData(
-        cohort_dir, cache_dir, labels, image_paths, asdict(preprocess_config), oracle
-    )
+    return PreparedData(cohort_dir, cache_dir, labels, image_paths, asdict(preprocess_config))
 
 
 def shuffled(labels: dict[str, int], seed: int) -> dict[str, int]:
@@ -589,27 +583,6 @@ def write_history(run_dir: Path, history: dict[int, list]) -> None:
     )
 
 
-def summarise_predictions(
-    predictions: pd.DataFrame, config: TrainConfig, oracle: dict | None
-) -> dict:
-    """AUC with a patient-level bootstrap CI and metrics at 0.5, per split (out-of-fold for k)."""
-    from nsclc_engine.metrics import bootstrap_auc_ci, metrics_at_threshold
-
-    result = {"label": config.label, "shuffled_labels": config.shuffle_labels, "splits": {}}
-    for part, frame in predictions.groupby("split"):
-        result["splits"][part] = {
-            "n": len(frame),
-            "n_positive": int(frame.y_true.sum()),
-            "auc": bootstrap_auc_ci(
-                frame.y_true, frame.y_prob, config.bootstrap_resamples, seed=config.seed
-            ),
-            "at_0.5": metrics_at_threshold(frame.y_true, frame.y_prob, 0.5),
-        }
-    if oracle is not None:
-        result["oracle_auc"] = oracle["eta"].get(f"auc_{config.label}")
-    return result
-
-
 def load_run_config(run_dir: Path) -> TrainConfig:
     """The TrainConfig of a run (``config.json`` minus what was resolved when it ran)."""
     payload = json.loads((run_dir / "config.json").read_text())
@@ -664,10 +637,16 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
         predictions = pd.concat(frames, ignore_index=True)[
             ["patient_id", "split", "fold", "y_true", "y_prob", "logit"]
         ]
-        metrics = summarise_predictions(predictions, config, data.oracle)
+        metrics = {}
         if dist.is_main:
+            from nsclc_engine.evaluate import EvaluateConfig, evaluate_run
+
             write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
-            write_json(run_dir / "metrics.json", metrics)
+            update_status(run_dir, progress=0.99, stage="evaluating")
+            metrics = evaluate_run(
+                run_dir,
+                EvaluateConfig(bootstrap_resamples=config.bootstrap_resamples, seed=config.seed),
+            )
             update_status(run_dir, state="finished", progress=1.0, finished=_now())
             test = metrics["splits"].get("test", {}).get("auc", {})
             log.info(
@@ -807,14 +786,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: training failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     if dist.is_main:
-        for part, values in metrics["splits"].items():
-            auc = values["auc"]
-            print(
-                f"{part}: n={values['n']}, AUC {auc['auc']:.3f} (95% CI {auc['ci_low']:.3f}-"
-                f"{auc['ci_high']:.3f})"
-            )
-        if metrics.get("oracle_auc") is not None:
-            print(f"best achievable AUC on this synthetic cohort: {metrics['oracle_auc']:.3f}")
+        from nsclc_engine.evaluate import print_summary
+
+        print_summary(metrics)
+        print(f"report: {runs_dir(artifacts) / run_id / 'report.html'}")
     return 0
 
 

@@ -118,20 +118,22 @@ def test_bootstrap_resamples_equal_sklearn_on_the_same_indices(data, seed):
     assert result["brier"]["value"] == pytest.approx(sk.brier_score_loss(y, p))
     assert result["average_precision"]["value"] == pytest.approx(sk.average_precision_score(y, p))
     # the vectorised per-resample values equal scikit-learn's on each resample
-    from nsclc_engine.metrics import _resample_metrics
+    from nsclc_engine.metrics import weighted_metrics
 
     rng = np.random.default_rng(seed)
     rows = [i for i in rng.integers(0, len(y), size=(10, len(y))) if 0 < y[i].sum() < len(y)]
     if not rows:
         return
     indices = np.array(rows)
-    values = _resample_metrics(y[indices], p[indices], 0.5)
+    weights = np.stack([np.bincount(i, minlength=len(y)) for i in indices])
+    values = weighted_metrics(y, p, weights, 0.5)
     for k, i in enumerate(indices):
         assert values["auc"][k] == pytest.approx(sk.roc_auc_score(y[i], p[i]))
         assert values["average_precision"][k] == pytest.approx(
             sk.average_precision_score(y[i], p[i])
         )
         assert values["sensitivity"][k] == pytest.approx(sk.recall_score(y[i], p[i] >= 0.5))
+        assert values["brier"][k] == pytest.approx(sk.brier_score_loss(y[i], p[i]))
 
 
 def test_bootstrap_is_seeded_and_counts_single_class_resamples():

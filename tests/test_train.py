@@ -47,6 +47,9 @@ def test_a_run_leaves_a_complete_reproducible_folder(tiny_source, tmp_path, caps
         "checkpoint_last.pt",
         "predictions.csv",
         "metrics.json",
+        "threshold.json",
+        "calibration.json",
+        "report.html",
         "status.json",
         "train.log",
     ):

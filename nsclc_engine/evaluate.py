@@ -1,0 +1,662 @@
+"""Evaluate a finished run the way a clinical prediction model must be evaluated.
+
+``python -m nsclc_engine.evaluate RUN_ID [--threshold-rule youden] [--set key=value]`` reads
+the run's ``predictions.csv`` and writes, atomically, into the run folder:
+
+    metrics.json       per split: AUC / AP / Brier and the metrics at 0.5 and at the threshold
+                       chosen on validation, each with a patient-level bootstrap 95 % CI;
+                       baselines on the same splits and DeLong comparisons; k-fold summaries
+    threshold.json     the rule, the value fitted on validation (per fold), when
+    calibration.json   before/after recalibration (fitted on validation, applied to test)
+    report.html        one self-contained page (figures embedded, opens offline)
+
+Thresholds and recalibrators are fitted on validation predictions only and applied frozen to
+test; test labels are read only to score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import html
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nsclc_engine.calibration import (
+    RECALIBRATION_METHODS,
+    calibration_summary,
+    decision_curve,
+    fit_recalibrator,
+    probability_histograms,
+    reliability_curve,
+)
+from nsclc_engine.config import add_config_arguments, load_config, write_text_atomic
+from nsclc_engine.metrics import (
+    RATE_KEYS,
+    THRESHOLD_RULES,
+    bootstrap_metrics,
+    choose_threshold,
+    delong_test,
+    metrics_at_threshold,
+    threshold_sweep,
+)
+from nsclc_engine.paths import artifacts_dir
+
+log = logging.getLogger(__name__)
+
+POSITIVE_MEANING = {
+    "deadstatus_event": "1 = deceased at last follow-up",
+    "os_2y": "1 = died within 2 years",
+}
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """How a run is evaluated; saved inside ``metrics.json``."""
+
+    threshold_rule: str = "youden"
+    threshold_target: float | None = None  # for spec_at_sens, sens_at_spec and fixed
+    recalibration: str = "platt"
+    n_bins: int = 10
+    bootstrap_resamples: int = 2000
+    seed: int = 0
+    baselines: bool = True
+
+    def __post_init__(self) -> None:
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(
+                f"threshold_rule {self.threshold_rule!r}: choose one of {THRESHOLD_RULES}"
+            )
+        if self.recalibration not in RECALIBRATION_METHODS:
+            raise ValueError(
+                f"recalibration {self.recalibration!r}: choose one of {RECALIBRATION_METHODS}"
+            )
+        if self.n_bins < 2 or self.bootstrap_resamples < 1:
+            raise ValueError("n_bins must be >= 2 and bootstrap_resamples >= 1")
+
+
+def _ci_block(boot: dict, key: str) -> dict:
+    return {
+        "value": boot[key]["value"],
+        "ci_low": boot[key]["ci_low"],
+        "ci_high": boot[key]["ci_high"],
+    }
+
+
+def describe_split(y_true, y_prob, threshold: float, config: EvaluateConfig, calls=None) -> dict:
+    """Discrimination with CIs, and metrics with CIs at 0.5 and at ``threshold``.
+
+    ``calls`` (0/1 per patient) replaces ``y_prob >= threshold`` where each patient had its own
+    fold's threshold (pooled out-of-fold predictions).
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    y_prob = np.asarray(y_prob, dtype=float)
+    boot = bootstrap_metrics(y_true, y_prob, 0.5, config.bootstrap_resamples, config.seed)
+    if calls is None:
+        at_threshold = metrics_at_threshold(y_true, y_prob, threshold)
+        boot_t = bootstrap_metrics(
+            y_true, y_prob, threshold, config.bootstrap_resamples, config.seed
+        )
+    else:
+        calls = np.asarray(calls, dtype=float)
+        at_threshold = metrics_at_threshold(y_true, calls, 0.5) | {"threshold": float("nan")}
+        boot_t = bootstrap_metrics(y_true, calls, 0.5, config.bootstrap_resamples, config.seed)
+    return {
+        "n": len(y_true),
+        "n_positive": int(y_true.sum()),
+        "auc": {
+            "auc": boot["auc"]["value"],
+            "ci_low": boot["auc"]["ci_low"],
+            "ci_high": boot["auc"]["ci_high"],
+            "n_resamples": boot["n_resamples"],
+            "n_single_class": boot["n_single_class"],
+        },
+        "average_precision": _ci_block(boot, "average_precision"),
+        "brier": _ci_block(boot, "brier"),
+        "at_0.5": metrics_at_threshold(y_true, y_prob, 0.5)
+        | {"ci": {key: [boot[key]["ci_low"], boot[key]["ci_high"]] for key in RATE_KEYS}},
+        "at_threshold": at_threshold
+        | {"ci": {key: [boot_t[key]["ci_low"], boot_t[key]["ci_high"]] for key in RATE_KEYS}},
+    }
+
+
+@dataclass
+class FoldFit:
+    fold: int
+    threshold: object  # ThresholdChoice
+    recalibrator: object  # Recalibrator
+
+
+def fit_on_validation(predictions: pd.DataFrame, config: EvaluateConfig) -> dict[int, FoldFit]:
+    """Per fold: the threshold rule and the recalibrator, fitted on validation rows only."""
+    fits = {}
+    for fold, frame in predictions[predictions.split == "validation"].groupby("fold"):
+        choice = choose_threshold(
+            frame.y_true, frame.y_prob, config.threshold_rule, config.threshold_target
+        )
+        recalibrator = fit_recalibrator(frame.y_true, frame.y_prob, config.recalibration)
+        fits[int(fold)] = FoldFit(int(fold), choice, recalibrator)
+    if not fits:
+        raise ValueError("the predictions have no validation rows to fit a threshold on")
+    return fits
+
+
+def evaluate_predictions(
+    predictions: pd.DataFrame,
+    config: EvaluateConfig,
+    baselines: dict[str, pd.DataFrame] | None = None,
+) -> dict:
+    """Everything in ``metrics.json`` and ``calibration.json`` from a predictions table
+    (``patient_id, split, fold, y_true, y_prob``) and optional baseline predictions on the same
+    splits (``{name: frame}`` with the same columns)."""
+    fits = fit_on_validation(predictions, config)
+    k_fold = len(fits) > 1
+    threshold_of = predictions.fold.map({f: fit.threshold.threshold for f, fit in fits.items()})
+    calls = (predictions.y_prob >= threshold_of).astype(int)
+    recalibrated = predictions.y_prob.copy()
+    for fold, fit in fits.items():
+        rows = predictions.fold == fold
+        recalibrated[rows] = fit.recalibrator.apply(predictions.y_prob[rows])
+    splits, calibration = {}, {}
+    for part, frame in predictions.groupby("split"):
+        rows = frame.index
+        single_threshold = None if k_fold else fits[next(iter(fits))].threshold.threshold
+        splits[part] = describe_split(
+            frame.y_true,
+            frame.y_prob,
+            single_threshold if single_threshold is not None else float("nan"),
+            config,
+            calls=calls[rows] if k_fold else None,
+        )
+        calibration[part] = {
+            name: {
+                **calibration_summary(frame.y_true, probabilities, config.n_bins),
+                "curve": _lists(reliability_curve(frame.y_true, probabilities, config.n_bins)),
+                "quantile_curve": _lists(
+                    reliability_curve(frame.y_true, probabilities, config.n_bins, "quantile")
+                ),
+            }
+            for name, probabilities in (("raw", frame.y_prob), ("recalibrated", recalibrated[rows]))
+        }
+    result = {
+        "evaluate_config": asdict(config),
+        "thresholds": [fit.threshold.to_dict() | {"fold": fold} for fold, fit in fits.items()],
+        "splits": splits,
+    }
+    if k_fold:
+        result["folds"] = fold_summary(predictions, fits)
+    if baselines:
+        result["baselines"] = compare_baselines(predictions, baselines, config)
+    calibration_payload = {
+        "method": config.recalibration,
+        "recalibrators": [fit.recalibrator.to_dict() | {"fold": f} for f, fit in fits.items()],
+        "splits": calibration,
+    }
+    return {
+        "metrics": result,
+        "calibration": calibration_payload,
+        "recalibrated": recalibrated,
+        "calls": calls,
+    }
+
+
+def fold_summary(predictions: pd.DataFrame, fits: dict[int, FoldFit]) -> dict:
+    """Fold-wise test metrics (AUC; the rest at each fold's validation threshold), mean and sd."""
+    rows = []
+    for fold, fit in fits.items():
+        test = predictions[(predictions.fold == fold) & (predictions.split == "test")]
+        at = metrics_at_threshold(test.y_true, test.y_prob, fit.threshold.threshold)
+        sweep = threshold_sweep(test.y_true, test.y_prob)
+        rows.append(
+            {
+                "fold": fold,
+                "n": len(test),
+                "auc": sweep.roc_auc(),
+                "average_precision": sweep.average_precision(),
+                **{k: at[k] for k in RATE_KEYS},
+            }
+        )
+    table = pd.DataFrame(rows)
+    summary = {
+        column: {"mean": float(table[column].mean()), "sd": float(table[column].std(ddof=1))}
+        for column in table.columns
+        if column not in ("fold", "n")
+    }
+    return {"per_fold": rows, "summary": summary}
+
+
+def compare_baselines(
+    predictions: pd.DataFrame, baselines: dict[str, pd.DataFrame], config: EvaluateConfig
+) -> dict:
+    """Each baseline's AUC with CI per split and, on test, DeLong against the image model."""
+    result = {}
+    image = predictions[predictions.split == "test"].set_index("patient_id")  # once per patient
+    for name, frame in baselines.items():
+        entry = {}
+        for part, rows in frame.groupby("split"):
+            boot = bootstrap_metrics(
+                rows.y_true, rows.y_prob, 0.5, config.bootstrap_resamples, config.seed
+            )
+            entry[part] = {
+                "n": len(rows),
+                "auc": _ci_block(boot, "auc"),
+                "brier": _ci_block(boot, "brier"),
+            }
+        test = frame[frame.split == "test"]
+        if len(test) and test.y_true.nunique() == 2:
+            joined = image.loc[test.patient_id]
+            entry["delong_image_vs_baseline"] = delong_test(test.y_true, joined.y_prob, test.y_prob)
+        result[name] = entry
+    return result
+
+
+def _lists(mapping: dict) -> dict:
+    return {key: np.asarray(value).tolist() for key, value in mapping.items()}
+
+
+# --- the run folder ----------------------------------------------------------------------------
+
+
+def run_baselines(run_dir: Path, predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Clinical and volume baselines on the run's own splits and (possibly shuffled) labels."""
+    from nsclc_engine.baselines import fit_baseline
+    from nsclc_engine.cohort import load_cohort
+
+    resolved = json.loads((run_dir / "config.json").read_text()).get("resolved", {})
+    cohort_dir = resolved.get("cohort_dir")
+    if not cohort_dir or not (Path(cohort_dir) / "cohort.csv").exists():
+        log.warning("%s: cohort table not found; baselines skipped", run_dir.name)
+        return {}
+    table = load_cohort(cohort_dir)
+    labels = predictions.drop_duplicates("patient_id").set_index("patient_id").y_true
+    table = table[table.patient_id.isin(labels.index)].assign(
+        label=lambda t: t.patient_id.map(labels)
+    )
+    splits = json.loads((run_dir / "splits.json").read_text())["splits"]
+    results: dict[str, list] = {"clinical": [], "volume": []}
+    for fold, split in enumerate(splits):
+        for kind in results:
+            try:
+                frame = fit_baseline(kind, table, split, "label").assign(fold=fold)
+            except ValueError as error:
+                log.warning("%s baseline skipped: %s", kind, error)
+                continue
+            if len(splits) > 1:
+                frame = frame[frame.split != "train"]  # out-of-fold parts only
+            results[kind].append(frame)
+    return {
+        kind: pd.concat(frames, ignore_index=True) for kind, frames in results.items() if frames
+    }
+
+
+def evaluate_run(run_dir: str | Path, config: EvaluateConfig | None = None) -> dict:
+    """Evaluate a finished run folder and write its metrics, threshold, calibration and report."""
+    from nsclc_engine.train import write_json
+
+    run_dir = Path(run_dir)
+    config = config or EvaluateConfig()
+    path = run_dir / "predictions.csv"
+    if not path.exists():
+        raise ValueError(f"{run_dir.name}: no predictions.csv; the run has not finished")
+    predictions = pd.read_csv(path, dtype={"patient_id": str})
+    run_config = json.loads((run_dir / "config.json").read_text())
+    baselines = run_baselines(run_dir, predictions) if config.baselines else {}
+    results = evaluate_predictions(predictions, config, baselines)
+    metrics = {
+        "label": run_config.get("label"),
+        "positive_class": POSITIVE_MEANING.get(run_config.get("label"), "1"),
+        "shuffled_labels": run_config.get("shuffle_labels", False),
+        **results["metrics"],
+    }
+    oracle = _oracle_auc(run_config)
+    if oracle is not None:
+        metrics["oracle_auc"] = oracle
+    threshold = {
+        "rule": config.threshold_rule,
+        "target": config.threshold_target,
+        "fitted_on": "validation",
+        "thresholds": metrics["thresholds"],
+        "threshold": metrics["thresholds"][0]["threshold"]
+        if len(metrics["thresholds"]) == 1
+        else None,
+        "written": dt.datetime.now().isoformat(timespec="seconds"),
+        "source": "evaluate",
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "threshold.json", threshold)
+    write_json(run_dir / "calibration.json", results["calibration"])
+    write_text_atomic(
+        run_dir / "report.html",
+        render_report(run_dir, run_config, metrics, results, predictions, baselines),
+    )
+    return metrics
+
+
+def _oracle_auc(run_config: dict) -> float | None:
+    """The synthetic cohort's best achievable AUC for the run's label (demo runs only)."""
+    if run_config.get("dicom"):
+        return None
+    cohort_dir = run_config.get("resolved", {}).get("cohort_dir")
+    if not cohort_dir:
+        return None
+    metadata = Path(cohort_dir).parent / "source" / "synth_metadata.json"
+    if not metadata.exists():
+        return None
+    oracle = json.loads(metadata.read_text())["oracle"]["sample"]["eta"]
+    return oracle.get(f"auc_{run_config.get('label')}")
+
+
+# --- the HTML report ---------------------------------------------------------------------------
+
+TRIPOD_ITEMS = (
+    ("Data: source, dates, eligibility", "cohort summary and exclusions with reasons"),
+    ("Outcome definition", "label and positive class stated"),
+    ("Sample size and missing data", "per-split counts, class balance, excluded patients"),
+    ("Data splitting (development / evaluation)", "patient-level splits, sizes and balance"),
+    ("Model performance: discrimination", "AUC and AP with bootstrap 95 % CIs"),
+    ("Model performance: calibration", "reliability diagram, Brier, ECE, intercept, slope"),
+    ("Clinical utility", "decision curve with treat-all / treat-none"),
+    ("Comparison with simpler models", "clinical-only and volume-only baselines, DeLong"),
+    ("Threshold choice", "rule fitted on validation, applied frozen to test"),
+)
+
+
+def _fmt_ci(block: dict, key: str = "value") -> str:
+    return f"{block[key]:.3f} ({block['ci_low']:.3f}-{block['ci_high']:.3f})"
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(
+        index=False, border=0, classes="table", na_rep="-", float_format=lambda v: f"{v:.3f}"
+    )
+
+
+def render_report(
+    run_dir: Path,
+    run_config: dict,
+    metrics: dict,
+    results: dict,
+    predictions: pd.DataFrame,
+    baselines: dict,
+) -> str:
+    """One HTML page with every figure embedded and plotly.js inline (opens offline)."""
+    from nsclc_engine import figures
+
+    sections: list[str] = []
+    include = ["inline"]
+
+    def figure(fig) -> str:
+        out = fig.to_html(full_html=False, include_plotlyjs=include[0], default_height="420px")
+        include[0] = False
+        return out
+
+    label = metrics["label"]
+    setup = metrics["evaluate_config"]
+    sections.append(
+        f"<p>Run <b>{html.escape(run_dir.name)}</b>; label <b>{html.escape(str(label))}</b> "
+        f"({html.escape(metrics['positive_class'])}); "
+        f"preset {html.escape(str(run_config.get('preset')))}"
+        f"; {'<b>labels shuffled (negative control)</b>; ' if metrics['shuffled_labels'] else ''}"
+        f"threshold rule {html.escape(setup['threshold_rule'])} fitted on validation; "
+        f"recalibration {html.escape(setup['recalibration'])} fitted on validation.</p>"
+    )
+    cohort_dir = run_config.get("resolved", {}).get("cohort_dir")
+    if cohort_dir and (Path(cohort_dir) / "cleaning_report.json").exists():
+        from nsclc_engine.cohort import load_cleaning_report
+
+        report = load_cleaning_report(cohort_dir)
+        summary = {k: v for k, v in report.get("summary", {}).items() if not isinstance(v, dict)}
+        sections.append("<h2>Cohort</h2>" + _table(pd.DataFrame([summary])))
+        exclusions = pd.DataFrame(report.get("exclusions", []))
+        if len(exclusions):
+            sections.append("<h3>Excluded patients</h3>" + _table(exclusions))
+    sizes = pd.DataFrame(
+        [
+            {
+                "split": part,
+                "patients": v["n"],
+                "positive": v["n_positive"],
+                "positive %": 100 * v["n_positive"] / v["n"],
+            }
+            for part, v in metrics["splits"].items()
+        ]
+    )
+    sections.append("<h2>Splits</h2>" + _table(sizes))
+    history_path = run_dir / "history.jsonl"
+    if history_path.exists():
+        history = [json.loads(line) for line in history_path.read_text().splitlines() if line]
+        if history:
+            sections.append("<h2>Training</h2>" + figure(figures.training_curves_figure(history)))
+    rows = []
+    for part, v in metrics["splits"].items():
+        row = {
+            "split": part,
+            "AUC (95% CI)": _fmt_ci(v["auc"], "auc"),
+            "AP (95% CI)": _fmt_ci(v["average_precision"]),
+            "Brier (95% CI)": _fmt_ci(v["brier"]),
+        }
+        for where in ("at_0.5", "at_threshold"):
+            for key in ("sensitivity", "specificity", "f1", "accuracy"):
+                low, high = v[where]["ci"][key]
+                row[f"{key} {where.replace('at_', '@')}"] = (
+                    f"{v[where][key]:.3f} ({low:.3f}-{high:.3f})"
+                )
+        rows.append(row)
+    thresholds = ", ".join(f"{t['threshold']:.3f}" for t in metrics["thresholds"])
+    sections.append(
+        f"<h2>Discrimination and metrics at thresholds</h2><p>@0.5: the conventional cut-off; "
+        f"@threshold: the {html.escape(setup['threshold_rule'])} threshold fitted on "
+        f"validation ({thresholds}) and applied unchanged. Patient-level bootstrap, "
+        f"{setup['bootstrap_resamples']} resamples.</p>" + _table(pd.DataFrame(rows))
+    )
+    if "oracle_auc" in metrics:
+        sections.append(
+            "<p>Best achievable AUC on this synthetic cohort (its generating model): "
+            f"{metrics['oracle_auc']:.3f}.</p>"
+        )
+    if "folds" in metrics:
+        summary = metrics["folds"]["summary"]
+        sections.append(
+            "<h3>Cross-validation folds (test part of each fold)</h3>"
+            + _table(pd.DataFrame(metrics["folds"]["per_fold"]))
+            + "<p>"
+            + ", ".join(f"{k} {v['mean']:.3f} ± {v['sd']:.3f}" for k, v in summary.items())
+            + "</p>"
+        )
+    test = predictions[predictions.split == "test"]
+    if len(test) and test.y_true.nunique() == 2:
+        calls = results["calls"][test.index]
+        sweep = threshold_sweep(test.y_true, test.y_prob)
+        fpr, tpr = sweep.roc_curve()
+        recall, precision = sweep.pr_curve()
+        at_half = metrics["splits"]["test"]["at_0.5"]
+        at_t = metrics["splits"]["test"]["at_threshold"]
+        points = [
+            {
+                "name": "test @0.5",
+                "fpr": 1 - at_half["specificity"],
+                "tpr": at_half["sensitivity"],
+                "recall": at_half["sensitivity"],
+                "precision": at_half["precision"],
+            },
+            {
+                "name": "test @validation threshold",
+                "fpr": 1 - at_t["specificity"],
+                "tpr": at_t["sensitivity"],
+                "recall": at_t["sensitivity"],
+                "precision": at_t["precision"],
+            },
+        ]
+        roc_curves = [{"name": "image model", "fpr": fpr, "tpr": tpr, "auc": sweep.roc_auc()}]
+        pr_curves = [
+            {
+                "name": "image model",
+                "recall": recall,
+                "precision": precision,
+                "ap": sweep.average_precision(),
+            }
+        ]
+        for name, frame in baselines.items():
+            rows_b = frame[frame.split == "test"]
+            if rows_b.y_true.nunique() == 2:
+                b = threshold_sweep(rows_b.y_true, rows_b.y_prob)
+                bf, bt = b.roc_curve()
+                br, bp = b.pr_curve()
+                roc_curves.append(
+                    {"name": f"{name} baseline", "fpr": bf, "tpr": bt, "auc": b.roc_auc()}
+                )
+                pr_curves.append(
+                    {
+                        "name": f"{name} baseline",
+                        "recall": br,
+                        "precision": bp,
+                        "ap": b.average_precision(),
+                    }
+                )
+        sections.append("<h2>Test set</h2>")
+        sections.append(
+            figure(figures.confusion_matrix_figure(at_half, title="Test, threshold 0.5"))
+        )
+        at_t_plot = metrics_at_threshold(test.y_true, calls.astype(float), 0.5)
+        sections.append(
+            figure(
+                figures.confusion_matrix_figure(
+                    at_t_plot, title=f"Test, validation-chosen threshold ({thresholds})"
+                )
+            )
+        )
+        sections.append(figure(figures.roc_figure(roc_curves, points)))
+        sections.append(
+            figure(figures.pr_figure(pr_curves, points, prevalence=float(test.y_true.mean())))
+        )
+        single = metrics["thresholds"][0]["threshold"] if len(metrics["thresholds"]) == 1 else None
+        sections.append(
+            figure(
+                figures.probability_histogram_figure(
+                    probability_histograms(test.y_true, test.y_prob), single
+                )
+            )
+        )
+        calibration = results["calibration"]["splits"]["test"]
+        sections.append("<h2>Calibration (test)</h2>")
+        cal_rows = [
+            {
+                "probabilities": name,
+                **{k: calibration[name][k] for k in ("brier", "ece", "intercept", "slope")},
+            }
+            for name in ("raw", "recalibrated")
+        ]
+        sections.append(_table(pd.DataFrame(cal_rows)))
+        warnings = [
+            r.get("warning") for r in results["calibration"]["recalibrators"] if r.get("warning")
+        ]
+        if warnings:
+            sections.append("<p><b>Note:</b> " + html.escape(warnings[0]) + "</p>")
+        sections.append(
+            figure(
+                figures.reliability_figure(
+                    {
+                        "raw": calibration["raw"]["curve"],
+                        f"recalibrated ({setup['recalibration']})": calibration["recalibrated"][
+                            "curve"
+                        ],
+                    }
+                )
+            )
+        )
+        curves = {"image model": decision_curve(test.y_true, test.y_prob)}
+        for name, frame in baselines.items():
+            rows_b = frame[frame.split == "test"]
+            curves[f"{name} baseline"] = decision_curve(rows_b.y_true, rows_b.y_prob)
+        sections.append(
+            "<h2>Clinical utility (test)</h2>" + figure(figures.decision_curve_figure(curves))
+        )
+    if "baselines" in metrics:
+        rows = []
+        for name, entry in metrics["baselines"].items():
+            row = {"model": f"{name} baseline"}
+            for part in ("validation", "test"):
+                if part in entry:
+                    row[f"{part} AUC (95% CI)"] = _fmt_ci(entry[part]["auc"])
+            if "delong_image_vs_baseline" in entry:
+                d = entry["delong_image_vs_baseline"]
+                row["image - baseline (95% CI), p"] = (
+                    f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
+                    f"p={d['p_value']:.3f}"
+                )
+            rows.append(row)
+        sections.append("<h2>Baselines on the same splits</h2>" + _table(pd.DataFrame(rows)))
+    sections.append(
+        "<h2>TRIPOD+AI items covered</h2>"
+        + _table(pd.DataFrame(TRIPOD_ITEMS, columns=["item", "where in this report"]))
+    )
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        ".table{border-collapse:collapse;font-size:0.9em}.table td,.table th{padding:4px 8px;"
+        "border-bottom:1px solid #ddd;text-align:left}"
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation report "
+        f"{html.escape(run_dir.name)}</title><style>{style}</style></head><body>"
+        f"<h1>Evaluation report: {html.escape(run_dir.name)}</h1>"
+        + "\n".join(sections)
+        + "</body></html>"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nsclc_engine.evaluate", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("run_id", help="a run in <artifacts>/runs/")
+    add_config_arguments(parser, EvaluateConfig)
+    parser.add_argument("--threshold-rule", choices=THRESHOLD_RULES)
+    parser.add_argument(
+        "--threshold-target", type=float, help="for spec_at_sens, sens_at_spec, fixed"
+    )
+    parser.add_argument("--recalibration", choices=RECALIBRATION_METHODS)
+    parser.add_argument(
+        "--artifacts", help="artifacts folder (default $NSCLC_ARTIFACTS_DIR or ./artifacts)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from nsclc_engine.train import runs_dir, validate_run_id
+
+    overrides = list(args.set)
+    for key in ("threshold_rule", "threshold_target", "recalibration"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    try:
+        config = load_config(EvaluateConfig, args.config, overrides)
+        run_dir = runs_dir(args.artifacts or artifacts_dir()) / validate_run_id(args.run_id)
+        if not run_dir.is_dir():
+            raise ValueError(f"no run {args.run_id!r} in {run_dir.parent}")
+        metrics = evaluate_run(run_dir, config)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_summary(metrics)
+    print(f"report: {run_dir / 'report.html'}")
+    return 0
+
+
+def print_summary(metrics: dict) -> None:
+    for part, values in metrics["splits"].items():
+        auc = values["auc"]
+        print(
+            f"{part}: n={values['n']}, AUC {auc['auc']:.3f} "
+            f"(95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
+        )
+    if metrics.get("oracle_auc") is not None:
+        print(f"best achievable AUC on this synthetic cohort: {metrics['oracle_auc']:.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

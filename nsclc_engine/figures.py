@@ -1,0 +1,291 @@
+"""Plotly figure builders over the engine's results (no Streamlit): the dashboard and the HTML
+report draw the same figures from the same numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+CLASS_NAMES = ("negative (0)", "positive (1)")
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
+
+
+def confusion_matrix_figure(
+    metrics: Mapping, class_names: Sequence[str] = CLASS_NAMES, title: str = ""
+) -> go.Figure:
+    """2x2 heatmap (rows = true class, columns = predicted), counts and row percentages."""
+    counts = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]])
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
+    text = [
+        [f"{c}<br>{s:.0%} of row" for c, s in zip(r, q, strict=True)]
+        for r, q in zip(counts, share, strict=True)
+    ]
+    predicted = [f"predicted {name}" for name in class_names]
+    actual = [f"true {name}" for name in class_names]
+    figure = go.Figure(
+        go.Heatmap(
+            z=share,
+            x=predicted,
+            y=actual,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            showscale=False,
+        )
+    )
+    threshold = metrics.get("threshold")
+    heading = title or (f"Confusion matrix at {threshold:.3f}" if threshold is not None else "")
+    figure.update_layout(title=heading, yaxis={"autorange": "reversed"}, **LAYOUT)
+    return figure
+
+
+def roc_figure(curves: Sequence[Mapping], points: Sequence[Mapping] = ()) -> go.Figure:
+    """``curves``: dicts with name, fpr, tpr, auc; ``points``: name, fpr, tpr (operating points)."""
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"}
+        )
+    )
+    for i, curve in enumerate(curves):
+        figure.add_trace(
+            go.Scatter(
+                x=curve["fpr"],
+                y=curve["tpr"],
+                mode="lines",
+                name=f"{curve['name']} (AUC {curve['auc']:.3f})",
+                line={"color": COLOURS[i % len(COLOURS)]},  # straight: tied scores are diagonal
+            )
+        )
+    for point in points:
+        figure.add_trace(
+            go.Scatter(
+                x=[point["fpr"]],
+                y=[point["tpr"]],
+                mode="markers",
+                name=point["name"],
+                marker={"size": 11, "symbol": "x", "color": "black"},
+            )
+        )
+    figure.update_layout(
+        title="ROC curve",
+        xaxis={"title": "1 - specificity", "range": [0, 1]},
+        yaxis={"title": "sensitivity", "range": [0, 1.02]},
+        **LAYOUT,
+    )
+    return figure
+
+
+def pr_figure(
+    curves: Sequence[Mapping], points: Sequence[Mapping] = (), prevalence: float | None = None
+) -> go.Figure:
+    """``curves``: name, recall, precision, ap; ``points``: name, recall, precision."""
+    figure = go.Figure()
+    if prevalence is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[prevalence] * 2,
+                mode="lines",
+                name=f"prevalence {prevalence:.2f}",
+                line={"dash": "dot", "color": "grey"},
+            )
+        )
+    for i, curve in enumerate(curves):
+        figure.add_trace(
+            go.Scatter(
+                x=curve["recall"],
+                y=curve["precision"],
+                mode="lines",
+                name=f"{curve['name']} (AP {curve['ap']:.3f})",
+                line={"color": COLOURS[i % len(COLOURS)], "shape": "vh"},
+            )
+        )
+    for point in points:
+        figure.add_trace(
+            go.Scatter(
+                x=[point["recall"]],
+                y=[point["precision"]],
+                mode="markers",
+                name=point["name"],
+                marker={"size": 11, "symbol": "x", "color": "black"},
+            )
+        )
+    figure.update_layout(
+        title="Precision-recall curve",
+        xaxis={"title": "recall (sensitivity)", "range": [0, 1]},
+        yaxis={"title": "precision (PPV)", "range": [0, 1.02]},
+        **LAYOUT,
+    )
+    return figure
+
+
+def probability_histogram_figure(
+    histograms: Mapping, threshold: float | None = None, class_names: Sequence[str] = CLASS_NAMES
+) -> go.Figure:
+    """Class-conditional histograms of the predicted probability with the threshold line."""
+    edges = np.asarray(histograms["edges"])
+    centres = (edges[:-1] + edges[1:]) / 2
+    figure = go.Figure()
+    for label in (0, 1):
+        figure.add_trace(
+            go.Bar(
+                x=centres,
+                y=histograms[f"count_{label}"],
+                width=np.diff(edges),
+                name=f"true {class_names[label]}",
+                marker_color=COLOURS[label],
+                opacity=0.6,
+            )
+        )
+    if threshold is not None:
+        figure.add_vline(
+            x=threshold,
+            line={"color": "black", "dash": "dash"},
+            annotation_text=f"threshold {threshold:.3f}",
+        )
+    figure.update_layout(
+        barmode="overlay",
+        title="Predicted probability by true class",
+        xaxis={"title": "predicted probability of the positive class", "range": [0, 1]},
+        yaxis={"title": "patients"},
+        **LAYOUT,
+    )
+    return figure
+
+
+def reliability_figure(curves: Mapping[str, Mapping]) -> go.Figure:
+    """Observed fraction (with Wilson 95 % CI) against mean predicted probability per bin."""
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfect calibration",
+            line={"dash": "dot", "color": "grey"},
+        )
+    )
+    for i, (name, curve) in enumerate(curves.items()):
+        observed = np.asarray(curve["observed"])
+        figure.add_trace(
+            go.Scatter(
+                x=curve["mean_predicted"],
+                y=observed,
+                mode="lines+markers",
+                name=name,
+                line={"color": COLOURS[i % len(COLOURS)]},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": np.asarray(curve["observed_ci_high"]) - observed,
+                    "arrayminus": observed - np.asarray(curve["observed_ci_low"]),
+                },
+                customdata=curve["count"],
+                hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f}<br>n = %{customdata}",
+            )
+        )
+    figure.update_layout(
+        title="Reliability diagram",
+        xaxis={"title": "mean predicted probability", "range": [0, 1]},
+        yaxis={"title": "observed fraction positive", "range": [0, 1]},
+        **LAYOUT,
+    )
+    return figure
+
+
+def decision_curve_figure(curves: Mapping[str, Mapping]) -> go.Figure:
+    """Net benefit of each model (``{name: decision_curve(...)}``), treat-all and treat-none."""
+    figure = go.Figure()
+    first = next(iter(curves.values()))
+    figure.add_trace(
+        go.Scatter(
+            x=first["threshold"],
+            y=first["treat_all"],
+            mode="lines",
+            name="treat all",
+            line={"color": "grey"},
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=first["threshold"],
+            y=first["treat_none"],
+            mode="lines",
+            name="treat none",
+            line={"color": "black", "dash": "dot"},
+        )
+    )
+    for i, (name, curve) in enumerate(curves.items()):
+        figure.add_trace(
+            go.Scatter(
+                x=curve["threshold"],
+                y=curve["model"],
+                mode="lines",
+                name=name,
+                line={"color": COLOURS[i % len(COLOURS)]},
+            )
+        )
+    low = min(-0.05, float(np.min(first["model"])) if len(first["model"]) else -0.05)
+    figure.update_layout(
+        title="Decision curve",
+        xaxis={"title": "threshold probability", "range": [0, 1]},
+        yaxis={
+            "title": "net benefit",
+            "range": [max(low, -0.25), max(0.05, float(np.max(first["treat_all"])) + 0.05)],
+        },
+        **LAYOUT,
+    )
+    return figure
+
+
+def training_curves_figure(history: Sequence[Mapping]) -> go.Figure:
+    """Train and validation loss and validation AUC per epoch (one line per fold)."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation AUC"))
+    folds = sorted({line.get("fold", 0) for line in history})
+    for i, fold in enumerate(folds):
+        lines = [line for line in history if line.get("fold", 0) == fold]
+        epochs = [line["epoch"] for line in lines]
+        suffix = f" (fold {fold})" if len(folds) > 1 else ""
+        colour = COLOURS[i % len(COLOURS)]
+        figure.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=[line["train_loss"] for line in lines],
+                name=f"train loss{suffix}",
+                line={"color": colour},
+            ),
+            row=1,
+            col=1,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=[line["val_loss"] for line in lines],
+                name=f"validation loss{suffix}",
+                line={"color": colour, "dash": "dash"},
+            ),
+            row=1,
+            col=1,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=[line["val_auc"] for line in lines],
+                name=f"validation AUC{suffix}",
+                line={"color": colour, "dash": "dot"},
+            ),
+            row=1,
+            col=2,
+        )
+    figure.update_xaxes(title_text="epoch")
+    figure.update_layout(title="Training curves", **LAYOUT)
+    return figure
