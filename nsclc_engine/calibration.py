@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from nsclc_engine.metrics import check_binary
 
@@ -19,16 +20,18 @@ RECALIBRATION_METHODS = ("none", "platt", "isotonic", "temperature")
 ISOTONIC_MIN_SAMPLES = 1000
 
 
-def logit(p) -> np.ndarray:
+def logit(p: ArrayLike) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
     return np.log(p / (1 - p))
 
 
-def sigmoid(x) -> np.ndarray:
+def sigmoid(x: ArrayLike) -> np.ndarray:
     return 1 / (1 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
-def wilson_interval(successes, n, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(
+    successes: ArrayLike, n: ArrayLike, z: float = 1.959964
+) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of a proportion (NaN where n is 0)."""
     successes, n = np.asarray(successes, dtype=np.float64), np.asarray(n, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -38,7 +41,7 @@ def wilson_interval(successes, n, z: float = 1.959964) -> tuple[np.ndarray, np.n
     return centre - half, centre + half
 
 
-def bin_edges(y_prob, n_bins: int = 10, strategy: str = "uniform") -> np.ndarray:
+def bin_edges(y_prob: ArrayLike, n_bins: int = 10, strategy: str = "uniform") -> np.ndarray:
     """scikit-learn's ``calibration_curve`` bins: equal width on [0, 1] or equal counts."""
     if strategy == "uniform":
         return np.linspace(0.0, 1.0, n_bins + 1)
@@ -47,7 +50,9 @@ def bin_edges(y_prob, n_bins: int = 10, strategy: str = "uniform") -> np.ndarray
     raise ValueError(f"strategy {strategy!r}: choose uniform or quantile")
 
 
-def reliability_curve(y_true, y_prob, n_bins: int = 10, strategy: str = "uniform") -> dict:
+def reliability_curve(
+    y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10, strategy: str = "uniform"
+) -> dict:
     """Per non-empty bin: edges, count, mean predicted, observed fraction with a Wilson 95 % CI.
 
     The bins and the assignment of each prediction are those of scikit-learn's
@@ -73,7 +78,7 @@ def reliability_curve(y_true, y_prob, n_bins: int = 10, strategy: str = "uniform
 
 
 def expected_calibration_error(
-    y_true, y_prob, n_bins: int = 10, strategy: str = "uniform"
+    y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10, strategy: str = "uniform"
 ) -> float:
     """Sum over bins of (bin share) x |observed - mean predicted|."""
     curve = reliability_curve(y_true, y_prob, n_bins, strategy)
@@ -81,7 +86,7 @@ def expected_calibration_error(
     return float(np.sum(weights * np.abs(curve["observed"] - curve["mean_predicted"])))
 
 
-def brier_score(y_true, y_prob) -> float:
+def brier_score(y_true: ArrayLike, y_prob: ArrayLike) -> float:
     y_true, y_prob = check_binary(y_true, y_prob, "y_prob")
     return float(np.mean((y_prob - y_true) ** 2))
 
@@ -103,7 +108,7 @@ def _logistic_fit(x, y, offset=None, fit_slope: bool = True) -> tuple[float, flo
     return float(beta[0]), float(beta[1]) if fit_slope else 1.0
 
 
-def calibration_intercept_slope(y_true, y_prob) -> dict:
+def calibration_intercept_slope(y_true: ArrayLike, y_prob: ArrayLike) -> dict:
     """Calibration slope (logistic regression of the outcome on the logit, 1 = ideal) and
     calibration-in-the-large intercept (slope fixed at 1, logit as offset; 0 = ideal)."""
     y_true, y_prob = check_binary(y_true, y_prob, "y_prob")
@@ -115,7 +120,7 @@ def calibration_intercept_slope(y_true, y_prob) -> dict:
     return {"intercept": intercept, "slope": slope}
 
 
-def calibration_summary(y_true, y_prob, n_bins: int = 10) -> dict:
+def calibration_summary(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10) -> dict:
     return {
         "brier": brier_score(y_true, y_prob),
         "ece": expected_calibration_error(y_true, y_prob, n_bins),
@@ -135,7 +140,7 @@ class Recalibrator:
     n_fitted: int
     _isotonic: object | None = None
 
-    def apply(self, y_prob) -> np.ndarray:
+    def apply(self, y_prob: ArrayLike) -> np.ndarray:
         y_prob = np.asarray(y_prob, dtype=np.float64)
         if self.method == "none":
             return y_prob
@@ -160,7 +165,7 @@ class Recalibrator:
         return payload | ({"warning": self.warning} if self.warning else {})
 
 
-def fit_recalibrator(y_true, y_prob, method: str) -> Recalibrator:
+def fit_recalibrator(y_true: ArrayLike, y_prob: ArrayLike, method: str) -> Recalibrator:
     """Fit on validation predictions: ``platt`` (logistic regression on the logit, slope and
     intercept), ``isotonic`` (scikit-learn, clipped to [0, 1]), ``temperature`` (one scale T of
     the logit, by maximum likelihood) or ``none``."""
@@ -194,7 +199,9 @@ def fit_recalibrator(y_true, y_prob, method: str) -> Recalibrator:
 # --- clinical utility and distributions --------------------------------------------------------
 
 
-def decision_curve(y_true, y_prob, thresholds=None) -> dict:
+def decision_curve(
+    y_true: ArrayLike, y_prob: ArrayLike, thresholds: ArrayLike | None = None
+) -> dict:
     """Net benefit over threshold probabilities pt: TP/N - FP/N * pt / (1 - pt), for the model,
     treat-all and treat-none (zero)."""
     y_true, y_prob = check_binary(y_true, y_prob, "y_prob")
@@ -215,7 +222,7 @@ def decision_curve(y_true, y_prob, thresholds=None) -> dict:
     }
 
 
-def probability_histograms(y_true, y_prob, n_bins: int = 20) -> dict:
+def probability_histograms(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 20) -> dict:
     """Counts and densities of the predicted probability per true class on [0, 1] bins."""
     y_true, y_prob = check_binary(y_true, y_prob, "y_prob")
     edges = np.linspace(0.0, 1.0, n_bins + 1)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from nsclc_engine.calibration import (
     RECALIBRATION_METHODS,
@@ -90,7 +91,13 @@ def _ci_block(boot: dict, key: str) -> dict:
     }
 
 
-def describe_split(y_true, y_prob, threshold: float, config: EvaluateConfig, calls=None) -> dict:
+def describe_split(
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
+    threshold: float | None,
+    config: EvaluateConfig,
+    calls: ArrayLike = None,
+) -> dict:
     """Discrimination with CIs, and metrics with CIs at 0.5 and at ``threshold``.
 
     ``calls`` (0/1 per patient) replaces ``y_prob >= threshold`` where each patient had its own
@@ -106,7 +113,7 @@ def describe_split(y_true, y_prob, threshold: float, config: EvaluateConfig, cal
         )
     else:
         calls = np.asarray(calls, dtype=float)
-        at_threshold = metrics_at_threshold(y_true, calls, 0.5) | {"threshold": float("nan")}
+        at_threshold = metrics_at_threshold(y_true, calls, 0.5) | {"threshold": None}
         boot_t = bootstrap_metrics(y_true, calls, 0.5, config.bootstrap_resamples, config.seed)
     return {
         "n": len(y_true),
@@ -167,11 +174,10 @@ def evaluate_predictions(
     splits, calibration = {}, {}
     for part, frame in predictions.groupby("split"):
         rows = frame.index
-        single_threshold = None if k_fold else fits[next(iter(fits))].threshold.threshold
         splits[part] = describe_split(
             frame.y_true,
             frame.y_prob,
-            single_threshold if single_threshold is not None else float("nan"),
+            None if k_fold else fits[next(iter(fits))].threshold.threshold,
             config,
             calls=calls[rows] if k_fold else None,
         )

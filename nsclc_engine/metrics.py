@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def harrell_c_index(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
@@ -64,7 +65,9 @@ RATE_KEYS = (
 )
 
 
-def check_binary(y_true, y_score, name: str = "y_score") -> tuple[np.ndarray, np.ndarray]:
+def check_binary(
+    y_true: ArrayLike, y_score: ArrayLike, name: str = "y_score"
+) -> tuple[np.ndarray, np.ndarray]:
     """``y_true`` as int 0/1 and ``y_score`` as float64, 1-d, same length, finite."""
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
@@ -102,7 +105,7 @@ def rates_from_counts(tp, fp, fn, tn) -> dict[str, np.ndarray]:
     }
 
 
-def metrics_at_threshold(y_true, y_prob, threshold: float = 0.5) -> dict:
+def metrics_at_threshold(y_true: ArrayLike, y_prob: ArrayLike, threshold: float = 0.5) -> dict:
     """Confusion counts and every rate of :data:`RATE_KEYS` at ``y_prob >= threshold``."""
     y_true, y_prob = check_binary(y_true, y_prob, "y_prob")
     predicted = y_prob >= threshold
@@ -175,7 +178,7 @@ class Sweep:
         return float(np.sum(steps * np.nan_to_num(precision)))
 
 
-def threshold_sweep(y_true, y_score) -> Sweep:
+def threshold_sweep(y_true: ArrayLike, y_score: ArrayLike) -> Sweep:
     """Counts at all distinct thresholds in O(n log n): sort once, cumulative sums."""
     y_true, y_score = check_binary(y_true, y_score)
     order = np.argsort(-y_score, kind="stable")
@@ -189,7 +192,7 @@ def threshold_sweep(y_true, y_score) -> Sweep:
     return Sweep(np.r_[np.inf, scores[last]], tp, fp, n_positive, n_negative, rates)
 
 
-def auc_score(y_true, y_score) -> float:
+def auc_score(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """ROC AUC; NaN when only one class is present (aggregates must not crash on it)."""
     return threshold_sweep(y_true, y_score).roc_auc()
 
@@ -220,8 +223,8 @@ class ThresholdChoice:
 
 
 def choose_threshold(
-    y_true,
-    y_score,
+    y_true: ArrayLike,
+    y_score: ArrayLike,
     rule: str = "youden",
     target: float | None = None,
     fitted_on: str = "validation",
@@ -323,8 +326,8 @@ def weighted_metrics(
 
 
 def bootstrap_metrics(
-    y_true,
-    y_prob,
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
     threshold: float = 0.5,
     n_resamples: int = 2000,
     seed: int = 0,
@@ -372,7 +375,7 @@ def bootstrap_metrics(
     return result
 
 
-def delong_test(y_true, score_a, score_b) -> dict:
+def delong_test(y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayLike) -> dict:
     """DeLong's test of two correlated ROC AUCs on the same patients (fast midrank form of
     Sun & Xu 2014): the AUCs, their difference (a - b) with its standard error, 95 % CI,
     z and the two-sided p-value."""
