@@ -2,11 +2,46 @@
 
 import streamlit as st
 
+from nsclc_engine.dashboard import first_start, runs_overview
+from pages.common import artifacts
+
 st.set_page_config(page_title="NSCLC survival engine", page_icon="🫁", layout="wide")
 
-navigation = st.navigation([st.Page("pages/cohort.py", title="Cohort", icon="🗂️", default=True)])
-st.sidebar.caption(
-    "Data: NSCLC-Radiomics (Lung1) format. The demo cohort is synthetic; no patient data. "
-    "Training, threshold, calibration and case-review pages come next."
+if "first_start_checked" not in st.session_state:
+    st.session_state.first_start_checked = True
+    launched = first_start(artifacts())
+    if launched:
+        st.session_state.run_id = launched
+        st.toast(
+            "First start: building the demo cohort and training a demo model in the background."
+        )
+
+navigation = st.navigation(
+    [
+        st.Page("pages/runs.py", title="Runs", icon="🗃️", default=True),
+        st.Page("pages/dataset.py", title="Dataset and splits", icon="🗂️"),
+        st.Page("pages/train.py", title="Train", icon="🏋️"),
+        st.Page("pages/threshold.py", title="Threshold", icon="🎚️"),
+        st.Page("pages/calibration.py", title="Calibration", icon="📐"),
+    ]
 )
+
+runs = runs_overview(artifacts())
+with st.sidebar:
+    if runs.empty:
+        st.caption("No runs yet.")
+    else:
+        ids = runs.run_id.tolist()
+        finished = runs[runs.state == "finished"].run_id.tolist()
+        if st.session_state.get("run_id") not in ids:
+            st.session_state.run_id = (finished or ids)[0]
+        st.selectbox(
+            "Run",
+            ids,
+            key="run_id",
+            format_func=lambda r: f"{r} ({runs.set_index('run_id').state[r]})",
+        )
+    st.caption(
+        "Data: NSCLC-Radiomics (Lung1) format. The demo cohort is synthetic; no patient data."
+    )
 navigation.run()

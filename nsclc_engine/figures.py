@@ -289,3 +289,24 @@ def training_curves_figure(history: Sequence[Mapping]) -> go.Figure:
     figure.update_xaxes(title_text="epoch")
     figure.update_layout(title="Training curves", **LAYOUT)
     return figure
+
+
+def covariate_by_class_figure(
+    values, labels, name: str, class_names: Sequence[str] = CLASS_NAMES
+) -> go.Figure:
+    """Box plots of one numeric covariate per class (missing values left out)."""
+    values, labels = np.asarray(values, dtype=float), np.asarray(labels)
+    figure = go.Figure()
+    for label in (0, 1):
+        chosen = values[(labels == label) & np.isfinite(values)]
+        figure.add_trace(
+            go.Box(
+                y=chosen,
+                name=f"{class_names[label]} (n={len(chosen)})",
+                marker_color=COLOURS[label],
+                boxpoints="all",
+                jitter=0.3,
+            )
+        )
+    figure.update_layout(title=name, showlegend=False, **LAYOUT)
+    return figure

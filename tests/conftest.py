@@ -84,3 +84,17 @@ def tiny_source(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_source")
     write_cohort(replace(TINY, n_patients=40, seed=1), root, show_progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def dashboard_artifacts(tiny_source, tmp_path_factory):
+    """An artifacts folder holding one finished run ("fixture"), trained for real on the tiny
+    cohort with the smoke preset, for the dashboard's tests."""
+    from nsclc_engine.train import main
+
+    artifacts = tmp_path_factory.mktemp("dashboard_artifacts")
+    args = ["--dicom", str(tiny_source / "dicom"), "--clinical", str(tiny_source / "clinical.csv")]
+    args += ["--label", "os_2y", "--preset", "smoke", "--epochs", "2", "--quiet"]
+    args += ["--artifacts", str(artifacts), "--run-id", "fixture"]
+    assert main(args) == 0
+    return artifacts

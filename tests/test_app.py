@@ -1,38 +1,85 @@
-"""The dashboard opens, says what to do with no demo, and shows the engine's cohort summary."""
+"""The dashboard's pages with Streamlit's AppTest against a finished tiny run."""
 
-from dataclasses import replace
-from pathlib import Path
+import json
 
+import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from nsclc_engine.cohort import load_cleaning_report
-from nsclc_engine.demo import build_demo, demo_paths
+from nsclc_engine import jobs
+from nsclc_engine.metrics import metrics_at_threshold
 
-from .conftest import TINY
+PAGES = ("pages/runs.py", "pages/dataset.py", "pages/train.py", "pages/threshold.py")
+PAGES += ("pages/calibration.py",)
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
-
-def test_without_a_demo_the_app_offers_to_build_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=30).run()
+@pytest.fixture()
+def app(dashboard_artifacts, monkeypatch):
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(dashboard_artifacts))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    at = AppTest.from_file("../app.py", default_timeout=60)  # pages import torch: > 3 s
+    at.session_state["run_id"] = "fixture"
+    at.run()
     assert not at.exception
-    assert "No demo cohort yet" in at.info[0].value
-    assert at.button(key="build_demo").label.startswith("Build the demo cohort")
+    return at
 
 
-@pytest.mark.slow
-def test_with_a_demo_the_app_shows_the_cleaning_summary(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(tmp_path))
-    config = replace(TINY, n_patients=4, defects="2:no_rtstruct,4:missing_label")
-    build_demo(tmp_path, synth_config=config, show_progress=False)
-    assert build_demo(tmp_path, synth_config=config, show_progress=False) is None  # built once
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    assert not at.exception
-    summary = load_cleaning_report(demo_paths(tmp_path).cohort)["summary"]
-    metrics = {metric.label: metric.value for metric in at.metric}
-    assert metrics["Included"] == str(summary["n_included"]) == "2"
-    assert metrics["Excluded"] == "2"
-    exclusions = at.dataframe[2].value
-    assert sorted(exclusions.reason) == ["missing_label", "no_rtstruct"]
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_an_exception(app, page):
+    app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+
+
+def counts_in(table) -> tuple[int, int, int, int]:
+    frame = table.value
+    return (
+        int(frame.loc["true positive", "predicted positive"]),
+        int(frame.loc["true negative", "predicted positive"]),
+        int(frame.loc["true positive", "predicted negative"]),
+        int(frame.loc["true negative", "predicted negative"]),
+    )
+
+
+def test_threshold_slider_updates_the_confusion_matrix_exactly(app, dashboard_artifacts):
+    app.switch_page("pages/threshold.py").run()
+    predictions = pd.read_csv(dashboard_artifacts / "runs" / "fixture" / "predictions.csv")
+    validation = predictions[predictions.split == "validation"]
+    seen = set()
+    for threshold in (0.0, 0.3, float(np.median(validation.y_prob)), 1.0):
+        app.slider(key="threshold").set_value(round(threshold, 3)).run()
+        expected = metrics_at_threshold(validation.y_true, validation.y_prob, round(threshold, 3))
+        shown = counts_in(app.table[0])
+        assert shown == (expected["tp"], expected["fp"], expected["fn"], expected["tn"])
+        seen.add(shown)
+    assert len(seen) > 1  # the slider really moved the counts
+
+
+def test_saving_a_threshold_writes_it_into_the_run(app, dashboard_artifacts):
+    app.switch_page("pages/threshold.py").run()
+    app.slider(key="threshold").set_value(0.42).run()
+    app.button(key="save_threshold").click().run()
+    saved = json.loads((dashboard_artifacts / "runs" / "fixture" / "threshold.json").read_text())
+    assert saved["threshold"] == 0.42 and saved["source"] == "dashboard"
+    assert saved["split_used"] == "validation"
+
+
+def test_train_form_rejects_bad_input_and_launches_a_queued_job(
+    app, dashboard_artifacts, tiny_source
+):
+    app.switch_page("pages/train.py").run()
+    app.radio[0].set_value("dicom")  # inside a form: values go in with the submit
+    app.text_input[0].set_value("/no/such/folder")
+    app.button[0].click().run()  # the form's submit button
+    assert any("not a folder" in e.value for e in app.error)
+    before = {run["run_id"] for run in jobs.list_runs(dashboard_artifacts)}
+    app.radio[0].set_value("dicom")
+    app.text_input[0].set_value(str(tiny_source / "dicom"))
+    app.text_input[1].set_value(str(tiny_source / "clinical.csv"))
+    app.number_input[0].set_value(1)
+    app.button[0].click().run()
+    assert not app.error
+    new = [r for r in jobs.list_runs(dashboard_artifacts) if r["run_id"] not in before]
+    assert len(new) == 1 and new[0]["state"] in ("queued", "running")
+    assert jobs.cancel(new[0]["run_id"], dashboard_artifacts)["state"] in ("cancelled", "running")

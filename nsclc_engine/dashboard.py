@@ -1,0 +1,319 @@
+"""What the dashboard pages show, computed here (no Streamlit): runs, splits, thresholds,
+calibration and run comparison. Pages only lay these out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nsclc_engine.calibration import fit_recalibrator
+from nsclc_engine.metrics import (
+    bootstrap_metrics,
+    choose_threshold,
+    delong_test,
+    threshold_sweep,
+)
+from nsclc_engine.paths import artifacts_dir
+
+FIRST_START_MARKER = ".first_start_done"
+RULE_BUTTONS = (
+    ("youden", None, "Youden J"),
+    ("max_f1", None, "max F1"),
+    ("spec_at_sens", 0.8, "best specificity at sensitivity ≥ 0.8"),
+    ("sens_at_spec", 0.8, "best sensitivity at specificity ≥ 0.8"),
+)
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run folder, read once: whatever exists of config, status, predictions, metrics."""
+
+    run_id: str
+    run_dir: Path
+    config: dict
+    status: dict
+    predictions: pd.DataFrame | None = None
+    metrics: dict | None = None
+    threshold: dict | None = None
+    history: list[dict] = field(default_factory=list)
+    splits: list[dict] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.predictions is not None and self.status.get("state") == "finished"
+
+
+def _json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_run(run_dir: str | os.PathLike) -> RunView:
+    run_dir = Path(run_dir)
+    predictions = None
+    if (run_dir / "predictions.csv").exists():
+        predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
+    history_path = run_dir / "history.jsonl"
+    history = (
+        [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
+        if history_path.exists()
+        else []
+    )
+    splits = (_json(run_dir / "splits.json") or {}).get("splits", [])
+    return RunView(
+        run_dir.name,
+        run_dir,
+        _json(run_dir / "config.json") or {},
+        _json(run_dir / "status.json") or {},
+        predictions,
+        _json(run_dir / "metrics.json"),
+        _json(run_dir / "threshold.json"),
+        history,
+        splits,
+    )
+
+
+def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per run, newest first: state, progress, label, preset, test AUC with CI, times."""
+    from nsclc_engine.jobs import list_runs
+
+    rows = []
+    for run in list_runs(artifacts):
+        run_dir = Path(artifacts or artifacts_dir()) / "runs" / run["run_id"]
+        config = _json(run_dir / "config.json") or {}
+        metrics = _json(run_dir / "metrics.json") or {}
+        test = metrics.get("splits", {}).get("test", {}).get("auc", {})
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "state": run.get("state"),
+                "progress": float(run.get("progress", 0.0)),
+                "label": config.get("label"),
+                "preset": config.get("preset"),
+                "folds": config.get("folds", 0),
+                "shuffled labels": bool(config.get("shuffle_labels", False)),
+                "test AUC": test.get("auc"),
+                "test AUC 95% CI": (
+                    f"{test['ci_low']:.3f}-{test['ci_high']:.3f}" if test else None
+                ),
+                "created": run.get("created"),
+                "finished": run.get("finished"),
+            }
+        )
+    columns = ["run_id", "state", "progress", "label", "preset", "folds", "shuffled labels"]
+    columns += ["test AUC", "test AUC 95% CI", "created", "finished"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.iloc[::-1].reset_index(drop=True)
+
+
+# --- dataset and splits ------------------------------------------------------------------------
+
+
+def split_overview(view: RunView) -> dict:
+    """The report's Table 1 per fold, class balance before and after sampling, leakage check."""
+    from nsclc_engine.data import expected_balance
+    from nsclc_engine.splits import check_disjoint, split_table
+
+    if view.predictions is None or not view.splits:
+        return {}
+    labels = view.predictions.drop_duplicates("patient_id").set_index("patient_id").y_true
+    tables, balance, leaks = [], [], []
+    for fold, split in enumerate(view.splits):
+        table = split_table(split, labels.to_dict()).assign(fold=fold)
+        tables.append(table)
+        train_labels = [int(labels[p]) for p in split["train"]]
+        expected = expected_balance(train_labels, bool(view.config.get("use_sampler", True)))
+        balance.append(
+            {"fold": fold, **{f"class {k} share per epoch": v for k, v in expected.items()}}
+        )
+        try:
+            check_disjoint(split)
+        except ValueError as error:
+            leaks.append(f"fold {fold}: {error}")
+    return {
+        "table": pd.concat(tables, ignore_index=True),
+        "sampling": pd.DataFrame(balance),
+        "leaks": leaks,
+        "folds": len(view.splits),
+    }
+
+
+# --- threshold explorer ------------------------------------------------------------------------
+
+
+def part_predictions(
+    predictions: pd.DataFrame, split: str, recalibration: str = "none"
+) -> pd.DataFrame:
+    """The rows of one split (test: pooled out of fold), with ``y_prob`` recalibrated on each
+    fold's validation rows when ``recalibration`` is not ``none``."""
+    frame = predictions[predictions.split == split].copy()
+    if recalibration != "none":
+        for fold, rows in frame.groupby("fold"):
+            validation = predictions[
+                (predictions.split == "validation") & (predictions.fold == fold)
+            ]
+            recalibrator = fit_recalibrator(validation.y_true, validation.y_prob, recalibration)
+            frame.loc[rows.index, "y_prob"] = recalibrator.apply(rows.y_prob)
+    return frame
+
+
+def rule_thresholds(predictions: pd.DataFrame, recalibration: str = "none") -> dict[str, float]:
+    """The threshold of each rule of :data:`RULE_BUTTONS`, fitted on validation predictions
+    (the first fold's for k-fold runs); a rule whose target cannot be met is left out."""
+    validation = part_predictions(predictions, "validation", recalibration)
+    validation = validation[validation.fold == validation.fold.min()]
+    result = {}
+    for rule, target, name in RULE_BUTTONS:
+        try:
+            result[name] = choose_threshold(
+                validation.y_true, validation.y_prob, rule, target
+            ).threshold
+        except ValueError:
+            continue
+    return result
+
+
+def threshold_state(frame: pd.DataFrame, threshold: float, n_resamples: int = 1000) -> dict:
+    """Metrics at ``threshold`` (counts and rates) with bootstrap 95 % CIs, and the curves."""
+    sweep = threshold_sweep(frame.y_true, frame.y_prob)
+    point = sweep.at(threshold)
+    intervals = bootstrap_metrics(frame.y_true, frame.y_prob, threshold, n_resamples, seed=0)
+    fpr, tpr = sweep.roc_curve()
+    recall, precision = sweep.pr_curve()
+    return {
+        "metrics": point,
+        "ci": {
+            key: (value["ci_low"], value["ci_high"])
+            for key, value in intervals.items()
+            if isinstance(value, dict)
+        },
+        "auc": sweep.roc_auc(),
+        "average_precision": sweep.average_precision(),
+        "roc": {"fpr": fpr, "tpr": tpr},
+        "pr": {"recall": recall, "precision": precision},
+        "prevalence": float(np.mean(frame.y_true)),
+    }
+
+
+def save_threshold(
+    run_dir: str | os.PathLike, value: float, rule: str, split: str, recalibration: str
+) -> dict:
+    """Write the chosen operating threshold into the run's ``threshold.json`` (atomically)."""
+    from nsclc_engine.train import write_json
+
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold {value} must lie in [0, 1]")
+    payload = {
+        "threshold": float(value),
+        "rule": rule,
+        "split_used": split,
+        "recalibration": recalibration,
+        "written": dt.datetime.now().isoformat(timespec="seconds"),
+        "source": "dashboard",
+    }
+    write_json(Path(run_dir) / "threshold.json", payload)
+    return payload
+
+
+# --- comparing runs ----------------------------------------------------------------------------
+
+
+def compare_runs(a: RunView, b: RunView) -> dict:
+    """Side-by-side test metrics of two finished runs and, on their shared test patients with
+    the same labels, DeLong's test of the AUC difference (a - b)."""
+    rows = []
+    for view in (a, b):
+        splits = (view.metrics or {}).get("splits", {})
+        for part in ("validation", "test"):
+            if part in splits:
+                auc = splits[part]["auc"]
+                rows.append(
+                    {
+                        "run": view.run_id,
+                        "split": part,
+                        "n": splits[part]["n"],
+                        "AUC": auc["auc"],
+                        "95% CI": f"{auc['ci_low']:.3f}-{auc['ci_high']:.3f}",
+                        "Brier": splits[part].get("brier", {}).get("value"),
+                    }
+                )
+    result: dict = {"table": pd.DataFrame(rows), "delong": None, "note": ""}
+    test_a = part_predictions(a.predictions, "test").set_index("patient_id")
+    test_b = part_predictions(b.predictions, "test").set_index("patient_id")
+    shared = test_a.index.intersection(test_b.index)
+    same_labels = (test_a.loc[shared, "y_true"] == test_b.loc[shared, "y_true"]).all()
+    if len(shared) < 4 or not same_labels:
+        result["note"] = (
+            "The runs share too few test patients, or their labels differ: no paired test."
+        )
+    else:
+        try:
+            result["delong"] = delong_test(
+                test_a.loc[shared, "y_true"],
+                test_a.loc[shared, "y_prob"],
+                test_b.loc[shared, "y_prob"],
+            ) | {"n_shared": len(shared)}
+        except ValueError as error:
+            result["note"] = str(error)
+    return result
+
+
+# --- launching ---------------------------------------------------------------------------------
+
+
+def validate_train_form(values: dict) -> tuple[object | None, list[str]]:
+    """A ``TrainConfig`` from the Train page's fields, or the messages saying what to fix."""
+    from nsclc_engine.train import TrainConfig
+
+    errors = []
+    values = dict(values)
+    if values.get("source") == "demo":
+        values["dicom"] = values["clinical"] = ""
+    else:
+        dicom, clinical = values.get("dicom", "").strip(), values.get("clinical", "").strip()
+        if not dicom or not Path(dicom).is_dir():
+            errors.append(f"DICOM folder {dicom!r} is not a folder on this server")
+        if not clinical or not Path(clinical).is_file():
+            errors.append(f"clinical CSV {clinical!r} is not a file on this server")
+        values["dicom"], values["clinical"] = dicom, clinical
+    pretrained = values.get("pretrained", "").strip()
+    if pretrained and not Path(pretrained).is_file():
+        errors.append(f"pretrained weights {pretrained!r} are not a file on this server")
+    if not 0 < float(values.get("lr", 1e-3)) < 1:
+        errors.append("learning rate must lie between 0 and 1")
+    if values.get("folds", 0) == 1 or values.get("folds", 0) < 0:
+        errors.append("folds must be 0 (one split) or at least 2")
+    values.pop("source", None)
+    if errors:
+        return None, errors
+    try:
+        return TrainConfig(**values), []
+    except (TypeError, ValueError) as error:
+        return None, [str(error)]
+
+
+def first_start(artifacts: str | os.PathLike | None = None) -> str | None:
+    """On the very first start (no run, no marker): launch the demo training job, which builds
+    the demo cohort itself; returns its run id. Never again once the marker is written."""
+    from nsclc_engine.jobs import launch, list_runs
+    from nsclc_engine.train import TrainConfig
+
+    root = Path(artifacts or artifacts_dir())
+    marker = root / FIRST_START_MARKER
+    if marker.exists() or list_runs(root) or os.environ.get("NSCLC_NO_AUTOSTART"):
+        return None
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text("the dashboard launched the demo job on its first start\n")
+    return launch(TrainConfig(), root, run_id="demo")
+
+
+def log_tail(run_dir: str | os.PathLike, lines: int = 20) -> str:
+    path = Path(run_dir) / "train.log"
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

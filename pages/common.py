@@ -1,0 +1,74 @@
+"""Helpers shared by the pages: the artifacts folder, the selected run, cached engine calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from nsclc_engine import dashboard
+from nsclc_engine.paths import artifacts_dir
+
+
+def artifacts() -> Path:
+    return Path(artifacts_dir())
+
+
+def _stamp(run_dir: Path) -> tuple:
+    """Changes whenever the run writes something the pages show (cache key)."""
+    names = ("status.json", "predictions.csv", "metrics.json", "threshold.json", "history.jsonl")
+    return tuple((run_dir / n).stat().st_mtime_ns if (run_dir / n).exists() else 0 for n in names)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _load(run_dir: str, stamp: tuple) -> dashboard.RunView:
+    return dashboard.load_run(run_dir)
+
+
+def load(run_id: str) -> dashboard.RunView:
+    run_dir = artifacts() / "runs" / run_id
+    return _load(str(run_dir), _stamp(run_dir))
+
+
+def selected_run() -> dashboard.RunView | None:
+    run_id = st.session_state.get("run_id")
+    if not run_id or not (artifacts() / "runs" / run_id).is_dir():
+        return None
+    return load(run_id)
+
+
+def require_finished_run() -> dashboard.RunView:
+    """The selected run if it has predictions; otherwise say why and stop the page."""
+    view = selected_run()
+    if view is None:
+        st.info("No run selected. Launch one on the Train page or pick one in the sidebar.")
+        st.stop()
+    if not view.finished:
+        state = view.status.get("state", "unknown")
+        st.info(f"Run `{view.run_id}` is {state} ({view.status.get('progress', 0):.0%}).")
+        st.progress(float(view.status.get("progress", 0.0)))
+        if state in ("queued", "running"):
+            st.caption("This page fills in when training ends; the Train page shows live progress.")
+        st.stop()
+    return view
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def part_predictions(run_id: str, stamp: tuple, split: str, recalibration: str):
+    view = load(run_id)
+    return dashboard.part_predictions(view.predictions, split, recalibration)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def rule_thresholds(run_id: str, stamp: tuple, recalibration: str) -> dict:
+    return dashboard.rule_thresholds(load(run_id).predictions, recalibration)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def threshold_state(run_id: str, stamp: tuple, split: str, recalibration: str, threshold: float):
+    frame = part_predictions(run_id, stamp, split, recalibration)
+    return dashboard.threshold_state(frame, threshold)
+
+
+def stamp(view: dashboard.RunView) -> tuple:
+    return _stamp(view.run_dir)

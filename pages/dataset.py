@@ -1,0 +1,86 @@
+"""Dataset and splits: who is in the cohort and why others are not, class balance, covariates,
+and the selected run's splits (Table 1, balance after sampling, leakage check)."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from nsclc_engine import dashboard, figures
+from nsclc_engine.clinical import LABELS
+from nsclc_engine.cohort import exclusions_by_reason, load_cleaning_report, load_cohort
+from nsclc_engine.demo import demo_paths
+from pages.common import artifacts, selected_run
+
+st.title("Dataset and splits")
+view = selected_run()
+cohort_dir = (view.config.get("resolved", {}).get("cohort_dir") if view else None) or str(
+    demo_paths(artifacts()).cohort
+)
+if not (Path(cohort_dir) / "cohort.csv").exists():
+    st.info(
+        "No cohort yet. The demo job builds the synthetic demo cohort (240 patients, DICOM CT + "
+        "RTSTRUCT + clinical CSV, a few deliberately broken) before it trains; headless: "
+        "`python -m nsclc_engine.demo`."
+    )
+    st.stop()
+
+report = load_cleaning_report(cohort_dir)
+summary = report["summary"]
+cohort = load_cohort(cohort_dir)
+exclusions = pd.DataFrame(report["exclusions"], columns=["patient_id", "scope", "reason", "detail"])
+st.caption(f"Cohort in `{cohort_dir}`" + (f" (run `{view.run_id}`)" if view else ""))
+columns = st.columns(4)
+columns[0].metric("Patients with imaging", summary["n_imaging_patients"])
+columns[1].metric("Clinical rows", summary["n_clinical_rows"])
+columns[2].metric("Included", summary["n_included"])
+columns[3].metric("Excluded", summary["n_excluded"])
+
+st.subheader("Class balance of the included patients")
+balance = pd.DataFrame(summary["labels"]).T.rename_axis("label").reset_index()
+balance["definition"] = balance["label"].map(lambda name: LABELS[name].description)
+st.dataframe(balance, hide_index=True, width="stretch")
+
+label = st.selectbox("Covariates by class for", list(LABELS), key="covariate_label")
+labelled = cohort[cohort[label].notna()]
+a, b = st.columns(2)
+a.plotly_chart(
+    figures.covariate_by_class_figure(labelled.age_years, labelled[label], "Age (years)"), key="age"
+)
+b.plotly_chart(
+    figures.covariate_by_class_figure(labelled.gtv_volume_cm3, labelled[label], "GTV volume (cm³)"),
+    key="volume",
+)
+
+st.subheader("Exclusions")
+if exclusions.empty:
+    st.success("No patient was excluded.")
+else:
+    st.dataframe(exclusions_by_reason(exclusions), hide_index=True)
+    st.dataframe(exclusions, hide_index=True, width="stretch")
+
+if view is not None:
+    st.subheader(f"Splits of run {view.run_id}")
+    overview = dashboard.split_overview(view)
+    if not overview:
+        st.caption("The run has no splits or predictions yet.")
+    else:
+        if overview["leaks"]:
+            for leak in overview["leaks"]:
+                st.error(f"Leakage: {leak}")
+        else:
+            st.success("Leakage check passed: no patient is in two parts of any split.")
+        st.caption(
+            f"{view.config.get('label')}: minority = the rarer class in the run's patients; "
+            f"{overview['folds']} split(s)."
+        )
+        st.dataframe(
+            overview["table"],
+            hide_index=True,
+            column_config={"minority_percent": st.column_config.NumberColumn(format="%.1f")},
+        )
+        st.caption("Expected class shares per training epoch (with the balanced sampler: 50/50):")
+        st.dataframe(overview["sampling"], hide_index=True)
+
+with st.expander("Included patients"):
+    st.dataframe(cohort, hide_index=True, width="stretch")

@@ -1,0 +1,49 @@
+"""Runs: every training run with its status and test AUC; compare two side by side."""
+
+import streamlit as st
+
+from nsclc_engine import dashboard, figures
+from nsclc_engine.metrics import threshold_sweep
+from pages.common import artifacts, load
+
+st.title("Runs")
+runs = dashboard.runs_overview(artifacts())
+if runs.empty:
+    st.info("No runs yet: launch one on the Train page (`python -m nsclc_engine.train` headless).")
+    st.stop()
+
+st.dataframe(
+    runs,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+        "test AUC": st.column_config.NumberColumn("test AUC", format="%.3f"),
+    },
+)
+
+finished = runs[runs.state == "finished"].run_id.tolist()
+st.subheader("Compare runs")
+chosen = st.multiselect("Finished runs to compare (two)", finished, max_selections=2, key="compare")
+if len(chosen) == 2:
+    a, b = load(chosen[0]), load(chosen[1])
+    comparison = dashboard.compare_runs(a, b)
+    st.dataframe(comparison["table"], hide_index=True)
+    curves = []
+    for view in (a, b):
+        test = dashboard.part_predictions(view.predictions, "test")
+        sweep = threshold_sweep(test.y_true, test.y_prob)
+        fpr, tpr = sweep.roc_curve()
+        curves.append({"name": view.run_id, "fpr": fpr, "tpr": tpr, "auc": sweep.roc_auc()})
+    st.plotly_chart(figures.roc_figure(curves), key="compare_roc")
+    if comparison["delong"]:
+        d = comparison["delong"]
+        st.markdown(
+            f"Paired DeLong test on {d['n_shared']} shared test patients: AUC difference "
+            f"{d['difference']:+.3f} (95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
+            f"p = {d['p_value']:.3f}."
+        )
+    else:
+        st.caption(comparison["note"])
+elif finished:
+    st.caption("Pick two finished runs to see their metrics, ROC curves and a paired test.")

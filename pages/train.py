@@ -1,0 +1,99 @@
+"""Train: launch a training job, follow the queue and the running job live, cancel."""
+
+import streamlit as st
+
+from nsclc_engine import dashboard, figures, jobs
+from pages.common import artifacts, load
+
+st.title("Train")
+
+with st.form("launch"):
+    source = st.radio(
+        "Data",
+        ["demo", "dicom"],
+        horizontal=True,
+        format_func={
+            "demo": "synthetic demo cohort",
+            "dicom": "DICOM folder + clinical CSV on this server",
+        }.get,
+    )
+    dicom = st.text_input("DICOM folder (for DICOM data)")
+    clinical = st.text_input("Clinical CSV (for DICOM data)")
+    a, b, c = st.columns(3)
+    label = a.selectbox("Label", ["deadstatus_event", "os_2y"])
+    preset = b.selectbox("Preset", ["demo", "paper"])
+    crop_mode = c.selectbox(
+        "Crop", ["", "bbox", "fixed_fov"], format_func=lambda m: m or "preset's"
+    )
+    epochs = a.number_input("Max epochs", 1, 500, 12)
+    batch_size = b.number_input("Batch size", 1, 256, 4)
+    lr = c.number_input("Learning rate", 0.0, 1.0, 1e-3, format="%.5f")
+    folds = a.number_input("Folds (0 = one split)", 0, 20, 0)
+    seed = b.number_input("Seed", 0, 10**6, 0)
+    augment = c.selectbox("Augmentation", ["minority", "all", "off"])
+    use_sampler = a.checkbox("Balanced sampler", True)
+    use_class_weights = b.checkbox("Class weights", True)
+    shuffle_labels = c.checkbox("Shuffle labels (negative control)", False)
+    pretrained = st.text_input("Pretrained MedicalNet weights (path on this server, optional)")
+    submitted = st.form_submit_button("Launch", type="primary")
+
+if submitted:
+    config, errors = dashboard.validate_train_form(
+        {
+            "source": source,
+            "dicom": dicom,
+            "clinical": clinical,
+            "label": label,
+            "preset": preset,
+            "crop_mode": crop_mode,
+            "epochs": int(epochs),
+            "batch_size": int(batch_size),
+            "lr": float(lr),
+            "folds": int(folds),
+            "seed": int(seed),
+            "augment": augment,
+            "use_sampler": use_sampler,
+            "use_class_weights": use_class_weights,
+            "shuffle_labels": shuffle_labels,
+            "pretrained": pretrained,
+        }
+    )
+    for error in errors:
+        st.error(error)
+    if config is not None:
+        run_id = jobs.launch(config, artifacts())
+        st.session_state.run_id = run_id
+        st.success(f"Queued run {run_id}.")
+
+
+@st.fragment(run_every=2)
+def live() -> None:
+    runs = dashboard.runs_overview(artifacts())
+    active = runs[runs.state.isin(["queued", "running"])]
+    st.subheader("Queue")
+    if active.empty:
+        st.caption("No job queued or running.")
+    else:
+        st.dataframe(
+            active[["run_id", "state", "progress", "label", "preset", "created"]], hide_index=True
+        )
+    run_id = st.session_state.get("run_id")
+    if not run_id or run_id not in runs.run_id.values:
+        return
+    view = load(run_id)
+    state = view.status.get("state")
+    st.subheader(f"Run {run_id}: {state}")
+    st.progress(float(view.status.get("progress", 0.0)))
+    if view.status.get("error"):
+        st.error(view.status["error"])
+    if view.history:
+        st.plotly_chart(figures.training_curves_figure(view.history), key=f"curves_{run_id}")
+    tail = dashboard.log_tail(view.run_dir)
+    if tail:
+        st.code(tail, language=None)
+    if state in ("queued", "running") and st.button("Cancel this job", key=f"cancel_{run_id}"):
+        jobs.cancel(run_id, artifacts())
+        st.warning("Cancel requested; the last checkpoint is kept.")
+
+
+live()

@@ -1,0 +1,83 @@
+"""The engine functions behind the dashboard pages, on a finished tiny run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from nsclc_engine import dashboard
+from nsclc_engine.metrics import choose_threshold, metrics_at_threshold
+from nsclc_engine.train import TrainConfig
+
+
+@pytest.fixture()
+def view(dashboard_artifacts):
+    return dashboard.load_run(dashboard_artifacts / "runs" / "fixture")
+
+
+def test_runs_overview_lists_the_finished_run(dashboard_artifacts, view):
+    table = dashboard.runs_overview(dashboard_artifacts)
+    row = table.set_index("run_id").loc["fixture"]
+    assert row.state == "finished" and row.label == "os_2y" and row.preset == "smoke"
+    assert row["test AUC"] == pytest.approx(view.metrics["splits"]["test"]["auc"]["auc"])
+    assert view.finished and view.history
+
+
+def test_split_overview_is_table_1_with_a_leakage_check(view):
+    overview = dashboard.split_overview(view)
+    table = overview["table"]
+    assert table.total.sum() == view.predictions.patient_id.nunique()
+    assert overview["leaks"] == []
+    assert overview["sampling"].iloc[0]["class 0 share per epoch"] == 0.5  # sampler on
+
+
+def test_threshold_state_and_rules_come_from_validation(view):
+    validation = view.predictions[view.predictions.split == "validation"]
+    rules = dashboard.rule_thresholds(view.predictions)
+    assert rules["Youden J"] == choose_threshold(validation.y_true, validation.y_prob).threshold
+    frame = dashboard.part_predictions(view.predictions, "validation")
+    for threshold in (0.0, float(np.median(frame.y_prob)), 1.0):
+        state = dashboard.threshold_state(frame, threshold, n_resamples=100)
+        expected = metrics_at_threshold(frame.y_true, frame.y_prob, threshold)
+        assert state["metrics"] == pytest.approx(expected, nan_ok=True)
+
+
+def test_recalibrated_test_probabilities_do_not_depend_on_test_labels(view):
+    flipped = view.predictions.copy()
+    is_test = flipped.split == "test"
+    flipped.loc[is_test, "y_true"] = 1 - flipped.loc[is_test, "y_true"]
+    a = dashboard.part_predictions(view.predictions, "test", "platt")
+    b = dashboard.part_predictions(flipped, "test", "platt")
+    np.testing.assert_allclose(a.y_prob, b.y_prob)
+
+
+def test_save_threshold_and_compare_a_run_with_itself(view, tmp_path):
+    saved = dashboard.save_threshold(tmp_path, 0.3, "manual", "validation", "none")
+    assert json.loads((tmp_path / "threshold.json").read_text()) == saved
+    with pytest.raises(ValueError, match="must lie in"):
+        dashboard.save_threshold(tmp_path, 1.5, "manual", "validation", "none")
+    comparison = dashboard.compare_runs(view, view)
+    if comparison["delong"] is not None:
+        assert comparison["delong"]["difference"] == 0
+    assert len(comparison["table"]) == 4
+
+
+def test_train_form_validation_names_what_to_fix(tmp_path):
+    config, errors = dashboard.validate_train_form(
+        {"source": "dicom", "dicom": "/nope", "clinical": "", "lr": 2.0, "folds": 1}
+    )
+    assert config is None and len(errors) == 4
+    config, errors = dashboard.validate_train_form({"source": "demo", "label": "os_2y"})
+    assert errors == [] and config == TrainConfig(label="os_2y")
+
+
+def test_first_start_launches_the_demo_job_once(tmp_path, monkeypatch):
+    launched = []
+    monkeypatch.delenv("NSCLC_NO_AUTOSTART", raising=False)
+    monkeypatch.setattr(
+        "nsclc_engine.jobs.launch", lambda config, root, run_id: launched.append(config) or run_id
+    )
+    assert dashboard.first_start(tmp_path) == "demo"
+    assert launched == [TrainConfig()]
+    assert dashboard.first_start(tmp_path) is None  # the marker stays
+    assert len(launched) == 1
