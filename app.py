@@ -32,6 +32,8 @@ with st.sidebar:
         st.caption("No runs yet.")
     else:
         ids = runs.run_id.tolist()
+        if st.session_state.get("pending_run_id") in ids:  # launched on the Train page
+            st.session_state.run_id = st.session_state.pop("pending_run_id")
         finished = runs[runs.state == "finished"].run_id.tolist()
         if st.session_state.get("run_id") not in ids:
             st.session_state.run_id = (finished or ids)[0]

@@ -15,7 +15,7 @@ CLINICAL_NUMERIC = ("age_years",)
 CLINICAL_CATEGORICAL = ("t_stage", "n_stage", "m_stage", "overall_stage", "histology", "gender")
 BASELINES = {
     "clinical": "clinical-only logistic regression (age, T/N/M, overall stage, histology, gender)",
-    "volume": "GTV-volume-only logistic regression (log volume)",
+    "volume": "GTV-volume-only logistic regression (log(1 + volume in cm3))",
 }
 
 
@@ -49,12 +49,17 @@ def clinical_pipeline():
 
 
 def volume_pipeline():
+    """Median-imputed log GTV volume, standardised; logistic regression."""
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     return make_pipeline(
-        FunctionTransformer(np.log), StandardScaler(), LogisticRegression(max_iter=1000)
+        SimpleImputer(strategy="median"),
+        FunctionTransformer(np.log1p),  # log(1 + cm3): defined for any non-negative volume
+        StandardScaler(),
+        LogisticRegression(max_iter=1000),
     )
 
 

@@ -46,7 +46,7 @@ def bin_edges(y_prob: ArrayLike, n_bins: int = 10, strategy: str = "uniform") ->
     if strategy == "uniform":
         return np.linspace(0.0, 1.0, n_bins + 1)
     if strategy == "quantile":
-        return np.percentile(y_prob, np.linspace(0, 100, n_bins + 1))
+        return np.percentile(y_prob, np.linspace(0, 1, n_bins + 1) * 100)  # as sklearn
     raise ValueError(f"strategy {strategy!r}: choose uniform or quantile")
 
 
@@ -91,20 +91,40 @@ def brier_score(y_true: ArrayLike, y_prob: ArrayLike) -> float:
     return float(np.mean((y_prob - y_true) ** 2))
 
 
+def _log_likelihood(eta: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+
+
 def _logistic_fit(x, y, offset=None, fit_slope: bool = True) -> tuple[float, float]:
-    """Maximum-likelihood (intercept, slope) of ``y ~ intercept + slope * x + offset`` by Newton."""
+    """Maximum-likelihood (intercept, slope) of ``y ~ intercept + slope * x + offset``: Newton
+    steps halved until the likelihood rises. NaN where no finite estimate exists: a constant
+    ``x`` (no slope), or separated data (the estimate runs off to infinity)."""
     x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
     offset = np.zeros_like(x) if offset is None else np.asarray(offset, dtype=np.float64)
+    if fit_slope and np.ptp(x) == 0:
+        return float("nan"), float("nan")
+    if fit_slope and (x[y == 0].max() <= x[y == 1].min() or x[y == 1].max() <= x[y == 0].min()):
+        return float("nan"), float("nan")  # x separates the classes: the slope is infinite
     design = np.stack([np.ones_like(x), x], axis=1) if fit_slope else np.ones((len(x), 1))
     beta = np.zeros(design.shape[1])
-    for _ in range(100):
+    current = _log_likelihood(design @ beta + offset, y)
+    for _ in range(200):
         p = sigmoid(design @ beta + offset)
         gradient = design.T @ (y - p)
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(len(beta))
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-12 * np.eye(len(beta))
         step = np.linalg.solve(hessian, gradient)
-        beta += step
-        if np.max(np.abs(step)) < 1e-10:
+        scale = 1.0
+        while scale > 1e-6:
+            candidate = _log_likelihood(design @ (beta + scale * step) + offset, y)
+            if candidate >= current - 1e-12:
+                break
+            scale /= 2
+        beta, current = beta + scale * step, candidate
+        if np.max(np.abs(scale * step)) < 1e-10:
             break
+    if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 50:  # separated
+        return float("nan"), float("nan")
     return float(beta[0]), float(beta[1]) if fit_slope else 1.0
 
 
@@ -120,10 +140,12 @@ def calibration_intercept_slope(y_true: ArrayLike, y_prob: ArrayLike) -> dict:
     return {"intercept": intercept, "slope": slope}
 
 
-def calibration_summary(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10) -> dict:
+def calibration_summary(
+    y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10, strategy: str = "uniform"
+) -> dict:
     return {
         "brier": brier_score(y_true, y_prob),
-        "ece": expected_calibration_error(y_true, y_prob, n_bins),
+        "ece": expected_calibration_error(y_true, y_prob, n_bins, strategy),
         **calibration_intercept_slope(y_true, y_prob),
     }
 
@@ -180,6 +202,11 @@ def fit_recalibrator(y_true: ArrayLike, y_prob: ArrayLike, method: str) -> Recal
     z = logit(y_prob)
     if method == "platt":
         b, a = _logistic_fit(z, y_true)
+        if not np.isfinite(a):
+            raise ValueError(
+                "Platt scaling cannot be fitted: the predictions are constant or separate the "
+                "classes perfectly"
+            )
         return Recalibrator("platt", {"a": a, "b": b}, n)
     if method == "temperature":
         from scipy.optimize import minimize_scalar

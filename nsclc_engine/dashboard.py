@@ -150,16 +150,39 @@ def part_predictions(
     predictions: pd.DataFrame, split: str, recalibration: str = "none"
 ) -> pd.DataFrame:
     """The rows of one split (test: pooled out of fold), with ``y_prob`` recalibrated on each
-    fold's validation rows when ``recalibration`` is not ``none``."""
+    fold's validation rows when ``recalibration`` is not ``none``. ``frame.attrs["notes"]``
+    lists what the page should say (small-sample warnings, fits that fell back to raw)."""
     frame = predictions[predictions.split == split].copy()
+    notes: list[str] = []
     if recalibration != "none":
         for fold, rows in frame.groupby("fold"):
             validation = predictions[
                 (predictions.split == "validation") & (predictions.fold == fold)
             ]
-            recalibrator = fit_recalibrator(validation.y_true, validation.y_prob, recalibration)
+            try:
+                recalibrator = fit_recalibrator(validation.y_true, validation.y_prob, recalibration)
+            except ValueError as error:
+                notes.append(f"fold {fold}: {error}; showing raw probabilities")
+                continue
             frame.loc[rows.index, "y_prob"] = recalibrator.apply(rows.y_prob)
+            if recalibrator.warning and recalibrator.warning not in notes:
+                notes.append(recalibrator.warning)
+    frame.attrs["notes"] = notes
     return frame
+
+
+def curves(frame: pd.DataFrame) -> dict:
+    """ROC and precision-recall curves with AUC and AP of one set of predictions."""
+    sweep = threshold_sweep(frame.y_true, frame.y_prob)
+    fpr, tpr = sweep.roc_curve()
+    recall, precision = sweep.pr_curve()
+    return {
+        "roc": {"fpr": fpr, "tpr": tpr},
+        "pr": {"recall": recall, "precision": precision},
+        "auc": sweep.roc_auc(),
+        "average_precision": sweep.average_precision(),
+        "sweep": sweep,
+    }
 
 
 def rule_thresholds(predictions: pd.DataFrame, recalibration: str = "none") -> dict[str, float]:
@@ -180,35 +203,35 @@ def rule_thresholds(predictions: pd.DataFrame, recalibration: str = "none") -> d
 
 def threshold_state(frame: pd.DataFrame, threshold: float, n_resamples: int = 1000) -> dict:
     """Metrics at ``threshold`` (counts and rates) with bootstrap 95 % CIs, and the curves."""
-    sweep = threshold_sweep(frame.y_true, frame.y_prob)
-    point = sweep.at(threshold)
+    result = curves(frame)
     intervals = bootstrap_metrics(frame.y_true, frame.y_prob, threshold, n_resamples, seed=0)
-    fpr, tpr = sweep.roc_curve()
-    recall, precision = sweep.pr_curve()
     return {
-        "metrics": point,
+        "metrics": result.pop("sweep").at(threshold),
         "ci": {
             key: (value["ci_low"], value["ci_high"])
             for key, value in intervals.items()
             if isinstance(value, dict)
         },
-        "auc": sweep.roc_auc(),
-        "average_precision": sweep.average_precision(),
-        "roc": {"fpr": fpr, "tpr": tpr},
-        "pr": {"recall": recall, "precision": precision},
         "prevalence": float(np.mean(frame.y_true)),
+        **result,
     }
 
 
 def save_threshold(
     run_dir: str | os.PathLike, value: float, rule: str, split: str, recalibration: str
 ) -> dict:
-    """Write the chosen operating threshold into the run's ``threshold.json`` (atomically)."""
-    from nsclc_engine.train import write_json
+    """Save the operating threshold into the run's ``threshold.json`` (beside the thresholds
+    evaluation fitted). Only a threshold chosen on validation predictions is accepted."""
+    from nsclc_engine.evaluate import write_threshold_file
 
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"threshold {value} must lie in [0, 1]")
-    payload = {
+    if split != "validation":
+        raise ValueError(
+            "choose the threshold on validation predictions; test predictions only show what a "
+            "threshold already chosen does"
+        )
+    point = {
         "threshold": float(value),
         "rule": rule,
         "split_used": split,
@@ -216,8 +239,7 @@ def save_threshold(
         "written": dt.datetime.now().isoformat(timespec="seconds"),
         "source": "dashboard",
     }
-    write_json(Path(run_dir) / "threshold.json", payload)
-    return payload
+    return write_threshold_file(run_dir, operating_point=point)["operating_point"]
 
 
 # --- comparing runs ----------------------------------------------------------------------------

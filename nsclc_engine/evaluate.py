@@ -141,14 +141,29 @@ class FoldFit:
     recalibrator: object  # Recalibrator
 
 
-def fit_on_validation(predictions: pd.DataFrame, config: EvaluateConfig) -> dict[int, FoldFit]:
-    """Per fold: the threshold rule and the recalibrator, fitted on validation rows only."""
+def fit_on_validation(
+    predictions: pd.DataFrame, config: EvaluateConfig, warnings: list[str] | None = None
+) -> dict[int, FoldFit]:
+    """Per fold: the threshold rule and the recalibrator, fitted on validation rows only.
+
+    Where a fold's validation part cannot support the fit (one class only, constant
+    predictions) the fold falls back to 0.5 / no recalibration and ``warnings`` says so.
+    """
+    warnings = [] if warnings is None else warnings
     fits = {}
     for fold, frame in predictions[predictions.split == "validation"].groupby("fold"):
-        choice = choose_threshold(
-            frame.y_true, frame.y_prob, config.threshold_rule, config.threshold_target
-        )
-        recalibrator = fit_recalibrator(frame.y_true, frame.y_prob, config.recalibration)
+        try:
+            choice = choose_threshold(
+                frame.y_true, frame.y_prob, config.threshold_rule, config.threshold_target
+            )
+        except ValueError as error:
+            warnings.append(f"fold {fold}: {error}; the threshold falls back to 0.5")
+            choice = choose_threshold(frame.y_true, frame.y_prob, "fixed", 0.5)
+        try:
+            recalibrator = fit_recalibrator(frame.y_true, frame.y_prob, config.recalibration)
+        except ValueError as error:
+            warnings.append(f"fold {fold}: {error}; probabilities are left as they are")
+            recalibrator = fit_recalibrator(frame.y_true, frame.y_prob, "none")
         fits[int(fold)] = FoldFit(int(fold), choice, recalibrator)
     if not fits:
         raise ValueError("the predictions have no validation rows to fit a threshold on")
@@ -163,7 +178,8 @@ def evaluate_predictions(
     """Everything in ``metrics.json`` and ``calibration.json`` from a predictions table
     (``patient_id, split, fold, y_true, y_prob``) and optional baseline predictions on the same
     splits (``{name: frame}`` with the same columns)."""
-    fits = fit_on_validation(predictions, config)
+    warnings: list[str] = []
+    fits = fit_on_validation(predictions, config, warnings)
     k_fold = len(fits) > 1
     threshold_of = predictions.fold.map({f: fit.threshold.threshold for f, fit in fits.items()})
     calls = (predictions.y_prob >= threshold_of).astype(int)
@@ -172,7 +188,10 @@ def evaluate_predictions(
         rows = predictions.fold == fold
         recalibrated[rows] = fit.recalibrator.apply(predictions.y_prob[rows])
     splits, calibration = {}, {}
-    for part, frame in predictions.groupby("split"):
+    # k-fold: only the out-of-fold test part holds each patient once (train and validation
+    # rows repeat patients across folds, which a patient-level bootstrap must not resample)
+    parts = predictions[predictions.split == "test"] if k_fold else predictions
+    for part, frame in parts.groupby("split"):
         rows = frame.index
         splits[part] = describe_split(
             frame.y_true,
@@ -193,6 +212,7 @@ def evaluate_predictions(
         }
     result = {
         "evaluate_config": asdict(config),
+        "warnings": warnings,
         "thresholds": [fit.threshold.to_dict() | {"fold": fold} for fold, fit in fits.items()],
         "splits": splits,
     }
@@ -258,7 +278,12 @@ def compare_baselines(
         test = frame[frame.split == "test"]
         if len(test) and test.y_true.nunique() == 2:
             joined = image.loc[test.patient_id]
-            entry["delong_image_vs_baseline"] = delong_test(test.y_true, joined.y_prob, test.y_prob)
+            try:
+                entry["delong_image_vs_baseline"] = delong_test(
+                    test.y_true, joined.y_prob, test.y_prob
+                )
+            except ValueError as error:  # e.g. a single patient of one class
+                entry["delong_note"] = str(error)
         result[name] = entry
     return result
 
@@ -272,7 +297,7 @@ def _lists(mapping: dict) -> dict:
 
 def run_baselines(run_dir: Path, predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Clinical and volume baselines on the run's own splits and (possibly shuffled) labels."""
-    from nsclc_engine.baselines import fit_baseline
+    from nsclc_engine.baselines import BASELINES, fit_baseline
     from nsclc_engine.cohort import load_cohort
 
     resolved = json.loads((run_dir / "config.json").read_text()).get("resolved", {})
@@ -286,7 +311,7 @@ def run_baselines(run_dir: Path, predictions: pd.DataFrame) -> dict[str, pd.Data
         label=lambda t: t.patient_id.map(labels)
     )
     splits = json.loads((run_dir / "splits.json").read_text())["splits"]
-    results: dict[str, list] = {"clinical": [], "volume": []}
+    results: dict[str, list] = {kind: [] for kind in BASELINES}
     for fold, split in enumerate(splits):
         for kind in results:
             try:
@@ -324,25 +349,55 @@ def evaluate_run(run_dir: str | Path, config: EvaluateConfig | None = None) -> d
     oracle = _oracle_auc(run_config)
     if oracle is not None:
         metrics["oracle_auc"] = oracle
-    threshold = {
-        "rule": config.threshold_rule,
-        "target": config.threshold_target,
-        "fitted_on": "validation",
-        "thresholds": metrics["thresholds"],
-        "threshold": metrics["thresholds"][0]["threshold"]
-        if len(metrics["thresholds"]) == 1
-        else None,
-        "written": dt.datetime.now().isoformat(timespec="seconds"),
-        "source": "evaluate",
-    }
     write_json(run_dir / "metrics.json", metrics)
-    write_json(run_dir / "threshold.json", threshold)
+    write_threshold_file(
+        run_dir,
+        fitted={
+            "rule": config.threshold_rule,
+            "target": config.threshold_target,
+            "fitted_on": "validation",
+            "thresholds": metrics["thresholds"],
+            "written": dt.datetime.now().isoformat(timespec="seconds"),
+        },
+    )
     write_json(run_dir / "calibration.json", results["calibration"])
     write_text_atomic(
         run_dir / "report.html",
         render_report(run_dir, run_config, metrics, results, predictions, baselines),
     )
+    status = (
+        json.loads((run_dir / "status.json").read_text())
+        if (run_dir / "status.json").exists()
+        else {}
+    )
+    if status.get("evaluation_error"):
+        from nsclc_engine.train import update_status
+
+        update_status(run_dir, evaluation_error="")
     return metrics
+
+
+def write_threshold_file(
+    run_dir: str | Path, fitted: dict | None = None, operating_point: dict | None = None
+) -> dict:
+    """``threshold.json``: the rule's per-fold thresholds fitted on validation (``fitted``,
+    written by evaluation) and the operating point a user saved (``operating_point``, written
+    by the dashboard); each writer keeps the other's part. ``threshold`` is the value in force:
+    the saved operating point, else the fitted threshold of a one-split run."""
+    from nsclc_engine.train import write_json
+
+    path = Path(run_dir) / "threshold.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    if fitted is not None:
+        current["fitted"] = fitted
+    if operating_point is not None:
+        current["operating_point"] = operating_point
+    in_force = (current.get("operating_point") or {}).get("threshold")
+    if in_force is None and len((current.get("fitted") or {}).get("thresholds", [])) == 1:
+        in_force = current["fitted"]["thresholds"][0]["threshold"]
+    current["threshold"] = in_force
+    write_json(path, current)
+    return current
 
 
 def _oracle_auc(run_config: dict) -> float | None:
@@ -462,6 +517,11 @@ def render_report(
         f"validation ({thresholds}) and applied unchanged. Patient-level bootstrap, "
         f"{setup['bootstrap_resamples']} resamples.</p>" + _table(pd.DataFrame(rows))
     )
+    sections.append(
+        "<p>Validation rows @threshold are in-sample: the threshold was fitted on them.</p>"
+    )
+    for warning in metrics.get("warnings", []):
+        sections.append(f"<p><b>Warning:</b> {html.escape(warning)}</p>")
     if "oracle_auc" in metrics:
         sections.append(
             "<p>Best achievable AUC on this synthetic cohort (its generating model): "

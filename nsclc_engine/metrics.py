@@ -162,7 +162,7 @@ class Sweep:
         return _ratio(self.fp, self.n_negative), _ratio(self.tp, self.n_positive)
 
     def pr_curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """(recall, precision) over rows 1..; precision at recall 0 is taken as 1."""
+        """(recall, precision) at every distinct threshold (rows 1..), highest threshold first."""
         return self.rates["sensitivity"][1:], self.rates["precision"][1:]
 
     def roc_auc(self) -> float:
@@ -231,10 +231,11 @@ def choose_threshold(
 ) -> ThresholdChoice:
     """Fit a threshold rule on these predictions only.
 
-    ``youden``: max sensitivity + specificity - 1; ``max_f1``; ``spec_at_sens``: the highest
-    specificity with sensitivity >= ``target``; ``sens_at_spec``: the highest sensitivity with
-    specificity >= ``target``; ``fixed``: ``target`` itself. Ties go to the higher threshold
-    (fewer positive calls). The value is a score of these predictions (``>=`` applies).
+        ``youden``: max sensitivity + specificity - 1; ``max_f1``; ``spec_at_sens``: the highest
+        specificity with sensitivity >= ``target``; ``sens_at_spec``: the highest sensitivity with
+        specificity >= ``target``; ``fixed``: ``target`` itself. Ties go to the higher threshold
+        (fewer positive calls). The value lies halfway between the lowest score called positive and
+    the next lower score (``>=`` applies), so it makes exactly the calls the rule chose.
     """
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
@@ -263,7 +264,12 @@ def choose_threshold(
     best = candidates[np.argmax(objective[candidates])]  # first maximum = highest threshold
     if objective[best] < 0 and rule in ("spec_at_sens", "sens_at_spec"):
         raise ValueError(f"no threshold reaches the target {target} on the {fitted_on} data")
-    return ThresholdChoice(rule, float(sweep.thresholds[best]), target, fitted_on, n)
+    # halfway to the next lower score: the same calls here, and a value that survives rounding
+    # (a slider's 0.001 step) instead of sitting exactly on one patient's score
+    value = sweep.thresholds[best]
+    if best + 1 < len(sweep.thresholds):
+        value = (value + sweep.thresholds[best + 1]) / 2
+    return ThresholdChoice(rule, float(value), target, fitted_on, n)
 
 
 # --- uncertainty -----------------------------------------------------------------------------

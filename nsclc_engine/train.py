@@ -9,7 +9,9 @@ With no arguments it builds the embedded demo cohort if absent, preprocesses it 
         history.jsonl      one line per epoch (losses, validation AUC and metrics at 0.5, lr, time)
         checkpoint_last.pt / checkpoint_best.pt   (tensors and plain types: weights_only loads)
         predictions.csv    patient_id, split, fold, y_true, y_prob, logit (best checkpoint)
-        metrics.json       AUC with patient-level bootstrap 95 % CI per split, metrics at 0.5
+        metrics.json, threshold.json, calibration.json, report.html
+                           the evaluation (``nsclc_engine.evaluate``): metrics with bootstrap
+                           CIs, the threshold fitted on validation, calibration, HTML report
         status.json        queued / running / finished / failed / cancelled, progress, times
         train.log          plain log lines
 
@@ -71,7 +73,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     channels_last: str = "auto"  # auto (CUDA, >= 1M-voxel inputs: measured faster) | on | off
-    workers: int = -1  # data-loader processes; -1: 0 on the CPU, min(8, cores - 1) on CUDA
+    workers: int = -1  # loader processes; -1: 0 on the CPU, min(8, cores per GPU - 1) on CUDA
     deterministic: bool = False
     shuffle_labels: bool = False
     bootstrap_resamples: int = 2000
@@ -283,7 +285,11 @@ def loader_workers(config: TrainConfig, device) -> int:
     """On the CPU the model bounds a step and workers only take its cores; on CUDA they feed it."""
     if config.workers >= 0:
         return config.workers
-    return min(8, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_rank = (cores or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    return max(1, min(8, per_rank - 1))
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -643,10 +649,16 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
 
             write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
             update_status(run_dir, progress=0.99, stage="evaluating")
-            metrics = evaluate_run(
-                run_dir,
-                EvaluateConfig(bootstrap_resamples=config.bootstrap_resamples, seed=config.seed),
-            )
+            try:
+                metrics = evaluate_run(
+                    run_dir,
+                    EvaluateConfig(
+                        bootstrap_resamples=config.bootstrap_resamples, seed=config.seed
+                    ),
+                )
+            except Exception as error:  # the trained model and its predictions stay valid
+                log.exception("evaluation failed; rerun python -m nsclc_engine.evaluate %s", run_id)
+                update_status(run_dir, evaluation_error=f"{type(error).__name__}: {error}")
             update_status(run_dir, state="finished", progress=1.0, finished=_now())
             test = metrics["splits"].get("test", {}).get("auc", {})
             log.info(
@@ -788,8 +800,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if dist.is_main:
         from nsclc_engine.evaluate import print_summary
 
-        print_summary(metrics)
-        print(f"report: {runs_dir(artifacts) / run_id / 'report.html'}")
+        if metrics:
+            print_summary(metrics)
+            print(f"report: {runs_dir(artifacts) / run_id / 'report.html'}")
+        else:
+            print(
+                "evaluation failed (see train.log); rerun: "
+                f"python -m nsclc_engine.evaluate {run_id}"
+            )
     return 0
 
 

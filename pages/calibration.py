@@ -5,7 +5,6 @@ import streamlit as st
 
 from nsclc_engine import figures
 from nsclc_engine.calibration import (
-    ISOTONIC_MIN_SAMPLES,
     calibration_summary,
     decision_curve,
     reliability_curve,
@@ -25,16 +24,17 @@ method = st.radio(
 strategy = st.radio("Bins", ["uniform", "quantile"], horizontal=True, key="cal_bins")
 raw = part_predictions(view.run_id, key, "test", "none")
 shown = part_predictions(view.run_id, key, "test", method)
-n_validation = int((view.predictions.split == "validation").sum())
-if method == "isotonic" and n_validation < ISOTONIC_MIN_SAMPLES:
-    st.warning(
-        f"Isotonic recalibration fitted on {n_validation} validation patients: scikit-learn warns "
-        f"that it overfits with far fewer than {ISOTONIC_MIN_SAMPLES}. Prefer Platt or temperature."
-    )
+for note in shown.attrs.get("notes", []):
+    st.warning(note)
 
 rows = []
 for name, frame in (("raw", raw), (method, shown)) if method != "none" else (("raw", raw),):
-    rows.append({"probabilities": name, **calibration_summary(frame.y_true, frame.y_prob)})
+    rows.append(
+        {
+            "probabilities": name,
+            **calibration_summary(frame.y_true, frame.y_prob, strategy=strategy),
+        }
+    )
 st.dataframe(
     pd.DataFrame(rows),
     hide_index=True,

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from nsclc_engine import dashboard, figures
-from nsclc_engine.metrics import threshold_sweep
 from pages.common import artifacts, load
 
 st.title("Runs")
@@ -29,13 +28,11 @@ if len(chosen) == 2:
     a, b = load(chosen[0]), load(chosen[1])
     comparison = dashboard.compare_runs(a, b)
     st.dataframe(comparison["table"], hide_index=True)
-    curves = []
+    roc = []
     for view in (a, b):
-        test = dashboard.part_predictions(view.predictions, "test")
-        sweep = threshold_sweep(test.y_true, test.y_prob)
-        fpr, tpr = sweep.roc_curve()
-        curves.append({"name": view.run_id, "fpr": fpr, "tpr": tpr, "auc": sweep.roc_auc()})
-    st.plotly_chart(figures.roc_figure(curves), key="compare_roc")
+        result = dashboard.curves(dashboard.part_predictions(view.predictions, "test"))
+        roc.append({"name": f"{view.run_id} (test)", **result["roc"], "auc": result["auc"]})
+    st.plotly_chart(figures.roc_figure(roc), key="compare_roc")
     if comparison["delong"]:
         d = comparison["delong"]
         st.markdown(

@@ -17,6 +17,10 @@ st.title("Threshold")
 view = require_finished_run()
 key = stamp(view)
 
+saved_point = (view.threshold or {}).get("operating_point") or {}
+if "thr_recal" not in st.session_state and saved_point.get("recalibration"):
+    st.session_state.thr_recal = saved_point["recalibration"]  # the scale it was chosen on
+
 left, right = st.columns(2)
 split = left.radio("Predictions", ["validation", "test"], horizontal=True, key="thr_split")
 recalibration = right.radio(
@@ -32,23 +36,38 @@ if split == "test":
         "what a threshold already chosen does; tuning on them repeats the report's mistake."
     )
 
+if view.config.get("folds", 0) > 1:
+    st.caption(
+        "k-fold run: one threshold over the pooled out-of-fold predictions here; the report "
+        "applies each fold's own validation threshold to that fold."
+    )
 rules = rule_thresholds(view.run_id, key, recalibration)
 if "threshold" not in st.session_state:
     saved = (view.threshold or {}).get("threshold")
-    st.session_state.threshold = float(saved) if saved is not None else 0.5
+    st.session_state.threshold = round(float(saved), 3) if saved is not None else 0.5
+    st.session_state.threshold_rule = "saved" if saved is not None else "manual"
 
 
-def _jump(value: float) -> None:
+def _jump(name: str, value: float) -> None:
     st.session_state.threshold = round(float(value), 3)
+    st.session_state.threshold_rule = name
+
+
+def _moved() -> None:
+    st.session_state.threshold_rule = "manual"
 
 
 st.caption("Thresholds fitted on validation by each rule:")
 buttons = st.columns(len(rules) or 1)
 for column, (name, value) in zip(buttons, rules.items(), strict=False):
-    column.button(f"{name}: {value:.3f}", on_click=_jump, args=(value,), key=f"rule_{name}")
+    column.button(f"{name}: {value:.3f}", on_click=_jump, args=(name, value), key=f"rule_{name}")
 
-threshold = st.slider("Threshold", 0.0, 1.0, step=0.001, format="%.3f", key="threshold")
+threshold = st.slider(
+    "Threshold", 0.0, 1.0, step=0.001, format="%.3f", key="threshold", on_change=_moved
+)
 frame = part_predictions(view.run_id, key, split, recalibration)
+for note in frame.attrs.get("notes", []):
+    st.warning(note)
 state = threshold_state(view.run_id, key, split, recalibration, threshold)
 m, ci = state["metrics"], state["ci"]
 
@@ -108,7 +127,13 @@ st.plotly_chart(
     key="histogram",
 )
 
-if st.button("Save threshold", type="primary", key="save_threshold"):
-    rule = next((name for name, value in rules.items() if round(value, 3) == threshold), "manual")
+if st.button(
+    "Save threshold",
+    type="primary",
+    key="save_threshold",
+    disabled=split != "validation",
+    help="Only a threshold chosen on validation predictions can be saved.",
+):
+    rule = st.session_state.get("threshold_rule", "manual")
     saved = dashboard.save_threshold(view.run_dir, threshold, rule, split, recalibration)
     st.success(f"Saved {saved['threshold']:.3f} ({rule}, chosen on {split}) to threshold.json.")

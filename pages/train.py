@@ -62,7 +62,7 @@ if submitted:
         st.error(error)
     if config is not None:
         run_id = jobs.launch(config, artifacts())
-        st.session_state.run_id = run_id
+        st.session_state.pending_run_id = run_id  # the sidebar picks it up on the next run
         st.success(f"Queued run {run_id}.")
 
 

@@ -61,8 +61,10 @@ def test_saving_a_threshold_writes_it_into_the_run(app, dashboard_artifacts):
     app.slider(key="threshold").set_value(0.42).run()
     app.button(key="save_threshold").click().run()
     saved = json.loads((dashboard_artifacts / "runs" / "fixture" / "threshold.json").read_text())
-    assert saved["threshold"] == 0.42 and saved["source"] == "dashboard"
-    assert saved["split_used"] == "validation"
+    assert saved["threshold"] == 0.42 and saved["operating_point"]["source"] == "dashboard"
+    assert saved["operating_point"]["split_used"] == "validation"
+    assert saved["operating_point"]["rule"] == "manual"
+    assert "fitted" in saved  # evaluation's thresholds are kept
 
 
 def test_train_form_rejects_bad_input_and_launches_a_queued_job(
@@ -79,7 +81,7 @@ def test_train_form_rejects_bad_input_and_launches_a_queued_job(
     app.text_input[1].set_value(str(tiny_source / "clinical.csv"))
     app.number_input[0].set_value(1)
     app.button[0].click().run()
-    assert not app.error
+    assert not app.error and not app.exception
     new = [r for r in jobs.list_runs(dashboard_artifacts) if r["run_id"] not in before]
     assert len(new) == 1 and new[0]["state"] in ("queued", "running")
     assert jobs.cancel(new[0]["run_id"], dashboard_artifacts)["state"] in ("cancelled", "running")

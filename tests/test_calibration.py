@@ -107,3 +107,24 @@ def test_probability_histograms_count_every_patient_once():
     np.testing.assert_array_equal(h["count_1"], [0, 3])
     assert np.sum(h["density_1"] * np.diff(h["edges"])) == pytest.approx(1.0)
     assert logit(0.5) == 0.0
+
+
+def test_logistic_fits_say_nan_where_no_estimate_exists():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 50)
+    constant = np.full(50, 0.3)
+    assert np.isnan(calibration_intercept_slope(y, constant)["slope"])
+    separated = np.where(y == 1, 0.9, 0.1)
+    assert np.isnan(calibration_intercept_slope(y, separated)["slope"])
+    with pytest.raises(ValueError, match="cannot be fitted"):
+        fit_recalibrator(y, constant, "platt")
+    # saturated but informative probabilities still give the maximum-likelihood answer
+    z = rng.normal(0, 4, 400)
+    y2 = (rng.random(400) < sigmoid(z / 2)).astype(int)
+    p = np.clip(sigmoid(z), 0, 1)
+    p[:20] = 1.0
+    reference = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000)
+    reference.fit(logit(p)[:, None], y2)
+    assert calibration_intercept_slope(y2, p)["slope"] == pytest.approx(
+        reference.coef_[0, 0], rel=1e-3
+    )

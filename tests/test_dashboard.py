@@ -53,9 +53,17 @@ def test_recalibrated_test_probabilities_do_not_depend_on_test_labels(view):
 
 def test_save_threshold_and_compare_a_run_with_itself(view, tmp_path):
     saved = dashboard.save_threshold(tmp_path, 0.3, "manual", "validation", "none")
-    assert json.loads((tmp_path / "threshold.json").read_text()) == saved
+    written = json.loads((tmp_path / "threshold.json").read_text())
+    assert written["operating_point"] == saved and written["threshold"] == 0.3
     with pytest.raises(ValueError, match="must lie in"):
         dashboard.save_threshold(tmp_path, 1.5, "manual", "validation", "none")
+    with pytest.raises(ValueError, match="validation"):
+        dashboard.save_threshold(tmp_path, 0.3, "manual", "test", "none")
+    # evaluation rewriting its fitted thresholds keeps the saved operating point
+    from nsclc_engine.evaluate import write_threshold_file
+
+    kept = write_threshold_file(tmp_path, fitted={"thresholds": [{"threshold": 0.7}]})
+    assert kept["threshold"] == 0.3 and kept["operating_point"] == saved
     comparison = dashboard.compare_runs(view, view)
     if comparison["delong"] is not None:
         assert comparison["delong"]["difference"] == 0

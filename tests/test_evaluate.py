@@ -89,7 +89,9 @@ def test_cli_writes_metrics_threshold_calibration_and_an_offline_report(tmp_path
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["positive_class"] == "1 = died within 2 years"
     threshold = json.loads((run / "threshold.json").read_text())
-    assert threshold["rule"] == "spec_at_sens" and threshold["fitted_on"] == "validation"
+    fitted = threshold["fitted"]
+    assert fitted["rule"] == "spec_at_sens" and fitted["fitted_on"] == "validation"
+    assert threshold["threshold"] == fitted["thresholds"][0]["threshold"]  # one split: in force
     calibration = json.loads((run / "calibration.json").read_text())
     assert {"raw", "recalibrated"} <= set(calibration["splits"]["test"])
     report = (run / "report.html").read_text()

@@ -165,13 +165,16 @@ def test_auc_ci_covers_the_true_auc_at_about_the_nominal_rate():
 
 
 def test_threshold_rules_by_hand():
-    # J by threshold: 0.9 -> 1/3, 0.6 -> 1/3, 0.3 -> 2/3, 0.2 -> 1/3
-    assert choose_threshold(Y6, P6, "youden").threshold == 0.3
-    assert choose_threshold(Y6, P6, "max_f1").threshold == 0.3  # F1 = 6/7 (tp 3, fp 1)
-    assert choose_threshold(Y6, P6, "spec_at_sens", 1.0).threshold == 0.3
-    assert choose_threshold(Y6, P6, "sens_at_spec", 1.0).threshold == 0.9
+    # J by lowest score called positive: 0.9 -> 1/3, 0.6 -> 1/3, 0.3 -> 2/3, 0.2 -> 1/3;
+    # the threshold is halfway to the next lower score (0.3 -> 0.25, 0.9 -> 0.75)
+    assert choose_threshold(Y6, P6, "youden").threshold == pytest.approx(0.25)
+    assert choose_threshold(Y6, P6, "max_f1").threshold == pytest.approx(0.25)  # F1 6/7
+    assert choose_threshold(Y6, P6, "spec_at_sens", 1.0).threshold == pytest.approx(0.25)
+    assert choose_threshold(Y6, P6, "sens_at_spec", 1.0).threshold == pytest.approx(0.75)
     # a tie in the objective goes to the higher threshold: specificity 1 at 0.9 and at +inf
-    assert choose_threshold(Y6, P6, "spec_at_sens", 0.2).threshold == 0.9
+    assert choose_threshold(Y6, P6, "spec_at_sens", 0.2).threshold == pytest.approx(0.75)
+    # everyone positive: the lowest score itself
+    assert choose_threshold(Y6, P6, "spec_at_sens", 1.0).threshold > 0.1
     assert choose_threshold(Y6, P6, "fixed", 0.42).threshold == 0.42
     with pytest.raises(ValueError, match="needs a target"):
         choose_threshold(Y6, P6, "spec_at_sens")
