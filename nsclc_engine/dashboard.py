@@ -87,6 +87,7 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
         run_dir = Path(artifacts or artifacts_dir()) / "runs" / run["run_id"]
         config = _json(run_dir / "config.json") or {}
         metrics = _json(run_dir / "metrics.json") or {}
+        threshold = (_json(run_dir / "threshold.json") or {}).get("threshold")
         test = metrics.get("splits", {}).get("test", {}).get("auc", {})
         rows.append(
             {
@@ -101,12 +102,13 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "test AUC 95% CI": (
                     f"{test['ci_low']:.3f}-{test['ci_high']:.3f}" if test else None
                 ),
+                "threshold": threshold,
                 "created": run.get("created"),
                 "finished": run.get("finished"),
             }
         )
     columns = ["run_id", "state", "progress", "label", "preset", "folds", "shuffled labels"]
-    columns += ["test AUC", "test AUC 95% CI", "created", "finished"]
+    columns += ["test AUC", "test AUC 95% CI", "threshold", "created", "finished"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.iloc[::-1].reset_index(drop=True)
 

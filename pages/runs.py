@@ -2,13 +2,22 @@
 
 import streamlit as st
 
-from nsclc_engine import dashboard, figures
+from nsclc_engine import dashboard, figures, jobs
+from nsclc_engine.train import TrainConfig
 from pages.common import artifacts, load
 
 st.title("Runs")
 runs = dashboard.runs_overview(artifacts())
 if runs.empty:
-    st.info("No runs yet: launch one on the Train page (`python -m nsclc_engine.train` headless).")
+    st.info(
+        "No runs yet. The demo job builds the synthetic demo cohort (240 patients, about a "
+        "minute) and trains a demo model on it (about 2 minutes on 2 CPU cores) in the "
+        "background; other settings are on the Train page (headless: "
+        "`python -m nsclc_engine.train`)."
+    )
+    if st.button("Build the demo and train a demo model", type="primary", key="demo_job"):
+        st.session_state.pending_run_id = jobs.launch(TrainConfig(), artifacts())
+        st.rerun()
     st.stop()
 
 st.dataframe(

@@ -21,6 +21,7 @@ def test_runs_overview_lists_the_finished_run(dashboard_artifacts, view):
     assert row.state == "finished" and row.label == "os_2y" and row.preset == "smoke"
     assert row["test AUC"] == pytest.approx(view.metrics["splits"]["test"]["auc"]["auc"])
     assert view.finished and view.history
+    assert row.threshold == pytest.approx(view.threshold["threshold"])  # the one in force
 
 
 def test_split_overview_is_table_1_with_a_leakage_check(view):
