@@ -94,6 +94,7 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "run_id": run["run_id"],
                 "state": run.get("state"),
                 "progress": float(run.get("progress", 0.0)),
+                "stage": run.get("stage", ""),
                 "label": config.get("label"),
                 "preset": config.get("preset"),
                 "folds": config.get("folds", 0),
@@ -107,7 +108,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "finished": run.get("finished"),
             }
         )
-    columns = ["run_id", "state", "progress", "label", "preset", "folds", "shuffled labels"]
+    columns = ["run_id", "state", "progress", "stage", "label", "preset", "folds"]
+    columns += ["shuffled labels"]
     columns += ["test AUC", "test AUC 95% CI", "threshold", "created", "finished"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.iloc[::-1].reset_index(drop=True)

@@ -538,7 +538,13 @@ def train_fold(
             if improved:
                 _save_atomic(checkpoint, best_path)
             write_history(run_dir, history)
-            update_status(run_dir, progress=_progress(config, fold, epoch), epoch=epoch, fold=fold)
+            update_status(
+                run_dir,
+                progress=_progress(config, fold, epoch),
+                epoch=epoch,
+                fold=fold,
+                stage="training",
+            )
             log.info(
                 "fold %d epoch %d: train loss %.4f, val loss %.4f, val AUC %.3f, lr %.2g, %.1f s%s",
                 fold,
@@ -615,7 +621,14 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
     try:
         if dist.is_main:
             (run_dir / "cancel_requested").unlink(missing_ok=True)  # a resume starts afresh
-            update_status(run_dir, state="running", pid=os.getpid(), started=_now(), error="")
+            update_status(
+                run_dir,
+                state="running",
+                pid=os.getpid(),
+                started=_now(),
+                error="",
+                stage="preparing data (cohort, preprocessing cache)",
+            )
         # rank 0 builds the cohort and fills the cache; the others then find it all cached
         if dist.is_main:
             data = prepare_data(config, artifacts, show_progress)
@@ -659,7 +672,7 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
             except Exception as error:  # the trained model and its predictions stay valid
                 log.exception("evaluation failed; rerun python -m nsclc_engine.evaluate %s", run_id)
                 update_status(run_dir, evaluation_error=f"{type(error).__name__}: {error}")
-            update_status(run_dir, state="finished", progress=1.0, finished=_now())
+            update_status(run_dir, state="finished", progress=1.0, finished=_now(), stage="done")
             test = metrics["splits"].get("test", {}).get("auc", {})
             log.info(
                 "finished: test AUC %.3f (95%% CI %.3f-%.3f)",

@@ -44,13 +44,27 @@ def require_finished_run() -> dashboard.RunView:
         st.info("No run selected. Launch one on the Train page or pick one in the sidebar.")
         st.stop()
     if not view.finished:
-        state = view.status.get("state", "unknown")
-        st.info(f"Run `{view.run_id}` is {state} ({view.status.get('progress', 0):.0%}).")
-        st.progress(float(view.status.get("progress", 0.0)))
-        if state in ("queued", "running"):
-            st.caption("This page fills in when training ends; the Train page shows live progress.")
+        if view.status.get("state") in ("queued", "running"):
+            _progress(view.run_id)
+        else:
+            st.info(f"Run `{view.run_id}` is {view.status.get('state', 'unknown')}.")
+            if view.status.get("error"):
+                st.error(view.status["error"])
         st.stop()
     return view
+
+
+@st.fragment(run_every=3)
+def _progress(run_id: str) -> None:
+    """Progress of a queued or running run; the page fills in by itself when it finishes."""
+    view = load(run_id)
+    if view.finished or view.status.get("state") not in ("queued", "running"):
+        st.rerun()
+    st.info(
+        f"Run `{run_id}` is {view.status.get('state')}: {view.status.get('stage') or 'waiting'} "
+        f"({view.status.get('progress', 0):.0%}). This page fills in when it finishes."
+    )
+    st.progress(float(view.status.get("progress", 0.0)))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -20,15 +20,27 @@ if runs.empty:
         st.rerun()
     st.stop()
 
-st.dataframe(
-    runs,
-    hide_index=True,
-    width="stretch",
-    column_config={
-        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-        "test AUC": st.column_config.NumberColumn("test AUC", format="%.3f"),
-    },
-)
+
+@st.fragment(run_every=3 if runs.state.isin(["queued", "running"]).any() else None)
+def table() -> None:
+    """The runs table; refreshes itself while a job is queued or running."""
+    current = dashboard.runs_overview(artifacts())
+    st.dataframe(
+        current,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+            "test AUC": st.column_config.NumberColumn("test AUC", format="%.3f"),
+        },
+    )
+    if set(current[current.state == "finished"].run_id) != set(
+        runs[runs.state == "finished"].run_id
+    ):
+        st.rerun()  # a run finished: the whole page (comparison, sidebar) picks it up
+
+
+table()
 
 finished = runs[runs.state == "finished"].run_id.tolist()
 st.subheader("Compare runs")

@@ -85,3 +85,20 @@ def test_train_form_rejects_bad_input_and_launches_a_queued_job(
     new = [r for r in jobs.list_runs(dashboard_artifacts) if r["run_id"] not in before]
     assert len(new) == 1 and new[0]["state"] in ("queued", "running")
     assert jobs.cancel(new[0]["run_id"], dashboard_artifacts)["state"] in ("cancelled", "running")
+
+
+def test_pages_wait_for_a_queued_run_without_errors(tmp_path, monkeypatch):
+    from nsclc_engine.train import TrainConfig, create_run
+
+    create_run(TrainConfig(), tmp_path, "waiting")
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(tmp_path))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    at = AppTest.from_file("../app.py", default_timeout=60)
+    at.run()
+    assert at.session_state["run_id"] == "waiting"
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    at.session_state["run_id"] = "waiting"  # AppTest's page switch drops app-set widget state
+    at.switch_page("pages/threshold.py").run()
+    assert any("fills in when it finishes" in info.value for info in at.info)
