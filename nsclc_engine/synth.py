@@ -45,8 +45,8 @@ from nsclc_engine.config import (
     write_text_atomic,
 )
 from nsclc_engine.contours import fill_polygon
-from nsclc_engine.metrics import harrell_c_index
 from nsclc_engine.parallel import parallel_map, worker_count
+from nsclc_engine.survival import harrell_c_index
 
 # --- generating model (see the module docstring) -------------------------------------------
 LOG_VOLUME_MEAN = float(np.log(25.0))  # median GTV 25 cm3, as in Lung1

@@ -1,0 +1,179 @@
+"""Time-to-event metrics and the Cox loss: pure NumPy (the loss: PyTorch), censoring kept.
+
+Conventions: ``time`` in days, ``event`` 1 = death observed, 0 = censored; ``risk``: higher =
+earlier death. scikit-survival is the oracle in the tests.
+
+* :func:`harrell_c_index` and :func:`bootstrap_c_index`: concordance as quadratic forms over a
+  pair matrix, so a bootstrap resample is a weighting (2000 x 1000 patients in well under 2 s).
+* :func:`kaplan_meier` (Greenwood variance, numbers at risk) and :func:`logrank_test`.
+* :func:`cox_loss`: negative Cox partial log-likelihood (Breslow ties) for a network's risks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def check_survival(
+    time: ArrayLike, event: ArrayLike, values: ArrayLike | None = None, name: str = "risk"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``time`` float64 (> 0), ``event`` bool, ``values`` float64: 1-d, one length, finite."""
+    time = np.asarray(time, dtype=np.float64)
+    event = np.asarray(event)
+    if not np.isin(event, (0, 1)).all():
+        raise ValueError("event must hold only 0 (censored) and 1 (death observed)")
+    event = event.astype(bool)
+    arrays = [time, event] + ([] if values is None else [np.asarray(values, dtype=np.float64)])
+    if any(a.ndim != 1 or a.shape != time.shape for a in arrays):
+        raise ValueError(
+            f"time, event and {name} must be 1-d arrays of one length; got "
+            + ", ".join(str(a.shape) for a in arrays)
+        )
+    if not np.isfinite(time).all() or (time < 0).any():
+        raise ValueError("time must be finite and non-negative")
+    if values is not None and not np.isfinite(arrays[2]).all():
+        raise ValueError(f"{name} must be finite")
+    return time, event, arrays[2] if values is not None else None
+
+
+def concordance_pairs(
+    time: ArrayLike, event: ArrayLike, risk: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(comparable, concordant)`` n x n: pair (i, j) is comparable when ``time[i] <
+    time[j]`` and ``event[i]``; concordant scores 1 when ``risk[i] > risk[j]``, 0.5 when tied."""
+    time, event, risk = check_survival(time, event, risk)
+    comparable = (time[:, None] < time[None, :]) & event[:, None]
+    difference = risk[:, None] - risk[None, :]
+    concordant = comparable * ((difference > 0) + 0.5 * (difference == 0))
+    return comparable.astype(np.float64), concordant
+
+
+def harrell_c_index(time: ArrayLike, event: ArrayLike, risk: ArrayLike) -> float:
+    """Harrell's concordance index; raises when no pair is comparable."""
+    comparable, concordant = concordance_pairs(time, event, risk)
+    total = comparable.sum()
+    if total == 0:
+        raise ValueError("no comparable pair: every patient is censored or all times are equal")
+    return float(concordant.sum() / total)
+
+
+def bootstrap_c_index(
+    time: ArrayLike,
+    event: ArrayLike,
+    risk: ArrayLike,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Harrell's C with a patient-level percentile bootstrap CI.
+
+    A resample draws patient ``i`` ``w_i`` times; its concordant and comparable pair counts
+    are ``w' A w`` and ``w' C w`` (two copies of one patient are never comparable: equal
+    times). Resamples without a comparable pair are counted (``n_undefined``) and left out.
+    """
+    comparable, concordant = concordance_pairs(time, event, risk)
+    n = len(comparable)
+    rng = np.random.default_rng(seed)
+    values = []
+    block = max(1, min(n_resamples, 2_000_000 // max(n, 1)))
+    for start in range(0, n_resamples, block):
+        size = min(block, n_resamples - start)
+        draws = rng.integers(0, n, size=(size, n))
+        weights = (
+            np.bincount((draws + n * np.arange(size)[:, None]).ravel(), minlength=size * n)
+            .reshape(size, n)
+            .astype(np.float64)
+        )
+        numerator = np.einsum("bi,bi->b", weights @ concordant, weights)
+        denominator = np.einsum("bi,bi->b", weights @ comparable, weights)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values.append(numerator / denominator)
+    values = np.concatenate(values)
+    defined = values[np.isfinite(values)]
+    alpha = (1 - level) / 2
+    low, high = np.quantile(defined, [alpha, 1 - alpha]) if len(defined) else (np.nan, np.nan)
+    if comparable.sum() == 0:
+        raise ValueError("no comparable pair: every patient is censored or all times are equal")
+    return {
+        "c_index": float(concordant.sum() / comparable.sum()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "n_resamples": n_resamples,
+        "n_undefined": int(len(values) - len(defined)),
+    }
+
+
+def kaplan_meier(time: ArrayLike, event: ArrayLike) -> dict:
+    """Kaplan-Meier estimate at each distinct time: ``time``, ``survival``, ``at_risk``,
+    ``events``, ``censored`` and Greenwood's variance of the survival estimate."""
+    time, event, _ = check_survival(time, event)
+    distinct, inverse = np.unique(time, return_inverse=True)
+    events = np.bincount(inverse, weights=event, minlength=len(distinct))
+    leaving = np.bincount(inverse, minlength=len(distinct))
+    at_risk = len(time) - np.r_[0, np.cumsum(leaving)[:-1]]
+    factor = 1.0 - events / at_risk
+    survival = np.cumprod(factor)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(at_risk > events, events / (at_risk * (at_risk - events)), 0.0)
+    variance = survival**2 * np.cumsum(terms)
+    return {
+        "time": distinct,
+        "survival": survival,
+        "at_risk": at_risk.astype(int),
+        "events": events.astype(int),
+        "censored": (leaving - events).astype(int),
+        "variance": variance,
+    }
+
+
+def logrank_test(time: ArrayLike, event: ArrayLike, group: ArrayLike) -> dict:
+    """Log-rank test of equal survival across the groups in ``group`` (chi-square, k - 1 df)."""
+    from scipy.stats import chi2
+
+    time, event, _ = check_survival(time, event)
+    group = np.asarray(group)
+    labels = np.unique(group)
+    if len(labels) < 2:
+        raise ValueError("the log-rank test needs at least two groups")
+    distinct = np.unique(time[event])
+    observed_minus_expected = np.zeros(len(labels))
+    covariance = np.zeros((len(labels), len(labels)))
+    for t in distinct:
+        at_risk = time >= t
+        n = at_risk.sum()
+        d = (event & (time == t)).sum()
+        n_g = np.array([(at_risk & (group == g)).sum() for g in labels], dtype=np.float64)
+        d_g = np.array([(event & (time == t) & (group == g)).sum() for g in labels])
+        observed_minus_expected += d_g - d * n_g / n
+        if n > 1:
+            share = n_g / n
+            covariance += d * (n - d) / (n - 1) * (np.diag(share) - np.outer(share, share))
+    u, v = observed_minus_expected[:-1], covariance[:-1, :-1]
+    statistic = float(u @ np.linalg.solve(v, u))
+    return {
+        "statistic": statistic,
+        "df": len(labels) - 1,
+        "p_value": float(chi2.sf(statistic, len(labels) - 1)),
+        "groups": labels.tolist(),
+        "observed_minus_expected": observed_minus_expected.tolist(),
+    }
+
+
+def cox_loss(risk, time, event):
+    """Negative Cox partial log-likelihood per event (Breslow ties) of torch tensors.
+
+    ``risk`` [n] (log hazard ratios, higher = earlier death). With no event in the batch the
+    likelihood has no term: the loss is 0 with zero gradient (accumulate risk sets over
+    batches, or evaluate on a whole split, to avoid such batches).
+    """
+    import torch
+
+    time = time.to(risk.dtype)
+    event = event.to(risk.dtype)
+    n_events = event.sum()
+    if n_events == 0:
+        return risk.sum() * 0.0
+    at_risk = (time[None, :] >= time[:, None]).to(risk.dtype)  # row i: the set R(t_i)
+    log_risk_set = torch.logsumexp(risk[None, :] + torch.log(at_risk), dim=1)
+    return -((risk - log_risk_set) * event).sum() / n_events

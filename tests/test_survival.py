@@ -1,0 +1,131 @@
+"""Survival metrics against brute force, hand computation and scikit-survival as the oracle."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from sksurv.compare import compare_survival
+from sksurv.metrics import concordance_index_censored
+from sksurv.nonparametric import kaplan_meier_estimator
+
+from nsclc_engine.survival import (
+    bootstrap_c_index,
+    cox_loss,
+    harrell_c_index,
+    kaplan_meier,
+    logrank_test,
+)
+
+
+def brute_force_c_index(time, event, risk):
+    concordant = comparable = 0.0
+    for i, j in itertools.permutations(range(len(time)), 2):
+        if event[i] and time[i] < time[j]:
+            comparable += 1
+            concordant += 1.0 if risk[i] > risk[j] else 0.5 if risk[i] == risk[j] else 0.0
+    return concordant / comparable
+
+
+def test_hand_computed_four_patients():
+    time = np.array([1.0, 2.0, 3.0, 4.0])
+    event = np.array([1, 0, 1, 0])
+    risk = np.array([4.0, 1.0, 2.0, 3.0])
+    # comparable pairs: (0,1) (0,2) (0,3) (2,3); concordant: (0,1) (0,2) (0,3); (2,3) discordant
+    assert harrell_c_index(time, event, risk) == pytest.approx(3 / 4)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_matches_brute_force_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    time = rng.integers(1, 15, 40).astype(float)  # tied times
+    event = rng.random(40) < 0.7
+    risk = rng.integers(0, 5, 40).astype(float)  # tied risks
+    assert harrell_c_index(time, event, risk) == pytest.approx(
+        brute_force_c_index(time, event, risk)
+    )
+
+
+def test_perfect_and_reversed_risk():
+    time = np.arange(1.0, 11.0)
+    event = np.ones(10)
+    assert harrell_c_index(time, event, -time) == 1.0
+    assert harrell_c_index(time, event, time) == 0.0
+
+
+def test_all_censored_raises():
+    with pytest.raises(ValueError, match="no comparable pair"):
+        harrell_c_index(np.arange(3.0), np.zeros(3), np.arange(3.0))
+
+
+def random_survival(seed, n=60, tied=True):
+    rng = np.random.default_rng(seed)
+    time = rng.integers(1, 40, n).astype(float) if tied else rng.exponential(100, n)
+    event = rng.random(n) < 0.7
+    risk = np.round(rng.normal(0, 1, n), 1)  # tied risks
+    return time, event, risk
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_c_index_equals_scikit_survival_with_censoring_and_tied_risks(seed):
+    time, event, risk = random_survival(seed, tied=False)
+    expected = concordance_index_censored(event, time, risk)[0]
+    assert harrell_c_index(time, event, risk) == pytest.approx(expected)
+
+
+def test_bootstrap_c_index_resamples_are_weightings_of_the_sample():
+    time, event, risk = random_survival(3, n=50)
+    result = bootstrap_c_index(time, event, risk, n_resamples=300, seed=2)
+    assert result["ci_low"] < result["c_index"] < result["ci_high"]
+    assert result == bootstrap_c_index(time, event, risk, n_resamples=300, seed=2)
+    # one resample by hand: the weighted quadratic form equals the C of the duplicated sample
+    rng = np.random.default_rng(9)
+    draw = rng.integers(0, 50, 50)
+    weights = np.bincount(draw, minlength=50).astype(float)
+    from nsclc_engine.survival import concordance_pairs
+
+    comparable, concordant = concordance_pairs(time, event, risk)
+    weighted = weights @ concordant @ weights / (weights @ comparable @ weights)
+    assert weighted == pytest.approx(harrell_c_index(time[draw], event[draw], risk[draw]))
+
+
+def test_kaplan_meier_equals_scikit_survival():
+    time, event, _ = random_survival(4)
+    km = kaplan_meier(time, event)
+    times, survival = kaplan_meier_estimator(event, time)
+    np.testing.assert_allclose(km["time"], times)
+    np.testing.assert_allclose(km["survival"], survival)
+    assert km["at_risk"][0] == len(time) and km["events"].sum() == event.sum()
+
+
+def test_kaplan_meier_by_hand():
+    # times 1 (death), 2 (censored), 3 (death), 3 (death), 5 (censored)
+    km = kaplan_meier([1, 2, 3, 3, 5], [1, 0, 1, 1, 0])
+    np.testing.assert_allclose(km["survival"], [4 / 5, 4 / 5, 4 / 5 * 1 / 3, 4 / 5 * 1 / 3])
+    np.testing.assert_array_equal(km["at_risk"], [5, 4, 3, 1])
+
+
+def test_logrank_equals_scikit_survival():
+    time, event, risk = random_survival(5, n=80)
+    group = (risk > np.median(risk)).astype(int)
+    ours = logrank_test(time, event, group)
+    structured = np.array(list(zip(event, time, strict=True)), dtype=[("e", bool), ("t", float)])
+    statistic, p_value = compare_survival(structured, group)
+    assert ours["statistic"] == pytest.approx(statistic)
+    assert ours["p_value"] == pytest.approx(p_value)
+
+
+def test_cox_loss_by_hand_and_its_gradient_points_the_right_way():
+    # times 1, 2, 3, 4; events at 1 and 3; risks r
+    r = torch.tensor([0.5, -0.2, 0.1, 0.3], requires_grad=True)
+    time = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    event = torch.tensor([1, 0, 1, 0])
+    loss = cox_loss(r, time, event)
+    e = np.exp([0.5, -0.2, 0.1, 0.3])
+    by_hand = -((0.5 - np.log(e.sum())) + (0.1 - np.log(e[2] + e[3]))) / 2
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+    loss.backward()
+    # raising the risk of an early death lowers the loss; of the longest survivor raises it
+    assert r.grad[0] < 0 and r.grad[3] > 0
+    no_event = cox_loss(r, time, torch.zeros(4))
+    assert no_event.item() == 0.0
