@@ -69,3 +69,28 @@ def test_clinical_baseline_on_the_real_lung1_table(lung1_clinical, capsys):
             )
     for auc in results.values():  # far from the literature would be a bug to explain
         assert 0.45 < auc["value"] < 0.80
+
+
+def test_clinical_cox_baseline_on_the_real_lung1_table(lung1_clinical, capsys):
+    """Real v3 CSV, overall survival, seeded 60/20/20 split (stratified on the event):
+    literature C-index for clinical/TNM models on Lung1 ~0.55-0.60."""
+    from nsclc_engine.baselines import fit_cox_baseline
+    from nsclc_engine.survival import bootstrap_c_index
+
+    table, _ = add_labels(read_clinical_csv(lung1_clinical))
+    split = stratified_split(
+        table.patient_id, table.deadstatus_event.astype(int), SplitConfig(seed=0)
+    )
+    predictions = fit_cox_baseline("clinical", table, split)
+    results = {}
+    for part in ("validation", "test"):
+        frame = predictions[predictions.split == part]
+        results[part] = bootstrap_c_index(frame.time_days, frame.event, frame.risk, seed=0)
+        with capsys.disabled():
+            c = results[part]
+            print(
+                f"\nLung1 v3 clinical Cox baseline {part}: n={len(frame)} C-index "
+                f"{c['c_index']:.3f} (95% CI {c['ci_low']:.3f}-{c['ci_high']:.3f})"
+            )
+    for c in results.values():  # far from the literature would be a bug to explain
+        assert 0.45 < c["c_index"] < 0.75
