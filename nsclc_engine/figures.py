@@ -310,3 +310,52 @@ def covariate_by_class_figure(
         )
     figure.update_layout(title=name, showlegend=False, **LAYOUT)
     return figure
+
+
+def kaplan_meier_figure(
+    groups: Mapping[str, Mapping], logrank: Mapping | None = None, tick_days: Sequence[float] = ()
+) -> go.Figure:
+    """Kaplan-Meier step curves per group (``{name: kaplan_meier(...)}``) with the numbers at
+    risk under the plot and the log-rank p-value in the title."""
+    from plotly.subplots import make_subplots
+
+    from nsclc_engine.survival import at_risk_at
+
+    end = max(float(np.max(km["time"])) for km in groups.values())
+    ticks = np.asarray(tick_days if len(tick_days) else np.arange(0, end + 1, 365.0))
+    figure = make_subplots(
+        rows=2, cols=1, row_heights=[0.8, 0.2], shared_xaxes=True, vertical_spacing=0.05
+    )
+    for i, (name, km) in enumerate(groups.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        figure.add_trace(
+            go.Scatter(
+                x=np.r_[0.0, km["time"]],
+                y=np.r_[1.0, km["survival"]],
+                mode="lines",
+                line={"shape": "hv", "color": colour},
+                name=name,
+            ),
+            row=1,
+            col=1,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=ticks,
+                y=[name] * len(ticks),
+                mode="text",
+                text=[str(v) for v in at_risk_at(km, ticks)],
+                textfont={"color": colour},
+                showlegend=False,
+            ),
+            row=2,
+            col=1,
+        )
+    title = "Kaplan-Meier by risk group"
+    if logrank:
+        title += f" (log-rank p = {logrank['p_value']:.3g})"
+    figure.update_yaxes(title_text="survival probability", range=[0, 1.02], row=1, col=1)
+    figure.update_yaxes(title_text="at risk", row=2, col=1)
+    figure.update_xaxes(title_text="days", row=2, col=1)
+    figure.update_layout(title=title, **LAYOUT)
+    return figure

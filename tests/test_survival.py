@@ -129,3 +129,54 @@ def test_cox_loss_by_hand_and_its_gradient_points_the_right_way():
     assert r.grad[0] < 0 and r.grad[3] > 0
     no_event = cox_loss(r, time, torch.zeros(4))
     assert no_event.item() == 0.0
+
+
+def test_breslow_baseline_by_hand_and_against_scikit_survival():
+    from sksurv.linear_model.coxph import BreslowEstimator
+
+    from nsclc_engine.survival import breslow_survival
+
+    survival = breslow_survival([1.0, 2.0, 3.0], [1, 1, 1], [0.0, 0.0, 0.0])
+    # H0(1) = 1/3, H0(2) = 1/3 + 1/2: exp(-H0) at 1.5 and 2.5 for risk 0
+    np.testing.assert_allclose(survival([0.0], [1.5, 2.5])[0], np.exp([-1 / 3, -(1 / 3 + 1 / 2)]))
+    time, event, risk = random_survival(6, n=80, tied=False)
+    ours = breslow_survival(time, event, risk)
+    oracle = BreslowEstimator().fit(risk, event, time)
+    grid = np.quantile(time, [0.2, 0.5, 0.8])
+    expected = np.array([f(grid) for f in oracle.get_survival_function(risk[:5])])
+    np.testing.assert_allclose(ours(risk[:5], grid), expected, rtol=1e-6)
+
+
+def test_evaluate_risks_and_risk_groups_on_a_known_model():
+    from nsclc_engine.survival import evaluate_risks, risk_groups
+
+    rng = np.random.default_rng(8)
+
+    def draw(n):
+        x = rng.normal(0, 1, n)
+        event_time = rng.exponential(700 * np.exp(-0.8 * x))
+        censor = rng.uniform(200, 2000, n)
+        return {"time": np.minimum(event_time, censor), "event": event_time <= censor, "risk": x}
+
+    train, validation, test = draw(300), draw(100), draw(200)
+    result = evaluate_risks(train, test, seed=1)
+    assert 0.6 < result["harrell"]["c_index"] < 0.8
+    assert abs(result["uno_c_index"] - result["harrell"]["c_index"]) < 0.05
+    assert all(0.6 < auc < 0.9 for auc in result["time_dependent_auc"].values())
+    assert 0.0 < result["integrated_brier_score"] < 0.25
+    groups = risk_groups(validation["risk"], test["time"], test["event"], test["risk"])
+    assert groups["cut_off"] == pytest.approx(np.median(validation["risk"]))
+    assert groups["logrank"]["p_value"] < 0.01  # the high-risk group dies earlier
+    high, low = groups["groups"]["high risk"], groups["groups"]["low risk"]
+    assert high["survival"][-1] < low["survival"][-1]
+
+
+def test_numbers_at_risk_and_the_kaplan_meier_figure():
+    from nsclc_engine.figures import kaplan_meier_figure
+    from nsclc_engine.survival import at_risk_at
+
+    km = kaplan_meier([1, 2, 3, 3, 5], [1, 0, 1, 1, 0])
+    np.testing.assert_array_equal(at_risk_at(km, [0, 1, 2.5, 5, 6]), [5, 5, 3, 1, 0])
+    figure = kaplan_meier_figure({"all": km}, {"p_value": 0.01}, tick_days=[0, 2, 4])
+    assert [trace.text for trace in figure.data if trace.mode == "text"] == [("5", "4", "1")]
+    assert "p = 0.01" in figure.layout.title.text
