@@ -88,7 +88,9 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
         config = _json(run_dir / "config.json") or {}
         metrics = _json(run_dir / "metrics.json") or {}
         threshold = (_json(run_dir / "threshold.json") or {}).get("threshold")
-        test = metrics.get("splits", {}).get("test", {}).get("auc", {})
+        test_split = metrics.get("splits", {}).get("test", {})
+        test = test_split.get("auc", {})
+        c_index = test_split.get("c_index", {}).get("c_index")
         rows.append(
             {
                 "run_id": run["run_id"],
@@ -103,6 +105,7 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "test AUC 95% CI": (
                     f"{test['ci_low']:.3f}-{test['ci_high']:.3f}" if test else None
                 ),
+                "test C-index": c_index,
                 "threshold": threshold,
                 "created": run.get("created"),
                 "finished": run.get("finished"),
@@ -110,7 +113,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
         )
     columns = ["run_id", "state", "progress", "stage", "label", "preset", "folds"]
     columns += ["shuffled labels"]
-    columns += ["test AUC", "test AUC 95% CI", "threshold", "created", "finished"]
+    columns += ["test AUC", "test AUC 95% CI", "test C-index", "threshold", "created"]
+    columns += ["finished"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.iloc[::-1].reset_index(drop=True)
 
@@ -125,7 +129,8 @@ def split_overview(view: RunView) -> dict:
 
     if view.predictions is None or not view.splits:
         return {}
-    labels = view.predictions.drop_duplicates("patient_id").set_index("patient_id").y_true
+    outcome = "event" if view.config.get("task") == "survival" else "y_true"
+    labels = view.predictions.drop_duplicates("patient_id").set_index("patient_id")[outcome]
     tables, balance, leaks = [], [], []
     for fold, split in enumerate(view.splits):
         table = split_table(split, labels.to_dict()).assign(fold=fold)

@@ -338,6 +338,8 @@ def evaluate_run(run_dir: str | Path, config: EvaluateConfig | None = None) -> d
         raise ValueError(f"{run_dir.name}: no predictions.csv; the run has not finished")
     predictions = pd.read_csv(path, dtype={"patient_id": str})
     run_config = json.loads((run_dir / "config.json").read_text())
+    if run_config.get("task") == "survival":
+        return evaluate_survival_run(run_dir, run_config, predictions, config)
     baselines = run_baselines(run_dir, predictions) if config.baselines else {}
     results = evaluate_predictions(predictions, config, baselines)
     metrics = {
@@ -375,6 +377,131 @@ def evaluate_run(run_dir: str | Path, config: EvaluateConfig | None = None) -> d
 
         update_status(run_dir, evaluation_error="")
     return metrics
+
+
+def evaluate_survival_predictions(predictions: pd.DataFrame, config: EvaluateConfig) -> dict:
+    """Harrell's C with a CI per split (k-fold: the out-of-fold test rows), and per fold on
+    test: Uno's C, time-dependent AUC at 1 and 2 years, integrated Brier score (censoring and
+    baseline hazard from that fold's training rows) and risk groups cut at the median of that
+    fold's validation risks, with Kaplan-Meier curves and the log-rank test."""
+    from nsclc_engine.survival import bootstrap_c_index, evaluate_risks, risk_groups
+
+    k_fold = predictions.fold.max() > predictions.fold.min()
+    parts = predictions[predictions.split == "test"] if k_fold else predictions
+    splits = {}
+    for part, frame in parts.groupby("split"):
+        splits[part] = {
+            "n": len(frame),
+            "n_events": int(frame.event.sum()),
+            "c_index": bootstrap_c_index(
+                frame.time_days, frame.event, frame.risk, config.bootstrap_resamples, config.seed
+            ),
+        }
+    folds = []
+    for fold, frame in predictions.groupby("fold"):
+        sets = {
+            part: {
+                "time": rows.time_days.to_numpy(),
+                "event": rows.event.to_numpy().astype(bool),
+                "risk": rows.risk.to_numpy(),
+            }
+            for part, rows in frame.groupby("split")
+        }
+        entry: dict = {"fold": int(fold)}
+        try:
+            entry |= evaluate_risks(sets["train"], sets["test"], seed=config.seed)
+        except (KeyError, ValueError) as error:
+            entry["note"] = f"time-dependent metrics unavailable: {error}"
+        if "validation" in sets and "test" in sets:
+            groups = risk_groups(
+                sets["validation"]["risk"],
+                sets["test"]["time"],
+                sets["test"]["event"],
+                sets["test"]["risk"],
+            )
+            entry["risk_groups"] = groups
+        folds.append(entry)
+    return {"evaluate_config": asdict(config), "splits": splits, "folds": folds}
+
+
+def evaluate_survival_run(
+    run_dir: Path, run_config: dict, predictions: pd.DataFrame, config: EvaluateConfig
+) -> dict:
+    """``metrics.json`` and ``report.html`` of a survival run (``--task survival``)."""
+    from nsclc_engine import figures
+    from nsclc_engine.train import write_json
+
+    result = evaluate_survival_predictions(predictions, config)
+    oracle_c = None
+    cohort_dir = run_config.get("resolved", {}).get("cohort_dir")
+    metadata = Path(cohort_dir).parent / "source" / "synth_metadata.json" if cohort_dir else None
+    if not run_config.get("dicom") and metadata is not None and metadata.exists():
+        oracle_c = json.loads(metadata.read_text())["oracle"]["sample"]["eta"].get(
+            "c_index_harrell"
+        )
+    metrics = {
+        "task": "survival",
+        "risk": "higher = earlier death (Cox log hazard ratio)",
+        "shuffled_labels": run_config.get("shuffle_labels", False),
+        **result,
+    }
+    if oracle_c is not None:
+        metrics["oracle_c_index"] = oracle_c
+    write_json(run_dir / "metrics.json", _plain(metrics))
+    sections = []
+    rows = [
+        {
+            "split": part,
+            "n": v["n"],
+            "events": v["n_events"],
+            "Harrell C (95% CI)": _fmt_ci(v["c_index"], "c_index"),
+        }
+        for part, v in result["splits"].items()
+    ]
+    sections.append("<h2>Concordance</h2>" + _table(pd.DataFrame(rows)))
+    if oracle_c is not None:
+        sections.append(f"<p>Best achievable C-index on this synthetic cohort: {oracle_c:.3f}.</p>")
+    include = ["inline"]
+
+    def figure(fig) -> str:
+        out = fig.to_html(full_html=False, include_plotlyjs=include[0], default_height="480px")
+        include[0] = False
+        return out
+
+    for entry in result["folds"]:
+        if "uno_c_index" in entry:
+            aucs = ", ".join(f"{k}: {v:.3f}" for k, v in entry["time_dependent_auc"].items())
+            sections.append(
+                f"<h3>Fold {entry['fold']} (test)</h3><p>Uno's C {entry['uno_c_index']:.3f}; "
+                f"time-dependent AUC {aucs}; integrated Brier score "
+                f"{entry['integrated_brier_score']:.3f}</p>"
+            )
+        if entry.get("risk_groups"):
+            groups = entry["risk_groups"]
+            sections.append(
+                figure(figures.kaplan_meier_figure(groups["groups"], groups["logrank"]))
+            )
+    body = "\n".join(sections)
+    write_text_atomic(
+        run_dir / "report.html",
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Survival report "
+        f"{html.escape(run_dir.name)}</title></head><body><h1>Survival report: "
+        f"{html.escape(run_dir.name)}</h1>{body}</body></html>",
+    )
+    return metrics
+
+
+def _plain(value):
+    """JSON-ready copy: arrays to lists, NumPy scalars to Python numbers."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def write_threshold_file(
@@ -714,6 +841,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def print_summary(metrics: dict) -> None:
+    if metrics.get("task") == "survival":
+        for part, values in metrics["splits"].items():
+            c = values["c_index"]
+            print(
+                f"{part}: n={values['n']}, C-index {c['c_index']:.3f} "
+                f"(95% CI {c['ci_low']:.3f}-{c['ci_high']:.3f})"
+            )
+        return
     for part, values in metrics["splits"].items():
         auc = values["auc"]
         print(

@@ -55,6 +55,7 @@ class TrainConfig:
     clinical: str = ""
     demo_patients: int = DEMO_PATIENTS
     label: str = "deadstatus_event"
+    task: str = "classification"  # classification (the label) | survival (Cox on time + event)
     preset: str = "demo"
     crop_mode: str = ""  # empty: the preset's
     folds: int = 0
@@ -84,6 +85,15 @@ class TrainConfig:
 
         if self.label not in LABELS:
             raise ValueError(f"label {self.label!r}: choose one of {sorted(LABELS)}")
+        from nsclc_engine.tasks import TASKS
+
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r}: choose one of {', '.join(TASKS)}")
+        if self.task == "survival" and self.label != "deadstatus_event":
+            raise ValueError(
+                "task survival models survival_time_days with deadstatus_event as the event; "
+                "leave label at deadstatus_event"
+            )
         if self.preset not in PRESETS:
             raise ValueError(f"preset {self.preset!r}: choose one of {sorted(PRESETS)}")
         if self.device not in ("auto", "cpu", "cuda") or self.precision not in (
@@ -178,6 +188,7 @@ class PreparedData:
     labels: dict[str, int]
     image_paths: dict[str, Path]
     preprocess: dict
+    times: dict[str, float]  # survival_time_days per patient
 
 
 def prepare_data(config: TrainConfig, artifacts: Path, show_progress: bool) -> PreparedData:
@@ -217,16 +228,23 @@ def prepare_data(config: TrainConfig, artifacts: Path, show_progress: bool) -> P
     cohort = load_cohort(cohort_dir)
     cohort = cohort[cohort.patient_id.isin(ok.patient_id) & cohort[config.label].notna()]
     labels = {row.patient_id: int(getattr(row, config.label)) for row in cohort.itertuples()}
+    times = {row.patient_id: float(row.survival_time_days) for row in cohort.itertuples()}
     keys = dict(zip(ok.patient_id, ok.key, strict=True))
     image_paths = items_from_cache(cache_dir, keys, labels, preprocess_config)
-    return PreparedData(cohort_dir, cache_dir, labels, image_paths, asdict(preprocess_config))
+    return PreparedData(
+        cohort_dir, cache_dir, labels, image_paths, asdict(preprocess_config), times
+    )
 
 
-def shuffled(labels: dict[str, int], seed: int) -> dict[str, int]:
-    """The negative control: the same labels, randomly reassigned to patients."""
+def shuffled(labels: dict[str, int], seed: int, times: dict[str, float] | None = None):
+    """The negative control: the same outcomes, randomly reassigned to patients (a patient's
+    label and survival time move together). Returns the labels, or ``(labels, times)``."""
     patients = sorted(labels)
-    values = np.random.default_rng(seed).permutation([labels[p] for p in patients])
-    return dict(zip(patients, (int(v) for v in values), strict=True))
+    order = np.random.default_rng(seed).permutation(len(patients))
+    new_labels = {p: int(labels[patients[k]]) for p, k in zip(patients, order, strict=True)}
+    if times is None:
+        return new_labels
+    return new_labels, {p: float(times[patients[k]]) for p, k in zip(patients, order, strict=True)}
 
 
 # --- training --------------------------------------------------------------------------------
@@ -338,8 +356,8 @@ class Cancelled(Exception):
     pass
 
 
-def predict(model, dataset, config: TrainConfig, device, dist: Distributed) -> pd.DataFrame:
-    """Logits for every item of ``dataset``, gathered from all ranks."""
+def predict(model, dataset, config: TrainConfig, device, dist: Distributed, task) -> pd.DataFrame:
+    """The task's prediction rows for every item of ``dataset``, gathered from all ranks."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -357,28 +375,18 @@ def predict(model, dataset, config: TrainConfig, device, dist: Distributed) -> p
         for volumes, labels, patient_ids in loader:
             volumes = volumes.to(device, non_blocking=True)
             volumes = volumes.to(memory_format=memory_format(config, device, volumes.shape[2:]))
-            logits = model(volumes).float().cpu()
-            probabilities = torch.softmax(logits, dim=1)[:, 1]
-            for pid, label, logit, prob in zip(
-                patient_ids,
-                labels.tolist(),
-                (logits[:, 1] - logits[:, 0]).tolist(),
-                probabilities.tolist(),
-                strict=True,
-            ):
-                rows.append(
-                    {
-                        "patient_id": pid,
-                        "y_true": int(label),
-                        "y_prob": float(prob),
-                        "logit": float(logit),
-                    }
-                )
+            rows += task.rows(model(volumes).float().cpu(), labels.tolist(), list(patient_ids))
     if dist.world_size > 1:
         gathered: list = [None] * dist.world_size
         torch.distributed.all_gather_object(gathered, rows)
         rows = [row for part in gathered for row in part]
     return pd.DataFrame(rows).sort_values("patient_id").reset_index(drop=True)
+
+
+def columns_of(config: TrainConfig) -> list[str]:
+    from nsclc_engine.tasks import ClassificationTask, SurvivalTask
+
+    return list((SurvivalTask if config.task == "survival" else ClassificationTask).columns)
 
 
 def _autocast(config: TrainConfig, device):
@@ -390,17 +398,6 @@ def _autocast(config: TrainConfig, device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _epoch_metrics(frame: pd.DataFrame, loss: float) -> dict:
-    from nsclc_engine.metrics import auc_score, metrics_at_threshold
-
-    at_half = metrics_at_threshold(frame.y_true, frame.y_prob, 0.5)
-    return {
-        "loss": loss,
-        "auc": auc_score(frame.y_true, frame.y_prob),
-        **{k: at_half[k] for k in ("accuracy", "f1", "sensitivity", "specificity")},
-    }
-
-
 def train_fold(
     run_dir: Path,
     config: TrainConfig,
@@ -408,6 +405,7 @@ def train_fold(
     fold: int,
     data: PreparedData,
     labels: dict[str, int],
+    times: dict[str, float],
     dist: Distributed,
     show_progress: bool,
     history: dict[int, list],
@@ -420,8 +418,9 @@ def train_fold(
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from nsclc_engine.data import AugmentConfig, class_weights, make_datasets
+    from nsclc_engine.data import AugmentConfig, make_datasets
     from nsclc_engine.model import build_resnet18, load_pretrained
+    from nsclc_engine.tasks import ClassificationTask, SurvivalTask
 
     device = select_device(config, dist)
     suffix = f"_fold{fold}" if config.folds else ""
@@ -435,7 +434,12 @@ def train_fold(
     train_labels = [item.label for item in datasets["train"].items]
     shape = [data.preprocess[f"out_{axis}"] for axis in ("depth", "height", "width")]
     input_format = memory_format(config, device, shape)
-    model = build_resnet18(norm=config.norm).to(device, memory_format=input_format)
+    if config.task == "survival":
+        task = SurvivalTask(times, device)
+    else:
+        task = ClassificationTask(train_labels, config.use_class_weights, device)
+    model = build_resnet18(num_classes=task.outputs, norm=config.norm)
+    model = model.to(device, memory_format=input_format)
     if config.pretrained:
         load_pretrained(model, config.pretrained)
     else:
@@ -444,8 +448,6 @@ def train_fold(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, mode="min", factor=config.lr_factor, patience=config.lr_patience
     )
-    weights = class_weights(train_labels).to(device) if config.use_class_weights else None
-    criterion = torch.nn.CrossEntropyLoss(weight=weights)
 
     state = {"epoch": 0, "best_loss": float("inf"), "bad_epochs": 0, "history": []}
     if last_path.exists():  # resume
@@ -461,7 +463,9 @@ def train_fold(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    sampler = DistributedNumberedSampler(train_labels, config.use_sampler, config.seed + fold, dist)
+    # the balanced sampler is a classification device; survival batches are plain shuffles
+    use_sampler = config.use_sampler and config.task == "classification"
+    sampler = DistributedNumberedSampler(train_labels, use_sampler, config.seed + fold, dist)
     loader = DataLoader(
         datasets["train"],
         batch_size=config.batch_size,
@@ -486,13 +490,13 @@ def train_fold(
             disable=not (show_progress and dist.is_main),
             leave=False,
         )
-        for volumes, targets, _ in bar:
+        for volumes, targets, patient_ids in bar:
             if cancel_file.exists():
                 raise Cancelled()
             volumes = volumes.to(device, non_blocking=True).to(memory_format=input_format)
             targets = targets.to(device, non_blocking=True)
             with _autocast(config, device):
-                loss = criterion(model(volumes).float(), targets)
+                loss = task.batch_loss(model(volumes).float(), targets, patient_ids)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -501,15 +505,8 @@ def train_fold(
             )  # float(): a CPU-GPU sync point, once a batch
             count += len(targets)
             bar.set_postfix(loss=f"{total / count:.4f}")
-        validation = predict(_unwrap(model), datasets["validation"], config, device, dist)
-        with torch.no_grad():
-            # cross-entropy depends only on the logit difference, which predict() gathered
-            logits = torch.tensor(np.stack([-validation.logit / 2, validation.logit / 2], axis=1))
-            val_loss = float(
-                criterion(
-                    logits.to(device).float(), torch.tensor(validation.y_true.to_numpy()).to(device)
-                )
-            )
+        validation = predict(_unwrap(model), datasets["validation"], config, device, dist, task)
+        val_loss = task.validation_loss(validation)
         scheduler.step(val_loss)
         improved = val_loss < state["best_loss"]
         state["best_loss"] = min(val_loss, state["best_loss"])
@@ -519,7 +516,7 @@ def train_fold(
             "fold": fold,
             "epoch": epoch,
             "train_loss": total / max(count, 1),
-            **{f"val_{k}": v for k, v in _epoch_metrics(validation, val_loss).items()},
+            **{f"val_{k}": v for k, v in task.epoch_metrics(validation, val_loss).items()},
             "lr": optimiser.param_groups[0]["lr"],
             "seconds": time.perf_counter() - started,
             "best": improved,
@@ -546,12 +543,13 @@ def train_fold(
                 stage="training",
             )
             log.info(
-                "fold %d epoch %d: train loss %.4f, val loss %.4f, val AUC %.3f, lr %.2g, %.1f s%s",
+                "fold %d epoch %d: train loss %.4f, val loss %.4f, val %s %.3f, lr %.2g, %.1f s%s",
                 fold,
                 epoch,
                 line["train_loss"],
                 val_loss,
-                line["val_auc"],
+                "C-index" if config.task == "survival" else "AUC",
+                line.get("val_c_index", line.get("val_auc")),
                 line["lr"],
                 line["seconds"],
                 " (best)" if improved else "",
@@ -563,7 +561,7 @@ def train_fold(
     _unwrap(model).load_state_dict(best["model"])
     frames = []
     for part, dataset in datasets.items():
-        frame = predict(_unwrap(model), dataset, config, device, dist)
+        frame = predict(_unwrap(model), dataset, config, device, dist, task)
         frames.append(frame.assign(split=part, fold=fold))
     return pd.concat(frames, ignore_index=True)
 
@@ -636,7 +634,9 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
             torch.distributed.barrier()
         if not dist.is_main:
             data = prepare_data(config, artifacts, show_progress=False)
-        labels = shuffled(data.labels, config.seed) if config.shuffle_labels else data.labels
+        labels, times = data.labels, data.times
+        if config.shuffle_labels:
+            labels, times = shuffled(data.labels, config.seed, data.times)
         patients = sorted(labels)
         split_config = SplitConfig(folds=config.folds, seed=config.seed)
         splits = splits_for(
@@ -650,12 +650,12 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
             _write_resolved_config(run_dir, config, data)
         history: dict[int, list] = {}
         frames = [
-            train_fold(run_dir, config, split, fold, data, labels, dist, show_progress, history)
+            train_fold(
+                run_dir, config, split, fold, data, labels, times, dist, show_progress, history
+            )
             for fold, split in enumerate(splits)
         ]
-        predictions = pd.concat(frames, ignore_index=True)[
-            ["patient_id", "split", "fold", "y_true", "y_prob", "logit"]
-        ]
+        predictions = pd.concat(frames, ignore_index=True)[columns_of(config)]
         metrics = {}
         if dist.is_main:
             from nsclc_engine.evaluate import EvaluateConfig, evaluate_run

@@ -51,6 +51,12 @@ def require_finished_run() -> dashboard.RunView:
             if view.status.get("error"):
                 st.error(view.status["error"])
         st.stop()
+    if view.config.get("task") == "survival":
+        st.info(
+            f"Run `{view.run_id}` is a survival run (Cox risk, no probabilities): its C-indices, "
+            "time-dependent AUC and Kaplan-Meier curves are in its report.html and metrics.json."
+        )
+        st.stop()
     return view
 
 

@@ -42,7 +42,7 @@ def table() -> None:
 
 table()
 
-finished = runs[runs.state == "finished"].run_id.tolist()
+finished = runs[(runs.state == "finished") & runs["test AUC"].notna()].run_id.tolist()
 st.subheader("Compare runs")
 chosen = st.multiselect("Finished runs to compare (two)", finished, max_selections=2, key="compare")
 if len(chosen) == 2:

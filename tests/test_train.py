@@ -158,3 +158,41 @@ def test_two_process_ddp_on_gloo_writes_artifacts_once(tiny_source, tmp_path):
     assert predictions.patient_id.is_unique  # gathered from both ranks, written once
     assert (run / "train.log").read_text().count("finished: test AUC") == 1
     assert len((run / "history.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_survival_run_trains_a_cox_head_and_reports_c_indices(tiny_source, tmp_path, capsys):
+    args = train_args(tiny_source, tmp_path, "surv", "--epochs", "2", "--set", "task=survival")
+    args[args.index("os_2y")] = "deadstatus_event"  # the event of the survival task
+    assert main(args) == 0
+    run = tmp_path / "runs" / "surv"
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert list(predictions.columns) == [
+        "patient_id",
+        "split",
+        "fold",
+        "risk",
+        "time_days",
+        "event",
+    ]
+    checkpoint = torch.load(run / "checkpoint_best.pt", weights_only=True)
+    assert checkpoint["model"]["fc.weight"].shape[0] == 1  # one output: the log hazard ratio
+    metrics = json.loads((run / "metrics.json").read_text())
+    test = metrics["splits"]["test"]["c_index"]
+    assert test["ci_low"] <= test["c_index"] <= test["ci_high"]
+    assert "uno_c_index" in metrics["folds"][0] and "risk_groups" in metrics["folds"][0]
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert "val_c_index" in history[0]
+    assert "C-index" in capsys.readouterr().out and (run / "report.html").is_file()
+    with pytest.raises(ValueError, match="leave label at deadstatus_event"):
+        from nsclc_engine.train import TrainConfig
+
+        TrainConfig(task="survival", label="os_2y")
+
+
+def test_shuffling_moves_label_and_time_together():
+    labels = {f"P{i}": i % 2 for i in range(10)}
+    times = {f"P{i}": float(100 + i) for i in range(10)}
+    new_labels, new_times = shuffled(labels, 3, times)
+    pairs = {(labels[p], times[p]) for p in labels}
+    assert {(new_labels[p], new_times[p]) for p in labels} == pairs
+    assert new_labels == shuffled(labels, 3)
