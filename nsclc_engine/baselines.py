@@ -19,16 +19,25 @@ BASELINES = {
 }
 
 
-def clinical_pipeline():
-    """Median-imputed, standardised age; most-frequent-imputed, one-hot stages, histology,
-    gender (categories unseen in training are ignored); L2 logistic regression."""
+def preprocessing(kind: str):
+    """The training-only feature pipeline of a baseline (unfitted).
+
+    ``clinical``: median-imputed, standardised age; most-frequent-imputed, one-hot stages,
+    histology, gender (categories unseen in training are ignored). ``volume``: median-imputed
+    log(1 + GTV volume in cm3), standardised.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-    features = ColumnTransformer(
+    if kind == "volume":
+        return make_pipeline(
+            SimpleImputer(strategy="median"),
+            FunctionTransformer(np.log1p),  # defined for any non-negative volume
+            StandardScaler(),
+        )
+    return ColumnTransformer(
         [
             (
                 "numeric",
@@ -44,22 +53,6 @@ def clinical_pipeline():
                 list(CLINICAL_CATEGORICAL),
             ),
         ]
-    )
-    return make_pipeline(features, LogisticRegression(max_iter=1000))
-
-
-def volume_pipeline():
-    """Median-imputed log GTV volume, standardised; logistic regression."""
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
-
-    return make_pipeline(
-        SimpleImputer(strategy="median"),
-        FunctionTransformer(np.log1p),  # log(1 + cm3): defined for any non-negative volume
-        StandardScaler(),
-        LogisticRegression(max_iter=1000),
     )
 
 
@@ -89,28 +82,42 @@ def fit_baseline(
     label: str,
 ) -> pd.DataFrame:
     """Fit on ``split["train"]``, predict every part: ``patient_id, split, y_true, y_prob``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    table, features, train = _prepared(kind, table, split)
+    model = make_pipeline(preprocessing(kind), LogisticRegression(max_iter=1000))
+    model.fit(features.loc[train], table.loc[train, label].astype(int))
+    return _per_part(
+        split,
+        lambda patients: {
+            "y_true": table.loc[patients, label].astype(int).to_numpy(),
+            "y_prob": model.predict_proba(features.loc[patients])[:, 1],
+        },
+    )
+
+
+def _prepared(
+    kind: str, table: pd.DataFrame, split: Mapping[str, Sequence[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(table by patient, the baseline's feature columns, training patients); every split
+    patient must be in the table."""
     table = table.set_index("patient_id")
-    model = clinical_pipeline() if kind == "clinical" else volume_pipeline()
-    features = _features(kind, table)
-    train = list(split["train"])
     unknown = [p for part in split.values() for p in part if p not in table.index]
     if unknown:
         raise ValueError(f"{len(unknown)} split patients are not in the table, e.g. {unknown[:3]}")
-    model.fit(features.loc[train], table.loc[train, label].astype(int))
-    frames = []
-    for part, patients in split.items():
-        patients = list(patients)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "patient_id": patients,
-                    "split": part,
-                    "y_true": table.loc[patients, label].astype(int).to_numpy(),
-                    "y_prob": model.predict_proba(features.loc[patients])[:, 1],
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    return table, _features(kind, table), list(split["train"])
+
+
+def _per_part(split: Mapping[str, Sequence[str]], columns) -> pd.DataFrame:
+    """One frame of ``patient_id, split`` plus ``columns(patients)`` for every part."""
+    return pd.concat(
+        [
+            pd.DataFrame({"patient_id": list(patients), "split": part, **columns(list(patients))})
+            for part, patients in split.items()
+        ],
+        ignore_index=True,
+    )
 
 
 def fit_cox_baseline(
@@ -132,30 +139,18 @@ def fit_cox_baseline(
     from sksurv.linear_model import CoxPHSurvivalAnalysis
     from sksurv.util import Surv
 
-    table = table.set_index("patient_id")
-    features = _features(kind, table)
-    preprocessing = clinical_pipeline().steps[0][1] if kind == "clinical" else None
-    if kind == "volume":
-        preprocessing = make_pipeline(*[step for _, step in volume_pipeline().steps[:-1]])
+    table, features, train = _prepared(kind, table, split)
     # a small ridge penalty keeps rare one-hot categories from diverging
-    model = make_pipeline(preprocessing, CoxPHSurvivalAnalysis(alpha=0.1))
-    train = list(split["train"])
+    model = make_pipeline(preprocessing(kind), CoxPHSurvivalAnalysis(alpha=0.1))
     target = Surv.from_arrays(
         table.loc[train, event].astype(bool), table.loc[train, time].astype(float)
     )
     model.fit(features.loc[train], target)
-    frames = []
-    for part, patients in split.items():
-        patients = list(patients)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "patient_id": patients,
-                    "split": part,
-                    "time_days": table.loc[patients, time].astype(float).to_numpy(),
-                    "event": table.loc[patients, event].astype(int).to_numpy(),
-                    "risk": model.predict(features.loc[patients]),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    return _per_part(
+        split,
+        lambda patients: {
+            "time_days": table.loc[patients, time].astype(float).to_numpy(),
+            "event": table.loc[patients, event].astype(int).to_numpy(),
+            "risk": model.predict(features.loc[patients]),
+        },
+    )

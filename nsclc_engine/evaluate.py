@@ -461,12 +461,7 @@ def evaluate_survival_run(
     sections.append("<h2>Concordance</h2>" + _table(pd.DataFrame(rows)))
     if oracle_c is not None:
         sections.append(f"<p>Best achievable C-index on this synthetic cohort: {oracle_c:.3f}.</p>")
-    include = ["inline"]
-
-    def figure(fig) -> str:
-        out = fig.to_html(full_html=False, include_plotlyjs=include[0], default_height="480px")
-        include[0] = False
-        return out
+    figure = _embedder("480px")
 
     for entry in result["folds"]:
         if "uno_c_index" in entry:
@@ -556,6 +551,20 @@ TRIPOD_ITEMS = (
 )
 
 
+def _embedder(height: str):
+    """``figure(fig) -> html`` for one report: plotly.js inline once, in the first figure."""
+    first = [True]
+
+    def figure(fig) -> str:
+        out = fig.to_html(
+            full_html=False, include_plotlyjs="inline" if first[0] else False, default_height=height
+        )
+        first[0] = False
+        return out
+
+    return figure
+
+
 def _fmt_ci(block: dict, key: str = "value") -> str:
     return f"{block[key]:.3f} ({block['ci_low']:.3f}-{block['ci_high']:.3f})"
 
@@ -578,12 +587,7 @@ def render_report(
     from nsclc_engine import figures
 
     sections: list[str] = []
-    include = ["inline"]
-
-    def figure(fig) -> str:
-        out = fig.to_html(full_html=False, include_plotlyjs=include[0], default_height="420px")
-        include[0] = False
-        return out
+    figure = _embedder("420px")
 
     label = metrics["label"]
     setup = metrics["evaluate_config"]

@@ -45,85 +45,87 @@ def confusion_matrix_figure(
     return figure
 
 
-def roc_figure(curves: Sequence[Mapping], points: Sequence[Mapping] = ()) -> go.Figure:
-    """``curves``: dicts with name, fpr, tpr, auc; ``points``: name, fpr, tpr (operating points)."""
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"}
-        )
-    )
-    for i, curve in enumerate(curves):
-        figure.add_trace(
-            go.Scatter(
-                x=curve["fpr"],
-                y=curve["tpr"],
-                mode="lines",
-                name=f"{curve['name']} (AUC {curve['auc']:.3f})",
-                line={"color": COLOURS[i % len(COLOURS)]},  # straight: tied scores are diagonal
-            )
-        )
-    for point in points:
-        figure.add_trace(
-            go.Scatter(
-                x=[point["fpr"]],
-                y=[point["tpr"]],
-                mode="markers",
-                name=point["name"],
-                marker={"size": 11, "symbol": "x", "color": "black"},
-            )
-        )
-    figure.update_layout(
-        title="ROC curve",
-        xaxis={"title": "1 - specificity", "range": [0, 1]},
-        yaxis={"title": "sensitivity", "range": [0, 1.02]},
-        **LAYOUT,
-    )
-    return figure
-
-
-def pr_figure(
-    curves: Sequence[Mapping], points: Sequence[Mapping] = (), prevalence: float | None = None
+def _curves_figure(
+    curves: Sequence[Mapping],
+    points: Sequence[Mapping],
+    keys: tuple[str, str, str],
+    reference: tuple[list, list, str],
+    title: str,
+    axis_titles: tuple[str, str],
+    shape: str = "linear",
 ) -> go.Figure:
-    """``curves``: name, recall, precision, ap; ``points``: name, recall, precision."""
+    """Curves named with their summary (``keys`` = x key, y key, summary key), a grey dotted
+    reference line, and black crosses at the operating ``points``."""
+    x, y, summary = keys
     figure = go.Figure()
-    if prevalence is not None:
+    if reference[0]:
         figure.add_trace(
             go.Scatter(
-                x=[0, 1],
-                y=[prevalence] * 2,
+                x=reference[0],
+                y=reference[1],
                 mode="lines",
-                name=f"prevalence {prevalence:.2f}",
+                name=reference[2],
                 line={"dash": "dot", "color": "grey"},
             )
         )
     for i, curve in enumerate(curves):
         figure.add_trace(
             go.Scatter(
-                x=curve["recall"],
-                y=curve["precision"],
+                x=curve[x],
+                y=curve[y],
                 mode="lines",
-                name=f"{curve['name']} (AP {curve['ap']:.3f})",
-                line={"color": COLOURS[i % len(COLOURS)], "shape": "vh"},
+                name=f"{curve['name']} ({summary.upper()} {curve[summary]:.3f})",
+                line={"color": COLOURS[i % len(COLOURS)], "shape": shape},
             )
         )
     for point in points:
         figure.add_trace(
             go.Scatter(
-                x=[point["recall"]],
-                y=[point["precision"]],
+                x=[point[x]],
+                y=[point[y]],
                 mode="markers",
                 name=point["name"],
                 marker={"size": 11, "symbol": "x", "color": "black"},
             )
         )
     figure.update_layout(
-        title="Precision-recall curve",
-        xaxis={"title": "recall (sensitivity)", "range": [0, 1]},
-        yaxis={"title": "precision (PPV)", "range": [0, 1.02]},
+        title=title,
+        xaxis={"title": axis_titles[0], "range": [0, 1]},
+        yaxis={"title": axis_titles[1], "range": [0, 1.02]},
         **LAYOUT,
     )
     return figure
+
+
+def roc_figure(curves: Sequence[Mapping], points: Sequence[Mapping] = ()) -> go.Figure:
+    """``curves``: dicts with name, fpr, tpr, auc; ``points``: name, fpr, tpr (operating points).
+    Straight segments: tied scores make diagonal steps."""
+    return _curves_figure(
+        curves,
+        points,
+        ("fpr", "tpr", "auc"),
+        ([0, 1], [0, 1], "chance"),
+        "ROC curve",
+        ("1 - specificity", "sensitivity"),
+    )
+
+
+def pr_figure(
+    curves: Sequence[Mapping], points: Sequence[Mapping] = (), prevalence: float | None = None
+) -> go.Figure:
+    """``curves``: name, recall, precision, ap; ``points``: name, recall, precision."""
+    reference = ([0, 1], [prevalence] * 2, f"prevalence {prevalence:.2f}")
+    if prevalence is None:
+        reference = ([], [], "")
+    return _curves_figure(
+        curves,
+        points,
+        ("recall", "precision", "ap"),
+        reference,
+        "Precision-recall curve",
+        ("recall (sensitivity)", "precision (PPV)"),
+        shape="vh",
+    )
 
 
 def probability_histogram_figure(
