@@ -348,3 +348,89 @@ def log_tail(run_dir: str | os.PathLike, lines: int = 20) -> str:
     if not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- patient case review -----------------------------------------------------------------------
+
+OUTCOME_ORDER = {"FN": 0, "FP": 1, "TP": 2, "TN": 3}
+
+
+def threshold_in_force(view: RunView, fold: int = 0) -> dict:
+    """The threshold a patient's call uses: the saved operating point (on its probability
+    scale), else the threshold fitted on ``fold``'s validation predictions (raw scale)."""
+    saved = (view.threshold or {}).get("operating_point") or {}
+    if saved.get("threshold") is not None:
+        return {
+            "threshold": float(saved["threshold"]),
+            "recalibration": saved.get("recalibration", "none"),
+            "source": f"saved operating point ({saved.get('rule', 'manual')}, on validation)",
+        }
+    fitted = (view.threshold or {}).get("fitted") or {}
+    for entry in fitted.get("thresholds", []):
+        if int(entry.get("fold", 0)) == int(fold):
+            return {
+                "threshold": float(entry["threshold"]),
+                "recalibration": "none",
+                "source": f"{fitted.get('rule', 'rule')} fitted on validation (fold {fold})",
+            }
+    return {"threshold": 0.5, "recalibration": "none", "source": "0.5 (nothing fitted yet)"}
+
+
+def patient_table(
+    view: RunView,
+    split: str,
+    recalibration: str = "platt",
+    true_label: int | None = None,
+    predicted: int | None = None,
+    errors_first: bool = True,
+) -> pd.DataFrame:
+    """The patients of one split with what the case page shows about each.
+
+    Classification: raw and recalibrated (on each fold's validation rows) probability, the
+    threshold in force and its call, and TP/FP/TN/FN; filtered by true and predicted label, with
+    false negatives then false positives first. Survival: risk (higher = earlier death), its
+    percentile in the split, time and event, highest risk first.
+    """
+    frame = view.predictions[view.predictions.split == split].copy()
+    if view.config.get("task") == "survival":
+        frame["risk_percentile"] = frame.risk.rank(pct=True) * 100
+        return frame.sort_values("risk", ascending=False).reset_index(drop=True)
+    frame["y_prob_recalibrated"] = part_predictions(
+        view.predictions, split, recalibration
+    ).y_prob.loc[frame.index]
+    scales = {"none": frame.y_prob}
+    thresholds, calls = [], []
+    for row in frame.itertuples():
+        rule = threshold_in_force(view, row.fold)
+        scale = rule["recalibration"]
+        if scale not in scales:
+            scales[scale] = part_predictions(view.predictions, split, scale).y_prob
+        thresholds.append(rule["threshold"])
+        calls.append(int(scales[scale][row.Index] >= rule["threshold"]))
+    frame["threshold"] = thresholds
+    frame["call"] = calls
+    names = np.array([["TN", "FP"], ["FN", "TP"]])
+    frame["outcome"] = names[frame.y_true.to_numpy(int), frame.call.to_numpy(int)]
+    if true_label is not None:
+        frame = frame[frame.y_true == true_label]
+    if predicted is not None:
+        frame = frame[frame.call == predicted]
+    if errors_first:
+        order = frame.outcome.map(OUTCOME_ORDER)
+        frame = frame.assign(_order=order).sort_values(["_order", "patient_id"])
+        frame = frame.drop(columns="_order")
+    else:
+        frame = frame.sort_values("patient_id")
+    return frame.reset_index(drop=True)
+
+
+def patient_case(view: RunView, patient_id: str):
+    """The patient's CT, GTV and network input as the run saw them (:mod:`nsclc_engine.viewer`)."""
+    from nsclc_engine.viewer import load_case
+
+    resolved = view.config.get("resolved") or {}
+    if not resolved.get("cohort_dir"):
+        raise ValueError(f"run {view.run_id}: config.json has no resolved cohort; rerun it")
+    return load_case(
+        resolved["cohort_dir"], resolved["cache_dir"], resolved["preprocess"], patient_id
+    )

@@ -37,7 +37,7 @@ def selected_run() -> dashboard.RunView | None:
     return load(run_id)
 
 
-def require_finished_run() -> dashboard.RunView:
+def require_finished_run(allow_survival: bool = False) -> dashboard.RunView:
     """The selected run if it has predictions; otherwise say why and stop the page."""
     view = selected_run()
     if view is None:
@@ -51,7 +51,7 @@ def require_finished_run() -> dashboard.RunView:
             if view.status.get("error"):
                 st.error(view.status["error"])
         st.stop()
-    if view.config.get("task") == "survival":
+    if view.config.get("task") == "survival" and not allow_survival:
         st.info(
             f"Run `{view.run_id}` is a survival run (Cox risk, no probabilities): its C-indices, "
             "time-dependent AUC and Kaplan-Meier curves are in its report.html and metrics.json."

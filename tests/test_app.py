@@ -11,7 +11,7 @@ from nsclc_engine import jobs
 from nsclc_engine.metrics import metrics_at_threshold
 
 PAGES = ("pages/runs.py", "pages/dataset.py", "pages/train.py", "pages/threshold.py")
-PAGES += ("pages/calibration.py",)
+PAGES += ("pages/calibration.py", "pages/patient.py")
 
 
 @pytest.fixture()
@@ -102,3 +102,35 @@ def test_pages_wait_for_a_queued_run_without_errors(tmp_path, monkeypatch):
     at.session_state["run_id"] = "waiting"  # AppTest's page switch drops app-set widget state
     at.switch_page("pages/threshold.py").run()
     assert any("fills in when it finishes" in info.value for info in at.info)
+
+
+def image_urls(at) -> dict[str, str]:
+    """Caption -> media URL (a hash of the image's bytes) of every image on the page."""
+    return {
+        element.proto.imgs[0].caption.split(" ")[0]: element.proto.imgs[0].url
+        for element in at.get("image")
+    }
+
+
+def test_patient_page_follows_the_patient_the_slice_and_the_overlay(app):
+    app.switch_page("pages/patient.py").run()
+    first = image_urls(app)
+    assert set(first) == {"axial", "coronal", "sagittal", "input"}
+    options = app.selectbox(key="pt_row").options
+    assert len(options) > 1
+    app.selectbox(key="pt_row").set_value(1).run()
+    assert not app.exception
+    second = image_urls(app)
+    assert second["axial"] != first["axial"]
+    z = app.slider(key="pt_z").value
+    app.slider(key="pt_z").set_value(z - 1 if z > 0 else z + 1).run()
+    moved = image_urls(app)
+    assert moved["axial"] != second["axial"]
+    assert moved["sagittal"] != second["sagittal"]  # the crosshair follows the axial slice
+    app.toggle(key="pt_cam").set_value(True).run()
+    assert not app.exception, [e.value for e in app.exception]
+    overlaid = image_urls(app)
+    assert overlaid["axial"] != moved["axial"] and overlaid["input"] != moved["input"]
+    app.toggle(key="pt_tta").set_value(True).run()
+    assert not app.exception
+    assert any("TTA" in metric.label for metric in app.metric)
