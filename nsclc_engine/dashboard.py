@@ -353,6 +353,12 @@ def log_tail(run_dir: str | os.PathLike, lines: int = 20) -> str:
 # --- patient case review -----------------------------------------------------------------------
 
 OUTCOME_ORDER = {"FN": 0, "FP": 1, "TP": 2, "TN": 3}
+OUTCOME_NAMES = {
+    "FN": "false negative",
+    "FP": "false positive",
+    "TP": "true positive",
+    "TN": "true negative",
+}
 
 
 def threshold_in_force(view: RunView, fold: int = 0) -> dict:

@@ -179,6 +179,12 @@ def input_slice_for(case: PatientCase, z_index: int) -> int:
     return int(np.clip(round(k), 0, case.input_image.shape[0] - 1))
 
 
+def input_covers(case: PatientCase, z_index: int) -> bool:
+    """Whether CT slice ``z_index`` lies within the network input's field of view."""
+    k = (z_index - case.geometry.offset_zyx[0]) / case.geometry.scale_zyx[0]
+    return -0.5 <= k <= case.input_image.shape[0] - 0.5
+
+
 def view_input(
     case: PatientCase,
     k: int,

@@ -87,7 +87,13 @@ with facts:
         st.metric("Probability (raw)", f"{row.y_prob:.3f}")
         st.metric(f"Recalibrated ({recalibration})", f"{row.y_prob_recalibrated:.3f}")
         rule = dashboard.threshold_in_force(view, fold)
-        st.metric("Call", "deceased (1)" if row.call else "alive (0)", row.outcome)
+        st.metric(
+            "Call",
+            "deceased (1)" if row.call else "alive (0)",
+            dashboard.OUTCOME_NAMES[row.outcome],
+            delta_color="off",
+            delta_arrow="off",
+        )
         st.caption(
             f"Threshold in force {rule['threshold']:.3f} on {rule['recalibration']} "
             f"probabilities: {rule['source']}. True label: {int(row.y_true)}."
@@ -159,15 +165,17 @@ with images:
         column.slider(f"{name.title()} slice", 0, shape[axis] - 1, key=key)
         column.image(
             viewer.view_plane(case, axis, position, (level, width), show_gtv, heat_ct, opacity),
-            caption=f"{name} {position[axis] + 1}/{shape[axis]}",
+            caption=f"{name} {position[axis]} of 0-{shape[axis] - 1}",
             width="stretch",
             output_format="PNG",
         )
     k = viewer.input_slice_for(case, position[0])
     planes[3].caption("What the network saw")
+    if not viewer.input_covers(case, position[0]):
+        planes[3].caption("This CT slice is outside the input; its nearest slice is shown.")
     planes[3].image(
         viewer.view_input(case, k, heat_input, opacity, show_gtv),
-        caption=f"input axial {k + 1}/{case.input_image.shape[0]} (window of the preset)",
+        caption=f"input axial {k} of 0-{case.input_image.shape[0] - 1} (preprocessing window)",
         width="stretch",
         output_format="PNG",
     )

@@ -23,7 +23,7 @@ CHROMIUM_ARGS = [
 ]
 PROJECT = Path(__file__).resolve().parents[1]
 PAGES = {"runs": "", "dataset": "dataset", "train": "train", "threshold": "threshold"}
-PAGES |= {"calibration": "calibration"}
+PAGES |= {"calibration": "calibration", "patient": "patient"}
 
 
 def _free_port() -> int:
@@ -102,6 +102,15 @@ def test_browser_slider_and_every_page(server, tmp_path, capsys):
             )
             latencies.append(time.perf_counter() - started)
         page.screenshot(path=str(tmp_path / "threshold_moved.png"), full_page=True)
+        # the patient page's CT planes and network input render as real, decoded images
+        page.goto(f"{server}/patient")
+        page.wait_for_selector("[data-testid='stImage'] img", timeout=30_000)
+        page.wait_for_load_state("networkidle")
+        widths = page.eval_on_selector_all(
+            "[data-testid='stImage'] img", "images => images.map(i => i.naturalWidth)"
+        )
+        assert len(widths) == 4 and min(widths) > 0, widths
+        page.screenshot(path=str(tmp_path / "patient.png"), full_page=True)
         browser.close()
     with capsys.disabled():
         print(f"\nbrowser: screenshots in {tmp_path}")

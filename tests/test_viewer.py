@@ -171,5 +171,6 @@ def test_lung1_001_opens_at_its_gtv_with_the_contour_drawn(lung1_case):
     back = input_map_to_ct(case.input_mask.astype(np.float32), case.geometry).full() >= 0.5
     dice = 2 * (back & case.gtv).sum() / (back.sum() + case.gtv.sum())
     assert dice > 0.7
+    assert viewer.input_covers(case, start[0]) and not viewer.input_covers(case, 0)
     assert set(case.clinical) <= set(viewer.CLINICAL_FIELDS)
     assert case.clinical["survival_time_days"] == 2165
