@@ -23,6 +23,7 @@ navigation = st.navigation(
         st.Page("pages/train.py", title="Train", icon="🏋️"),
         st.Page("pages/threshold.py", title="Threshold", icon="🎚️"),
         st.Page("pages/calibration.py", title="Calibration", icon="📐"),
+        st.Page("pages/survival.py", title="Survival", icon="📉"),
         st.Page("pages/patient.py", title="Patient", icon="🩻"),
     ]
 )

@@ -440,3 +440,112 @@ def patient_case(view: RunView, patient_id: str):
     return load_case(
         resolved["cohort_dir"], resolved["cache_dir"], resolved["preprocess"], patient_id
     )
+
+
+# --- survival runs -----------------------------------------------------------------------------
+
+
+def survival_models(view: RunView) -> pd.DataFrame | None:
+    """The run's ``survival_models.csv`` (image / clinical / volume / fusion risks), if any."""
+    path = Path(view.run_dir) / "survival_models.csv"
+    if not path.exists():
+        return None
+    return pd.read_csv(path, dtype={"patient_id": str})
+
+
+def c_index_table(view: RunView) -> pd.DataFrame:
+    """Harrell's C with its 95 % CI per model and split, from ``metrics.json``."""
+    models = (view.metrics or {}).get("models", {})
+    rows = []
+    for name, per_split in models.get("c_index", {}).items():
+        for part, value in per_split.items():
+            rows.append(
+                {
+                    "model": name,
+                    "split": part,
+                    "C-index": value["c_index"],
+                    "95% CI": f"{value['ci_low']:.3f}-{value['ci_high']:.3f}",
+                    "what": models["description"].get(name, ""),
+                }
+            )
+    return pd.DataFrame(rows, columns=["model", "split", "C-index", "95% CI", "what"])
+
+
+def time_dependent_table(view: RunView) -> pd.DataFrame:
+    """Uno's C, time-dependent AUC at 1 and 2 years and IBS per model and fold (test)."""
+    rows = []
+    for entry in ((view.metrics or {}).get("models") or {}).get("folds", []):
+        for name, values in entry.items():
+            if isinstance(values, dict) and "time_dependent_auc" in values:
+                rows.append(
+                    {
+                        "fold": entry["fold"],
+                        "model": name,
+                        "Uno C": values["uno_c_index"],
+                        **{f"AUC {k}": v for k, v in values["time_dependent_auc"].items()},
+                        "IBS": values["integrated_brier_score"],
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def risk_group_state(models: pd.DataFrame, model: str, split: str, quantile: float) -> dict:
+    """Kaplan-Meier by risk group and the log-rank test for ``model``'s risks on ``split``,
+    cut at the ``quantile`` of each fold's *validation* risks (0.5: the median)."""
+    from nsclc_engine.survival import groups_at
+
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile {quantile} must lie strictly between 0 and 1")
+    rows, cuts = [], []
+    for _, frame in models.groupby("fold"):
+        cut = float(np.quantile(frame.loc[frame.split == "validation", model], quantile))
+        part = frame[frame.split == split]
+        rows.append(part.assign(high=part[model] > cut))
+        cuts.append(cut)
+    chosen = pd.concat(rows, ignore_index=True)
+    return {
+        "cuts": cuts,
+        "n_high": int(chosen.high.sum()),
+        "n_low": int((~chosen.high).sum()),
+        **groups_at(chosen.time_days, chosen.event, chosen.high),
+    }
+
+
+def compare_survival_runs(a: RunView, b: RunView) -> dict:
+    """Side-by-side C-indices of two finished survival runs and, on their shared test patients
+    with the same times and events, the paired bootstrap difference of Harrell's C (a - b)."""
+    from nsclc_engine.survival import paired_c_index_difference
+
+    rows = []
+    for view in (a, b):
+        for part, value in ((view.metrics or {}).get("splits") or {}).items():
+            rows.append(
+                {
+                    "run": view.run_id,
+                    "split": part,
+                    "n": value["n"],
+                    "events": value["n_events"],
+                    "C-index": value["c_index"]["c_index"],
+                    "95% CI": f"{value['c_index']['ci_low']:.3f}-{value['c_index']['ci_high']:.3f}",
+                }
+            )
+    result: dict = {"table": pd.DataFrame(rows), "difference": None, "note": ""}
+    test_a = a.predictions[a.predictions.split == "test"].set_index("patient_id")
+    test_b = b.predictions[b.predictions.split == "test"].set_index("patient_id")
+    shared = test_a.index.intersection(test_b.index)
+    columns = ["time_days", "event"]
+    if len(shared) < 4 or not test_a.loc[shared, columns].equals(test_b.loc[shared, columns]):
+        result["note"] = (
+            "The runs share too few test patients, or their times/events differ: no paired test."
+        )
+        return result
+    try:
+        result["difference"] = paired_c_index_difference(
+            test_a.loc[shared, "time_days"],
+            test_a.loc[shared, "event"],
+            test_a.loc[shared, "risk"],
+            test_b.loc[shared, "risk"],
+        )
+    except ValueError as error:
+        result["note"] = str(error)
+    return result

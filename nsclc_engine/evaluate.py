@@ -424,6 +424,150 @@ def evaluate_survival_predictions(predictions: pd.DataFrame, config: EvaluateCon
     return {"evaluate_config": asdict(config), "splits": splits, "folds": folds}
 
 
+def run_survival_models(run_dir: Path, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Image, clinical, volume and fusion risks (:func:`~nsclc_engine.baselines.
+    fit_survival_models`) for every fold of a survival run, on the run's own splits and
+    (possibly shuffled) times and events: ``patient_id, split, fold, time_days, event`` and
+    one column per model; ``attrs["fusion_coefficients"]`` per fold."""
+    from nsclc_engine.baselines import fit_survival_models
+    from nsclc_engine.cohort import load_cohort
+
+    resolved = json.loads((run_dir / "config.json").read_text()).get("resolved", {})
+    cohort_dir = resolved.get("cohort_dir")
+    if not cohort_dir or not (Path(cohort_dir) / "cohort.csv").exists():
+        raise ValueError(f"{run_dir.name}: cohort table not found")
+    outcomes = predictions.drop_duplicates("patient_id").set_index("patient_id")
+    table = load_cohort(cohort_dir)
+    table = table[table.patient_id.isin(outcomes.index)].assign(
+        survival_time_days=lambda t: t.patient_id.map(outcomes.time_days),
+        deadstatus_event=lambda t: t.patient_id.map(outcomes.event),
+    )
+    splits = json.loads((run_dir / "splits.json").read_text())["splits"]
+    frames, coefficients = [], []
+    for fold, split in enumerate(splits):
+        image_risk = predictions[predictions.fold == fold].set_index("patient_id").risk
+        frame = fit_survival_models(table, split, image_risk.to_dict()).assign(fold=fold)
+        coefficients.append({"fold": fold, **frame.attrs["fusion_coefficients"]})
+        frames.append(frame)
+    result = pd.concat(frames, ignore_index=True)
+    result.attrs["fusion_coefficients"] = coefficients
+    return result
+
+
+def survival_model_metrics(models: pd.DataFrame, config: EvaluateConfig) -> dict:
+    """Per model: Harrell's C with CI per split (k-fold: the out-of-fold test rows only); per
+    fold on test: Uno's C, time-dependent AUC and IBS; paired C-index differences on test."""
+    from nsclc_engine.baselines import SURVIVAL_MODELS
+    from nsclc_engine.survival import bootstrap_c_index, evaluate_risks, paired_c_index_difference
+
+    k_fold = models.fold.max() > models.fold.min()
+    parts = models[models.split == "test"] if k_fold else models
+    result: dict = {"description": dict(SURVIVAL_MODELS), "c_index": {}, "folds": []}
+    for name in SURVIVAL_MODELS:
+        result["c_index"][name] = {
+            part: bootstrap_c_index(
+                frame.time_days, frame.event, frame[name], config.bootstrap_resamples, config.seed
+            )
+            for part, frame in parts.groupby("split")
+        }
+    for fold, frame in models.groupby("fold"):
+        train, test = frame[frame.split == "train"], frame[frame.split == "test"]
+        entry: dict = {"fold": int(fold)}
+        for name in SURVIVAL_MODELS:
+            try:
+                risks = evaluate_risks(
+                    _survival_set(train, name), _survival_set(test, name), seed=config.seed
+                )
+            except ValueError as error:
+                entry[name] = {"note": str(error)}
+                continue
+            risks.pop("harrell")
+            entry[name] = risks
+        result["folds"].append(entry)
+    test = models[models.split == "test"]
+    result["comparisons"] = []
+    for a, b in (("image", "clinical"), ("fusion", "clinical"), ("fusion", "image")):
+        try:
+            difference = paired_c_index_difference(
+                test.time_days,
+                test.event,
+                test[a],
+                test[b],
+                config.bootstrap_resamples,
+                config.seed,
+            )
+        except ValueError:
+            continue
+        result["comparisons"].append({"a": a, "b": b, **difference})
+    result["fusion_coefficients"] = models.attrs.get("fusion_coefficients", [])
+    return result
+
+
+def _survival_models_section(models: dict) -> str:
+    """HTML: the C-index of image / clinical / volume / fusion per split, their paired test
+    differences, time-dependent AUC per fold and the fusion weights."""
+    rows = [
+        {
+            "model": name,
+            "what": models["description"][name],
+            **{f"{part} C (95% CI)": _fmt_ci(v, "c_index") for part, v in per_split.items()},
+        }
+        for name, per_split in models["c_index"].items()
+    ]
+    parts = ["<h2>Image vs clinical vs volume vs fusion (same patients, same split)</h2>"]
+    parts.append(_table(pd.DataFrame(rows)))
+    differences = [
+        {
+            "comparison": f"{c['a']} - {c['b']}",
+            "C difference (95% CI)": f"{c['difference']:+.3f} ({c['ci_low']:+.3f} to "
+            f"{c['ci_high']:+.3f})",
+            "bootstrap p": f"{c['p_value']:.3f}",
+        }
+        for c in models.get("comparisons", [])
+    ]
+    if differences:
+        parts.append("<h3>Paired differences on test</h3>" + _table(pd.DataFrame(differences)))
+    timed = []
+    for entry in models["folds"]:
+        for name in models["c_index"]:
+            values = entry.get(name, {})
+            if "time_dependent_auc" in values:
+                timed.append(
+                    {
+                        "fold": entry["fold"],
+                        "model": name,
+                        "Uno C": round(values["uno_c_index"], 3),
+                        **{
+                            f"AUC({k})": round(v, 3)
+                            for k, v in values["time_dependent_auc"].items()
+                        },
+                        "IBS": round(values["integrated_brier_score"], 3),
+                    }
+                )
+    if timed:
+        parts.append("<h3>Time-dependent metrics on test</h3>" + _table(pd.DataFrame(timed)))
+    weights = models.get("fusion_coefficients", [])
+    if weights:
+        parts.append(
+            "<p>Fusion weights per standardised risk score, fitted on validation: "
+            + "; ".join(
+                f"fold {w['fold']}: "
+                + ", ".join(f"{k} {v:+.2f}" for k, v in w.items() if k != "fold")
+                for w in weights
+            )
+            + "</p>"
+        )
+    return "\n".join(parts)
+
+
+def _survival_set(frame: pd.DataFrame, model: str) -> dict:
+    return {
+        "time": frame.time_days.to_numpy(),
+        "event": frame.event.to_numpy().astype(bool),
+        "risk": frame[model].to_numpy(),
+    }
+
+
 def evaluate_survival_run(
     run_dir: Path, run_config: dict, predictions: pd.DataFrame, config: EvaluateConfig
 ) -> dict:
@@ -447,6 +591,14 @@ def evaluate_survival_run(
     }
     if oracle_c is not None:
         metrics["oracle_c_index"] = oracle_c
+    try:
+        models = run_survival_models(run_dir, predictions)
+    except ValueError as error:
+        log.warning("%s: survival baselines and fusion skipped: %s", run_dir.name, error)
+        metrics["warnings"] = [f"baselines and fusion skipped: {error}"]
+    else:
+        write_text_atomic(run_dir / "survival_models.csv", models.to_csv(index=False))
+        metrics["models"] = survival_model_metrics(models, config)
     write_json(run_dir / "metrics.json", _plain(metrics))
     sections = []
     rows = [
@@ -462,7 +614,8 @@ def evaluate_survival_run(
     if oracle_c is not None:
         sections.append(f"<p>Best achievable C-index on this synthetic cohort: {oracle_c:.3f}.</p>")
     figure = _embedder("480px")
-
+    if "models" in metrics:
+        sections.append(_survival_models_section(metrics["models"]))
     for entry in result["folds"]:
         if "uno_c_index" in entry:
             aucs = ", ".join(f"{k}: {v:.3f}" for k, v in entry["time_dependent_auc"].items())

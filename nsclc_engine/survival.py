@@ -61,6 +61,21 @@ def harrell_c_index(time: ArrayLike, event: ArrayLike, risk: ArrayLike) -> float
     return float(concordant.sum() / total)
 
 
+def bootstrap_weights(n: int, n_resamples: int, seed: int):
+    """Patient-level bootstrap as weights: blocks of ``(size, n)`` arrays, ``[b, i]`` = how
+    often resample ``b`` draws patient ``i`` (the same draws for the same seed)."""
+    rng = np.random.default_rng(seed)
+    block = max(1, min(n_resamples, 2_000_000 // max(n, 1)))
+    for start in range(0, n_resamples, block):
+        size = min(block, n_resamples - start)
+        draws = rng.integers(0, n, size=(size, n))
+        yield (
+            np.bincount((draws + n * np.arange(size)[:, None]).ravel(), minlength=size * n)
+            .reshape(size, n)
+            .astype(np.float64)
+        )
+
+
 def bootstrap_c_index(
     time: ArrayLike,
     event: ArrayLike,
@@ -76,18 +91,8 @@ def bootstrap_c_index(
     times). Resamples without a comparable pair are counted (``n_undefined``) and left out.
     """
     comparable, concordant = concordance_pairs(time, event, risk)
-    n = len(comparable)
-    rng = np.random.default_rng(seed)
     values = []
-    block = max(1, min(n_resamples, 2_000_000 // max(n, 1)))
-    for start in range(0, n_resamples, block):
-        size = min(block, n_resamples - start)
-        draws = rng.integers(0, n, size=(size, n))
-        weights = (
-            np.bincount((draws + n * np.arange(size)[:, None]).ravel(), minlength=size * n)
-            .reshape(size, n)
-            .astype(np.float64)
-        )
+    for weights in bootstrap_weights(len(comparable), n_resamples, seed):
         numerator = np.einsum("bi,bi->b", weights @ concordant, weights)
         denominator = np.einsum("bi,bi->b", weights @ comparable, weights)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -104,6 +109,44 @@ def bootstrap_c_index(
         "ci_high": float(high),
         "n_resamples": n_resamples,
         "n_undefined": int(len(values) - len(defined)),
+    }
+
+
+def paired_c_index_difference(
+    time: ArrayLike,
+    event: ArrayLike,
+    risk_a: ArrayLike,
+    risk_b: ArrayLike,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Harrell's C of ``risk_a`` minus that of ``risk_b`` on the same patients, with a paired
+    bootstrap CI (each resample weights both models' pairs alike) and a two-sided bootstrap
+    p-value for "no difference" (twice the smaller share of resamples on either side of 0)."""
+    comparable, concordant_a = concordance_pairs(time, event, risk_a)
+    _, concordant_b = concordance_pairs(time, event, risk_b)
+    if comparable.sum() == 0:
+        raise ValueError("no comparable pair: every patient is censored or all times are equal")
+    difference = concordant_a - concordant_b
+    values = []
+    for weights in bootstrap_weights(len(comparable), n_resamples, seed):
+        numerator = np.einsum("bi,bi->b", weights @ difference, weights)
+        denominator = np.einsum("bi,bi->b", weights @ comparable, weights)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values.append(numerator / denominator)
+    values = np.concatenate(values)
+    values = values[np.isfinite(values)]
+    alpha = (1 - level) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    p_value = min(1.0, 2 * min(np.mean(values <= 0), np.mean(values >= 0)))
+    return {
+        "difference": float(difference.sum() / comparable.sum()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_value": float(p_value),
+        "n": len(comparable),
+        "n_resamples": n_resamples,
     }
 
 
@@ -261,12 +304,19 @@ def risk_groups(
     default) into low and high risk: Kaplan-Meier per group and the log-rank test."""
     cut = float(np.quantile(np.asarray(validation_risk, dtype=float), quantile))
     time, event, risk = check_survival(test_time, test_event, test_risk)
-    high = risk > cut
+    return {"cut_off": cut, "quantile": quantile, **groups_at(time, event, risk > cut)}
+
+
+def groups_at(time: ArrayLike, event: ArrayLike, high: ArrayLike) -> dict:
+    """Kaplan-Meier of the low- and high-risk patients (``high`` a boolean per patient) and the
+    log-rank test between them (``None`` when one group is empty)."""
+    time, event, _ = check_survival(time, event)
+    high = np.asarray(high, dtype=bool)
     groups = {}
     for name, members in (("low risk", ~high), ("high risk", high)):
         if members.any():
             groups[name] = kaplan_meier(time[members], event[members])
-    result = {"cut_off": cut, "quantile": quantile, "groups": groups, "logrank": None}
+    logrank = None
     if high.any() and (~high).any():
-        result["logrank"] = logrank_test(time, event, high.astype(int))
-    return result
+        logrank = logrank_test(time, event, high.astype(int))
+    return {"groups": groups, "logrank": logrank}

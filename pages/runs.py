@@ -43,7 +43,30 @@ def table() -> None:
 table()
 
 finished = runs[(runs.state == "finished") & runs["test AUC"].notna()].run_id.tolist()
+survival = runs[(runs.state == "finished") & runs["test C-index"].notna()].run_id.tolist()
 st.subheader("Compare runs")
+kind = "classification"
+if survival:
+    kind = st.radio("Kind", ["classification", "survival"], horizontal=True, key="compare_kind")
+if kind == "survival":
+    chosen = st.multiselect(
+        "Finished survival runs to compare (two)", survival, max_selections=2, key="compare_sv"
+    )
+    if len(chosen) == 2:
+        comparison = dashboard.compare_survival_runs(load(chosen[0]), load(chosen[1]))
+        st.dataframe(comparison["table"], hide_index=True)
+        if comparison["difference"]:
+            d = comparison["difference"]
+            st.markdown(
+                f"Paired bootstrap on {d['n']} shared test patients: C-index difference "
+                f"{d['difference']:+.3f} (95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
+                f"p = {d['p_value']:.3f}."
+            )
+        else:
+            st.caption(comparison["note"])
+    else:
+        st.caption("Pick two finished survival runs to see their C-indices and a paired test.")
+    st.stop()
 chosen = st.multiselect("Finished runs to compare (two)", finished, max_selections=2, key="compare")
 if len(chosen) == 2:
     a, b = load(chosen[0]), load(chosen[1])

@@ -88,13 +88,15 @@ def tiny_source(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def dashboard_artifacts(tiny_source, tmp_path_factory):
-    """An artifacts folder holding one finished run ("fixture"), trained for real on the tiny
-    cohort with the smoke preset, for the dashboard's tests."""
+    """An artifacts folder holding two finished runs trained for real on the tiny cohort with the
+    smoke preset: "fixture" (os_2y classification) and "fixture-survival" (Cox head)."""
     from nsclc_engine.train import main
 
     artifacts = tmp_path_factory.mktemp("dashboard_artifacts")
     args = ["--dicom", str(tiny_source / "dicom"), "--clinical", str(tiny_source / "clinical.csv")]
     args += ["--label", "os_2y", "--preset", "smoke", "--epochs", "2", "--quiet"]
-    args += ["--artifacts", str(artifacts), "--run-id", "fixture"]
-    assert main(args) == 0
+    assert main([*args, "--artifacts", str(artifacts), "--run-id", "fixture"]) == 0
+    survival = [*args, "--artifacts", str(artifacts), "--run-id", "fixture-survival"]
+    survival[survival.index("os_2y")] = "deadstatus_event"  # the event of the survival task
+    assert main([*survival, "--set", "task=survival"]) == 0
     return artifacts

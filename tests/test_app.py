@@ -11,7 +11,7 @@ from nsclc_engine import jobs
 from nsclc_engine.metrics import metrics_at_threshold
 
 PAGES = ("pages/runs.py", "pages/dataset.py", "pages/train.py", "pages/threshold.py")
-PAGES += ("pages/calibration.py", "pages/patient.py")
+PAGES += ("pages/calibration.py", "pages/patient.py", "pages/survival.py")
 
 
 @pytest.fixture()
@@ -141,3 +141,25 @@ def test_patient_page_follows_the_patient_the_slice_and_the_overlay(app):
     app.toggle(key="pt_tta").set_value(True).run()
     assert not app.exception
     assert any("TTA" in metric.label for metric in app.metric)
+
+
+def test_survival_page_shows_every_model_and_a_live_risk_cut(dashboard_artifacts, monkeypatch):
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(dashboard_artifacts))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    app = AppTest.from_file("../app.py", default_timeout=60)
+    app.session_state["run_id"] = "fixture-survival"
+    app.run()
+    app.switch_page("pages/survival.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    models = set(app.dataframe[0].value.model)
+    assert models == {"image", "clinical", "volume", "fusion"}
+    sizes = []
+    for quantile in (0.2, 0.8):
+        app.slider(key="sv_cut").set_value(quantile).run()
+        assert not app.exception
+        sizes.append(int(app.metric[1].value))
+    assert sizes[0] > sizes[1]  # a higher cut leaves fewer patients in the high-risk group
+    app.selectbox(key="sv_model").set_value("clinical").run()
+    assert not app.exception
+    app.switch_page("pages/patient.py").run()  # survival runs open in case review too
+    assert not app.exception and any("Risk" in m.label for m in app.metric)

@@ -94,3 +94,52 @@ def test_clinical_cox_baseline_on_the_real_lung1_table(lung1_clinical, capsys):
             )
     for c in results.values():  # far from the literature would be a bug to explain
         assert 0.45 < c["c_index"] < 0.75
+
+
+def survival_toy(n=300, seed=0):
+    """Hazard from an image signal (seen only by the 'image model') and the GTV volume."""
+    rng = np.random.default_rng(seed + 100)  # not toy_table's stream: independent signal
+    table = toy_table(n, seed).drop(columns="label")
+    signal = rng.normal(0, 1, n)
+    eta = 0.8 * signal + 0.6 * (np.log(table.gtv_volume_cm3) - 3)
+    event_time = 500 * rng.exponential(1, n) * np.exp(-eta)
+    censor = rng.uniform(200, 3000, n)
+    table["survival_time_days"] = np.minimum(event_time, censor).round() + 1
+    table["deadstatus_event"] = (event_time <= censor).astype(int)
+    image_risk = dict(zip(table.patient_id, signal + rng.normal(0, 0.5, n), strict=True))
+    split = stratified_split(table.patient_id, table.deadstatus_event, SplitConfig(seed=2))
+    return table, split, image_risk
+
+
+def test_fusion_learns_from_validation_and_beats_each_part():
+    from nsclc_engine.baselines import fit_survival_models
+    from nsclc_engine.survival import harrell_c_index
+
+    table, split, image_risk = survival_toy()
+    models = fit_survival_models(table, split, image_risk)
+    assert list(models.columns) == [
+        "patient_id",
+        "split",
+        "time_days",
+        "event",
+        "image",
+        "clinical",
+        "volume",
+        "fusion",
+    ]
+    weights = models.attrs["fusion_coefficients"]
+    assert weights["image"] > 0.3 and weights["volume"] > 0.2  # both carry hazard
+    test = models[models.split == "test"]
+    c = {m: harrell_c_index(test.time_days, test.event, test[m]) for m in ("image", "volume")}
+    fusion = harrell_c_index(test.time_days, test.event, test.fusion)
+    assert fusion > max(c.values())
+    # test patients are only scored: changing them changes neither the weights nor other scores
+    changed = dict(image_risk)
+    for patient in split["test"]:
+        changed[patient] = 100.0
+    again = fit_survival_models(table, split, changed)
+    assert again.attrs["fusion_coefficients"] == weights
+    kept = again.split != "test"
+    np.testing.assert_allclose(again.fusion[kept], models.fusion[kept])
+    with pytest.raises(ValueError, match="no image risk"):
+        fit_survival_models(table, split, {p: 0.0 for p in split["train"]})

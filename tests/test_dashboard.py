@@ -90,3 +90,44 @@ def test_first_start_launches_the_demo_job_once(tmp_path, monkeypatch):
     assert launched == [TrainConfig()]
     assert dashboard.first_start(tmp_path) is None  # the marker stays
     assert len(launched) == 1
+
+
+@pytest.fixture()
+def survival_view(dashboard_artifacts):
+    return dashboard.load_run(dashboard_artifacts / "runs" / "fixture-survival")
+
+
+def test_survival_tables_come_from_the_run_metrics(survival_view, dashboard_artifacts):
+    table = dashboard.c_index_table(survival_view)
+    assert set(table.model) == {"image", "clinical", "volume", "fusion"}
+    assert set(table.split) == {"train", "validation", "test"}
+    image_test = table[(table.model == "image") & (table.split == "test")]["C-index"].item()
+    assert image_test == pytest.approx(
+        survival_view.metrics["splits"]["test"]["c_index"]["c_index"]
+    )
+    timed = dashboard.time_dependent_table(survival_view)
+    assert {"Uno C", "AUC 365d", "AUC 730d", "IBS"} <= set(timed.columns)
+    overview = dashboard.runs_overview(dashboard_artifacts).set_index("run_id")
+    assert overview.loc["fixture-survival", "test C-index"] == pytest.approx(image_test)
+
+
+def test_risk_cut_follows_the_validation_quantile(survival_view):
+    from nsclc_engine.survival import groups_at
+
+    models = dashboard.survival_models(survival_view)
+    validation = models[models.split == "validation"].fusion
+    test = models[models.split == "test"]
+    low = dashboard.risk_group_state(models, "fusion", "test", 0.2)
+    high = dashboard.risk_group_state(models, "fusion", "test", 0.8)
+    assert low["cuts"] == [pytest.approx(float(np.quantile(validation, 0.2)))]
+    assert low["n_high"] >= high["n_high"] and low["n_high"] + low["n_low"] == len(test)
+    expected = groups_at(test.time_days, test.event, test.fusion > high["cuts"][0])
+    assert high["logrank"] == expected["logrank"]
+    with pytest.raises(ValueError, match="strictly between"):
+        dashboard.risk_group_state(models, "fusion", "test", 1.0)
+
+
+def test_compare_survival_runs_with_itself(survival_view):
+    result = dashboard.compare_survival_runs(survival_view, survival_view)
+    assert len(result["table"]) == 2 * len(survival_view.metrics["splits"])
+    assert result["difference"]["difference"] == 0.0

@@ -180,3 +180,38 @@ def test_numbers_at_risk_and_the_kaplan_meier_figure():
     figure = kaplan_meier_figure({"all": km}, {"p_value": 0.01}, tick_days=[0, 2, 4])
     assert [trace.text for trace in figure.data if trace.mode == "text"] == [("5", "4", "1")]
     assert "p = 0.01" in figure.layout.title.text
+
+
+def test_paired_c_index_difference_by_hand_and_its_bootstrap():
+    from nsclc_engine.survival import bootstrap_weights, paired_c_index_difference
+
+    time, event, risk = random_survival(4, n=120)
+    noise = np.random.default_rng(5).normal(0, 3, 120)
+    result = paired_c_index_difference(time, event, risk, noise, n_resamples=500, seed=1)
+    expected = harrell_c_index(time, event, risk) - harrell_c_index(time, event, noise)
+    assert result["difference"] == pytest.approx(expected)
+    assert result["ci_low"] <= result["difference"] <= result["ci_high"]
+    same = paired_c_index_difference(time, event, risk, risk, n_resamples=200)
+    assert (same["difference"], same["ci_low"], same["ci_high"], same["p_value"]) == (0, 0, 0, 1)
+    # a resample is a weighting: the first one equals the difference on the duplicated sample
+    weights = next(bootstrap_weights(120, 1, seed=3))[0]
+    draw = np.repeat(np.arange(120), weights.astype(int))
+    one = paired_c_index_difference(time, event, risk, noise, n_resamples=1, seed=3)
+    by_hand = harrell_c_index(time[draw], event[draw], risk[draw]) - harrell_c_index(
+        time[draw], event[draw], noise[draw]
+    )
+    assert one["ci_low"] == pytest.approx(by_hand)
+
+
+def test_groups_at_equals_risk_groups_at_the_same_cut():
+    from nsclc_engine.survival import groups_at, risk_groups
+
+    time, event, risk = random_survival(6, n=80)
+    cut = float(np.median(risk[:40]))
+    by_cut = risk_groups(risk[:40], time[40:], event[40:], risk[40:])
+    by_mask = groups_at(time[40:], event[40:], risk[40:] > cut)
+    assert by_cut["logrank"] == by_mask["logrank"]
+    assert np.array_equal(
+        by_cut["groups"]["high risk"]["survival"], by_mask["groups"]["high risk"]["survival"]
+    )
+    assert groups_at(time, event, np.zeros(80, bool))["logrank"] is None

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -160,11 +161,8 @@ def test_two_process_ddp_on_gloo_writes_artifacts_once(tiny_source, tmp_path):
     assert len((run / "history.jsonl").read_text().splitlines()) == 1
 
 
-def test_a_survival_run_trains_a_cox_head_and_reports_c_indices(tiny_source, tmp_path, capsys):
-    args = train_args(tiny_source, tmp_path, "surv", "--epochs", "2", "--set", "task=survival")
-    args[args.index("os_2y")] = "deadstatus_event"  # the event of the survival task
-    assert main(args) == 0
-    run = tmp_path / "runs" / "surv"
+def test_a_survival_run_trains_a_cox_head_and_reports_c_indices(dashboard_artifacts):
+    run = dashboard_artifacts / "runs" / "fixture-survival"  # trained by the fixture
     predictions = pd.read_csv(run / "predictions.csv")
     assert list(predictions.columns) == [
         "patient_id",
@@ -182,7 +180,22 @@ def test_a_survival_run_trains_a_cox_head_and_reports_c_indices(tiny_source, tmp
     assert "uno_c_index" in metrics["folds"][0] and "risk_groups" in metrics["folds"][0]
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert "val_c_index" in history[0]
-    assert "C-index" in capsys.readouterr().out and (run / "report.html").is_file()
+    # the baselines and the fusion on the same patients, with the image model's own risks
+    models = pd.read_csv(run / "survival_models.csv")
+    assert {"image", "clinical", "volume", "fusion"} <= set(models.columns)
+    merged = models.merge(predictions, on=["patient_id", "split", "fold"])
+    assert len(merged) == len(predictions) and np.allclose(merged.image, merged.risk)
+    c_index = metrics["models"]["c_index"]
+    assert set(c_index) == {"image", "clinical", "volume", "fusion"}
+    assert c_index["image"]["test"]["c_index"] == pytest.approx(test["c_index"])
+    assert set(metrics["models"]["fusion_coefficients"][0]) == {
+        "fold",
+        "image",
+        "clinical",
+        "volume",
+    }
+    report = (run / "report.html").read_text()
+    assert "Image vs clinical vs volume vs fusion" in report
     with pytest.raises(ValueError, match="leave label at deadstatus_event"):
         from nsclc_engine.train import TrainConfig
 

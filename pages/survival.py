@@ -1,0 +1,96 @@
+"""Survival: does the CT add anything over clinical data? Image, clinical, volume and fusion
+Cox models on the same patients, Kaplan-Meier curves by risk group with a live risk cut."""
+
+import streamlit as st
+
+from nsclc_engine import dashboard, figures
+from pages.common import require_finished_run, stamp
+
+st.title("Survival")
+view = require_finished_run(allow_survival=True)
+if view.config.get("task") != "survival":
+    st.info(
+        f"Run `{view.run_id}` is a classification run. Train one with task = survival (Train "
+        "page, or `python -m nsclc_engine.train --set task=survival`) to see this page."
+    )
+    st.stop()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _models(run_id: str, key: tuple):
+    return dashboard.survival_models(view)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _groups(run_id: str, key: tuple, model: str, split: str, quantile: float) -> dict:
+    return dashboard.risk_group_state(_models(run_id, key), model, split, quantile)
+
+
+key = stamp(view)
+models = _models(view.run_id, key)
+st.subheader("Concordance on the same split")
+table = dashboard.c_index_table(view)
+if table.empty or models is None:
+    st.warning(
+        "This run has no baseline or fusion models (no cohort table was found at evaluation); "
+        "only the image model's C-index is in its report."
+    )
+    st.stop()
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={"C-index": st.column_config.NumberColumn(format="%.3f")},
+)
+oracle = (view.metrics or {}).get("oracle_c_index")
+if oracle is not None:
+    st.caption(
+        f"Synthetic demo cohort: the true risk score reaches C = {oracle:.3f} on these patients; "
+        "no model can do better except by chance."
+    )
+for c in view.metrics["models"].get("comparisons", []):
+    st.markdown(
+        f"**{c['a']} − {c['b']}** on test: C difference {c['difference']:+.3f} (95% CI "
+        f"{c['ci_low']:+.3f} to {c['ci_high']:+.3f}), bootstrap p = {c['p_value']:.3f}"
+    )
+
+st.subheader("Kaplan-Meier by risk group")
+k_fold = view.config.get("folds", 0) > 1
+left, middle, right = st.columns(3)
+model = left.selectbox("Model", list(view.metrics["models"]["c_index"]), key="sv_model")
+split = middle.radio(
+    "Patients", ["test"] if k_fold else ["test", "validation"], horizontal=True, key="sv_split"
+)
+quantile = right.slider(
+    "Risk cut: quantile of the validation risks",
+    0.1,
+    0.9,
+    0.5,
+    0.05,
+    key="sv_cut",
+    help="Fitted on validation patients, applied to the patients shown (0.5 = median).",
+)
+state = _groups(view.run_id, key, model, split, round(float(quantile), 2))
+columns = st.columns(3)
+logrank = state["logrank"]
+columns[0].metric("Log-rank p", f"{logrank['p_value']:.3g}" if logrank else "—")
+columns[1].metric("High risk", state["n_high"])
+columns[2].metric("Low risk", state["n_low"])
+st.plotly_chart(figures.kaplan_meier_figure(state["groups"], logrank), key="sv_km", width="stretch")
+st.caption(
+    "Cut-off(s) on the risk score: "
+    + ", ".join(f"{c:+.3f}" for c in state["cuts"])
+    + (" (one per fold)" if k_fold else "")
+)
+
+st.subheader("Time-dependent discrimination and calibration (test)")
+st.dataframe(dashboard.time_dependent_table(view), hide_index=True, width="stretch")
+weights = view.metrics["models"].get("fusion_coefficients", [])
+if weights:
+    st.caption(
+        "Fusion: a Cox model on the standardised image, clinical and volume risk scores, fitted "
+        "on validation patients (on training patients the image score is in-sample). Weights: "
+        + "; ".join(
+            ", ".join(f"{k} {v:+.2f}" for k, v in w.items() if k != "fold") for w in weights
+        )
+    )
