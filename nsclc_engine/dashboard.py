@@ -320,6 +320,8 @@ def validate_train_form(values: dict) -> tuple[object | None, list[str]]:
     if values.get("folds", 0) == 1 or values.get("folds", 0) < 0:
         errors.append("folds must be 0 (one split) or at least 2")
     values.pop("source", None)
+    if values.get("task") == "survival":
+        values["label"] = "deadstatus_event"  # the event; the time is survival_time_days
     if errors:
         return None, errors
     try:

@@ -744,6 +744,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "dicom",
         "clinical",
         "label",
+        "task",
         "preset",
         "folds",
         "device",
@@ -769,6 +770,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dicom", help="DICOM folder of the real data (with --clinical)")
     parser.add_argument("--clinical", help="Lung1 clinical CSV")
     parser.add_argument("--label", choices=["deadstatus_event", "os_2y"])
+    parser.add_argument(
+        "--task",
+        choices=["classification", "survival"],
+        help="survival: a Cox head on survival time with deadstatus_event as the event",
+    )
     parser.add_argument("--preset", choices=["demo", "paper", "smoke"])
     parser.add_argument("--folds", type=int, help="k-fold cross-validation (0 = one split)")
     parser.add_argument("--epochs", type=int)

@@ -20,7 +20,12 @@ with st.form("launch"):
     dicom = st.text_input("DICOM folder (for DICOM data)")
     clinical = st.text_input("Clinical CSV (for DICOM data)")
     a, b, c = st.columns(3)
-    label = a.selectbox("Label", ["deadstatus_event", "os_2y"])
+    task = c.selectbox(
+        "Task",
+        ["classification", "survival"],
+        help="survival: a Cox head on survival time, deadstatus_event as the event",
+    )
+    label = a.selectbox("Label (classification)", ["deadstatus_event", "os_2y"])
     preset = b.selectbox("Preset", ["demo", "paper"])
     crop_mode = c.selectbox(
         "Crop", ["", "bbox", "fixed_fov"], format_func=lambda m: m or "preset's"
@@ -44,6 +49,7 @@ if submitted:
             "dicom": dicom,
             "clinical": clinical,
             "label": label,
+            "task": task,
             "preset": preset,
             "crop_mode": crop_mode,
             "epochs": int(epochs),

@@ -98,5 +98,5 @@ def dashboard_artifacts(tiny_source, tmp_path_factory):
     assert main([*args, "--artifacts", str(artifacts), "--run-id", "fixture"]) == 0
     survival = [*args, "--artifacts", str(artifacts), "--run-id", "fixture-survival"]
     survival[survival.index("os_2y")] = "deadstatus_event"  # the event of the survival task
-    assert main([*survival, "--set", "task=survival"]) == 0
+    assert main([*survival, "--task", "survival"]) == 0
     return artifacts

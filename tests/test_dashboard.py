@@ -131,3 +131,10 @@ def test_compare_survival_runs_with_itself(survival_view):
     result = dashboard.compare_survival_runs(survival_view, survival_view)
     assert len(result["table"]) == 2 * len(survival_view.metrics["splits"])
     assert result["difference"]["difference"] == 0.0
+
+
+def test_train_form_survival_task_takes_the_event_as_its_label():
+    config, errors = dashboard.validate_train_form(
+        {"source": "demo", "label": "os_2y", "task": "survival", "lr": 1e-3, "folds": 0}
+    )
+    assert errors == [] and (config.task, config.label) == ("survival", "deadstatus_event")
