@@ -164,6 +164,17 @@ SURVIVAL_MODELS = {
 }
 
 
+def in_sample(model: str, split: str) -> str:
+    """Why a C-index is optimistic, when it is: the model (or part of it) was fitted on it."""
+    if split == "train":
+        return "yes (training)"
+    if split == "validation" and model == "fusion":
+        return "yes (fusion weights)"
+    if split == "validation" and model == "image":
+        return "partly (best epoch chosen)"
+    return ""
+
+
 def fit_survival_models(
     table: pd.DataFrame,
     split: Mapping[str, Sequence[str]],

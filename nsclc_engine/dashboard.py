@@ -432,6 +432,12 @@ def patient_table(
     return frame.reset_index(drop=True)
 
 
+def cohort_stamp(view: RunView) -> int:
+    """Changes when the run's cohort is rebuilt (a cache key for the case viewer)."""
+    path = Path((view.config.get("resolved") or {}).get("cohort_dir", "")) / "cohort.csv"
+    return path.stat().st_mtime_ns if path.is_file() else 0
+
+
 def patient_case(view: RunView, patient_id: str):
     """The patient's CT, GTV and network input as the run saw them (:mod:`nsclc_engine.viewer`)."""
     from nsclc_engine.viewer import load_case
@@ -457,6 +463,8 @@ def survival_models(view: RunView) -> pd.DataFrame | None:
 
 def c_index_table(view: RunView) -> pd.DataFrame:
     """Harrell's C with its 95 % CI per model and split, from ``metrics.json``."""
+    from nsclc_engine.baselines import in_sample
+
     models = (view.metrics or {}).get("models", {})
     rows = []
     for name, per_split in models.get("c_index", {}).items():
@@ -467,10 +475,12 @@ def c_index_table(view: RunView) -> pd.DataFrame:
                     "split": part,
                     "C-index": value["c_index"],
                     "95% CI": f"{value['ci_low']:.3f}-{value['ci_high']:.3f}",
+                    "fitted on these patients": in_sample(name, part),
                     "what": models["description"].get(name, ""),
                 }
             )
-    return pd.DataFrame(rows, columns=["model", "split", "C-index", "95% CI", "what"])
+    columns = ["model", "split", "C-index", "95% CI", "fitted on these patients", "what"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def time_dependent_table(view: RunView) -> pd.DataFrame:

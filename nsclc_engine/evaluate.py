@@ -506,16 +506,25 @@ def survival_model_metrics(models: pd.DataFrame, config: EvaluateConfig) -> dict
 def _survival_models_section(models: dict) -> str:
     """HTML: the C-index of image / clinical / volume / fusion per split, their paired test
     differences, time-dependent AUC per fold and the fusion weights."""
+    from nsclc_engine.baselines import in_sample
+
     rows = [
         {
             "model": name,
             "what": models["description"][name],
-            **{f"{part} C (95% CI)": _fmt_ci(v, "c_index") for part, v in per_split.items()},
+            **{
+                f"{part} C (95% CI)": _fmt_ci(v, "c_index") + ("*" if in_sample(name, part) else "")
+                for part, v in per_split.items()
+            },
         }
         for name, per_split in models["c_index"].items()
     ]
     parts = ["<h2>Image vs clinical vs volume vs fusion (same patients, same split)</h2>"]
     parts.append(_table(pd.DataFrame(rows)))
+    parts.append(
+        "<p>* optimistic: fitted on these patients (every model on train; the fusion weights "
+        "and the image model's best epoch on validation). Compare models on test.</p>"
+    )
     differences = [
         {
             "comparison": f"{c['a']} - {c['b']}",
@@ -593,7 +602,8 @@ def evaluate_survival_run(
         metrics["oracle_c_index"] = oracle_c
     try:
         models = run_survival_models(run_dir, predictions)
-    except ValueError as error:
+    except (ValueError, np.linalg.LinAlgError) as error:
+        (run_dir / "survival_models.csv").unlink(missing_ok=True)  # never a stale one
         log.warning("%s: survival baselines and fusion skipped: %s", run_dir.name, error)
         metrics["warnings"] = [f"baselines and fusion skipped: {error}"]
     else:

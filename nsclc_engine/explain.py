@@ -214,10 +214,11 @@ def tta_interval(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict:
-    """Spread of the prediction under the training augmentation (in-plane rotation within the
-    training range, row flips): the unaugmented value, the mean and the central ``level``
-    interval over ``samples`` augmented copies. Probability of class 1 for a classifier, the
-    risk score for a survival model. The draws are seeded: the same call gives the same answer.
+    """Spread of the prediction under the project's augmentation transforms (in-plane rotation
+    within +-10 degrees, row flips; whether or not the run trained with them): the unaugmented
+    value, the mean and the central ``level`` interval over ``samples`` augmented copies.
+    Probability of class 1 for a classifier, the risk score for a survival model. The draws
+    are seeded: the same call gives the same answer.
     """
     import torch
 
@@ -301,10 +302,21 @@ def result_key(run_dir: str | os.PathLike, fold: int, patient_id: str, what: dic
     return f"{patient_id}:{digest[:24]}"
 
 
-def map_key(run_dir: str | os.PathLike, fold: int, patient_id: str, config: ExplainConfig) -> str:
+def volume_digest(volume: np.ndarray) -> str:
+    """Hash of an input volume's bytes: a rebuilt cohort with the same IDs gets new keys."""
+    return hashlib.sha1(np.ascontiguousarray(volume, dtype=np.float32).tobytes()).hexdigest()
+
+
+def map_key(
+    run_dir: str | os.PathLike,
+    fold: int,
+    patient_id: str,
+    config: ExplainConfig,
+    volume: np.ndarray,
+) -> str:
     layer = config.layer if config.method == "gradcam" else "input"
     what = {"method": config.method, "layer": layer, "target": config.target}
-    return result_key(run_dir, fold, patient_id, what)
+    return result_key(run_dir, fold, patient_id, what | {"input": volume_digest(volume)})
 
 
 def _cached(run_dir: str | os.PathLike, key: str, compute):
@@ -335,7 +347,8 @@ def explain_patient(
     def compute() -> dict:
         return asdict(attribute(model or load_run_model(run_dir, fold), volume, config))
 
-    stored, cached = _cached(run_dir, map_key(run_dir, fold, patient_id, config), compute)
+    key = map_key(run_dir, fold, patient_id, config, volume)
+    stored, cached = _cached(run_dir, key, compute)
     return AttributionMap(**stored), cached
 
 
@@ -350,6 +363,7 @@ def patient_uncertainty(
 ) -> dict:
     """:func:`tta_interval` of one patient, cached like the maps."""
     what = {"method": "tta", "samples": config.tta_samples, "seed": config.seed, "task": task}
+    what["input"] = volume_digest(volume)
     key = result_key(run_dir, fold, patient_id, what)
 
     def compute() -> dict:

@@ -123,7 +123,8 @@ def paired_c_index_difference(
 ) -> dict:
     """Harrell's C of ``risk_a`` minus that of ``risk_b`` on the same patients, with a paired
     bootstrap CI (each resample weights both models' pairs alike) and a two-sided bootstrap
-    p-value for "no difference" (twice the smaller share of resamples on either side of 0)."""
+    p-value for "no difference" (twice the smaller share of resamples on either side of 0, at
+    least 1 / resamples)."""
     comparable, concordant_a = concordance_pairs(time, event, risk_a)
     _, concordant_b = concordance_pairs(time, event, risk_b)
     if comparable.sum() == 0:
@@ -136,10 +137,14 @@ def paired_c_index_difference(
         with np.errstate(divide="ignore", invalid="ignore"):
             values.append(numerator / denominator)
     values = np.concatenate(values)
-    values = values[np.isfinite(values)]
+    defined = values[np.isfinite(values)]
+    if not len(defined):
+        raise ValueError("no bootstrap resample has a comparable pair")
     alpha = (1 - level) / 2
-    low, high = np.quantile(values, [alpha, 1 - alpha])
-    p_value = min(1.0, 2 * min(np.mean(values <= 0), np.mean(values >= 0)))
+    low, high = np.quantile(defined, [alpha, 1 - alpha])
+    tail = min(np.mean(defined <= 0), np.mean(defined >= 0))
+    # a bootstrap p-value cannot be smaller than one resample in n_resamples
+    p_value = min(1.0, max(2 * tail, 1 / len(defined)))
     return {
         "difference": float(difference.sum() / comparable.sum()),
         "ci_low": float(low),
@@ -147,6 +152,7 @@ def paired_c_index_difference(
         "p_value": float(p_value),
         "n": len(comparable),
         "n_resamples": n_resamples,
+        "n_undefined": int(len(values) - len(defined)),
     }
 
 

@@ -418,7 +418,7 @@ def train_fold(
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from nsclc_engine.data import AugmentConfig, make_datasets
+    from nsclc_engine.data import AugmentConfig, CachedVolumeDataset, make_datasets
     from nsclc_engine.model import build_resnet18, load_pretrained
     from nsclc_engine.tasks import ClassificationTask, SurvivalTask
 
@@ -561,7 +561,9 @@ def train_fold(
     _unwrap(model).load_state_dict(best["model"])
     frames = []
     for part, dataset in datasets.items():
-        frame = predict(_unwrap(model), dataset, config, device, dist, task)
+        # the training patients as they are: their augmented copies were for learning only
+        plain = CachedVolumeDataset(dataset.items, None, (), config.seed)
+        frame = predict(_unwrap(model), plain, config, device, dist, task)
         frames.append(frame.assign(split=part, fold=fold))
     return pd.concat(frames, ignore_index=True)
 
@@ -673,10 +675,12 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
                 log.exception("evaluation failed; rerun python -m nsclc_engine.evaluate %s", run_id)
                 update_status(run_dir, evaluation_error=f"{type(error).__name__}: {error}")
             update_status(run_dir, state="finished", progress=1.0, finished=_now(), stage="done")
-            test = metrics["splits"].get("test", {}).get("auc", {})
+            name, key = ("C-index", "c_index") if config.task == "survival" else ("AUC", "auc")
+            test = metrics.get("splits", {}).get("test", {}).get(key, {})
             log.info(
-                "finished: test AUC %.3f (95%% CI %.3f-%.3f)",
-                test.get("auc", float("nan")),
+                "finished: test %s %.3f (95%% CI %.3f-%.3f)",
+                name,
+                test.get(key, float("nan")),
                 test.get("ci_low", float("nan")),
                 test.get("ci_high", float("nan")),
             )

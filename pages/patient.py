@@ -18,7 +18,7 @@ def _table(run_id, key, split, recalibration, true_label, predicted, errors_firs
 
 
 @st.cache_resource(show_spinner="Reading the CT and its GTV…", max_entries=4)
-def _case(run_dir: str, patient_id: str) -> viewer.PatientCase:
+def _case(run_dir: str, patient_id: str, cohort_stamp: int) -> viewer.PatientCase:
     return dashboard.patient_case(view, patient_id)
 
 
@@ -67,12 +67,15 @@ index = st.selectbox("Patient", list(table.index), format_func=_describe, key="p
 row = table.loc[index]
 patient_id, fold = str(row.patient_id), int(row.fold)
 try:
-    case = _case(str(view.run_dir), patient_id)
+    case = _case(str(view.run_dir), patient_id, dashboard.cohort_stamp(view))
 except (ValueError, FileNotFoundError, OSError) as error:
     st.error(f"{patient_id}: the CT cannot be shown: {error}")
     st.stop()
 
-if st.session_state.get("pt_shown") != (view.run_id, patient_id):  # a new case: start at GTV
+# a new case, or back from another page (Streamlit dropped the slider keys): start at the GTV
+if st.session_state.get("pt_shown") != (view.run_id, patient_id) or not all(
+    k in st.session_state for k in ("pt_z", "pt_y", "pt_x")
+):
     st.session_state.pt_shown = (view.run_id, patient_id)
     z, y, x = viewer.gtv_centroid_index(case.gtv)
     st.session_state.update(pt_z=z, pt_y=y, pt_x=x)
@@ -82,7 +85,10 @@ with facts:
     st.subheader(patient_id)
     if survival:
         st.metric("Risk score (log hazard)", f"{row.risk:+.3f}")
-        st.caption(f"{row.risk_percentile:.0f}th percentile of the {split} split")
+        st.caption(
+            f"{row.risk_percentile:.0f}th percentile of the {split} split"
+            + (" (pooled over the folds' models)" if view.config.get("folds", 0) else "")
+        )
     else:
         st.metric("Probability (raw)", f"{row.y_prob:.3f}")
         st.metric(f"Recalibrated ({recalibration})", f"{row.y_prob_recalibrated:.3f}")
@@ -112,7 +118,8 @@ with facts:
         st.metric(
             f"TTA {what}, 95 % interval",
             f"{spread['low']:.3f} – {spread['high']:.3f}",
-            help="Spread over 16 in-plane rotations and flips like the training augmentation.",
+            help="Spread over 16 copies rotated in-plane (within ±10°) and flipped, the "
+            "project's augmentation transforms.",
         )
     st.dataframe(pd.Series(case.clinical, name="value").astype(str).to_frame(), width="stretch")
 

@@ -77,6 +77,8 @@ columns[0].metric("Log-rank p", f"{logrank['p_value']:.3g}" if logrank else "—
 columns[1].metric("High risk", state["n_high"])
 columns[2].metric("Low risk", state["n_low"])
 st.plotly_chart(figures.kaplan_meier_figure(state["groups"], logrank), key="sv_km", width="stretch")
+if split == "validation":
+    st.caption("Validation: the cut-off was fitted on these same patients; read test instead.")
 st.caption(
     "Cut-off(s) on the risk score: "
     + ", ".join(f"{c:+.3f}" for c in state["cuts"])

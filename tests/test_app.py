@@ -141,6 +141,11 @@ def test_patient_page_follows_the_patient_the_slice_and_the_overlay(app):
     app.toggle(key="pt_tta").set_value(True).run()
     assert not app.exception
     assert any("TTA" in metric.label for metric in app.metric)
+    # away and back: Streamlit drops the slider keys; the page starts again at the GTV
+    app.switch_page("pages/runs.py").run()
+    app.switch_page("pages/patient.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert set(image_urls(app)) == {"axial", "coronal", "sagittal", "input"}
 
 
 def test_survival_page_shows_every_model_and_a_live_risk_cut(dashboard_artifacts, monkeypatch):

@@ -127,10 +127,24 @@ def test_risk_cut_follows_the_validation_quantile(survival_view):
         dashboard.risk_group_state(models, "fusion", "test", 1.0)
 
 
-def test_compare_survival_runs_with_itself(survival_view):
+def test_compare_survival_runs_pairs_patients_and_keeps_the_sign(survival_view):
+    from dataclasses import replace
+
+    from nsclc_engine.survival import harrell_c_index
+
     result = dashboard.compare_survival_runs(survival_view, survival_view)
     assert len(result["table"]) == 2 * len(survival_view.metrics["splits"])
     assert result["difference"]["difference"] == 0.0
+    # b ranks every patient the other way round (and in another row order): a - b = C - (1 - C)
+    reversed_rows = survival_view.predictions.assign(risk=lambda f: -f.risk).iloc[::-1]
+    flipped = replace(survival_view, predictions=reversed_rows)
+    test = survival_view.predictions[survival_view.predictions.split == "test"]
+    c = harrell_c_index(test.time_days, test.event, test.risk)
+    difference = dashboard.compare_survival_runs(survival_view, flipped)["difference"]
+    assert difference["difference"] == pytest.approx(c - (1 - c))
+    shifted = survival_view.predictions.assign(time_days=lambda f: f.time_days + 1)
+    other_times = replace(survival_view, predictions=shifted)
+    assert "differ" in dashboard.compare_survival_runs(survival_view, other_times)["note"]
 
 
 def test_train_form_survival_task_takes_the_event_as_its_label():

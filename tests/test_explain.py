@@ -245,6 +245,11 @@ def test_maps_are_cached_per_patient_layer_and_checkpoint(fixture_run):
         view.run_dir, 0, patient.patient_id, case.input_image, ExplainConfig(method="saliency")
     )
     assert not cached_other and other.method == "saliency"
+    # a rebuilt cohort may give the same patient ID another input: that is not a cache hit
+    _, cached_new_input = explain_patient(
+        view.run_dir, 0, patient.patient_id, case.input_image[::-1].copy(), config
+    )
+    assert not cached_new_input
 
 
 def test_tta_interval_brackets_and_reproduces_the_logged_prediction(fixture_run):
@@ -263,3 +268,19 @@ def test_tta_interval_brackets_and_reproduces_the_logged_prediction(fixture_run)
     assert cached == patient_uncertainty(
         view.run_dir, 0, patient.patient_id, case.input_image, "classification"
     )
+
+
+def test_training_patients_are_predicted_without_augmentation(fixture_run):
+    """The run trained with minority-class augmentation; its logged predictions of training
+    patients of that class must still be of their plain input (as on the Patient page)."""
+    from nsclc_engine import dashboard
+    from nsclc_engine.explain import load_run_model, tta_interval
+
+    view, _, _ = fixture_run
+    train = view.predictions[view.predictions.split == "train"]
+    minority = int(train.y_true.value_counts().idxmin())
+    model = load_run_model(view.run_dir, 0)
+    for row in train[train.y_true == minority].head(2).itertuples():
+        case = dashboard.patient_case(view, row.patient_id)
+        value = tta_interval(model, case.input_image, "classification", samples=2)["value"]
+        assert value == pytest.approx(row.y_prob, abs=1e-5)

@@ -20,7 +20,19 @@ pytestmark = pytest.mark.slow
 
 def test_fusion_reaches_the_achievable_c_index_on_a_known_cohort(tmp_path):
     source = tmp_path / "source"
-    write_cohort(replace(TINY, n_patients=200, seed=11, workers=2), source, show_progress=False)
+    # 6 mm pixels and 8 mm slices: coarse, but fine enough for the contour's volume to carry
+    # the volume term of the generating model (8 mm x 12 mm voxels blur it too much)
+    config = replace(
+        TINY,
+        n_patients=240,
+        seed=11,
+        rows=64,
+        pixel_spacing_mm=6.0,
+        n_slices=24,
+        slice_thickness_mm=8.0,
+        workers=2,
+    )
+    write_cohort(config, source, show_progress=False)
     args = ["--dicom", str(source / "dicom"), "--clinical", str(source / "clinical.csv")]
     args += ["--task", "survival", "--preset", "smoke", "--epochs", "1", "--quiet"]
     assert main([*args, "--artifacts", str(tmp_path), "--run-id", "known"]) == 0

@@ -113,6 +113,12 @@ def test_patient_table_calls_sorts_errors_first_and_filters():
     assert (
         "saved operating point" in dashboard.threshold_in_force(_view(predictions, saved))["source"]
     )
+    # a threshold saved on recalibrated probabilities calls on that scale, not on the raw one
+    platt = {"operating_point": {"threshold": 0.5, "recalibration": "platt", "rule": "manual"}}
+    table = dashboard.patient_table(_view(predictions, platt), "test", "isotonic")
+    scaled = dashboard.part_predictions(predictions, "test", "platt").set_index("patient_id")
+    expected = (scaled.loc[table.patient_id, "y_prob"] >= 0.5).astype(int).tolist()
+    assert table.call.tolist() == expected
 
 
 def test_patient_table_of_a_survival_run_ranks_by_risk():
