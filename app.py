@@ -28,6 +28,9 @@ navigation = st.navigation(
     ]
 )
 
+if deep_link := st.session_state.pop("deep_link", None):  # see pages.common.through_app
+    st.switch_page(deep_link)
+
 runs = runs_overview(artifacts())
 with st.sidebar:
     if runs.empty:

@@ -248,10 +248,13 @@ def decision_curve_figure(curves: Mapping[str, Mapping]) -> go.Figure:
 
 
 def training_curves_figure(history: Sequence[Mapping]) -> go.Figure:
-    """Train and validation loss and validation AUC per epoch (one line per fold)."""
+    """Train and validation loss and validation AUC (C-index for a survival run) per epoch,
+    one line per fold."""
     from plotly.subplots import make_subplots
 
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation AUC"))
+    survival = any("val_c_index" in line for line in history)
+    key, name = ("val_c_index", "C-index") if survival else ("val_auc", "AUC")
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", f"Validation {name}"))
     folds = sorted({line.get("fold", 0) for line in history})
     for i, fold in enumerate(folds):
         lines = [line for line in history if line.get("fold", 0) == fold]
@@ -281,8 +284,8 @@ def training_curves_figure(history: Sequence[Mapping]) -> go.Figure:
         figure.add_trace(
             go.Scatter(
                 x=epochs,
-                y=[line["val_auc"] for line in lines],
-                name=f"validation AUC{suffix}",
+                y=[line.get(key) for line in lines],
+                name=f"validation {name}{suffix}",
                 line={"color": colour, "dash": "dot"},
             ),
             row=1,

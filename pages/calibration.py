@@ -9,8 +9,9 @@ from nsclc_engine.calibration import (
     decision_curve,
     reliability_curve,
 )
-from pages.common import part_predictions, require_finished_run, stamp
+from pages.common import part_predictions, require_finished_run, stamp, through_app
 
+through_app(__file__)
 st.title("Calibration")
 view = require_finished_run()
 key = stamp(view)

@@ -10,6 +10,18 @@ from nsclc_engine import dashboard
 from nsclc_engine.paths import artifacts_dir
 
 
+def through_app(page_file: str) -> None:
+    """Send a page opened without ``app.py`` back through it, keeping the page asked for.
+
+    On a fresh server, a deep link (``/patient``) reaches Streamlit before ``app.py`` has ever
+    called ``st.navigation``; Streamlit then runs the file from ``pages/`` on its own, without
+    the navigation and the run picker (streamlit/streamlit#9624). ``app.py`` marks every
+    session it runs, so an unmarked session is that case."""
+    if "first_start_checked" not in st.session_state:
+        st.session_state.deep_link = f"pages/{Path(page_file).name}"
+        st.switch_page("app.py")
+
+
 def artifacts() -> Path:
     return Path(artifacts_dir())
 

@@ -10,8 +10,9 @@ from nsclc_engine import dashboard, figures
 from nsclc_engine.clinical import LABELS
 from nsclc_engine.cohort import exclusions_by_reason, load_cleaning_report, load_cohort
 from nsclc_engine.demo import demo_paths
-from pages.common import artifacts, selected_run
+from pages.common import artifacts, selected_run, through_app
 
+through_app(__file__)
 st.title("Dataset and splits")
 view = selected_run()
 cohort_dir = (view.config.get("resolved", {}).get("cohort_dir") if view else None) or str(

@@ -5,8 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from nsclc_engine import dashboard, explain, viewer
-from pages.common import require_finished_run, stamp
+from pages.common import require_finished_run, stamp, through_app
 
+through_app(__file__)
 st.title("Patient")
 view = require_finished_run(allow_survival=True)
 survival = view.config.get("task") == "survival"
@@ -121,7 +122,10 @@ with facts:
             help="Spread over 16 copies rotated in-plane (within ±10°) and flipped, the "
             "project's augmentation transforms.",
         )
-    st.dataframe(pd.Series(case.clinical, name="value").astype(str).to_frame(), width="stretch")
+    clinical = pd.Series(case.clinical, name="value")
+    st.dataframe(
+        clinical.map(lambda v: "missing" if pd.isna(v) else str(v)).to_frame(), width="stretch"
+    )
 
 with images:
     controls = st.columns(4)

@@ -4,8 +4,9 @@ import streamlit as st
 
 from nsclc_engine import dashboard, figures, jobs
 from nsclc_engine.train import TrainConfig
-from pages.common import artifacts, load
+from pages.common import artifacts, load, through_app
 
+through_app(__file__)
 st.title("Runs")
 runs = dashboard.runs_overview(artifacts())
 if runs.empty:

@@ -4,8 +4,9 @@ Cox models on the same patients, Kaplan-Meier curves by risk group with a live r
 import streamlit as st
 
 from nsclc_engine import dashboard, figures
-from pages.common import require_finished_run, stamp
+from pages.common import require_finished_run, stamp, through_app
 
+through_app(__file__)
 st.title("Survival")
 view = require_finished_run(allow_survival=True)
 if view.config.get("task") != "survival":

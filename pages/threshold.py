@@ -11,8 +11,10 @@ from pages.common import (
     rule_thresholds,
     stamp,
     threshold_state,
+    through_app,
 )
 
+through_app(__file__)
 st.title("Threshold")
 view = require_finished_run()
 key = stamp(view)

@@ -3,8 +3,9 @@
 import streamlit as st
 
 from nsclc_engine import dashboard, figures, jobs
-from pages.common import artifacts, load
+from pages.common import artifacts, load, through_app
 
+through_app(__file__)
 st.title("Train")
 
 with st.form("launch"):

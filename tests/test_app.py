@@ -168,3 +168,6 @@ def test_survival_page_shows_every_model_and_a_live_risk_cut(dashboard_artifacts
     assert not app.exception
     app.switch_page("pages/patient.py").run()  # survival runs open in case review too
     assert not app.exception and any("Risk" in m.label for m in app.metric)
+    for page in PAGES:  # and no page breaks on a survival run
+        app.switch_page(page).run()
+        assert not app.exception, (page, [e.value for e in app.exception])

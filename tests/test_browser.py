@@ -33,12 +33,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def server(dashboard_artifacts):
+def server(dashboard_artifacts, tmp_path):
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("Chromium is not installed: `apt-get install chromium` (Debian) to run this")
     pytest.importorskip("playwright", reason="`pip install playwright` to run the browser test")
     port = _free_port()
-    env = dict(os.environ, NSCLC_ARTIFACTS_DIR=str(dashboard_artifacts), NSCLC_NO_AUTOSTART="1")
+    # only the classification run, so that every new browser session selects it
+    artifacts = tmp_path / "artifacts"
+    (artifacts / "runs").mkdir(parents=True)
+    (artifacts / "runs" / "fixture").symlink_to(dashboard_artifacts / "runs" / "fixture")
+    env = dict(os.environ, NSCLC_ARTIFACTS_DIR=str(artifacts), NSCLC_NO_AUTOSTART="1")
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
     process = subprocess.Popen(
@@ -72,6 +76,11 @@ def test_browser_slider_and_every_page(server, tmp_path, capsys):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # a deep link on the fresh server goes through app.py: navigation and run picker
+        page.goto(f"{server}/patient")
+        page.wait_for_selector("[data-testid='stImage'] img", timeout=60_000)
+        navigation = page.locator("[data-testid='stSidebarNav']").inner_text()
+        assert "Runs" in navigation and "common" not in navigation, navigation
         for name, path in PAGES.items():
             page.goto(f"{server}/{path}")  # first visit: caches warm up
             page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)

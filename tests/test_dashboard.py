@@ -152,3 +152,12 @@ def test_train_form_survival_task_takes_the_event_as_its_label():
         {"source": "demo", "label": "os_2y", "task": "survival", "lr": 1e-3, "folds": 0}
     )
     assert errors == [] and (config.task, config.label) == ("survival", "deadstatus_event")
+
+
+def test_training_curves_show_the_c_index_of_a_survival_run(survival_view, view):
+    from nsclc_engine.figures import training_curves_figure
+
+    figure = training_curves_figure(survival_view.history)
+    assert figure.layout.annotations[1].text == "Validation C-index"
+    assert list(figure.data[2].y) == [line["val_c_index"] for line in survival_view.history]
+    assert training_curves_figure(view.history).layout.annotations[1].text == "Validation AUC"
