@@ -76,6 +76,20 @@ def bootstrap_weights(n: int, n_resamples: int, seed: int):
         )
 
 
+def resampled_ratios(
+    numerator: np.ndarray, denominator: np.ndarray, n_resamples: int, seed: int
+) -> np.ndarray:
+    """``w' N w / w' D w`` for each bootstrap weighting ``w`` of :func:`bootstrap_weights`
+    (pair-count matrices ``N`` and ``D``); NaN or inf where a resample has no pair in ``D``."""
+    values = []
+    for weights in bootstrap_weights(len(denominator), n_resamples, seed):
+        top = np.einsum("bi,bi->b", weights @ numerator, weights)
+        bottom = np.einsum("bi,bi->b", weights @ denominator, weights)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values.append(top / bottom)
+    return np.concatenate(values)
+
+
 def bootstrap_c_index(
     time: ArrayLike,
     event: ArrayLike,
@@ -91,13 +105,7 @@ def bootstrap_c_index(
     times). Resamples without a comparable pair are counted (``n_undefined``) and left out.
     """
     comparable, concordant = concordance_pairs(time, event, risk)
-    values = []
-    for weights in bootstrap_weights(len(comparable), n_resamples, seed):
-        numerator = np.einsum("bi,bi->b", weights @ concordant, weights)
-        denominator = np.einsum("bi,bi->b", weights @ comparable, weights)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values.append(numerator / denominator)
-    values = np.concatenate(values)
+    values = resampled_ratios(concordant, comparable, n_resamples, seed)
     defined = values[np.isfinite(values)]
     alpha = (1 - level) / 2
     low, high = np.quantile(defined, [alpha, 1 - alpha]) if len(defined) else (np.nan, np.nan)
@@ -130,13 +138,7 @@ def paired_c_index_difference(
     if comparable.sum() == 0:
         raise ValueError("no comparable pair: every patient is censored or all times are equal")
     difference = concordant_a - concordant_b
-    values = []
-    for weights in bootstrap_weights(len(comparable), n_resamples, seed):
-        numerator = np.einsum("bi,bi->b", weights @ difference, weights)
-        denominator = np.einsum("bi,bi->b", weights @ comparable, weights)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values.append(numerator / denominator)
-    values = np.concatenate(values)
+    values = resampled_ratios(difference, comparable, n_resamples, seed)
     defined = values[np.isfinite(values)]
     if not len(defined):
         raise ValueError("no bootstrap resample has a comparable pair")
