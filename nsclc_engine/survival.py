@@ -6,8 +6,10 @@ earlier death. scikit-survival is the oracle in the tests.
 * :func:`harrell_c_index` and :func:`bootstrap_c_index`: concordance as quadratic forms over a
   pair matrix, so a bootstrap resample is a weighting (2000 x 1000 patients in well under 2 s).
 * :func:`kaplan_meier` (Greenwood variance, numbers at risk) and :func:`logrank_test`.
-* :func:`cox_loss`: negative Cox partial log-likelihood (Breslow ties) for a network's risks.
-* :func:`breslow_survival`: survival curves from risks (Breslow baseline fitted on training).
+* :func:`cox_loss`: negative Cox partial log-likelihood (Efron or Breslow ties) for a network's
+  risks; :class:`RiskBank` widens its risk sets beyond a mini-batch.
+* :func:`breslow_survival`: survival curves from risks (Breslow baseline fitted on held-out
+  patients).
 * :func:`evaluate_risks`: Harrell's and Uno's C, time-dependent AUC, integrated Brier score.
 * :func:`risk_groups`: a cut-off fitted on validation risks, KM curves and log-rank on test.
 """
@@ -43,10 +45,15 @@ def check_survival(
 def concordance_pairs(
     time: ArrayLike, event: ArrayLike, risk: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(comparable, concordant)`` n x n: pair (i, j) is comparable when ``time[i] <
-    time[j]`` and ``event[i]``; concordant scores 1 when ``risk[i] > risk[j]``, 0.5 when tied."""
+    """``(comparable, concordant)`` n x n: pair (i, j) is comparable when patient ``i`` died
+    while ``j`` was still known alive: ``event[i]`` and either ``time[i] < time[j]``, or the
+    same time with ``j`` censored then (censoring after the death on the same day, as lifelines
+    and scikit-survival count it); concordant scores 1 when ``risk[i] > risk[j]``, 0.5 when
+    tied. Two deaths at the same time are not comparable."""
     time, event, risk = check_survival(time, event, risk)
-    comparable = (time[:, None] < time[None, :]) & event[:, None]
+    later = time[:, None] < time[None, :]
+    censored_same_time = (time[:, None] == time[None, :]) & ~event[None, :]
+    comparable = (later | censored_same_time) & event[:, None]
     difference = risk[:, None] - risk[None, :]
     concordant = comparable * ((difference > 0) + 0.5 * (difference == 0))
     return comparable.astype(np.float64), concordant
@@ -222,23 +229,115 @@ def logrank_test(time: ArrayLike, event: ArrayLike, group: ArrayLike) -> dict:
     }
 
 
-def cox_loss(risk, time, event):
-    """Negative Cox partial log-likelihood per event (Breslow ties) of torch tensors.
+def cox_loss(risk, time, event, ties: str = "efron"):
+    """Negative Cox partial log-likelihood per event of torch tensors; tied death times by
+    Efron's approximation (default, as lifelines, scikit-survival and torchsurv) or Breslow's.
 
-    ``risk`` [n] (log hazard ratios, higher = earlier death). With no event in the batch the
-    likelihood has no term: the loss is 0 with zero gradient (accumulate risk sets over
-    batches, or evaluate on a whole split, to avoid such batches).
+    ``risk`` [n] (log hazard ratios, higher = earlier death), ``time`` [n], ``event`` [n] (1 =
+    death). Death ``i`` adds ``risk_i - log(sum_R exp(risk) - f_i sum_D exp(risk))``, ``R``
+    the patients still at risk at ``time_i``, ``D`` the ``d`` deaths at ``time_i``, ``f_i`` 0
+    (Breslow) or ``k / d`` for the ``k``-th (0-based) of those deaths (Efron). With no event in
+    the batch the likelihood has no term: the loss is 0 with zero gradient (widen the risk sets
+    with a :class:`RiskBank`, or evaluate on a whole split, to avoid such batches).
     """
     import torch
 
+    if ties not in ("breslow", "efron"):
+        raise ValueError(f"ties must be 'breslow' or 'efron'; got {ties!r}")
     time = time.to(risk.dtype)
-    event = event.to(risk.dtype)
-    n_events = event.sum()
+    dead = event.to(torch.bool)
+    n_events = dead.sum()
     if n_events == 0:
         return risk.sum() * 0.0
-    at_risk = (time[None, :] >= time[:, None]).to(risk.dtype)  # row i: the set R(t_i)
-    log_risk_set = torch.logsumexp(risk[None, :] + torch.log(at_risk), dim=1)
-    return -((risk - log_risk_set) * event).sum() / n_events
+    death_time = time[dead]
+    # row i: risks of R(t_i), -inf outside it (no matmul: autocast would run it in bf16)
+    at_risk = time[None, :] >= death_time[:, None]
+    log_denominator = torch.logsumexp(risk.expand_as(at_risk).masked_fill(~at_risk, -torch.inf), 1)
+    if ties == "efron":
+        tied = dead[None, :] & (time[None, :] == death_time[:, None])
+        position = torch.arange(len(risk), device=risk.device)
+        before = position[None, :] < position[dead][:, None]
+        fraction = (tied & before).sum(1).to(risk.dtype) / tied.sum(1).to(risk.dtype)
+        log_tied = torch.logsumexp(risk.expand_as(tied).masked_fill(~tied, -torch.inf), 1)
+        # log(S_R - f S_D) = log S_R + log1p(-f S_D / S_R), with S_D <= S_R and f < 1
+        log_denominator = log_denominator + torch.log1p(
+            -fraction * torch.exp(log_tied - log_denominator)
+        )
+    return -(risk[dead] - log_denominator).sum() / n_events
+
+
+class RiskBank:
+    """The detached risks, times and events of the last ``capacity`` training patients (FIFO,
+    each patient once) to widen the Cox risk sets of small batches beyond the batch.
+
+    :meth:`loss` is :func:`cox_loss` over the batch (with gradient) and the bank's patients not
+    in the batch (detached, from earlier model states); every death in that union adds its
+    term, a banked one reaching the network through the batch patients in its risk set. Then
+    the batch joins the bank. ``capacity`` 0: the plain batch loss.
+    """
+
+    def __init__(self, capacity: int, ties: str = "efron"):
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0; got {capacity}")
+        self.capacity = capacity
+        self.ties = ties
+        self.reset()
+
+    def reset(self) -> None:
+        import torch
+
+        self.risk = torch.zeros(0)
+        self.time = torch.zeros(0)
+        self.event = torch.zeros(0, dtype=torch.bool)
+        self.patient_ids: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.patient_ids)
+
+    def _not_in(self, patient_ids: list[str] | tuple[str, ...], device):
+        import torch
+
+        batch = set(patient_ids)
+        return torch.tensor([p not in batch for p in self.patient_ids], device=device, dtype=bool)
+
+    def loss(self, risk, time, event, patient_ids: list[str] | tuple[str, ...]):
+        """Cox loss of ``risk`` [n] (``time``, ``event`` [n], one ``patient_ids`` each) with
+        the banked patients added to the risk sets; then pushes the batch."""
+        import torch
+
+        patient_ids = list(patient_ids)
+        if len(patient_ids) != len(risk):
+            raise ValueError(f"{len(patient_ids)} patient_ids for {len(risk)} risks")
+        keep = self._not_in(patient_ids, risk.device)
+        loss = cox_loss(
+            torch.cat([risk, self.risk.to(risk)[keep]]),
+            torch.cat([time.to(risk), self.time.to(risk)[keep]]),
+            torch.cat(
+                [event.to(device=risk.device, dtype=torch.bool), self.event.to(risk.device)[keep]]
+            ),
+            ties=self.ties,
+        )
+        self.push(risk, time, event, patient_ids)
+        return loss
+
+    def push(self, risk, time, event, patient_ids: list[str] | tuple[str, ...]) -> None:
+        """Adds a batch (detached, on its device and dtype), replacing older entries of its
+        patients and dropping the oldest beyond ``capacity``."""
+        import torch
+
+        if self.capacity == 0:
+            return
+        patient_ids = list(patient_ids)
+        keep = self._not_in(patient_ids, risk.device)
+        batch = set(patient_ids)
+        kept_ids = [p for p in self.patient_ids if p not in batch]
+        start = max(0, len(kept_ids) + len(patient_ids) - self.capacity)
+        self.risk = torch.cat([self.risk.to(risk)[keep], risk.detach()])[start:]
+        self.time = torch.cat([self.time.to(risk)[keep], time.to(risk)])[start:]
+        self.event = torch.cat(
+            [self.event.to(risk.device)[keep], event.to(device=risk.device, dtype=torch.bool)]
+        )[start:]
+        self.patient_ids = (kept_ids + patient_ids)[start:]
 
 
 def breslow_survival(train_time: ArrayLike, train_event: ArrayLike, train_risk: ArrayLike):
@@ -260,10 +359,18 @@ def breslow_survival(train_time: ArrayLike, train_event: ArrayLike, train_risk: 
 
 
 def evaluate_risks(
-    train: dict, test: dict, horizons_days: tuple[float, ...] = (365.0, 730.0), seed: int = 0
+    train: dict,
+    test: dict,
+    baseline: dict,
+    horizons_days: tuple[float, ...] = (365.0, 730.0),
+    seed: int = 0,
 ) -> dict:
     """Discrimination and calibration of risks on ``test`` (dicts of ``time``, ``event``,
-    ``risk`` arrays); censoring weights and the Breslow baseline come from ``train``.
+    ``risk`` arrays); censoring weights come from ``train`` (times and events only) and the
+    Breslow baseline hazard from ``baseline``: patients the model did not learn from (the
+    validation split). A network's training risks are in-sample: an overfit model spreads
+    them far wider than on new patients, and a baseline fitted on them mis-scales every
+    survival curve, so its integrated Brier score looked no better than a null model's.
 
     Harrell's C with a bootstrap CI; Uno's C (IPCW, truncated at the last horizon);
     time-dependent AUC at each horizon; the integrated Brier score over the horizons' range.
@@ -293,7 +400,7 @@ def evaluate_risks(
     grid = np.linspace(
         max(np.min(test["time"]), 1.0), min(horizons.max(), np.max(test["time"]) - 1e-6), 50
     )
-    survival = breslow_survival(train["time"], train["event"], train["risk"])
+    survival = breslow_survival(baseline["time"], baseline["event"], baseline["risk"])
     result["integrated_brier_score"] = float(
         integrated_brier_score(surv_train, surv_test, survival(test["risk"], grid), grid)
     )

@@ -62,25 +62,29 @@ class ClassificationTask:
 class SurvivalTask:
     """One output, the log hazard ratio (higher = earlier death); labels are the events.
 
-    Batches without an event add nothing to the Cox likelihood (zero loss and gradient); the
-    validation loss uses the whole validation split as one risk set.
+    The Cox loss (Efron ties) of a batch takes its risk sets from the batch and, with
+    ``bank_size`` > 0, from the detached risks of the last ``bank_size`` training patients
+    (:class:`~nsclc_engine.survival.RiskBank`): a mini-batch of 4 alone leaves deaths without
+    a comparator. Without a bank, batches without an event add nothing (zero loss and
+    gradient). The validation loss uses the whole validation split as one risk set.
     """
 
     name = "survival"
     outputs = 1
     columns = ("patient_id", "split", "fold", "risk", "time_days", "event")
 
-    def __init__(self, times: Mapping[str, float], device):
+    def __init__(self, times: Mapping[str, float], device, bank_size: int = 0):
+        from nsclc_engine.survival import RiskBank
+
         self.times = dict(times)
         self.device = device
+        self.bank = RiskBank(bank_size)
 
     def batch_loss(self, outputs, targets, patient_ids: Sequence[str]):
         import torch
 
-        from nsclc_engine.survival import cox_loss
-
         times = torch.tensor([self.times[p] for p in patient_ids], device=outputs.device)
-        return cox_loss(outputs[:, 0], times, targets)
+        return self.bank.loss(outputs[:, 0], times, targets, patient_ids)
 
     def rows(self, outputs, labels: Sequence[int], patient_ids: Sequence[str]) -> list[dict]:
         return [

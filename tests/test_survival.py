@@ -21,7 +21,8 @@ from nsclc_engine.survival import (
 def brute_force_c_index(time, event, risk):
     concordant = comparable = 0.0
     for i, j in itertools.permutations(range(len(time)), 2):
-        if event[i] and time[i] < time[j]:
+        # a death before a later time, or a death and a censoring on the same day
+        if event[i] and (time[i] < time[j] or (time[i] == time[j] and not event[j])):
             comparable += 1
             concordant += 1.0 if risk[i] > risk[j] else 0.5 if risk[i] == risk[j] else 0.0
     return concordant / comparable
@@ -44,6 +45,22 @@ def test_matches_brute_force_with_ties(seed):
     assert harrell_c_index(time, event, risk) == pytest.approx(
         brute_force_c_index(time, event, risk)
     )
+
+
+def test_death_and_censoring_on_the_same_day_are_comparable():
+    # lifelines and scikit-survival: the censored patient was alive when the other died
+    time = np.array([5.0, 5.0, 9.0])
+    event = np.array([1, 0, 1])
+    risk = np.array([1.0, 2.0, 0.0])
+    # pairs (0,1) same day, discordant; (0,2) concordant; (1, *) censored: not comparable
+    assert harrell_c_index(time, event, risk) == pytest.approx(1 / 2)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_c_index_equals_scikit_survival_with_tied_times(seed):
+    time, event, risk = random_survival(seed, tied=True)
+    expected = concordance_index_censored(event, time, risk)[0]
+    assert harrell_c_index(time, event, risk) == pytest.approx(expected)
 
 
 def test_perfect_and_reversed_risk():
@@ -159,7 +176,7 @@ def test_evaluate_risks_and_risk_groups_on_a_known_model():
         return {"time": np.minimum(event_time, censor), "event": event_time <= censor, "risk": x}
 
     train, validation, test = draw(300), draw(100), draw(200)
-    result = evaluate_risks(train, test, seed=1)
+    result = evaluate_risks(train, test, validation, seed=1)
     assert 0.6 < result["harrell"]["c_index"] < 0.8
     assert abs(result["uno_c_index"] - result["harrell"]["c_index"]) < 0.05
     assert all(0.6 < auc < 0.9 for auc in result["time_dependent_auc"].values())
@@ -215,3 +232,38 @@ def test_groups_at_equals_risk_groups_at_the_same_cut():
         by_cut["groups"]["high risk"]["survival"], by_mask["groups"]["high risk"]["survival"]
     )
     assert groups_at(time, event, np.zeros(80, bool))["logrank"] is None
+
+
+def test_brier_baseline_comes_from_held_out_patients_not_in_sample_risks():
+    """An overfit network's training risks are spread far wider than on new patients; a
+    Breslow baseline fitted on them mis-scales the test curves (the old behaviour)."""
+    from sksurv.metrics import integrated_brier_score
+    from sksurv.nonparametric import kaplan_meier_estimator
+    from sksurv.util import Surv
+
+    from nsclc_engine.survival import evaluate_risks
+
+    rng = np.random.default_rng(3)
+
+    def draw(n, spread=1.0):
+        x = rng.normal(0, 1, n)
+        event_time = rng.exponential(700 * np.exp(-0.8 * x))
+        censor = rng.uniform(200, 2000, n)
+        time = np.minimum(event_time, censor)
+        return {"time": time, "event": event_time <= censor, "risk": 0.8 * x}
+
+    train, validation, test = draw(300), draw(150), draw(300)
+    # memorised training risks: the order of the deaths, blown up (in-sample C near 1)
+    memorised = dict(train, risk=8.0 * (-np.argsort(np.argsort(train["time"])) / 300))
+    held_out = evaluate_risks(memorised, test, validation, seed=1)["integrated_brier_score"]
+    in_sample = evaluate_risks(memorised, test, memorised, seed=1)["integrated_brier_score"]
+    grid = np.linspace(max(test["time"].min(), 1.0), 730.0, 50)
+    km_t, km_s = kaplan_meier_estimator(train["event"], train["time"])
+    null = np.interp(grid, km_t, km_s)[None].repeat(len(test["time"]), axis=0)
+    null_ibs = integrated_brier_score(
+        Surv.from_arrays(train["event"], train["time"]),
+        Surv.from_arrays(test["event"], test["time"]),
+        null,
+        grid,
+    )
+    assert held_out < null_ibs < in_sample
