@@ -303,9 +303,14 @@ def bootstrap_metrics(
     n_resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    groups: ArrayLike | None = None,
 ) -> dict:
     """Patient-level percentile bootstrap CIs of :data:`BOOTSTRAP_KEYS` (threshold metrics at
     ``y_prob >= threshold``), vectorised over resamples.
+
+    ``groups`` (a patient id per row) makes it a cluster bootstrap: patients are drawn and each
+    brings all its rows. Pooled k-fold validation predictions hold a patient once per fold it
+    validated in; drawing rows as if independent would shrink the CIs.
 
     Policy for resamples that hold a single class: they are counted (``n_single_class``) and
     excluded from every metric, so all CIs come from the same resamples. A metric undefined in
@@ -317,18 +322,27 @@ def bootstrap_metrics(
     if n == 0:
         raise ValueError("no predictions to bootstrap")
     point = weighted_metrics(y_true, y_prob, np.ones((1, n)), threshold)
+    if groups is None:
+        row_group = np.arange(n)
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != y_true.shape:
+            raise ValueError(f"groups has shape {groups.shape}; expected one per row ({n})")
+        row_group = np.unique(groups, return_inverse=True)[1].ravel()
+    n_groups = int(row_group.max()) + 1
     rng = np.random.default_rng(seed)
     collected: dict[str, list[np.ndarray]] = {key: [] for key in BOOTSTRAP_KEYS}
     single_class = 0
     block = max(1, min(n_resamples, 4_000_000 // n))  # bound memory for large n
     for start in range(0, n_resamples, block):
         size = min(block, n_resamples - start)
-        draws = rng.integers(0, n, size=(size, n))
+        draws = rng.integers(0, n_groups, size=(size, n_groups))
         weights = np.bincount(
-            (draws + n * np.arange(size)[:, None]).ravel(), minlength=size * n
-        ).reshape(size, n)
+            (draws + n_groups * np.arange(size)[:, None]).ravel(), minlength=size * n_groups
+        ).reshape(size, n_groups)[:, row_group]
         n_pos = weights @ y_true
-        both = (n_pos > 0) & (n_pos < n)
+        n_rows = weights.sum(axis=1)
+        both = (n_pos > 0) & (n_pos < n_rows)
         single_class += int((~both).sum())
         values = weighted_metrics(y_true, y_prob, weights[both], threshold)
         for key in BOOTSTRAP_KEYS:

@@ -177,3 +177,24 @@ def test_delong_matches_its_definition_with_ties():
     assert result["p_value"] < 0.05 and result["difference"] > 0
     same = delong_test(y, a, a)
     assert same["difference"] == 0 and same["p_value"] == 1.0
+
+
+def test_cluster_bootstrap_draws_patients_not_repeated_rows():
+    """Pooled k-fold validation rows repeat patients (once per fold they validated in).
+    Drawing rows treats the copies as independent patients and shrinks the CI; drawing
+    patients gives exactly the CI of the patients counted once."""
+    rng = np.random.default_rng(4)
+    n = 60
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.5 + 0.2 * (y - 0.5) + rng.normal(0, 0.25, n), 0, 1)
+    once = bootstrap_metrics(y, p, 0.5, 400, seed=1, groups=ids)
+    thrice = bootstrap_metrics(
+        np.tile(y, 3), np.tile(p, 3), 0.5, 400, seed=1, groups=np.tile(ids, 3)
+    )
+    as_rows = bootstrap_metrics(np.tile(y, 3), np.tile(p, 3), 0.5, 400, seed=1)
+    for key in ("auc", "sensitivity", "brier"):
+        assert thrice[key]["ci_low"] == pytest.approx(once[key]["ci_low"])
+        assert thrice[key]["ci_high"] == pytest.approx(once[key]["ci_high"])
+    width = once["auc"]["ci_high"] - once["auc"]["ci_low"]
+    assert as_rows["auc"]["ci_high"] - as_rows["auc"]["ci_low"] < 0.75 * width
