@@ -267,8 +267,14 @@ def compare_baselines(
     for name, frame in baselines.items():
         entry = {}
         for part, rows in frame.groupby("split"):
+            # k-fold validation rows repeat patients: draw patients, not rows
             boot = bootstrap_metrics(
-                rows.y_true, rows.y_prob, 0.5, config.bootstrap_resamples, config.seed
+                rows.y_true,
+                rows.y_prob,
+                0.5,
+                config.bootstrap_resamples,
+                config.seed,
+                groups=rows.patient_id,
             )
             entry[part] = {
                 "n": len(rows),
@@ -346,11 +352,12 @@ def evaluate_run(run_dir: str | Path, config: EvaluateConfig | None = None) -> d
         "label": run_config.get("label"),
         "positive_class": POSITIVE_MEANING.get(run_config.get("label"), "1"),
         "shuffled_labels": run_config.get("shuffle_labels", False),
+        **_augmentation_warning(run_config),
         **results["metrics"],
     }
-    oracle = _oracle_auc(run_config)
-    if oracle is not None:
-        metrics["oracle_auc"] = oracle
+    yardstick = _best_achievable(run_config, predictions, "classification")
+    if yardstick is not None:
+        metrics["best_achievable"] = yardstick
     write_json(run_dir / "metrics.json", metrics)
     write_threshold_file(
         run_dir,
@@ -381,9 +388,10 @@ def evaluate_run(run_dir: str | Path, config: EvaluateConfig | None = None) -> d
 
 def evaluate_survival_predictions(predictions: pd.DataFrame, config: EvaluateConfig) -> dict:
     """Harrell's C with a CI per split (k-fold: the out-of-fold test rows), and per fold on
-    test: Uno's C, time-dependent AUC at 1 and 2 years, integrated Brier score (censoring and
-    baseline hazard from that fold's training rows) and risk groups cut at the median of that
-    fold's validation risks, with Kaplan-Meier curves and the log-rank test."""
+    test: Uno's C, time-dependent AUC at 1 and 2 years, integrated Brier score (censoring
+    weights from that fold's training rows, the baseline hazard from its validation rows) and
+    risk groups cut at the median of that fold's validation risks, with Kaplan-Meier curves
+    and the log-rank test."""
     from nsclc_engine.survival import bootstrap_c_index, evaluate_risks, risk_groups
 
     k_fold = predictions.fold.max() > predictions.fold.min()
@@ -409,7 +417,9 @@ def evaluate_survival_predictions(predictions: pd.DataFrame, config: EvaluateCon
         }
         entry: dict = {"fold": int(fold)}
         try:
-            entry |= evaluate_risks(sets["train"], sets["test"], seed=config.seed)
+            entry |= evaluate_risks(
+                sets["train"], sets["test"], sets["validation"], seed=config.seed
+            )
         except (KeyError, ValueError) as error:
             entry["note"] = f"time-dependent metrics unavailable: {error}"
         if "validation" in sets and "test" in sets:
@@ -472,11 +482,15 @@ def survival_model_metrics(models: pd.DataFrame, config: EvaluateConfig) -> dict
         }
     for fold, frame in models.groupby("fold"):
         train, test = frame[frame.split == "train"], frame[frame.split == "test"]
+        validation = frame[frame.split == "validation"]
         entry: dict = {"fold": int(fold)}
         for name in SURVIVAL_MODELS:
             try:
                 risks = evaluate_risks(
-                    _survival_set(train, name), _survival_set(test, name), seed=config.seed
+                    _survival_set(train, name),
+                    _survival_set(test, name),
+                    _survival_set(validation, name),
+                    seed=config.seed,
                 )
             except ValueError as error:
                 entry[name] = {"note": str(error)}
@@ -585,21 +599,16 @@ def evaluate_survival_run(
     from nsclc_engine.train import write_json
 
     result = evaluate_survival_predictions(predictions, config)
-    oracle_c = None
-    cohort_dir = run_config.get("resolved", {}).get("cohort_dir")
-    metadata = Path(cohort_dir).parent / "source" / "synth_metadata.json" if cohort_dir else None
-    if not run_config.get("dicom") and metadata is not None and metadata.exists():
-        oracle_c = json.loads(metadata.read_text())["oracle"]["sample"]["eta"].get(
-            "c_index_harrell"
-        )
+    yardstick = _best_achievable(run_config, predictions, "survival")
     metrics = {
         "task": "survival",
         "risk": "higher = earlier death (Cox log hazard ratio)",
         "shuffled_labels": run_config.get("shuffle_labels", False),
+        **_augmentation_warning(run_config),
         **result,
     }
-    if oracle_c is not None:
-        metrics["oracle_c_index"] = oracle_c
+    if yardstick is not None:
+        metrics["best_achievable"] = yardstick
     try:
         models = run_survival_models(run_dir, predictions)
     except (ValueError, np.linalg.LinAlgError) as error:
@@ -621,8 +630,10 @@ def evaluate_survival_run(
         for part, v in result["splits"].items()
     ]
     sections.append("<h2>Concordance</h2>" + _table(pd.DataFrame(rows)))
-    if oracle_c is not None:
-        sections.append(f"<p>Best achievable C-index on this synthetic cohort: {oracle_c:.3f}.</p>")
+    if yardstick is not None:
+        sections.append(_yardstick_section(yardstick, "C-index"))
+    if metrics.get("augmentation_warning"):
+        sections.append(f"<p><b>Warning:</b> {html.escape(metrics['augmentation_warning'])}</p>")
     figure = _embedder("480px")
     if "models" in metrics:
         sections.append(_survival_models_section(metrics["models"]))
@@ -685,18 +696,50 @@ def write_threshold_file(
     return current
 
 
-def _oracle_auc(run_config: dict) -> float | None:
-    """The synthetic cohort's best achievable AUC for the run's label (demo runs only)."""
+def _augmentation_warning(run_config: dict) -> dict:
+    """``{"augmentation_warning": text}`` for runs that augmented by label (the report's)."""
+    from nsclc_engine.train import TrainConfig
+
+    fields = {k: v for k, v in run_config.items() if k in TrainConfig.__dataclass_fields__}
+    try:
+        warning = TrainConfig(**fields).augmentation_warning
+    except (TypeError, ValueError):
+        warning = ""
+    return {"augmentation_warning": warning} if warning else {}
+
+
+def _best_achievable(run_config: dict, predictions: pd.DataFrame, task: str) -> dict | None:
+    """The yardstick (:mod:`nsclc_engine.yardstick`) on the run's own patients, splits and
+    (possibly shuffled) outcomes; ``None`` for real data."""
+    from nsclc_engine.yardstick import best_achievable, load_truth
+
     if run_config.get("dicom"):
         return None
-    cohort_dir = run_config.get("resolved", {}).get("cohort_dir")
-    if not cohort_dir:
+    truth = load_truth(run_config.get("resolved", {}).get("cohort_dir"))
+    if truth is None:
         return None
-    metadata = Path(cohort_dir).parent / "source" / "synth_metadata.json"
-    if not metadata.exists():
+    try:
+        return best_achievable(predictions, truth, task)
+    except ValueError as error:
+        log.warning("best achievable not computed: %s", error)
         return None
-    oracle = json.loads(metadata.read_text())["oracle"]["sample"]["eta"]
-    return oracle.get(f"auc_{run_config.get('label')}")
+
+
+def _yardstick_section(yardstick: dict, metric: str) -> str:
+    rows = [
+        {
+            "split": part,
+            "n": block["n"],
+            f"true risk {metric}": block["eta"],
+            f"image part {metric}": block["eta_image"],
+        }
+        for part, block in yardstick["splits"].items()
+    ]
+    return (
+        f"<h2>Best achievable on these patients</h2><p>Synthetic cohort: the {metric} of the "
+        "true risk score and of its image part (all an image-only model can reach) on exactly "
+        "the patients of each split.</p>" + _table(pd.DataFrame(rows).round(3))
+    )
 
 
 # --- the HTML report ---------------------------------------------------------------------------
@@ -814,13 +857,12 @@ def render_report(
     sections.append(
         "<p>Validation rows @threshold are in-sample: the threshold was fitted on them.</p>"
     )
+    if metrics.get("augmentation_warning"):
+        sections.append(f"<p><b>Warning:</b> {html.escape(metrics['augmentation_warning'])}</p>")
     for warning in metrics.get("warnings", []):
         sections.append(f"<p><b>Warning:</b> {html.escape(warning)}</p>")
-    if "oracle_auc" in metrics:
-        sections.append(
-            "<p>Best achievable AUC on this synthetic cohort (its generating model): "
-            f"{metrics['oracle_auc']:.3f}.</p>"
-        )
+    if "best_achievable" in metrics:
+        sections.append(_yardstick_section(metrics["best_achievable"], "AUC"))
     if "folds" in metrics:
         summary = metrics["folds"]["summary"]
         sections.append(
@@ -1008,22 +1050,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def print_summary(metrics: dict) -> None:
-    if metrics.get("task") == "survival":
-        for part, values in metrics["splits"].items():
-            c = values["c_index"]
-            print(
-                f"{part}: n={values['n']}, C-index {c['c_index']:.3f} "
-                f"(95% CI {c['ci_low']:.3f}-{c['ci_high']:.3f})"
-            )
-        return
+    """Per split the headline metric with its CI and, on the synthetic cohort, the best
+    achievable on the same patients; on test the verdict (learns, no leak, share)."""
+    from nsclc_engine.yardstick import best_for, judge
+
+    survival = metrics.get("task") == "survival"
+    name, key = ("C-index", "c_index") if survival else ("AUC", "auc")
     for part, values in metrics["splits"].items():
-        auc = values["auc"]
-        print(
-            f"{part}: n={values['n']}, AUC {auc['auc']:.3f} "
-            f"(95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
+        block = values[key]
+        line = (
+            f"{part}: n={values['n']}, {name} {block[key]:.3f} "
+            f"(95% CI {block['ci_low']:.3f}-{block['ci_high']:.3f})"
         )
-    if metrics.get("oracle_auc") is not None:
-        print(f"best achievable AUC on this synthetic cohort: {metrics['oracle_auc']:.3f}")
+        best, best_image = best_for(metrics, part, "eta"), best_for(metrics, part, "eta_image")
+        if best is not None and best_image is not None:
+            line += f"; best achievable {best:.3f}, image part {best_image:.3f}"
+        print(line)
+    if "test" in metrics["splits"] and best_for(metrics, "test") is not None:
+        verdict = judge(metrics["splits"]["test"][key], key, best_for(metrics, "test"))
+        share = "n/a" if verdict.share is None else f"{verdict.share:.0%}"
+        print(
+            f"test verdict: learns {'yes' if verdict.learns else 'NO'}, no leak "
+            f"{'yes' if verdict.no_leak else 'NO'}, share of the image signal recovered {share}"
+        )
+    if metrics.get("augmentation_warning"):
+        print(f"warning: {metrics['augmentation_warning']}")
 
 
 if __name__ == "__main__":
