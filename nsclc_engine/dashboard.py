@@ -91,12 +91,15 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
         test_split = metrics.get("splits", {}).get("test", {})
         test = test_split.get("auc", {})
         c_index = test_split.get("c_index", {}).get("c_index")
+        yardstick = test_verdict(metrics)
         rows.append(
             {
                 "run_id": run["run_id"],
                 "state": run.get("state"),
                 "progress": float(run.get("progress", 0.0)),
                 "stage": run.get("stage", ""),
+                "task": config.get("task", "classification"),
+                "protocol": config.get("protocol", "house"),
                 "label": config.get("label"),
                 "preset": config.get("preset"),
                 "folds": config.get("folds", 0),
@@ -106,17 +109,52 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                     f"{test['ci_low']:.3f}-{test['ci_high']:.3f}" if test else None
                 ),
                 "test C-index": c_index,
+                "best achievable (image)": yardstick["best"] if yardstick else None,
+                "share of achievable": yardstick["share"] if yardstick else None,
                 "threshold": threshold,
                 "created": run.get("created"),
                 "finished": run.get("finished"),
             }
         )
-    columns = ["run_id", "state", "progress", "stage", "label", "preset", "folds"]
-    columns += ["shuffled labels"]
-    columns += ["test AUC", "test AUC 95% CI", "test C-index", "threshold", "created"]
+    columns = ["run_id", "state", "progress", "stage", "task", "protocol", "label", "preset"]
+    columns += ["folds", "shuffled labels", "test AUC", "test AUC 95% CI", "test C-index"]
+    columns += ["best achievable (image)", "share of achievable", "threshold", "created"]
     columns += ["finished"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.iloc[::-1].reset_index(drop=True)
+
+
+def test_verdict(metrics: dict) -> dict | None:
+    """The test result against the best achievable on the same patients (synthetic cohort):
+    ``value, ci_low, ci_high, best`` (image part), ``best_full``, ``learns``, ``no_leak``,
+    ``share`` and ``metric``; ``None`` for real data or runs without test metrics."""
+    from nsclc_engine.yardstick import best_for, judge
+
+    key = "c_index" if metrics.get("task") == "survival" else "auc"
+    block = metrics.get("splits", {}).get("test", {}).get(key)
+    best = best_for(metrics, "test", "eta_image")
+    if not block or best is None:
+        return None
+    return judge(block, key, best).to_dict() | {
+        "best_full": best_for(metrics, "test", "eta"),
+        "metric": "C-index" if key == "c_index" else "AUC",
+    }
+
+
+def verdict_text(verdict: dict) -> str:
+    """One sentence for a page: the test metric against the best achievable on its patients."""
+    share = "" if verdict["share"] is None else f", {verdict['share']:.0%} of the achievable signal"
+    leak = (
+        ""
+        if verdict["no_leak"]
+        else " Its CI lies wholly above what the truth reaches: treat it as a leak until explained."
+    )
+    return (
+        f"Test {verdict['metric']} {verdict['value']:.3f} ({verdict['ci_low']:.3f}-"
+        f"{verdict['ci_high']:.3f}). On these test patients the image part of the true risk "
+        f"reaches {verdict['best']:.3f} (the full true risk {verdict['best_full']:.3f}): "
+        f"{'above chance' if verdict['learns'] else 'not clearly above chance'}{share}.{leak}"
+    )
 
 
 # --- dataset and splits ------------------------------------------------------------------------
@@ -211,9 +249,13 @@ def rule_thresholds(predictions: pd.DataFrame, recalibration: str = "none") -> d
 
 
 def threshold_state(frame: pd.DataFrame, threshold: float, n_resamples: int = 1000) -> dict:
-    """Metrics at ``threshold`` (counts and rates) with bootstrap 95 % CIs, and the curves."""
+    """Metrics at ``threshold`` (counts and rates) with bootstrap 95 % CIs, and the curves.
+
+    The bootstrap draws patients, not rows: pooled k-fold validation rows repeat patients."""
     result = curves(frame)
-    intervals = bootstrap_metrics(frame.y_true, frame.y_prob, threshold, n_resamples, seed=0)
+    intervals = bootstrap_metrics(
+        frame.y_true, frame.y_prob, threshold, n_resamples, seed=0, groups=frame.patient_id
+    )
     return {
         "metrics": result.pop("sweep").at(threshold),
         "ci": {
@@ -297,9 +339,39 @@ def compare_runs(a: RunView, b: RunView) -> dict:
 # --- launching ---------------------------------------------------------------------------------
 
 
+PROTOCOL_NOTES = {
+    "house": (
+        "the default, learnable and honest",
+        "2-year survival as the label (on the demo at least 30 patients of each class in "
+        "validation and test), a fixed field of view that keeps tumour size, every class "
+        "augmented alike, class weights only, Adam 3e-4, batch 8.",
+    ),
+    "report": (
+        "the technical report's settings, to reproduce it",
+        "Deceased at last follow-up as the label: about 10 survivors in an 84-patient "
+        "validation split, so its threshold and calibration rest on a handful of patients. "
+        "Minority-only augmentation lets the network read the label from the resampling "
+        "smoothness, and sampler plus class weights correct the imbalance twice. Not the "
+        "default for these reasons; results are marked with a warning.",
+    ),
+}
+
+
+def protocol_defaults(name: str) -> dict:
+    """The Train form's starting values: the named protocol's ``TrainConfig`` as a dict."""
+    from dataclasses import asdict
+
+    from nsclc_engine.train import protocol_config
+
+    return asdict(protocol_config(name))
+
+
 def validate_train_form(values: dict) -> tuple[object | None, list[str]]:
-    """A ``TrainConfig`` from the Train page's fields, or the messages saying what to fix."""
-    from nsclc_engine.train import TrainConfig
+    """A ``TrainConfig`` from the Train page's fields on top of the chosen protocol's
+    settings, or the messages saying what to fix."""
+    from dataclasses import asdict
+
+    from nsclc_engine.train import TrainConfig, protocol_config
 
     errors = []
     values = dict(values)
@@ -325,24 +397,44 @@ def validate_train_form(values: dict) -> tuple[object | None, list[str]]:
     if errors:
         return None, errors
     try:
-        return TrainConfig(**values), []
+        # the fields the form does not show keep the chosen protocol's values
+        base = asdict(protocol_config(values.pop("protocol", "house")))
+        return TrainConfig(**(base | values)), []
     except (TypeError, ValueError) as error:
         return None, [str(error)]
 
 
-def first_start(artifacts: str | os.PathLike | None = None) -> str | None:
-    """On the very first start (no run, no marker): launch the demo training job, which builds
-    the demo cohort itself; returns its run id. Never again once the marker is written."""
+DEMO_JOBS = (("demo", "classification"), ("demo-survival", "survival"))
+
+
+def launch_demo_jobs(artifacts: str | os.PathLike | None = None) -> list[str]:
+    """Queue the demo's two runs with the house defaults: a classification run (2-year
+    survival) first, so its results come soonest, then a survival run (Cox head) on the same
+    cohort, so every page has something to show. Run ids are ``demo`` and ``demo-survival``
+    when free, else time stamps."""
     from nsclc_engine.jobs import launch, list_runs
     from nsclc_engine.train import TrainConfig
+
+    root = Path(artifacts or artifacts_dir())
+    taken = {run["run_id"] for run in list_runs(root)}
+    return [
+        launch(TrainConfig(task=task), root, run_id="" if name in taken else name)
+        for name, task in DEMO_JOBS
+    ]
+
+
+def first_start(artifacts: str | os.PathLike | None = None) -> str | None:
+    """On the very first start (no run, no marker): launch the demo jobs, which build the
+    demo cohort themselves; returns the first run's id. Never again once the marker exists."""
+    from nsclc_engine.jobs import list_runs
 
     root = Path(artifacts or artifacts_dir())
     marker = root / FIRST_START_MARKER
     if marker.exists() or list_runs(root) or os.environ.get("NSCLC_NO_AUTOSTART"):
         return None
     root.mkdir(parents=True, exist_ok=True)
-    marker.write_text("the dashboard launched the demo job on its first start\n")
-    return launch(TrainConfig(), root, run_id="demo")
+    marker.write_text("the dashboard launched the demo jobs on its first start\n")
+    return launch_demo_jobs(root)[0]
 
 
 def log_tail(run_dir: str | os.PathLike, lines: int = 20) -> str:

@@ -23,10 +23,14 @@ from torch.utils.data import Dataset, Sampler, WeightedRandomSampler
 class AugmentConfig:
     """Random in-plane rotation and vertical flip (the report's), on the training split only.
 
-    ``classes``: ``minority`` (the report's default), ``all`` or ``off``.
+    ``classes``: ``all`` (the default), ``off``, or ``minority`` (the report's). Minority-only
+    augmentation is a label cue: the rotation's bilinear resampling smooths the image (mean
+    neighbour difference 0.056 plain vs 0.032 rotated on the demo), so in training the
+    smoothing alone tells the classes apart, and in survival runs (events as labels) it marks
+    the censored patients. It stays selectable only to reproduce the report.
     """
 
-    classes: str = "minority"
+    classes: str = "all"
     max_rotation_deg: float = 10.0
     flip_probability: float = 0.5
 

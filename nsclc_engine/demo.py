@@ -11,7 +11,7 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,8 @@ from nsclc_engine.config import load_config
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.synth import SynthConfig, write_cohort
 
-# 12 deliberately broken patients -> 228 included, a test split of 46 patients
-DEMO_PATIENTS = 240
+# sized like Lung1: 12 deliberately broken patients -> 422 included (Lung1 has 422)
+DEMO_PATIENTS = 434
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,14 @@ def build_demo(
     synth_config: SynthConfig | None = None,
     force: bool = False,
     show_progress: bool = True,
+    on_progress: Callable[[str, float], None] | None = None,
 ) -> CohortResult | None:
     """Write the synthetic cohort and build its cohort; ``None`` when already built.
 
-    An existing demo written with another ``SynthConfig`` is rebuilt.
+    An existing demo written with another ``SynthConfig`` is rebuilt. ``on_progress(stage,
+    fraction)`` follows the writing (most of the time) and then the reading back.
     """
+    report = on_progress or (lambda stage, fraction: None)
     paths = demo_paths(artifacts)
     synth_config = synth_config or SynthConfig(n_patients=DEMO_PATIENTS)
     if paths.is_built() and not force and _saved_config(paths) == synth_config:
@@ -88,7 +91,14 @@ def build_demo(
         shutil.rmtree(paths.root)  # a demo we wrote ourselves (possibly half-built)
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.marker.write_text("written by nsclc_engine.demo; safe to delete\n")
-    write_cohort(synth_config, paths.source, show_progress=show_progress)
+    stage = f"writing the synthetic demo cohort ({synth_config.n_patients} patients)"
+    write_cohort(
+        synth_config,
+        paths.source,
+        show_progress=show_progress,
+        on_progress=lambda fraction: report(stage, 0.75 * fraction),
+    )
+    report("reading the demo cohort back (DICOM index, CT + RTSTRUCT)", 0.75)
     return run_cohort(
         paths.dicom, paths.clinical_csv, paths.cohort, CohortConfig(), show_progress=show_progress
     )

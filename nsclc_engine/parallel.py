@@ -26,18 +26,26 @@ def parallel_map(
     unit: str,
     show_progress: bool = True,
     chunksize: int = 1,
+    on_progress: Callable[[float], None] | None = None,
 ) -> list[Any]:
     """``[function(task) for task in tasks]``, in ``workers`` processes when more than one,
-    in order, with a tqdm progress bar. ``function`` must be picklable (module level)."""
+    in order, with a tqdm progress bar. ``function`` must be picklable (module level).
+    ``on_progress(fraction done)`` is called about every 5 % (for a job's status file)."""
     results = []
+    step = max(1, len(tasks) // 20)
+
+    def done(result: Any) -> None:
+        results.append(result)
+        bar.update(1)
+        if on_progress is not None and (len(results) % step == 0 or len(results) == len(tasks)):
+            on_progress(len(results) / len(tasks))
+
     with tqdm(total=len(tasks), desc=description, unit=unit, disable=not show_progress) as bar:
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 for result in pool.map(function, tasks, chunksize=chunksize):
-                    results.append(result)
-                    bar.update(1)
+                    done(result)
         else:
             for task in tasks:
-                results.append(function(task))
-                bar.update(1)
+                done(function(task))
     return results

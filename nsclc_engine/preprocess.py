@@ -46,8 +46,12 @@ class PreprocessConfig:
     """How a CT becomes a network input. Defaults are the report's protocol (the ``paper`` preset).
 
     ``crop_mode``: ``bbox`` = GTV bounding box plus a margin, resized to the output shape
-    (discards absolute tumour size); ``fixed_fov`` = a ``fov_mm`` cube centred on the GTV
+    (compresses absolute tumour size: the GTV's share of the input still grows with its
+    volume, from 3 % to 17 % on the demo); ``fixed_fov`` = a ``fov_mm`` cube centred on the GTV
     centroid (keeps size). ``margin_mm``, when set, replaces the voxel margins on every axis.
+    ``context_mm``, when set, keeps only the CT within that distance of the GTV and makes the
+    rest air, so the input shows the tumour and its rim rather than the chest wall and
+    mediastinum, which look alike at every tumour size.
     """
 
     crop_mode: str = "bbox"
@@ -60,6 +64,7 @@ class PreprocessConfig:
     out_width: int = 128
     window_center_hu: float = 0.0
     window_width_hu: float = 2000.0
+    context_mm: float | None = None
 
     def __post_init__(self) -> None:
         if self.crop_mode not in ("bbox", "fixed_fov"):
@@ -70,6 +75,8 @@ class PreprocessConfig:
             raise ValueError("window_width_hu and fov_mm must be positive")
         if min(self.margin_voxels_xy, self.margin_voxels_z) < 0 or (self.margin_mm or 0) < 0:
             raise ValueError("margins must not be negative")
+        if self.context_mm is not None and self.context_mm < 0:
+            raise ValueError(f"context_mm {self.context_mm}: must not be negative")
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -261,8 +268,22 @@ def preprocess_arrays(
         outside = outside_volume(offset, scale, config.out_shape, hu.shape)
         image_hu[outside] = AIR_HU
         mask_fraction[outside] = 0.0
+    mask_out = mask_fraction >= 0.5
+    if config.context_mm is not None:
+        image_hu[beyond_context(mask_out, scale * np.asarray(spacing_mm), config.context_mm)] = (
+            AIR_HU
+        )
     image = window_to_unit(image_hu, config.window_center_hu, config.window_width_hu)
-    return image, mask_fraction >= 0.5, offset, scale, box
+    return image, mask_out, offset, scale, box
+
+
+def beyond_context(mask: np.ndarray, voxel_mm: Sequence[float], context_mm: float) -> np.ndarray:
+    """Voxels farther than ``context_mm`` (Euclidean, in mm) from every voxel of ``mask``."""
+    from scipy.ndimage import distance_transform_edt
+
+    if not mask.any():
+        return np.zeros(mask.shape, dtype=bool)
+    return distance_transform_edt(~mask, sampling=tuple(float(v) for v in voxel_mm)) > context_mm
 
 
 def preprocess_ct(

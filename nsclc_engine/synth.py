@@ -29,7 +29,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -702,9 +702,13 @@ def _write_one(task: tuple[SynthConfig, PatientTruth, str]) -> str:
 
 
 def write_cohort(
-    config: SynthConfig, out_dir: str | os.PathLike, show_progress: bool = True
+    config: SynthConfig,
+    out_dir: str | os.PathLike,
+    show_progress: bool = True,
+    on_progress: Callable[[float], None] | None = None,
 ) -> dict:
-    """Write the whole synthetic cohort to ``out_dir`` and return its metadata."""
+    """Write the whole synthetic cohort to ``out_dir`` and return its metadata
+    (``on_progress(fraction of patients written)`` as it goes)."""
     out_dir = Path(out_dir)
     dicom_root = out_dir / "dicom"
     if dicom_root.exists() and any(dicom_root.iterdir()):
@@ -717,7 +721,15 @@ def write_cohort(
     ]
     tasks = [(config, truth, str(dicom_root)) for truth in truths]
     workers = worker_count(config.workers, len(tasks), parallel_min=4)
-    parallel_map(_write_one, tasks, workers, "Writing synthetic DICOM", "patient", show_progress)
+    parallel_map(
+        _write_one,
+        tasks,
+        workers,
+        "Writing synthetic DICOM",
+        "patient",
+        show_progress,
+        on_progress=on_progress,
+    )
 
     write_text_atomic(out_dir / "clinical.csv", clinical_rows(truths).to_csv(index=False))
     truth_table = pd.DataFrame(

@@ -20,8 +20,8 @@ cohort_dir = (view.config.get("resolved", {}).get("cohort_dir") if view else Non
 )
 if not (Path(cohort_dir) / "cohort.csv").exists():
     st.info(
-        "No cohort yet. The demo job builds the synthetic demo cohort (240 patients, DICOM CT + "
-        "RTSTRUCT + clinical CSV, a few deliberately broken) before it trains; headless: "
+        "No cohort yet. The demo job builds the synthetic demo cohort (434 patients, DICOM CT + "
+        "RTSTRUCT + clinical CSV, 12 deliberately broken) before it trains; headless: "
         "`python -m nsclc_engine.demo`."
     )
     st.stop()

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from nsclc_engine import dashboard, figures, jobs
-from nsclc_engine.train import TrainConfig
+from nsclc_engine import dashboard, figures
 from pages.common import artifacts, load, through_app
 
 through_app(__file__)
@@ -11,13 +10,13 @@ st.title("Runs")
 runs = dashboard.runs_overview(artifacts())
 if runs.empty:
     st.info(
-        "No runs yet. The demo job builds the synthetic demo cohort (240 patients, about a "
-        "minute) and trains a demo model on it (about 2 minutes on 2 CPU cores) in the "
-        "background; other settings are on the Train page (headless: "
-        "`python -m nsclc_engine.train`)."
+        "No runs yet. The demo jobs build the synthetic demo cohort (434 patients, 422 of "
+        "them usable, about 2 minutes on 2 CPU cores), then train a classification model "
+        "(2-year survival, about 4 minutes) and a survival model on it in the background; "
+        "other settings are on the Train page (headless: `python -m nsclc_engine.train`)."
     )
-    if st.button("Build the demo and train a demo model", type="primary", key="demo_job"):
-        st.session_state.pending_run_id = jobs.launch(TrainConfig(), artifacts())
+    if st.button("Build the demo and train the demo models", type="primary", key="demo_job"):
+        st.session_state.pending_run_id = dashboard.launch_demo_jobs(artifacts())[0]
         st.rerun()
     st.stop()
 
@@ -33,6 +32,18 @@ def table() -> None:
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
             "test AUC": st.column_config.NumberColumn("test AUC", format="%.3f"),
+            "test C-index": st.column_config.NumberColumn("test C-index", format="%.3f"),
+            "best achievable (image)": st.column_config.NumberColumn(
+                "best achievable (image)",
+                format="%.3f",
+                help="synthetic cohort: the image part of the true risk on the same test "
+                "patients, all an image-only model can reach",
+            ),
+            "share of achievable": st.column_config.NumberColumn(
+                "share of achievable",
+                format="percent",
+                help="(test value - 0.5) / (best achievable - 0.5)",
+            ),
         },
     )
     if set(current[current.state == "finished"].run_id) != set(

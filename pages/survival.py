@@ -43,11 +43,12 @@ st.dataframe(
     width="stretch",
     column_config={"C-index": st.column_config.NumberColumn(format="%.3f")},
 )
-oracle = (view.metrics or {}).get("oracle_c_index")
-if oracle is not None:
+verdict = dashboard.test_verdict(view.metrics or {})
+if verdict:
     st.caption(
-        f"Synthetic demo cohort: the true risk score reaches C = {oracle:.3f} on these patients; "
-        "no model can do better except by chance."
+        "Image model. "
+        + dashboard.verdict_text(verdict)
+        + " No model can beat the full true risk on these patients except by chance."
     )
 for c in view.metrics["models"].get("comparisons", []):
     st.markdown(

@@ -32,6 +32,11 @@ recalibration = right.radio(
     horizontal=True,
     key="thr_recal",
 )
+if view.metrics and view.metrics.get("augmentation_warning"):
+    st.error(view.metrics["augmentation_warning"])
+verdict = dashboard.test_verdict(view.metrics or {})
+if split == "test" and verdict:
+    st.caption(dashboard.verdict_text(verdict))
 if split == "test":
     st.warning(
         "Choose the threshold on **validation** predictions. Test predictions are for reading off "

@@ -8,6 +8,23 @@ from pages.common import artifacts, load, through_app
 through_app(__file__)
 st.title("Train")
 
+protocol = st.selectbox(
+    "Protocol (starting settings)",
+    list(dashboard.PROTOCOL_NOTES),
+    format_func=lambda name: f"{name}: {dashboard.PROTOCOL_NOTES[name][0]}",
+    key="train_protocol",
+)
+st.caption(dashboard.PROTOCOL_NOTES[protocol][1])
+start = dashboard.protocol_defaults(protocol)
+
+
+def choice(column, name: str, options: list, **kwargs):
+    """A select box opening at the protocol's value (its key changes with the protocol)."""
+    return column.selectbox(
+        name, options, index=options.index(start[kwargs.pop("field")]), **kwargs
+    )
+
+
 with st.form("launch"):
     source = st.radio(
         "Data",
@@ -21,25 +38,41 @@ with st.form("launch"):
     dicom = st.text_input("DICOM folder (for DICOM data)")
     clinical = st.text_input("Clinical CSV (for DICOM data)")
     a, b, c = st.columns(3)
+    k = f"_{protocol}"  # widgets open at the chosen protocol's values
     task = c.selectbox(
         "Task",
         ["classification", "survival"],
         help="survival: a Cox head on survival time, deadstatus_event as the event",
+        key="task" + k,
     )
-    label = a.selectbox("Label (classification)", ["deadstatus_event", "os_2y"])
-    preset = b.selectbox("Preset", ["demo", "paper"])
-    crop_mode = c.selectbox(
-        "Crop", ["", "bbox", "fixed_fov"], format_func=lambda m: m or "preset's"
+    label = choice(
+        a, "Label (classification)", ["os_2y", "deadstatus_event"], field="label", key="label" + k
     )
-    epochs = a.number_input("Max epochs", 1, 500, 12)
-    batch_size = b.number_input("Batch size", 1, 256, 4)
-    lr = c.number_input("Learning rate", 0.0, 1.0, 1e-3, format="%.5f")
-    folds = a.number_input("Folds (0 = one split)", 0, 20, 0)
-    seed = b.number_input("Seed", 0, 10**6, 0)
-    augment = c.selectbox("Augmentation", ["minority", "all", "off"])
-    use_sampler = a.checkbox("Balanced sampler", True)
-    use_class_weights = b.checkbox("Class weights", True)
-    shuffle_labels = c.checkbox("Shuffle labels (negative control)", False)
+    preset = choice(b, "Preset", ["demo", "paper"], field="preset", key="preset" + k)
+    crop_mode = choice(
+        c,
+        "Crop",
+        ["fixed_fov", "bbox", ""],
+        field="crop_mode",
+        format_func=lambda m: m or "preset's (bbox)",
+        key="crop" + k,
+    )
+    epochs = a.number_input("Max epochs", 1, 500, start["epochs"], key="epochs" + k)
+    batch_size = b.number_input("Batch size", 1, 256, start["batch_size"], key="batch" + k)
+    lr = c.number_input("Learning rate", 0.0, 1.0, start["lr"], format="%.5f", key="lr" + k)
+    folds = a.number_input("Folds (0 = one split)", 0, 20, 0, key="folds" + k)
+    seed = b.number_input("Seed", 0, 10**6, 0, key="seed" + k)
+    augment = choice(
+        c,
+        "Augmentation",
+        ["all", "off", "minority"],
+        field="augment",
+        help="minority: the report's scheme, a label cue (the rotation smooths only one class)",
+        key="augment" + k,
+    )
+    use_sampler = a.checkbox("Balanced sampler", start["use_sampler"], key="sampler" + k)
+    use_class_weights = b.checkbox("Class weights", start["use_class_weights"], key="weights" + k)
+    shuffle_labels = c.checkbox("Shuffle labels (negative control)", False, key="shuffle" + k)
     pretrained = st.text_input("Pretrained MedicalNet weights (path on this server, optional)")
     submitted = st.form_submit_button("Launch", type="primary")
 
@@ -47,6 +80,7 @@ if submitted:
     config, errors = dashboard.validate_train_form(
         {
             "source": source,
+            "protocol": protocol,
             "dicom": dicom,
             "clinical": clinical,
             "label": label,

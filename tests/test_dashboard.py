@@ -29,7 +29,9 @@ def test_split_overview_is_table_1_with_a_leakage_check(view):
     table = overview["table"]
     assert table.total.sum() == view.predictions.patient_id.nunique()
     assert overview["leaks"] == []
-    assert overview["sampling"].iloc[0]["class 0 share per epoch"] == 0.5  # sampler on
+    train = view.predictions[view.predictions.split == "train"]
+    share = overview["sampling"].iloc[0]["class 0 share per epoch"]
+    assert share == pytest.approx((train.y_true == 0).mean())  # house default: no sampler
 
 
 def test_threshold_state_and_rules_come_from_validation(view):
@@ -87,9 +89,33 @@ def test_first_start_launches_the_demo_job_once(tmp_path, monkeypatch):
         "nsclc_engine.jobs.launch", lambda config, root, run_id: launched.append(config) or run_id
     )
     assert dashboard.first_start(tmp_path) == "demo"
-    assert launched == [TrainConfig()]
+    # classification first (its results come soonest), then survival: every page has content
+    assert launched == [TrainConfig(), TrainConfig(task="survival")]
     assert dashboard.first_start(tmp_path) is None  # the marker stays
-    assert len(launched) == 1
+    assert len(launched) == 2
+
+
+def test_train_form_keeps_the_hidden_settings_of_the_chosen_protocol():
+    from nsclc_engine.train import protocol_config
+
+    config, errors = dashboard.validate_train_form(
+        {"source": "demo", "protocol": "report", "lr": 1e-3, "folds": 0}
+    )
+    assert errors == [] and config == protocol_config("report")
+    assert config.label == "deadstatus_event" and config.augment == "minority"
+    assert config.monitor == "loss"
+    assert config.augmentation_warning
+    assert dashboard.protocol_defaults("house")["augment"] == "all"
+
+
+def test_threshold_ci_draws_patients_when_pooled_rows_repeat_them(view):
+    """Pooled k-fold validation rows repeat patients; a row bootstrap made the CIs too narrow."""
+    once = dashboard.part_predictions(view.predictions, "validation").sort_values("patient_id")
+    repeated = once.loc[once.index.repeat(3)]
+    state_once = dashboard.threshold_state(once, 0.5, n_resamples=300)
+    state_repeated = dashboard.threshold_state(repeated, 0.5, n_resamples=300)
+    for key in ("sensitivity", "specificity"):
+        assert state_repeated["ci"][key] == pytest.approx(state_once["ci"][key])
 
 
 @pytest.fixture()

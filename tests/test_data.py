@@ -52,7 +52,7 @@ def test_balancing_depends_on_the_training_split_only(cohort_arrays):
     changed = dict(labels, **{p: 1 - labels[p] for p in split["validation"] + split["test"]})
     seen = []
     for these in (labels, changed):
-        train = make_datasets(split, these, paths, AugmentConfig(), seed=0)["train"]
+        train = make_datasets(split, these, paths, AugmentConfig("minority"), seed=0)["train"]
         train_labels = [item.label for item in train.items]
         seen.append(
             (
@@ -69,7 +69,7 @@ def test_balancing_depends_on_the_training_split_only(cohort_arrays):
 def test_repeated_draws_of_one_item_get_their_own_augmentation(cohort_arrays):
     assert list(NumberedDraws([3, 1, 3, 3])) == [(3, 0), (1, 0), (3, 1), (3, 2)]
     split, labels, paths = cohort_arrays
-    train = make_datasets(split, labels, paths, AugmentConfig(), seed=0)["train"]
+    train = make_datasets(split, labels, paths, AugmentConfig("minority"), seed=0)["train"]
     minority = next(i for i, item in enumerate(train.items) if item.label == 0)
     first, second = train[(minority, 0)][0], train[(minority, 1)][0]
     assert not torch.equal(first, second)
@@ -99,7 +99,7 @@ def test_validation_and_test_are_never_augmented(cohort_arrays, classes):
 
 def test_training_minority_items_change_and_majority_items_do_not(cohort_arrays):
     split, labels, paths = cohort_arrays
-    train = make_datasets(split, labels, paths, AugmentConfig(), seed=0)["train"]
+    train = make_datasets(split, labels, paths, AugmentConfig("minority"), seed=0)["train"]
     for index, item in enumerate(train.items):
         cached = torch.from_numpy(np.load(paths[item.patient_id]))[None]
         volumes = reads(train, index)
@@ -110,6 +110,34 @@ def test_training_minority_items_change_and_majority_items_do_not(cohort_arrays)
             assert all(torch.equal(v, cached) for v in volumes)
     off = make_datasets(split, labels, paths, AugmentConfig(classes="off"), seed=0)["train"]
     assert all(torch.equal(off[i][0], train[i][0]) for i, it in enumerate(off.items) if it.label)
+
+
+def neighbour_difference(volume: torch.Tensor) -> float:
+    return float((volume[..., 1:] - volume[..., :-1]).abs().mean())
+
+
+def test_default_augmentation_is_no_label_cue(cohort_arrays):
+    """The report's minority-only augmentation lets the label be read off the smoothing that
+    the rotation's resampling leaves; the default augments every class alike."""
+    from nsclc_engine.metrics import auc_score
+    from nsclc_engine.train import TrainConfig
+
+    split, labels, paths = cohort_arrays
+    assert AugmentConfig().classes == TrainConfig().augment == "all"
+    for classes, expected_auc in (("minority", 1.0), ("all", None)):
+        train = make_datasets(split, labels, paths, AugmentConfig(classes), seed=0)["train"]
+        smoothness = [neighbour_difference(train[i][0]) for i in range(len(train))]
+        item_labels = [item.label for item in train.items]
+        changed = [
+            not torch.equal(train[i][0], torch.from_numpy(np.load(paths[it.patient_id]))[None])
+            for i, it in enumerate(train.items)
+        ]
+        if expected_auc is None:  # every item augmented whatever its label
+            assert all(changed)
+        else:  # roughness alone separates the classes: the augmented minority is smoother
+            assert auc_score(item_labels, smoothness) == expected_auc
+    assert TrainConfig(augment="minority").augmentation_warning
+    assert not TrainConfig().augmentation_warning
 
 
 def test_items_are_float32_with_a_channel_and_workers_do_not_change_them(cohort_arrays):

@@ -125,6 +125,39 @@ def test_fixed_fov_keeps_absolute_size_and_bbox_does_not():
     assert sizes["bbox", 12.0] / sizes["bbox", 6.0] == pytest.approx(1, rel=0.25)
 
 
+def test_bbox_with_its_margin_compresses_tumour_size_but_does_not_hide_it():
+    """The README once said the bbox crop hides size. With the report's 10-voxel margin the
+    GTV's share of the input still rises with its volume: size is visible, only compressed."""
+    shape, spacing = (48, 128, 128), (4.0, 3.0, 3.0)
+    shares = []
+    for radius in (8.0, 14.0, 20.0, 30.0):
+        mask = blob(shape, (24, 64, 64), radius, spacing)
+        hu = np.where(mask, 40.0, -800.0)
+        shares.append(preprocess_arrays(hu, mask, spacing, PRESETS["demo"])[1].mean())
+    assert shares == sorted(shares) and shares[-1] > 2 * shares[0]
+
+
+def test_context_keeps_the_ct_near_the_gtv_and_makes_the_rest_air():
+    shape, spacing = (20, 40, 40), (1.0, 1.0, 1.0)
+    hu = np.full(shape, 40.0)  # soft tissue everywhere: only the context rule makes air
+    mask = np.zeros(shape, dtype=bool)
+    mask[8:12, 18:22, 18:22] = True  # a 4 mm cube
+    config = replace(SMALL, crop_mode="fixed_fov", fov_mm=40.0, out_depth=20, out_height=40)
+    config = replace(config, out_width=40, context_mm=5.0)
+    image, mask_out, *_ = preprocess_arrays(hu, mask, spacing, config)
+    tissue = window_to_unit(np.array(40.0), 0, 2000)
+    # the 40 mm field of view over 20 output slices: 2 mm along z, 1 mm in-plane
+    assert mask_out.sum() == 2 * 4 * 4
+    assert image[10, 20, 26] == pytest.approx(tissue)  # 5 mm beyond the GTV edge (x = 21)
+    assert image[10, 20, 27] == 0.0  # 6 mm beyond it: air
+    assert image[10, 25, 24] == pytest.approx(tissue)  # diagonal: sqrt(4^2 + 3^2) = 5 mm
+    assert image[10, 25, 25] == 0.0  # sqrt(4^2 + 4^2) > 5 mm
+    assert image[:, :, 0].max() == 0.0
+    # without it, the whole field of view is kept
+    full = preprocess_arrays(hu, mask, spacing, replace(config, context_mm=None))[0]
+    assert full[10].min() == pytest.approx(tissue)
+
+
 def test_fixed_fov_beyond_the_scan_is_air():
     shape = (10, 30, 30)
     hu = np.full(shape, 40.0)  # all soft tissue

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -196,10 +197,11 @@ def test_a_survival_run_trains_a_cox_head_and_reports_c_indices(dashboard_artifa
     }
     report = (run / "report.html").read_text()
     assert "Image vs clinical vs volume vs fusion" in report
-    with pytest.raises(ValueError, match="leave label at deadstatus_event"):
-        from nsclc_engine.train import TrainConfig
+    from nsclc_engine.train import TrainConfig, protocol_config
 
-        TrainConfig(task="survival", label="os_2y")
+    # the event of a survival run is deadstatus_event, whatever label a protocol carried
+    assert TrainConfig(task="survival", label="os_2y").label == "deadstatus_event"
+    assert replace(protocol_config("house"), task="survival").label == "deadstatus_event"
 
 
 def test_shuffling_moves_label_and_time_together():
