@@ -99,7 +99,7 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "progress": float(run.get("progress", 0.0)),
                 "stage": run.get("stage", ""),
                 "task": config.get("task", "classification"),
-                "protocol": config.get("protocol", "house"),
+                "protocol": config.get("protocol", "report"),  # older runs: the report's
                 "label": config.get("label"),
                 "preset": config.get("preset"),
                 "folds": config.get("folds", 0),
@@ -413,14 +413,13 @@ def launch_demo_jobs(artifacts: str | os.PathLike | None = None) -> list[str]:
     cohort, so every page has something to show. Run ids are ``demo`` and ``demo-survival``
     when free, else time stamps."""
     from nsclc_engine.jobs import launch, list_runs
-    from nsclc_engine.train import TrainConfig
+    from nsclc_engine.train import TrainConfig, new_run_id
 
     root = Path(artifacts or artifacts_dir())
     taken = {run["run_id"] for run in list_runs(root)}
-    return [
-        launch(TrainConfig(task=task), root, run_id="" if name in taken else name)
-        for name, task in DEMO_JOBS
-    ]
+    # when the plain names are taken: one time stamp, so the queue keeps this order
+    prefix = "" if not taken & {name for name, _ in DEMO_JOBS} else new_run_id() + "-"
+    return [launch(TrainConfig(task=task), root, run_id=prefix + name) for name, task in DEMO_JOBS]
 
 
 def first_start(artifacts: str | os.PathLike | None = None) -> str | None:

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nsclc_engine.config import load_config
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.yardstick import Judgement, best_for, judge
 
@@ -93,13 +92,11 @@ def format_verdicts(verdicts: Sequence[Verdict]) -> str:
 
 def run_pair(seed: int, overrides: Sequence[str], artifacts: Path, prefix: str) -> Verdict:
     """Train the real and the shuffled run for one seed (new run folders) and judge them."""
-    from nsclc_engine.train import TrainConfig, create_run, run_training
+    from nsclc_engine.train import build_config, create_run, run_training
 
     metrics = {}
     for shuffle in (False, True):
-        config = load_config(
-            TrainConfig, None, [*overrides, f"seed={seed}", f"shuffle_labels={shuffle}"]
-        )
+        config = build_config(None, [*overrides, f"seed={seed}", f"shuffle_labels={shuffle}"])
         run_id = f"{prefix}-s{seed}" + ("-shuffled" if shuffle else "")
         create_run(config, artifacts, run_id)
         metrics[shuffle] = run_training(run_id, artifacts, show_progress=False)

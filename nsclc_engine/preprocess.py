@@ -37,7 +37,7 @@ from nsclc_engine.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 
-PREPROCESSING_VERSION = 1  # bump when the computation changes, so old cache entries miss
+PREPROCESSING_VERSION = 2  # bump when the computation changes, so old cache entries miss
 AIR_HU = -1000.0
 
 
@@ -270,20 +270,24 @@ def preprocess_arrays(
         mask_fraction[outside] = 0.0
     mask_out = mask_fraction >= 0.5
     if config.context_mm is not None:
-        image_hu[beyond_context(mask_out, scale * np.asarray(spacing_mm), config.context_mm)] = (
-            AIR_HU
-        )
+        # distances on the CT's own grid, then sampled like the image: a GTV smaller than one
+        # output voxel still gets its context (else tiny tumours alone would keep the chest)
+        distance = distance_to_mask(mask[region], spacing_mm)
+        far = resample_axis_aligned(distance, local_offset, scale, config.out_shape)
+        image_hu[far > config.context_mm] = AIR_HU
     image = window_to_unit(image_hu, config.window_center_hu, config.window_width_hu)
     return image, mask_out, offset, scale, box
 
 
-def beyond_context(mask: np.ndarray, voxel_mm: Sequence[float], context_mm: float) -> np.ndarray:
-    """Voxels farther than ``context_mm`` (Euclidean, in mm) from every voxel of ``mask``."""
+def distance_to_mask(mask: np.ndarray, voxel_mm: Sequence[float]) -> np.ndarray:
+    """Euclidean distance in mm from each voxel to the nearest voxel of ``mask`` (0 inside;
+    infinite everywhere when the mask is empty), float32."""
     from scipy.ndimage import distance_transform_edt
 
     if not mask.any():
-        return np.zeros(mask.shape, dtype=bool)
-    return distance_transform_edt(~mask, sampling=tuple(float(v) for v in voxel_mm)) > context_mm
+        return np.full(mask.shape, np.inf, dtype=np.float32)
+    sampling = tuple(float(v) for v in voxel_mm)
+    return distance_transform_edt(~mask, sampling=sampling).astype(np.float32)
 
 
 def preprocess_ct(

@@ -66,7 +66,7 @@ class TrainConfig:
     context_mm: float | None = 10.0  # CT kept around the GTV, the rest air; None: the preset's
     folds: int = 0
     seed: int = 0
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 8
     lr: float = 3e-4
     lr_factor: float = 0.5
@@ -80,7 +80,7 @@ class TrainConfig:
     pretrained: str = ""
     norm: str = "batch"  # batch (the report's, MedicalNet's) | group (batch-size independent)
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16) | fp32 | bf16
     channels_last: str = "auto"  # auto (CUDA, >= 1M-voxel inputs: measured faster) | on | off
     workers: int = -1  # loader processes; -1: 0 on the CPU, min(8, cores per GPU - 1) on CUDA
     deterministic: bool = False
@@ -147,6 +147,7 @@ PROTOCOLS: dict[str, dict] = {
         "label": "deadstatus_event",
         "crop_mode": "",
         "context_mm": None,
+        "epochs": 12,
         "batch_size": 4,
         "lr": 1e-3,
         "lr_patience": 1,
@@ -165,6 +166,21 @@ def protocol_config(name: str) -> TrainConfig:
     if name not in PROTOCOLS:
         raise ValueError(f"protocol {name!r}: choose one of {sorted(PROTOCOLS)}")
     return TrainConfig(protocol=name, **PROTOCOLS[name])
+
+
+def build_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = (), protocol: str = "house"
+) -> TrainConfig:
+    """The protocol's settings, then the JSON file, then ``key=value`` overrides. A
+    ``protocol`` named in the file or the overrides picks the starting settings, so a run
+    labelled with a protocol always ran with its settings."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.strip() == "protocol":
+            protocol = value.strip()
+    if path is not None:
+        protocol = json.loads(Path(path).read_text()).get("protocol", protocol)
+    return load_config(TrainConfig, path, overrides, base=protocol_config(protocol))
 
 
 def validate_run_id(run_id: str) -> str:
@@ -460,13 +476,27 @@ def columns_of(config: TrainConfig) -> list[str]:
     return list((SurvivalTask if config.task == "survival" else ClassificationTask).columns)
 
 
+def resolved_precision(config: TrainConfig, device) -> str:
+    """``auto``: bf16 on CUDA and on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX;
+    1.46x faster steps on our 2-core machines), fp32 on other CPUs, where bf16 is emulated."""
+    if config.precision != "auto":
+        return config.precision
+    return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: stay with fp32
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
 def _autocast(config: TrainConfig, device):
     import torch
 
-    precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    enabled = resolved_precision(config, device) == "bf16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def train_fold(
@@ -511,6 +541,7 @@ def train_fold(
         task = ClassificationTask(train_labels, config.use_class_weights, device)
     model = build_resnet18(num_classes=task.outputs, norm=config.norm)
     model = model.to(device, memory_format=input_format)
+    log.info("fold %d on %s, %s", fold, device, resolved_precision(config, device))
     if config.pretrained:
         load_pretrained(model, config.pretrained)
     else:
@@ -582,7 +613,8 @@ def train_fold(
         # the monitored quantity, as a loss (lower is better) for the scheduler and stopping
         monitored = monitored_loss(config, val_metrics)
         scheduler.step(monitored)
-        improved = monitored < state["best_loss"]
+        # the first epoch always saves a best checkpoint, even with an undefined metric
+        improved = monitored < state["best_loss"] or not best_path.exists()
         state["best_loss"] = min(monitored, state["best_loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         state["epoch"] = epoch
@@ -690,7 +722,12 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     payload = json.loads((run_dir / "config.json").read_text())
     payload.pop("config_class", None)
     payload.pop("resolved", None)
-    return TrainConfig(**payload)
+    # runs written before these fields existed trained this way: keep it on resume
+    return TrainConfig(**(BEFORE_PROTOCOLS | payload))
+
+
+# what a run from before protocols, monitors, context and the Cox bank did
+BEFORE_PROTOCOLS = {"protocol": "report", "monitor": "loss", "context_mm": None, "cox_bank": 0}
 
 
 def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> dict:
@@ -817,6 +854,7 @@ def _attach_log(run_dir: Path) -> logging.Handler:
 
 def _write_resolved_config(run_dir: Path, config: TrainConfig, data: PreparedData) -> None:
     existing = json.loads((run_dir / "config.json").read_text())
+    existing |= asdict(config)  # every field as used, also those an older file lacked
     existing["resolved"] = {
         "cohort_dir": str(data.cohort_dir),
         "cache_dir": str(data.cache_dir),
@@ -859,7 +897,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         overrides.append("shuffle_labels=true")
     if args.deterministic:
         overrides.append("deterministic=true")
-    return load_config(TrainConfig, args.config, overrides, base=protocol_config(args.protocol))
+    return build_config(args.config, overrides, args.protocol)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from nsclc_engine.metrics import auc_score
 from nsclc_engine.survival import harrell_c_index
 
 SCORES = ("eta", "eta_image")
+MIN_SIGNAL = 0.05  # the best achievable must exceed 0.5 by this much for a share to mean much
 SCORE_MEANING = {
     "eta": "the true risk score (image and clinical parts)",
     "eta_image": "the image part of the true risk score: all an image-only model can reach",
@@ -120,8 +121,10 @@ class Judgement:
 
     @property
     def share(self) -> float | None:
-        """Share of the achievable signal above chance that the model recovered."""
-        if self.best is None or self.best <= 0.5:
+        """Share of the achievable signal above chance that the model recovered; ``None``
+        where the best achievable is within :data:`MIN_SIGNAL` of chance (shuffled outcomes,
+        tiny splits), where the ratio would only amplify noise."""
+        if self.best is None or self.best - 0.5 < MIN_SIGNAL:
             return None
         return (self.value - 0.5) / (self.best - 0.5)
 

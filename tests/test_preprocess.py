@@ -153,6 +153,12 @@ def test_context_keeps_the_ct_near_the_gtv_and_makes_the_rest_air():
     assert image[10, 25, 24] == pytest.approx(tissue)  # diagonal: sqrt(4^2 + 3^2) = 5 mm
     assert image[10, 25, 25] == 0.0  # sqrt(4^2 + 4^2) > 5 mm
     assert image[:, :, 0].max() == 0.0
+    # a GTV smaller than one output voxel still gets its context (not the whole chest)
+    dot = np.zeros(shape, dtype=bool)
+    dot[10, 20, 20] = True
+    coarse = replace(config, out_depth=5, out_height=10, out_width=10)  # 4 mm voxels
+    image_dot, mask_dot, *_ = preprocess_arrays(hu, dot, spacing, coarse)
+    assert not mask_dot.any() and 0 < (image_dot > 0).sum() < image_dot.size / 4
     # without it, the whole field of view is kept
     full = preprocess_arrays(hu, mask, spacing, replace(config, context_mm=None))[0]
     assert full[10].min() == pytest.approx(tissue)

@@ -211,3 +211,20 @@ def test_shuffling_moves_label_and_time_together():
     pairs = {(labels[p], times[p]) for p in labels}
     assert {(new_labels[p], new_times[p]) for p in labels} == pairs
     assert new_labels == shuffled(labels, 3)
+
+
+def test_protocols_and_runs_written_before_them(tmp_path):
+    from nsclc_engine.train import build_config, load_run_config, protocol_config
+
+    report = build_config(None, ["protocol=report", "seed=3"])
+    assert report == replace(protocol_config("report"), seed=3)
+    assert report.augmentation_warning and report.monitor == "loss"
+    assert build_config(None, ["seed=3"]) == replace(protocol_config("house"), seed=3)
+    with pytest.raises(ValueError, match="protocol 'nope'"):
+        build_config(None, ["protocol=nope"])
+    # a config.json from before protocols: resumes with what it trained with then
+    old = {"config_class": "TrainConfig", "label": "deadstatus_event", "augment": "minority"}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    config = load_run_config(tmp_path)
+    assert (config.monitor, config.context_mm, config.cox_bank) == ("loss", None, 0)
+    assert config.protocol == "report"

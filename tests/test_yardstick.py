@@ -101,4 +101,6 @@ def test_judgement_three_parts():
     chance = judge({"auc": 0.52, "ci_low": 0.40, "ci_high": 0.64}, "auc", 0.74)
     assert not chance.learns and chance.no_leak
     assert judge(block, "auc", None).no_leak is None
+    # shuffled outcomes: the truth itself is near chance, a share would only amplify noise
+    assert judge(block, "auc", 0.53).share is None
     assert json.dumps(honest.to_dict())  # JSON-ready for metrics files and pages
