@@ -15,6 +15,7 @@ TASKS = ("classification", "survival")
 class ClassificationTask:
     name = "classification"
     outputs = 2
+    score_column = "y_prob"
     columns = ("patient_id", "split", "fold", "y_true", "y_prob", "logit")
 
     def __init__(self, train_labels: Sequence[int], use_class_weights: bool, device):
@@ -71,6 +72,7 @@ class SurvivalTask:
 
     name = "survival"
     outputs = 1
+    score_column = "risk"
     columns = ("patient_id", "split", "fold", "risk", "time_days", "event")
 
     def __init__(self, times: Mapping[str, float], device, bank_size: int = 0):

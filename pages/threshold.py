@@ -35,7 +35,7 @@ recalibration = right.radio(
 if view.metrics and view.metrics.get("augmentation_warning"):
     st.error(view.metrics["augmentation_warning"])
 verdict = dashboard.test_verdict(view.metrics or {})
-if split == "test" and verdict:
+if verdict:
     st.caption(dashboard.verdict_text(verdict))
 if split == "test":
     st.warning(
