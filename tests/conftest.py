@@ -37,6 +37,19 @@ TINY_SET_ARGS = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_artifacts_and_no_autostart(tmp_path_factory):
+    """No test writes into the project's artifacts/ or launches the demo jobs by accident: a
+    stray first start during the suite once trained the full demo beside it. Tests that want
+    either set it up themselves."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NSCLC_ARTIFACTS_DIR", str(tmp_path_factory.mktemp("artifacts")))
+    patch.setenv("NSCLC_NO_AUTOSTART", "1")
+    patch.delenv("NSCLC_CACHE_DIR", raising=False)
+    yield
+    patch.undo()
+
+
 def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: these tests need the project's ../shared data folder")

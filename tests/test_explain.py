@@ -271,8 +271,8 @@ def test_tta_interval_brackets_and_reproduces_the_logged_prediction(fixture_run)
 
 
 def test_training_patients_are_predicted_without_augmentation(fixture_run):
-    """The run trained with minority-class augmentation; its logged predictions of training
-    patients of that class must still be of their plain input (as on the Patient page)."""
+    """The run trained with augmentation (every class); its logged predictions of training
+    patients must still be of their plain input (as on the Patient page)."""
     from nsclc_engine import dashboard
     from nsclc_engine.explain import load_run_model, tta_interval
 
