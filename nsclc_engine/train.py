@@ -66,7 +66,7 @@ class TrainConfig:
     context_mm: float | None = 10.0  # CT kept around the GTV, the rest air; None: the preset's
     folds: int = 0
     seed: int = 0
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 8
     lr: float = 3e-4
     lr_factor: float = 0.5

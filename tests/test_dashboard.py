@@ -187,3 +187,18 @@ def test_training_curves_show_the_c_index_of_a_survival_run(survival_view, view)
     assert figure.layout.annotations[1].text == "Validation C-index"
     assert list(figure.data[2].y) == [line["val_c_index"] for line in survival_view.history]
     assert training_curves_figure(view.history).layout.annotations[1].text == "Validation AUC"
+
+
+def test_test_verdict_against_the_best_achievable_on_the_same_patients():
+    metrics = {
+        "splits": {"test": {"auc": {"auc": 0.69, "ci_low": 0.57, "ci_high": 0.80}}},
+        "best_achievable": {"splits": {"test": {"n": 84, "eta": 0.742, "eta_image": 0.739}}},
+    }
+    verdict = dashboard.test_verdict(metrics)
+    assert verdict["learns"] and verdict["no_leak"]
+    assert verdict["share"] == pytest.approx(0.19 / 0.239)
+    text = dashboard.verdict_text(verdict)
+    assert "0.739" in text and "79% of the achievable signal" in text and "leak" not in text
+    leak = dict(metrics, splits={"test": {"auc": {"auc": 0.97, "ci_low": 0.93, "ci_high": 1.0}}})
+    assert "leak" in dashboard.verdict_text(dashboard.test_verdict(leak))
+    assert dashboard.test_verdict({"splits": metrics["splits"]}) is None  # real data
