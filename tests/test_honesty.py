@@ -40,6 +40,16 @@ def test_an_honest_model_whose_ci_stops_below_the_best_passes():
     assert partial.real.share == pytest.approx(0.146 / 0.272)
 
 
+def test_a_control_below_chance_that_its_own_truth_explains_is_no_leak():
+    """Seed 2's shuffled labels happened to run against the image signal on test: the true
+    image risk itself scored 0.326 on them, and the control 0.293 (0.186-0.406)."""
+    below = verdict(2, metrics(0.707, 0.589, 0.818, 0.741), metrics(0.293, 0.186, 0.406, 0.326))
+    assert not below.shuffled_contains_chance and below.shuffled_no_signal and below.passed
+    assert below.shuffled.best == 0.326
+    table = format_verdicts([below])
+    assert "0.326" in table and "1 of 1 seeds pass" in table
+
+
 def test_without_a_yardstick_the_check_cannot_pass():
     real_data = verdict(0, metrics(0.70, 0.55, 0.84), metrics(0.5, 0.3, 0.7))
     assert real_data.real.no_leak is None and real_data.real.share is None
