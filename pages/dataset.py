@@ -42,7 +42,14 @@ balance = pd.DataFrame(summary["labels"]).T.rename_axis("label").reset_index()
 balance["definition"] = balance["label"].map(lambda name: LABELS[name].description)
 st.dataframe(balance, hide_index=True, width="stretch")
 
-label = st.selectbox("Covariates by class for", list(LABELS), key="covariate_label")
+labels = list(LABELS)
+run_label = (view.config.get("label") if view else None) or labels[0]
+label = st.selectbox(
+    "Covariates by class for",
+    labels,
+    index=labels.index(run_label) if run_label in labels else 0,
+    key="covariate_label",
+)
 labelled = cohort[cohort[label].notna()]
 a, b = st.columns(2)
 a.plotly_chart(
