@@ -128,16 +128,14 @@ def test_verdict(metrics: dict) -> dict | None:
     """The test result against the best achievable on the same patients (synthetic cohort):
     ``value, ci_low, ci_high, best`` (image part), ``best_full``, ``learns``, ``no_leak``,
     ``share`` and ``metric``; ``None`` for real data or runs without test metrics."""
-    from nsclc_engine.yardstick import best_for, judge
+    from nsclc_engine.yardstick import best_for, judge_run, metric_key
 
-    key = "c_index" if metrics.get("task") == "survival" else "auc"
-    block = metrics.get("splits", {}).get("test", {}).get(key)
-    best = best_for(metrics, "test", "eta_image")
-    if not block or best is None:
+    judgement = judge_run(metrics)
+    if judgement is None or judgement.best is None:
         return None
-    return judge(block, key, best).to_dict() | {
+    return judgement.to_dict() | {
         "best_full": best_for(metrics, "test", "eta"),
-        "metric": "C-index" if key == "c_index" else "AUC",
+        "metric": "C-index" if metric_key(metrics) == "c_index" else "AUC",
     }
 
 

@@ -38,6 +38,18 @@ class AugmentConfig:
         if self.classes not in ("minority", "all", "off"):
             raise ValueError(f"augmentation classes {self.classes!r}: choose minority, all or off")
 
+    @property
+    def label_cue_warning(self) -> str:
+        """Non-empty when only one class is augmented: the network can read the label from it."""
+        if self.classes != "minority":
+            return ""
+        return (
+            "augmentation of the minority class only (the report's scheme): augmented volumes "
+            "are resampled and so smoother than plain ones, and only one class is augmented, so "
+            "the network can read the label from the smoothing in training. Use augment=all or "
+            "off for results; this setting only reproduces the report."
+        )
+
 
 def class_counts(train_labels: Sequence[int]) -> np.ndarray:
     labels = np.asarray(train_labels, dtype=int)

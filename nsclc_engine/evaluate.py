@@ -698,13 +698,9 @@ def write_threshold_file(
 
 def _augmentation_warning(run_config: dict) -> dict:
     """``{"augmentation_warning": text}`` for runs that augmented by label (the report's)."""
-    from nsclc_engine.train import TrainConfig
+    from nsclc_engine.data import AugmentConfig
 
-    fields = {k: v for k, v in run_config.items() if k in TrainConfig.__dataclass_fields__}
-    try:
-        warning = TrainConfig(**fields).augmentation_warning
-    except (TypeError, ValueError):
-        warning = ""
+    warning = AugmentConfig(classes=run_config.get("augment", "off")).label_cue_warning
     return {"augmentation_warning": warning} if warning else {}
 
 
@@ -1052,7 +1048,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def print_summary(metrics: dict) -> None:
     """Per split the headline metric with its CI and, on the synthetic cohort, the best
     achievable on the same patients; on test the verdict (learns, no leak, share)."""
-    from nsclc_engine.yardstick import best_for, judge
+    from nsclc_engine.yardstick import best_for, judge_run
 
     survival = metrics.get("task") == "survival"
     name, key = ("C-index", "c_index") if survival else ("AUC", "auc")
@@ -1066,8 +1062,8 @@ def print_summary(metrics: dict) -> None:
         if best is not None and best_image is not None:
             line += f"; best achievable {best:.3f}, image part {best_image:.3f}"
         print(line)
-    if "test" in metrics["splits"] and best_for(metrics, "test") is not None:
-        verdict = judge(metrics["splits"]["test"][key], key, best_for(metrics, "test"))
+    verdict = judge_run(metrics)
+    if verdict is not None and verdict.best is not None:
         share = "n/a" if verdict.share is None else f"{verdict.share:.0%}"
         print(
             f"test verdict: learns {'yes' if verdict.learns else 'NO'}, no leak "

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsclc_engine.paths import artifacts_dir
-from nsclc_engine.yardstick import Judgement, best_for, judge
+from nsclc_engine.yardstick import Judgement, best_for, judge_run, metric_key
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,8 @@ class Verdict:
 
 def verdict(seed: int, metrics: dict, shuffled_metrics: dict) -> Verdict:
     """The checks above from two runs' ``metrics.json`` payloads (test split)."""
-    key = "c_index" if metrics.get("task") == "survival" else "auc"
-    real = judge(metrics["splits"]["test"][key], key, best_for(metrics, "test", "eta_image"))
-    control = judge(
-        shuffled_metrics["splits"]["test"][key],
-        key,
-        best_for(shuffled_metrics, "test", "eta_image"),
-    )
-    return Verdict(seed, key, real, best_for(metrics, "test", "eta"), control)
+    real, control = judge_run(metrics), judge_run(shuffled_metrics)
+    return Verdict(seed, metric_key(metrics), real, best_for(metrics, "test", "eta"), control)
 
 
 def format_verdicts(verdicts: Sequence[Verdict]) -> str:

@@ -125,15 +125,10 @@ class TrainConfig:
 
     @property
     def augmentation_warning(self) -> str:
-        """Non-empty when the run augments by label: the network can read the label from it."""
-        if self.augment != "minority":
-            return ""
-        return (
-            "augmentation of the minority class only (the report's scheme): augmented volumes "
-            "are resampled and so smoother than plain ones, and only one class is augmented, so "
-            "the network can read the label from the smoothing in training. Use augment=all or "
-            "off for results; this setting only reproduces the report."
-        )
+        """Non-empty when the run augments by label (:attr:`AugmentConfig.label_cue_warning`)."""
+        from nsclc_engine.data import AugmentConfig
+
+        return AugmentConfig(classes=self.augment).label_cue_warning
 
 
 # Named starting points for TrainConfig. ``house`` is the default: labels and augmentation
@@ -715,6 +710,10 @@ def write_history(run_dir: Path, history: dict[int, list]) -> None:
     )
 
 
+# what a run from before protocols, monitors, context and the Cox bank did
+BEFORE_PROTOCOLS = {"protocol": "report", "monitor": "loss", "context_mm": None, "cox_bank": 0}
+
+
 def load_run_config(run_dir: Path) -> TrainConfig:
     """The TrainConfig of a run (``config.json`` minus what was resolved when it ran)."""
     payload = json.loads((run_dir / "config.json").read_text())
@@ -722,10 +721,6 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     payload.pop("resolved", None)
     # runs written before these fields existed trained this way: keep it on resume
     return TrainConfig(**(BEFORE_PROTOCOLS | payload))
-
-
-# what a run from before protocols, monitors, context and the Cox bank did
-BEFORE_PROTOCOLS = {"protocol": "report", "monitor": "loss", "context_mm": None, "cox_bank": 0}
 
 
 def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> dict:

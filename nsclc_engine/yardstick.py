@@ -137,6 +137,19 @@ def judge(block: dict, key: str, best: float | None) -> Judgement:
     return Judgement(float(block[key]), float(block["ci_low"]), float(block["ci_high"]), best)
 
 
+def metric_key(metrics: dict) -> str:
+    """The headline metric of a run's ``metrics.json``: ``c_index`` (survival) or ``auc``."""
+    return "c_index" if metrics.get("task") == "survival" else "auc"
+
+
+def judge_run(metrics: dict, split: str = "test") -> Judgement | None:
+    """A run's headline metric on ``split`` against the image part's best on the same
+    patients (``best`` None on real data); ``None`` when the split has no such metric."""
+    key = metric_key(metrics)
+    block = metrics.get("splits", {}).get(split, {}).get(key)
+    return judge(block, key, best_for(metrics, split, "eta_image")) if block else None
+
+
 def best_for(metrics: dict, split: str = "test", score: str = "eta_image") -> float | None:
     """The best achievable value of ``score`` on ``split`` from a run's ``metrics.json``."""
     return ((metrics.get("best_achievable") or {}).get("splits", {}).get(split) or {}).get(score)
