@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from nsclc_engine.dashboard import first_start, runs_overview
+from nsclc_engine.dashboard.views import first_start, runs_overview
 from pages.common import artifacts
 
 st.set_page_config(page_title="NSCLC survival engine", page_icon="🫁", layout="wide")

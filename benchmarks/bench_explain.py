@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nsclc_engine.explain import (
+from nsclc_engine.explain.gradcam import (
     LAYERS,
     ExplainConfig,
     explain_patient,
@@ -35,8 +35,8 @@ from nsclc_engine.explain import (
     mass_inside,
     rank_correlation,
 )
-from nsclc_engine.model import build_resnet18
-from nsclc_engine.preprocess import PRESETS
+from nsclc_engine.preprocess.volumes import PRESETS
+from nsclc_engine.train.model import build_resnet18
 
 
 def fake_run(root: Path, model: torch.nn.Module) -> Path:

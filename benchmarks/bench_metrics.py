@@ -21,7 +21,7 @@ from sklearn import metrics as sk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nsclc_engine.metrics import bootstrap_metrics, metrics_at_threshold, threshold_sweep
+from nsclc_engine.stats.metrics import bootstrap_metrics, metrics_at_threshold, threshold_sweep
 
 
 def best_of(function, repeats: int = 5) -> float:

@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nsclc_engine.cache import VolumeCache
-from nsclc_engine.cohort import CohortConfig, run_cohort
-from nsclc_engine.preprocess import (
+from nsclc_engine.cohort.build import CohortConfig, run_cohort
+from nsclc_engine.preprocess.cache import VolumeCache
+from nsclc_engine.preprocess.volumes import (
     PRESETS,
     cache_key,
     cohort_sources,
@@ -39,7 +39,7 @@ from nsclc_engine.preprocess import (
     read_source,
     sampling_grid,
 )
-from nsclc_engine.synth import SynthConfig, write_cohort
+from nsclc_engine.synth.generate import SynthConfig, write_cohort
 
 LUNG1_CASE = (
     Path(__file__).resolve().parents[2] / "shared/data/lung1-dicom-rt/LUNG1-001_20180209_CT.tar.xz"
@@ -93,7 +93,7 @@ def monai_chain(source, config, work: Path):
 
 
 def _spacing(source):
-    from nsclc_engine import dicom_io
+    from nsclc_engine.cohort import dicom_io
 
     return dicom_io.ct_series_geometry(source.ct_headers).spacing_mm
 
@@ -101,7 +101,7 @@ def _spacing(source):
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) parent across exec
 PEAK_RSS_SCRIPT = """
 import sys
-from nsclc_engine.preprocess import PRESETS, cohort_sources, preprocess_patient
+from nsclc_engine.preprocess.volumes import PRESETS, cohort_sources, preprocess_patient
 source = cohort_sources(sys.argv[1])[0]
 preprocess_patient(source, PRESETS[sys.argv[2]])
 status = open("/proc/self/status").read().split("VmHWM:")[1]

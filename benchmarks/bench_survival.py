@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nsclc_engine.survival import bootstrap_c_index
+from nsclc_engine.stats.survival import bootstrap_c_index
 
 
 def naive_c_index(t: np.ndarray, e: np.ndarray, r: np.ndarray) -> float:

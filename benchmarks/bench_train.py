@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nsclc_engine.data import AugmentConfig, CachedItem, CachedVolumeDataset
-from nsclc_engine.model import build_resnet18
-from nsclc_engine.preprocess import PRESETS
+from nsclc_engine.preprocess.dataset import AugmentConfig, CachedItem, CachedVolumeDataset
+from nsclc_engine.preprocess.volumes import PRESETS
+from nsclc_engine.train.model import build_resnet18
 
 
 def model_volumes_per_s(

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nsclc_engine.cohort import CohortConfig, CohortResult, format_summary, run_cohort
+from nsclc_engine.cohort.build import CohortConfig, CohortResult, format_summary, run_cohort
 from nsclc_engine.config import load_config
 from nsclc_engine.paths import artifacts_dir
-from nsclc_engine.synth import SynthConfig, write_cohort
+from nsclc_engine.synth.generate import SynthConfig, write_cohort
 
 # sized like Lung1: 12 deliberately broken patients -> 422 included (Lung1 has 422)
 DEMO_PATIENTS = 434

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nsclc_engine.evaluate.yardstick import Judgement, best_for, judge_run, metric_key
 from nsclc_engine.paths import artifacts_dir
-from nsclc_engine.yardstick import Judgement, best_for, judge_run, metric_key
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ def format_verdicts(verdicts: Sequence[Verdict]) -> str:
 
 def run_pair(seed: int, overrides: Sequence[str], artifacts: Path, prefix: str) -> Verdict:
     """Train the real and the shuffled run for one seed (new run folders) and judge them."""
-    from nsclc_engine.train import build_config, create_run, run_training
+    from nsclc_engine.train.config import build_config
+    from nsclc_engine.train.runner import create_run, run_training
 
     metrics = {}
     for shuffle in (False, True):

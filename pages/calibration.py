@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from nsclc_engine import figures
-from nsclc_engine.calibration import (
+from nsclc_engine.evaluate import figures
+from nsclc_engine.stats.calibration import (
     calibration_summary,
     decision_curve,
     reliability_curve,

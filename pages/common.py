@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from nsclc_engine import dashboard
+from nsclc_engine.dashboard import views as dashboard
 from nsclc_engine.paths import artifacts_dir
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from nsclc_engine import dashboard, figures
-from nsclc_engine.clinical import LABELS
-from nsclc_engine.cohort import exclusions_by_reason, load_cleaning_report, load_cohort
+from nsclc_engine.cohort.build import exclusions_by_reason, load_cleaning_report, load_cohort
+from nsclc_engine.cohort.clinical import LABELS
+from nsclc_engine.dashboard import views as dashboard
 from nsclc_engine.demo import demo_paths
+from nsclc_engine.evaluate import figures
 from pages.common import artifacts, selected_run, through_app
 
 through_app(__file__)

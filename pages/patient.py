@@ -4,7 +4,9 @@ looked at (Grad-CAM), the network input beside it, and the prediction with its u
 import pandas as pd
 import streamlit as st
 
-from nsclc_engine import dashboard, explain, viewer
+from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.explain import gradcam as explain
+from nsclc_engine.explain import viewer
 from pages.common import require_finished_run, stamp, through_app
 
 through_app(__file__)

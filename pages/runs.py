@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from nsclc_engine import dashboard, figures
+from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.evaluate import figures
 from pages.common import artifacts, load, through_app
 
 through_app(__file__)

@@ -3,7 +3,8 @@ Cox models on the same patients, Kaplan-Meier curves by risk group with a live r
 
 import streamlit as st
 
-from nsclc_engine import dashboard, figures
+from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.evaluate import figures
 from pages.common import require_finished_run, stamp, through_app
 
 through_app(__file__)

@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from nsclc_engine import dashboard, figures
-from nsclc_engine.calibration import probability_histograms
+from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.evaluate import figures
+from nsclc_engine.stats.calibration import probability_histograms
 from pages.common import (
     part_predictions,
     require_finished_run,

@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from nsclc_engine import dashboard, figures, jobs
+from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.evaluate import figures
+from nsclc_engine.train import jobs
 from pages.common import artifacts, load, through_app
 
 through_app(__file__)

@@ -8,33 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nsclc_engine.cohort import CohortConfig, run_cohort
-from nsclc_engine.synth import SynthConfig, write_cohort
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-LUNG1_CASE = SHARED / "data" / "lung1-dicom-rt" / "LUNG1-001_20180209_CT.tar.xz"
-LUNG1_CLINICAL = (
-    SHARED / "data" / "lung1-clinical-v3" / "NSCLC Radiomics Lung1.clinical-version3-Oct 2019.csv"
-)
-LUNG1_FEATURES = SHARED / "data" / "lung1-pmtoolbox-features" / "extracted_features.csv"
-
-# a tiny but complete chest: 48 x 48 pixels of 8 mm, 16 slices of 12 mm (384 x 384 x 192 mm)
-TINY = SynthConfig(
-    n_patients=3,
-    seed=7,
-    rows=48,
-    pixel_spacing_mm=8.0,
-    n_slices=16,
-    slice_thickness_mm=12.0,
-    defects="none",
-    workers=1,
-)
-# the same tiny geometry as command-line overrides
-TINY_SET_ARGS = [
-    arg
-    for key in ("rows", "pixel_spacing_mm", "n_slices", "slice_thickness_mm")
-    for arg in ("--set", f"{key}={getattr(TINY, key)}")
-]
+from nsclc_engine.synth.generate import write_cohort
+from tests.helpers import LUNG1_CASE, LUNG1_CLINICAL, TINY, build_synthetic, require_shared
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -50,12 +25,6 @@ def _own_artifacts_and_no_autostart(tmp_path_factory):
     patch.undo()
 
 
-def require_shared(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is absent: these tests need the project's ../shared data folder")
-    return path
-
-
 @pytest.fixture(scope="session")
 def lung1_dir(tmp_path_factory) -> Path:
     """LUNG1-001 unpacked once per session into a temporary folder (flat: CT, RTSTRUCT, ...)."""
@@ -69,20 +38,6 @@ def lung1_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def lung1_clinical() -> Path:
     return require_shared(LUNG1_CLINICAL)
-
-
-def build_synthetic(root: Path, **changes):
-    """Write a tiny synthetic cohort under ``root`` and build its cohort (serially, quietly)."""
-    config = replace(TINY, **changes)
-    metadata = write_cohort(config, root / "source", show_progress=False)
-    result = run_cohort(
-        root / "source" / "dicom",
-        root / "source" / "clinical.csv",
-        root / "cohort",
-        CohortConfig(workers=1),
-        show_progress=False,
-    )
-    return config, metadata, result
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +58,7 @@ def tiny_source(tmp_path_factory):
 def dashboard_artifacts(tiny_source, tmp_path_factory):
     """An artifacts folder holding two finished runs trained for real on the tiny cohort with the
     smoke preset: "fixture" (os_2y classification) and "fixture-survival" (Cox head)."""
-    from nsclc_engine.train import main
+    from nsclc_engine.train.__main__ import main
 
     artifacts = tmp_path_factory.mktemp("dashboard_artifacts")
     args = ["--dicom", str(tiny_source / "dicom"), "--clinical", str(tiny_source / "clinical.csv")]

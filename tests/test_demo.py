@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 
 from nsclc_engine.demo import build_demo, demo_paths
-
-from .conftest import TINY
+from tests.helpers import TINY
 
 
 def test_builds_once_and_rebuilds_a_half_built_demo(tmp_path):
@@ -31,11 +30,16 @@ def test_never_deletes_a_folder_it_did_not_write(tmp_path):
 def test_the_default_demo_is_sized_like_lung1_with_30_of_each_class_per_held_out_split():
     """Outcomes only (no images): 422 usable patients, and for the default label every seed's
     validation and test splits hold at least 30 patients of each class."""
-    from nsclc_engine.clinical import add_labels, read_clinical_csv
+    from nsclc_engine.cohort.clinical import add_labels, read_clinical_csv
+    from nsclc_engine.cohort.splits import SplitConfig, stratified_split
     from nsclc_engine.demo import DEMO_PATIENTS
-    from nsclc_engine.splits import SplitConfig, stratified_split
-    from nsclc_engine.synth import SynthConfig, clinical_rows, parse_defects, simulate_patient
-    from nsclc_engine.train import TrainConfig
+    from nsclc_engine.synth.generate import (
+        SynthConfig,
+        clinical_rows,
+        parse_defects,
+        simulate_patient,
+    )
+    from nsclc_engine.train.config import TrainConfig
 
     config = SynthConfig(n_patients=DEMO_PATIENTS)
     defects = parse_defects(config)

@@ -1,0 +1,33 @@
+"""The evaluation stage's config: how a run is evaluated (saved inside ``metrics.json``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
+from nsclc_engine.stats.metrics import THRESHOLD_RULES
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """How a run is evaluated; saved inside ``metrics.json``."""
+
+    threshold_rule: str = "youden"
+    threshold_target: float | None = None  # for spec_at_sens, sens_at_spec and fixed
+    recalibration: str = "platt"
+    n_bins: int = 10
+    bootstrap_resamples: int = 2000
+    seed: int = 0
+    baselines: bool = True
+
+    def __post_init__(self) -> None:
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(
+                f"threshold_rule {self.threshold_rule!r}: choose one of {THRESHOLD_RULES}"
+            )
+        if self.recalibration not in RECALIBRATION_METHODS:
+            raise ValueError(
+                f"recalibration {self.recalibration!r}: choose one of {RECALIBRATION_METHODS}"
+            )
+        if self.n_bins < 2 or self.bootstrap_resamples < 1:
+            raise ValueError("n_bins must be >= 2 and bootstrap_resamples >= 1")

@@ -1,0 +1,401 @@
+"""The HTML reports of a run: one self-contained page each (figures embedded, opens offline)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from nsclc_engine.cohort.build import load_cleaning_report
+from nsclc_engine.evaluate import figures
+from nsclc_engine.evaluate.baselines import in_sample
+from nsclc_engine.runs import read_history, resolved_cohort
+from nsclc_engine.stats.calibration import decision_curve, probability_histograms
+from nsclc_engine.stats.metrics import metrics_at_threshold, threshold_sweep
+
+TRIPOD_ITEMS = (
+    ("Data: source, dates, eligibility", "cohort summary and exclusions with reasons"),
+    ("Outcome definition", "label and positive class stated"),
+    ("Sample size and missing data", "per-split counts, class balance, excluded patients"),
+    ("Data splitting (development / evaluation)", "patient-level splits, sizes and balance"),
+    ("Model performance: discrimination", "AUC and AP with bootstrap 95 % CIs"),
+    ("Model performance: calibration", "reliability diagram, Brier, ECE, intercept, slope"),
+    ("Clinical utility", "decision curve with treat-all / treat-none"),
+    ("Comparison with simpler models", "clinical-only and volume-only baselines, DeLong"),
+    ("Threshold choice", "rule fitted on validation, applied frozen to test"),
+)
+
+
+def _embedder(height: str):
+    """``figure(fig) -> html`` for one report: plotly.js inline once, in the first figure."""
+    first = [True]
+
+    def figure(fig) -> str:
+        out = fig.to_html(
+            full_html=False, include_plotlyjs="inline" if first[0] else False, default_height=height
+        )
+        first[0] = False
+        return out
+
+    return figure
+
+
+def _fmt_ci(block: dict, key: str = "value") -> str:
+    return f"{block[key]:.3f} ({block['ci_low']:.3f}-{block['ci_high']:.3f})"
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(
+        index=False, border=0, classes="table", na_rep="-", float_format=lambda v: f"{v:.3f}"
+    )
+
+
+def _yardstick_section(yardstick: dict, metric: str) -> str:
+    rows = [
+        {
+            "split": part,
+            "n": block["n"],
+            f"true risk {metric}": block["eta"],
+            f"image part {metric}": block["eta_image"],
+        }
+        for part, block in yardstick["splits"].items()
+    ]
+    return (
+        f"<h2>Best achievable on these patients</h2><p>Synthetic cohort: the {metric} of the "
+        "true risk score and of its image part (all an image-only model can reach) on exactly "
+        "the patients of each split.</p>" + _table(pd.DataFrame(rows).round(3))
+    )
+
+
+def _survival_models_section(models: dict) -> str:
+    """HTML: the C-index of image / clinical / volume / fusion per split, their paired test
+    differences, time-dependent AUC per fold and the fusion weights."""
+
+    rows = [
+        {
+            "model": name,
+            "what": models["description"][name],
+            **{
+                f"{part} C (95% CI)": _fmt_ci(v, "c_index") + ("*" if in_sample(name, part) else "")
+                for part, v in per_split.items()
+            },
+        }
+        for name, per_split in models["c_index"].items()
+    ]
+    parts = ["<h2>Image vs clinical vs volume vs fusion (same patients, same split)</h2>"]
+    parts.append(_table(pd.DataFrame(rows)))
+    parts.append(
+        "<p>* optimistic: fitted on these patients (every model on train; the fusion weights "
+        "and the image model's best epoch on validation). Compare models on test.</p>"
+    )
+    differences = [
+        {
+            "comparison": f"{c['a']} - {c['b']}",
+            "C difference (95% CI)": f"{c['difference']:+.3f} ({c['ci_low']:+.3f} to "
+            f"{c['ci_high']:+.3f})",
+            "bootstrap p": f"{c['p_value']:.3f}",
+        }
+        for c in models.get("comparisons", [])
+    ]
+    if differences:
+        parts.append("<h3>Paired differences on test</h3>" + _table(pd.DataFrame(differences)))
+    timed = []
+    for entry in models["folds"]:
+        for name in models["c_index"]:
+            values = entry.get(name, {})
+            if "time_dependent_auc" in values:
+                timed.append(
+                    {
+                        "fold": entry["fold"],
+                        "model": name,
+                        "Uno C": round(values["uno_c_index"], 3),
+                        **{
+                            f"AUC({k})": round(v, 3)
+                            for k, v in values["time_dependent_auc"].items()
+                        },
+                        "IBS": round(values["integrated_brier_score"], 3),
+                    }
+                )
+    if timed:
+        parts.append("<h3>Time-dependent metrics on test</h3>" + _table(pd.DataFrame(timed)))
+    weights = models.get("fusion_coefficients", [])
+    if weights:
+        parts.append(
+            "<p>Fusion weights per standardised risk score, fitted on validation: "
+            + "; ".join(
+                f"fold {w['fold']}: "
+                + ", ".join(f"{k} {v:+.2f}" for k, v in w.items() if k != "fold")
+                for w in weights
+            )
+            + "</p>"
+        )
+    return "\n".join(parts)
+
+
+def render_report(
+    run_dir: Path,
+    run_config: dict,
+    metrics: dict,
+    results: dict,
+    predictions: pd.DataFrame,
+    baselines: dict,
+) -> str:
+    """One HTML page with every figure embedded and plotly.js inline (opens offline)."""
+
+    sections: list[str] = []
+    figure = _embedder("420px")
+
+    label = metrics["label"]
+    setup = metrics["evaluate_config"]
+    sections.append(
+        f"<p>Run <b>{html.escape(run_dir.name)}</b>; label <b>{html.escape(str(label))}</b> "
+        f"({html.escape(metrics['positive_class'])}); "
+        f"preset {html.escape(str(run_config.get('preset')))}"
+        f"; {'<b>labels shuffled (negative control)</b>; ' if metrics['shuffled_labels'] else ''}"
+        f"threshold rule {html.escape(setup['threshold_rule'])} fitted on validation; "
+        f"recalibration {html.escape(setup['recalibration'])} fitted on validation.</p>"
+    )
+    cohort_dir = resolved_cohort(run_dir)
+    if cohort_dir and (cohort_dir / "cleaning_report.json").exists():
+        report = load_cleaning_report(cohort_dir)
+        summary = {k: v for k, v in report.get("summary", {}).items() if not isinstance(v, dict)}
+        sections.append("<h2>Cohort</h2>" + _table(pd.DataFrame([summary])))
+        exclusions = pd.DataFrame(report.get("exclusions", []))
+        if len(exclusions):
+            sections.append("<h3>Excluded patients</h3>" + _table(exclusions))
+    sizes = pd.DataFrame(
+        [
+            {
+                "split": part,
+                "patients": v["n"],
+                "positive": v["n_positive"],
+                "positive %": 100 * v["n_positive"] / v["n"],
+            }
+            for part, v in metrics["splits"].items()
+        ]
+    )
+    sections.append("<h2>Splits</h2>" + _table(sizes))
+    history = read_history(run_dir)
+    if history:
+        sections.append("<h2>Training</h2>" + figure(figures.training_curves_figure(history)))
+    rows = []
+    for part, v in metrics["splits"].items():
+        row = {
+            "split": part,
+            "AUC (95% CI)": _fmt_ci(v["auc"], "auc"),
+            "AP (95% CI)": _fmt_ci(v["average_precision"]),
+            "Brier (95% CI)": _fmt_ci(v["brier"]),
+        }
+        for where in ("at_0.5", "at_threshold"):
+            for key in ("sensitivity", "specificity", "f1", "accuracy"):
+                low, high = v[where]["ci"][key]
+                row[f"{key} {where.replace('at_', '@')}"] = (
+                    f"{v[where][key]:.3f} ({low:.3f}-{high:.3f})"
+                )
+        rows.append(row)
+    thresholds = ", ".join(f"{t['threshold']:.3f}" for t in metrics["thresholds"])
+    sections.append(
+        f"<h2>Discrimination and metrics at thresholds</h2><p>@0.5: the conventional cut-off; "
+        f"@threshold: the {html.escape(setup['threshold_rule'])} threshold fitted on "
+        f"validation ({thresholds}) and applied unchanged. Patient-level bootstrap, "
+        f"{setup['bootstrap_resamples']} resamples.</p>" + _table(pd.DataFrame(rows))
+    )
+    sections.append(
+        "<p>Validation rows @threshold are in-sample: the threshold was fitted on them.</p>"
+    )
+    if metrics.get("augmentation_warning"):
+        sections.append(f"<p><b>Warning:</b> {html.escape(metrics['augmentation_warning'])}</p>")
+    for warning in metrics.get("warnings", []):
+        sections.append(f"<p><b>Warning:</b> {html.escape(warning)}</p>")
+    if "best_achievable" in metrics:
+        sections.append(_yardstick_section(metrics["best_achievable"], "AUC"))
+    if "folds" in metrics:
+        summary = metrics["folds"]["summary"]
+        sections.append(
+            "<h3>Cross-validation folds (test part of each fold)</h3>"
+            + _table(pd.DataFrame(metrics["folds"]["per_fold"]))
+            + "<p>"
+            + ", ".join(f"{k} {v['mean']:.3f} ± {v['sd']:.3f}" for k, v in summary.items())
+            + "</p>"
+        )
+    test = predictions[predictions.split == "test"]
+    if len(test) and test.y_true.nunique() == 2:
+        calls = results["calls"][test.index]
+        sweep = threshold_sweep(test.y_true, test.y_prob)
+        fpr, tpr = sweep.roc_curve()
+        recall, precision = sweep.pr_curve()
+        at_half = metrics["splits"]["test"]["at_0.5"]
+        at_t = metrics["splits"]["test"]["at_threshold"]
+        points = [
+            {
+                "name": "test @0.5",
+                "fpr": 1 - at_half["specificity"],
+                "tpr": at_half["sensitivity"],
+                "recall": at_half["sensitivity"],
+                "precision": at_half["precision"],
+            },
+            {
+                "name": "test @validation threshold",
+                "fpr": 1 - at_t["specificity"],
+                "tpr": at_t["sensitivity"],
+                "recall": at_t["sensitivity"],
+                "precision": at_t["precision"],
+            },
+        ]
+        roc_curves = [{"name": "image model", "fpr": fpr, "tpr": tpr, "auc": sweep.roc_auc()}]
+        pr_curves = [
+            {
+                "name": "image model",
+                "recall": recall,
+                "precision": precision,
+                "ap": sweep.average_precision(),
+            }
+        ]
+        for name, frame in baselines.items():
+            rows_b = frame[frame.split == "test"]
+            if rows_b.y_true.nunique() == 2:
+                b = threshold_sweep(rows_b.y_true, rows_b.y_prob)
+                bf, bt = b.roc_curve()
+                br, bp = b.pr_curve()
+                roc_curves.append(
+                    {"name": f"{name} baseline", "fpr": bf, "tpr": bt, "auc": b.roc_auc()}
+                )
+                pr_curves.append(
+                    {
+                        "name": f"{name} baseline",
+                        "recall": br,
+                        "precision": bp,
+                        "ap": b.average_precision(),
+                    }
+                )
+        sections.append("<h2>Test set</h2>")
+        sections.append(
+            figure(figures.confusion_matrix_figure(at_half, title="Test, threshold 0.5"))
+        )
+        at_t_plot = metrics_at_threshold(test.y_true, calls.astype(float), 0.5)
+        sections.append(
+            figure(
+                figures.confusion_matrix_figure(
+                    at_t_plot, title=f"Test, validation-chosen threshold ({thresholds})"
+                )
+            )
+        )
+        sections.append(figure(figures.roc_figure(roc_curves, points)))
+        sections.append(
+            figure(figures.pr_figure(pr_curves, points, prevalence=float(test.y_true.mean())))
+        )
+        single = metrics["thresholds"][0]["threshold"] if len(metrics["thresholds"]) == 1 else None
+        sections.append(
+            figure(
+                figures.probability_histogram_figure(
+                    probability_histograms(test.y_true, test.y_prob), single
+                )
+            )
+        )
+        calibration = results["calibration"]["splits"]["test"]
+        sections.append("<h2>Calibration (test)</h2>")
+        cal_rows = [
+            {
+                "probabilities": name,
+                **{k: calibration[name][k] for k in ("brier", "ece", "intercept", "slope")},
+            }
+            for name in ("raw", "recalibrated")
+        ]
+        sections.append(_table(pd.DataFrame(cal_rows)))
+        warnings = [
+            r.get("warning") for r in results["calibration"]["recalibrators"] if r.get("warning")
+        ]
+        if warnings:
+            sections.append("<p><b>Note:</b> " + html.escape(warnings[0]) + "</p>")
+        sections.append(
+            figure(
+                figures.reliability_figure(
+                    {
+                        "raw": calibration["raw"]["curve"],
+                        f"recalibrated ({setup['recalibration']})": calibration["recalibrated"][
+                            "curve"
+                        ],
+                    }
+                )
+            )
+        )
+        curves = {"image model": decision_curve(test.y_true, test.y_prob)}
+        for name, frame in baselines.items():
+            rows_b = frame[frame.split == "test"]
+            curves[f"{name} baseline"] = decision_curve(rows_b.y_true, rows_b.y_prob)
+        sections.append(
+            "<h2>Clinical utility (test)</h2>" + figure(figures.decision_curve_figure(curves))
+        )
+    if "baselines" in metrics:
+        rows = []
+        for name, entry in metrics["baselines"].items():
+            row = {"model": f"{name} baseline"}
+            for part in ("validation", "test"):
+                if part in entry:
+                    row[f"{part} AUC (95% CI)"] = _fmt_ci(entry[part]["auc"])
+            if "delong_image_vs_baseline" in entry:
+                d = entry["delong_image_vs_baseline"]
+                row["image - baseline (95% CI), p"] = (
+                    f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
+                    f"p={d['p_value']:.3f}"
+                )
+            rows.append(row)
+        sections.append("<h2>Baselines on the same splits</h2>" + _table(pd.DataFrame(rows)))
+    sections.append(
+        "<h2>TRIPOD+AI items covered</h2>"
+        + _table(pd.DataFrame(TRIPOD_ITEMS, columns=["item", "where in this report"]))
+    )
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        ".table{border-collapse:collapse;font-size:0.9em}.table td,.table th{padding:4px 8px;"
+        "border-bottom:1px solid #ddd;text-align:left}"
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation report "
+        f"{html.escape(run_dir.name)}</title><style>{style}</style></head><body>"
+        f"<h1>Evaluation report: {html.escape(run_dir.name)}</h1>"
+        + "\n".join(sections)
+        + "</body></html>"
+    )
+
+
+def render_survival_report(run_id: str, metrics: dict) -> str:
+    """The survival run's page: concordance per split, the yardstick, the image / clinical /
+    volume / fusion comparison, per-fold time-dependent metrics and Kaplan-Meier curves."""
+    rows = [
+        {
+            "split": part,
+            "n": v["n"],
+            "events": v["n_events"],
+            "Harrell C (95% CI)": _fmt_ci(v["c_index"], "c_index"),
+        }
+        for part, v in metrics["splits"].items()
+    ]
+    sections = ["<h2>Concordance</h2>" + _table(pd.DataFrame(rows))]
+    if "best_achievable" in metrics:
+        sections.append(_yardstick_section(metrics["best_achievable"], "C-index"))
+    if metrics.get("augmentation_warning"):
+        sections.append(f"<p><b>Warning:</b> {html.escape(metrics['augmentation_warning'])}</p>")
+    figure = _embedder("480px")
+    if "models" in metrics:
+        sections.append(_survival_models_section(metrics["models"]))
+    for entry in metrics["folds"]:
+        if "uno_c_index" in entry:
+            aucs = ", ".join(f"{k}: {v:.3f}" for k, v in entry["time_dependent_auc"].items())
+            sections.append(
+                f"<h3>Fold {entry['fold']} (test)</h3><p>Uno's C {entry['uno_c_index']:.3f}; "
+                f"time-dependent AUC {aucs}; integrated Brier score "
+                f"{entry['integrated_brier_score']:.3f}</p>"
+            )
+        if entry.get("risk_groups"):
+            groups = entry["risk_groups"]
+            sections.append(
+                figure(figures.kaplan_meier_figure(groups["groups"], groups["logrank"]))
+            )
+    body = "\n".join(sections)
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Survival report "
+        f"{html.escape(run_id)}</title></head><body><h1>Survival report: "
+        f"{html.escape(run_id)}</h1>{body}</body></html>"
+    )

@@ -1,0 +1,265 @@
+"""The per-patient case viewer's computation: the original CT and GTV of one patient, the network
+input it became, and RGB images of axial, coronal and sagittal planes with window/level, GTV
+contour, an attribution heat map and a crosshair. The patient page only lays these out.
+
+Planes are shown the radiological way: axial with the patient's right on the viewer's left and
+anterior at the top; coronal and sagittal with the head at the top, rows stretched by the slice
+spacing so millimetres are square. Only PatientID and the clinical fields of
+:data:`CLINICAL_FIELDS` are ever returned for display (no names, birth dates or other PHI).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from nsclc_engine.explain.gradcam import CtMap
+from nsclc_engine.preprocess.volumes import InputGeometry, window_to_unit
+
+PLANES = ("axial", "coronal", "sagittal")  # the CT array axis each plane cuts: 0, 1, 2
+WINDOW_PRESETS = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (40.0, 400.0),
+    "bone": (400.0, 1800.0),
+    "report (0/2000)": (0.0, 2000.0),
+}
+CLINICAL_FIELDS = (
+    "age_years",
+    "gender",
+    "histology",
+    "t_stage",
+    "n_stage",
+    "m_stage",
+    "overall_stage",
+    "survival_time_days",
+    "deadstatus_event",
+    "os_2y",
+    "gtv_volume_cm3",
+)
+CONTOUR_RGB = np.array([0, 230, 64], dtype=np.float32)
+CROSSHAIR_RGB = np.array([255, 200, 0], dtype=np.float32)
+# "inferno"-like heat colours at 0, .25, .5, .75, 1
+HEAT_ANCHORS = np.array(
+    [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
+)
+
+
+@dataclass(frozen=True)
+class PatientCase:
+    """One patient as the viewer needs it: CT in HU and GTV on the CT grid, the network input
+    and its mask, the geometry between them, and the displayable clinical fields."""
+
+    patient_id: str
+    hu: np.ndarray
+    gtv: np.ndarray
+    spacing_mm: tuple[float, float, float]
+    geometry: InputGeometry
+    input_image: np.ndarray
+    input_mask: np.ndarray
+    clinical: dict
+
+    @property
+    def superior_first(self) -> bool:
+        """True when the slice index grows towards the head (then rows flip for display)."""
+        return float(np.asarray(self.geometry.ct_direction)[2][2]) > 0
+
+
+def gtv_centroid_index(mask: np.ndarray) -> tuple[int, int, int]:
+    """The GTV's centroid as the nearest voxel index (z, y, x): where the viewer starts."""
+    points = np.nonzero(mask)
+    if not len(points[0]):
+        return tuple(int(n // 2) for n in np.shape(mask))
+    return tuple(round(float(axis.mean())) for axis in points)
+
+
+def plane(volume: np.ndarray, axis: int, index: int, superior_first: bool = True) -> np.ndarray:
+    """The 2D slice at ``index`` across ``axis`` (0 axial, 1 coronal, 2 sagittal), oriented for
+    display (head at the top for coronal and sagittal)."""
+    if not 0 <= index < volume.shape[axis]:
+        raise ValueError(f"slice {index} outside 0..{volume.shape[axis] - 1} for axis {axis}")
+    image = np.take(volume, index, axis=axis)
+    if axis != 0 and superior_first:
+        image = image[::-1]
+    return image
+
+
+def display_row(z_index: int, n_slices: int, superior_first: bool) -> int:
+    """Which unstretched row of a coronal/sagittal plane shows CT slice ``z_index``."""
+    return n_slices - 1 - z_index if superior_first else z_index
+
+
+def contour(mask2d: np.ndarray) -> np.ndarray:
+    """Boundary pixels of a 2D mask: inside, with at least one 4-neighbour outside."""
+    mask2d = np.asarray(mask2d, dtype=bool)
+    padded = np.pad(mask2d, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & mask2d
+    return mask2d & ~interior
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """``values`` in [0, 1] -> RGB float32 ``(..., 3)`` on the heat scale."""
+    position = np.clip(np.asarray(values, dtype=np.float32), 0, 1) * (len(HEAT_ANCHORS) - 1)
+    low = np.minimum(np.floor(position).astype(int), len(HEAT_ANCHORS) - 2)
+    weight = (position - low)[..., None]
+    return HEAT_ANCHORS[low] * (1 - weight) + HEAT_ANCHORS[low + 1] * weight
+
+
+def render(
+    gray: np.ndarray,
+    mask: np.ndarray | None = None,
+    heat: np.ndarray | None = None,
+    opacity: float = 0.4,
+    crosshair: tuple[int | None, int | None] = (None, None),
+    row_scale: float = 1.0,
+) -> np.ndarray:
+    """An RGB ``uint8`` image of one plane.
+
+    ``gray`` in [0, 1]; ``mask``: the GTV, drawn as its contour; ``heat`` in [0, 1], blended with
+    alpha ``opacity * heat`` (cold voxels stay clear); ``crosshair``: (row, column) of the lines,
+    in unstretched pixels; ``row_scale``: row spacing / column spacing (rows are repeated or
+    dropped, nearest, so millimetres come out square).
+    """
+    gray = np.clip(np.asarray(gray, dtype=np.float32), 0, 1)
+    rgb = np.repeat(gray[..., None] * 255.0, 3, axis=-1)
+    if heat is not None:
+        heat = np.clip(np.asarray(heat, dtype=np.float32), 0, 1)
+        alpha = (float(opacity) * heat)[..., None]
+        rgb = rgb * (1 - alpha) + heat_colours(heat) * alpha
+    if mask is not None:
+        rgb[contour(mask)] = CONTOUR_RGB
+    row, column = crosshair
+    if row is not None and 0 <= row < rgb.shape[0]:
+        rgb[row] = 0.4 * rgb[row] + 0.6 * CROSSHAIR_RGB
+    if column is not None and 0 <= column < rgb.shape[1]:
+        rgb[:, column] = 0.4 * rgb[:, column] + 0.6 * CROSSHAIR_RGB
+    if row_scale != 1.0:
+        rows = max(1, round(rgb.shape[0] * row_scale))
+        source = np.minimum(((np.arange(rows) + 0.5) / row_scale).astype(int), rgb.shape[0] - 1)
+        rgb = rgb[source]
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def view_plane(
+    case: PatientCase,
+    axis: int,
+    position: tuple[int, int, int],
+    window: tuple[float, float],
+    show_gtv: bool = True,
+    heat: CtMap | None = None,
+    opacity: float = 0.4,
+) -> np.ndarray:
+    """One plane of the CT through ``position`` (z, y, x) with the other two planes as the
+    crosshair, windowed at ``window`` = (level, width) HU."""
+    superior_first = case.superior_first
+    gray = window_to_unit(plane(case.hu, axis, position[axis], superior_first), *window)
+    mask = plane(case.gtv, axis, position[axis], superior_first) if show_gtv else None
+    heat2d = None
+    if heat is not None:
+        heat2d = heat.plane(axis, position[axis])
+        if axis != 0 and superior_first:
+            heat2d = heat2d[::-1]
+    n_slices = case.hu.shape[0]
+    if axis == 0:
+        crosshair = (position[1], position[2])
+        row_scale = 1.0
+    else:
+        crosshair = (
+            display_row(position[0], n_slices, superior_first),
+            position[2] if axis == 1 else position[1],
+        )
+        row_scale = case.spacing_mm[0] / case.spacing_mm[2 if axis == 1 else 1]
+    return render(gray, mask, heat2d, opacity, crosshair, row_scale)
+
+
+def input_slice_for(case: PatientCase, z_index: int) -> int:
+    """The axial slice of the network input nearest to CT slice ``z_index`` (clipped)."""
+    k = (z_index - case.geometry.offset_zyx[0]) / case.geometry.scale_zyx[0]
+    return int(np.clip(round(k), 0, case.input_image.shape[0] - 1))
+
+
+def input_covers(case: PatientCase, z_index: int) -> bool:
+    """Whether CT slice ``z_index`` lies within the network input's field of view."""
+    k = (z_index - case.geometry.offset_zyx[0]) / case.geometry.scale_zyx[0]
+    return -0.5 <= k <= case.input_image.shape[0] - 0.5
+
+
+def view_input(
+    case: PatientCase,
+    k: int,
+    heat: np.ndarray | None = None,
+    opacity: float = 0.4,
+    show_gtv: bool = True,
+) -> np.ndarray:
+    """Axial slice ``k`` of what the network saw (already windowed to [0, 1] by preprocessing),
+    with the input's GTV mask and an input-space heat map."""
+    mask = case.input_mask[k] if show_gtv else None
+    heat2d = None if heat is None else heat[k]
+    scale = case.geometry.scale_zyx
+    spacing = case.spacing_mm
+    row_scale = (scale[1] * spacing[1]) / (scale[2] * spacing[2])
+    return render(case.input_image[k], mask, heat2d, opacity, (None, None), row_scale)
+
+
+def clinical_fields(row: dict) -> dict:
+    """The displayable clinical fields of a cohort row (nothing else, so no PHI)."""
+    return {key: row[key] for key in CLINICAL_FIELDS if key in row}
+
+
+def load_case(
+    cohort_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    preprocess: dict,
+    patient_id: str,
+) -> PatientCase:
+    """Read one patient of a cohort folder: CT and GTV from DICOM, the network input from the
+    volume cache (recomputed and stored when the entry is missing)."""
+    from nsclc_engine.cohort.build import load_cohort
+    from nsclc_engine.preprocess.cache import VolumeCache
+    from nsclc_engine.preprocess.volumes import (
+        PreprocessConfig,
+        cache_key,
+        cohort_sources,
+        preprocess_ct,
+        read_source,
+    )
+
+    sources = {source.patient_id: source for source in cohort_sources(cohort_dir)}
+    if patient_id not in sources:
+        raise ValueError(f"{patient_id}: not in the cohort at {cohort_dir}")
+    source = sources[patient_id]
+    config = PreprocessConfig(**preprocess)
+    volume, gtv = read_source(source)
+    with VolumeCache(cache_dir) as cache:
+        key = cache_key(source, config)
+        entry = cache.get(key)
+        if entry is not None:
+            image, mask = (np.asarray(a) for a in entry.load(mmap=False))
+            geometry = InputGeometry.from_dict(entry.metadata["geometry"])
+        else:
+            result = preprocess_ct(volume, gtv, config)
+            image, mask, geometry = result.image, result.mask, result.geometry
+            cache.put(
+                key,
+                patient_id,
+                image,
+                mask,
+                {
+                    "geometry": geometry.to_dict(),
+                    "config": preprocess,
+                    "gtv_fraction_inside": result.gtv_fraction_inside,
+                },
+            )
+    cohort = load_cohort(cohort_dir).set_index("patient_id")
+    row = cohort.loc[patient_id].to_dict() if patient_id in cohort.index else {}
+    return PatientCase(
+        patient_id,
+        volume.hu,
+        gtv,
+        tuple(volume.geometry.spacing_mm),
+        geometry,
+        image,
+        mask,
+        clinical_fields(row),
+    )

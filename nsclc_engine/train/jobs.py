@@ -1,0 +1,126 @@
+"""Training jobs for the dashboard: launch, queue, status, cancel, list.
+
+:func:`launch` writes a run folder (``status.json`` = queued) and starts a detached runner,
+``python -m nsclc_engine.train.jobs run RUN_ID``, from an argument list (never a shell string) in its
+own session, so the job outlives the dashboard. Runners take turns on the device: each holds
+an exclusive lock on ``runs/.device.lock`` while it trains and only starts when it is the
+oldest queued run, so jobs run one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from nsclc_engine import runs
+from nsclc_engine.paths import artifacts_dir
+from nsclc_engine.runs import now, read_json, update_status
+from nsclc_engine.train.config import TrainConfig
+from nsclc_engine.train.loop import Cancelled
+from nsclc_engine.train.runner import create_run, run_training
+
+POLL_SECONDS = 0.5
+
+
+def launch(
+    config: TrainConfig, artifacts: str | os.PathLike | None = None, run_id: str = ""
+) -> str:
+    """Queue a training run and start its detached runner; returns the run id."""
+    root = Path(artifacts or artifacts_dir())
+    run_id = create_run(config, root, run_id)
+    run_dir = runs.run_dir(run_id, root)
+    # the runner imports this very engine: it gets this process's import path
+    search_path = os.pathsep.join(entry or os.getcwd() for entry in sys.path)
+    with open(run_dir / "job.out", "ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nsclc_engine.train.jobs", "run", run_id, "--artifacts", root],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the dashboard and its signals
+            env={**os.environ, "PYTHONPATH": search_path},
+        )
+    update_status(run_dir, runner_pid=process.pid)
+    return run_id
+
+
+def status(run_id: str, artifacts: str | os.PathLike | None = None) -> dict:
+    """``status.json`` of a run (read only, :func:`nsclc_engine.runs.status`)."""
+    return runs.status(runs.run_dir(run_id, artifacts))
+
+
+def cancel(run_id: str, artifacts: str | os.PathLike | None = None) -> dict:
+    """Stop a queued or running job; a running one ends as cancelled with its checkpoint kept."""
+    run_dir = runs.run_dir(run_id, artifacts)
+    current = runs.status(run_dir)
+    if current["state"] not in runs.ACTIVE:
+        return current
+    (run_dir / "cancel_requested").write_text("cancel\n")
+    if current["state"] == "queued":
+        return update_status(run_dir, state="cancelled", finished=now())
+    pid = current.get("pid")
+    if pid and runs.process_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+    return current
+
+
+@contextmanager
+def _device_lock(root: Path):
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".device.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _oldest_queued(artifacts: Path) -> str | None:
+    queued = [run for run in runs.list_runs(artifacts) if run.get("state") == "queued"]
+    return queued[0]["run_id"] if queued else None
+
+
+def run_job(run_id: str, artifacts: str | os.PathLike | None = None) -> int:
+    """The runner: wait for this run's turn on the device, then train it."""
+    root = Path(artifacts or artifacts_dir())
+    run_dir = runs.run_dir(run_id, root)
+    while True:
+        with _device_lock(runs.runs_dir(root)):
+            if (read_json(run_dir / "status.json") or {}).get("state") != "queued":
+                return 0  # cancelled while waiting
+            if _oldest_queued(root) == run_id:
+                try:
+                    run_training(run_id, root, show_progress=False)
+                    return 0
+                except Cancelled:
+                    return 3
+                except Exception:
+                    return 1
+        time.sleep(POLL_SECONDS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m nsclc_engine.train.jobs")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="runner for one queued run (started by launch)")
+    run.add_argument("run_id")
+    run.add_argument("--artifacts")
+    commands.add_parser("list", help="print the runs")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_job(args.run_id, args.artifacts)
+    for run in runs.list_runs():
+        print(f"{run['run_id']}: {run.get('state')} {run.get('progress', 0):.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

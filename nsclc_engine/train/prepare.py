@@ -1,0 +1,93 @@
+"""A run's data: the cohort (the demo is built if absent), the preprocessing cache, labels."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from nsclc_engine.train.config import TrainConfig
+
+
+@dataclass
+class PreparedData:
+    cohort_dir: Path
+    cache_dir: Path
+    labels: dict[str, int]
+    image_paths: dict[str, Path]
+    preprocess: dict
+    times: dict[str, float]  # survival_time_days per patient
+
+
+def prepare_data(
+    config: TrainConfig,
+    artifacts: Path,
+    show_progress: bool,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> PreparedData:
+    """Cohort (the demo is built if absent), preprocessing into the cache, labels.
+
+    ``on_progress(stage, fraction)`` follows the slow parts (writing the demo cohort)."""
+    report = on_progress or (lambda stage, fraction: None)
+    from nsclc_engine.cohort.build import CohortConfig, load_cohort, run_cohort
+    from nsclc_engine.demo import build_demo, demo_paths
+    from nsclc_engine.paths import default_cache_dir
+    from nsclc_engine.preprocess.dataset import items_from_cache
+    from nsclc_engine.preprocess.volumes import PRESETS, preprocess_cohort
+    from nsclc_engine.synth.generate import SynthConfig
+
+    if config.dicom:
+        clinical = Path(config.clinical).resolve()
+        source = f"{Path(config.dicom).resolve()}|{clinical}|{clinical.stat().st_mtime_ns}"
+        key = hashlib.sha256(source.encode()).hexdigest()[:16]
+        cohort_dir = artifacts / "cohorts" / f"{Path(config.dicom).name}-{key}"
+        if not (cohort_dir / "cohort.csv").exists():
+            run_cohort(
+                config.dicom,
+                config.clinical,
+                cohort_dir,
+                CohortConfig(),
+                show_progress=show_progress,
+            )
+    else:
+        paths = demo_paths(artifacts)
+        build_demo(
+            artifacts,
+            SynthConfig(n_patients=config.demo_patients),
+            show_progress=show_progress,
+            on_progress=lambda stage, fraction: report(stage, 0.9 * fraction),
+        )
+        cohort_dir = paths.cohort
+    preprocess_config = PRESETS[config.preset]
+    if config.crop_mode:
+        preprocess_config = replace(preprocess_config, crop_mode=config.crop_mode)
+    if config.context_mm is not None:
+        preprocess_config = replace(preprocess_config, context_mm=config.context_mm)
+    cache_dir = default_cache_dir() if "NSCLC_CACHE_DIR" in os.environ else artifacts / "cache"
+    report("preprocessing (tumour-centred volumes into the cache)", 0.9)
+    table = preprocess_cohort(cohort_dir, preprocess_config, cache_dir, show_progress=show_progress)
+    ok = table[table.status != "failed"]
+    cohort = load_cohort(cohort_dir)
+    cohort = cohort[cohort.patient_id.isin(ok.patient_id) & cohort[config.label].notna()]
+    labels = {row.patient_id: int(getattr(row, config.label)) for row in cohort.itertuples()}
+    times = {row.patient_id: float(row.survival_time_days) for row in cohort.itertuples()}
+    keys = dict(zip(ok.patient_id, ok.key, strict=True))
+    image_paths = items_from_cache(cache_dir, keys, labels, preprocess_config)
+    return PreparedData(
+        cohort_dir, cache_dir, labels, image_paths, asdict(preprocess_config), times
+    )
+
+
+def shuffled(labels: dict[str, int], seed: int, times: dict[str, float] | None = None):
+    """The negative control: the same outcomes, randomly reassigned to patients (a patient's
+    label and survival time move together). Returns the labels, or ``(labels, times)``."""
+    patients = sorted(labels)
+    order = np.random.default_rng(seed).permutation(len(patients))
+    new_labels = {p: int(labels[patients[k]]) for p, k in zip(patients, order, strict=True)}
+    if times is None:
+        return new_labels
+    return new_labels, {p: float(times[patients[k]]) for p, k in zip(patients, order, strict=True)}

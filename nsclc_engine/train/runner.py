@@ -1,0 +1,169 @@
+"""Train (or resume) a run folder end to end: data, splits, every fold, then evaluation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from nsclc_engine import runs
+from nsclc_engine.atomic import write_json, write_text_atomic
+from nsclc_engine.runs import now, update_status
+from nsclc_engine.train.config import TrainConfig, load_run_config
+from nsclc_engine.train.loop import (
+    DATA_SHARE,
+    Cancelled,
+    Distributed,
+    columns_of,
+    seed_everything,
+    select_device,
+    train_fold,
+)
+from nsclc_engine.train.prepare import PreparedData, prepare_data, shuffled
+
+log = logging.getLogger("nsclc_engine.train")
+
+
+def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> dict:
+    """Train (or resume) the run in ``<artifacts>/runs/<run_id>`` from its ``config.json``."""
+    import torch
+
+    from nsclc_engine.cohort.splits import SplitConfig, splits_for
+
+    run_dir = runs.run_dir(run_id, artifacts)
+    config = load_run_config(run_dir)
+    dist = Distributed.from_environment()
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if select_device(config, dist).type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+    seed_everything(config.seed + dist.rank, config.deterministic)
+    handler = _attach_log(run_dir) if dist.is_main else None
+    if config.augmentation_warning and dist.is_main:
+        log.warning(config.augmentation_warning)
+    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+    try:
+        if dist.is_main:
+            (run_dir / "cancel_requested").unlink(missing_ok=True)  # a resume starts afresh
+            update_status(
+                run_dir,
+                state="running",
+                pid=os.getpid(),
+                started=now(),
+                error="",
+                stage="preparing data (cohort, preprocessing cache)",
+            )
+        # rank 0 builds the cohort and fills the cache; the others then find it all cached
+        if dist.is_main:
+
+            def preparing(stage: str, fraction: float) -> None:
+                update_status(run_dir, stage=stage, progress=round(DATA_SHARE * fraction, 4))
+
+            data = prepare_data(config, artifacts, show_progress, preparing)
+        if dist.world_size > 1:
+            torch.distributed.barrier()
+        if not dist.is_main:
+            data = prepare_data(config, artifacts, show_progress=False)
+        labels, times = data.labels, data.times
+        if config.shuffle_labels:
+            labels, times = shuffled(data.labels, config.seed, data.times)
+        patients = sorted(labels)
+        split_config = SplitConfig(folds=config.folds, seed=config.seed)
+        splits = splits_for(
+            run_dir / "splits.json",
+            patients,
+            [labels[p] for p in patients],
+            split_config,
+            config.label,
+        )
+        if dist.is_main:
+            _write_resolved_config(run_dir, config, data)
+        history: dict[int, list] = {}
+        frames = [
+            train_fold(
+                run_dir, config, split, fold, data, labels, times, dist, show_progress, history
+            )
+            for fold, split in enumerate(splits)
+        ]
+        predictions = pd.concat(frames, ignore_index=True)[columns_of(config)]
+        metrics = {}
+        if dist.is_main:
+            from nsclc_engine.evaluate.config import EvaluateConfig
+            from nsclc_engine.evaluate.run import evaluate_run
+
+            write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+            update_status(run_dir, progress=0.99, stage="evaluating")
+            try:
+                metrics = evaluate_run(
+                    run_dir,
+                    EvaluateConfig(
+                        bootstrap_resamples=config.bootstrap_resamples, seed=config.seed
+                    ),
+                )
+            except Exception as error:  # the trained model and its predictions stay valid
+                log.exception("evaluation failed; rerun python -m nsclc_engine.evaluate %s", run_id)
+                update_status(run_dir, evaluation_error=f"{type(error).__name__}: {error}")
+            update_status(run_dir, state="finished", progress=1.0, finished=now(), stage="done")
+            name, key = ("C-index", "c_index") if config.task == "survival" else ("AUC", "auc")
+            test = metrics.get("splits", {}).get("test", {}).get(key, {})
+            log.info(
+                "finished: test %s %.3f (95%% CI %.3f-%.3f)",
+                name,
+                test.get(key, float("nan")),
+                test.get("ci_low", float("nan")),
+                test.get("ci_high", float("nan")),
+            )
+        return metrics
+    except (Cancelled, KeyboardInterrupt):
+        if dist.is_main:
+            update_status(run_dir, state="cancelled", finished=now())
+            log.info("cancelled; the last checkpoint is kept")
+        raise
+    except Exception as error:
+        if dist.is_main:
+            update_status(
+                run_dir, state="failed", finished=now(), error=f"{type(error).__name__}: {error}"
+            )
+            log.exception("training failed")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if handler is not None:
+            logging.getLogger("nsclc_engine").removeHandler(handler)
+            handler.close()
+        if dist.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _raise_cancelled(signum, frame):
+    raise Cancelled()
+
+
+def _attach_log(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("nsclc_engine")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def _write_resolved_config(run_dir: Path, config: TrainConfig, data: PreparedData) -> None:
+    existing = runs.read_config(run_dir)
+    existing |= asdict(config)  # every field as used, also those an older file lacked
+    existing["resolved"] = {
+        "cohort_dir": str(data.cohort_dir),
+        "cache_dir": str(data.cache_dir),
+        "preprocess": data.preprocess,
+        "n_patients": len(data.labels),
+        **runs.provenance(),
+    }
+    write_json(run_dir / "config.json", existing)
+
+
+def create_run(config: TrainConfig, artifacts: Path, run_id: str = "") -> str:
+    """A new run folder for ``config``, queued (:func:`nsclc_engine.runs.create_run`)."""
+    return runs.create_run({"config_class": "TrainConfig", **asdict(config)}, artifacts, run_id)

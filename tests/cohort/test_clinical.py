@@ -1,0 +1,71 @@
+import pandas as pd
+import pytest
+
+from nsclc_engine.cohort.clinical import V3_COLUMNS, add_labels, label_counts, read_clinical_csv
+
+
+def test_real_lung1_table_counts(lung1_clinical):
+    table, unlabelled = add_labels(read_clinical_csv(lung1_clinical))
+    assert len(table) == 422 and table.patient_id.is_unique
+    assert label_counts(table, "deadstatus_event") == {
+        "positive": 373,
+        "negative": 49,
+        "unlabelled": 0,
+    }
+    assert label_counts(table, "os_2y") == {"positive": 251, "negative": 169, "unlabelled": 2}
+    assert sorted(unlabelled.patient_id) == ["LUNG1-128", "LUNG1-406"]
+    assert unlabelled.detail.str.contains("censored at 3").all()
+    # NA is read as missing, not as a category
+    assert table.age_years.isna().sum() == 22
+    assert table.histology.isna().sum() == 42
+    assert table.loc[table.patient_id == "LUNG1-001", "survival_time_days"].item() == 2165
+
+
+def write(tmp_path, rows, columns=V3_COLUMNS):
+    path = tmp_path / "clinical.csv"
+    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
+    return path
+
+
+def row(patient_id, time, event):
+    return [patient_id, "70.1", 2, 0, 0, "I", "nos", "male", time, event]
+
+
+def test_os_2y_boundaries(tmp_path):
+    rows = [
+        row("A", 730, 1),  # died on day 730: within two years
+        row("B", 731, 1),  # died later: alive at two years
+        row("C", 730, 0),  # censored on day 730: unknown
+        row("D", 731, 0),  # censored after two years: alive
+        row("E", 10, "NA"),  # no event status: no label at all
+    ]
+    table, unlabelled = add_labels(read_clinical_csv(write(tmp_path, rows)))
+    assert table.os_2y.tolist() == [1, 0, pd.NA, 0, pd.NA]
+    assert table.deadstatus_event.tolist() == [1, 1, 0, 0, pd.NA]
+    assert set(unlabelled[unlabelled.label == "os_2y"].patient_id) == {"C", "E"}
+
+
+def test_missing_columns_are_named(tmp_path):
+    path = write(tmp_path, [row("A", 1, 1)[:9]], V3_COLUMNS[:9])
+    with pytest.raises(ValueError, match=r"clinical.csv.*missing columns \['deadstatus.event'\]"):
+        read_clinical_csv(path)
+
+
+def test_bad_event_values_name_the_patient(tmp_path):
+    with pytest.raises(ValueError, match=r"\['B'\]"):
+        read_clinical_csv(write(tmp_path, [row("A", 5, 1), row("B", 5, 2)]))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        (1, "70,5", r"column age must hold numbers or NA; patients \['B'\] have \['70,5'\]"),
+        (8, "10.5", r"column Survival.time must hold whole numbers"),
+        (2, "T2", r"column clinical.T.Stage must hold whole numbers"),
+    ],
+)
+def test_malformed_values_name_the_column_and_patient(tmp_path, column, value, message):
+    bad = row("B", 5, 1)
+    bad[column] = value
+    with pytest.raises(ValueError, match=message):
+        read_clinical_csv(write(tmp_path, [row("A", 5, 1), bad]))

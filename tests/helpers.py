@@ -1,0 +1,79 @@
+"""Test helpers shared by the test modules: paths to the real Lung1 files in ../shared, the
+tiny synthetic geometry, a builder of tiny cohorts, a free port, and a file-event wait."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from nsclc_engine.cohort.build import CohortConfig, run_cohort
+from nsclc_engine.synth.generate import SynthConfig, write_cohort
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+LUNG1_CASE = SHARED / "data" / "lung1-dicom-rt" / "LUNG1-001_20180209_CT.tar.xz"
+LUNG1_CLINICAL = (
+    SHARED / "data" / "lung1-clinical-v3" / "NSCLC Radiomics Lung1.clinical-version3-Oct 2019.csv"
+)
+LUNG1_FEATURES = SHARED / "data" / "lung1-pmtoolbox-features" / "extracted_features.csv"
+
+# a tiny but complete chest: 48 x 48 pixels of 8 mm, 16 slices of 12 mm (384 x 384 x 192 mm)
+TINY = SynthConfig(
+    n_patients=3,
+    seed=7,
+    rows=48,
+    pixel_spacing_mm=8.0,
+    n_slices=16,
+    slice_thickness_mm=12.0,
+    defects="none",
+    workers=1,
+)
+# the same tiny geometry as command-line overrides
+TINY_SET_ARGS = [
+    arg
+    for key in ("rows", "pixel_spacing_mm", "n_slices", "slice_thickness_mm")
+    for arg in ("--set", f"{key}={getattr(TINY, key)}")
+]
+
+
+def require_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: these tests need the project's ../shared data folder")
+    return path
+
+
+def build_synthetic(root: Path, **changes):
+    """Write a tiny synthetic cohort under ``root`` and build its cohort (serially, quietly)."""
+    config = replace(TINY, **changes)
+    metadata = write_cohort(config, root / "source", show_progress=False)
+    result = run_cohort(
+        root / "source" / "dicom",
+        root / "source" / "clinical.csv",
+        root / "cohort",
+        CohortConfig(workers=1),
+        show_progress=False,
+    )
+    return config, metadata, result
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` (a file appearing, a status changing) until true, or fail naming
+    ``what``. For events that live in files or other processes, where there is nothing to
+    await directly."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)

@@ -1,0 +1,71 @@
+import json
+import subprocess
+import time
+
+import pytest
+
+from nsclc_engine.runs import list_runs, runs_dir, update_status
+from nsclc_engine.train.config import TrainConfig
+from nsclc_engine.train.jobs import cancel, launch, status
+from nsclc_engine.train.runner import create_run
+
+
+def tiny_config(source, epochs=1):
+    return TrainConfig(
+        dicom=str(source / "dicom"),
+        clinical=str(source / "clinical.csv"),
+        label="os_2y",
+        preset="smoke",
+        epochs=epochs,
+    )
+
+
+def wait_for(predicate, timeout_s=240):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_run_ids_are_validated(tmp_path):
+    for bad in ("../etc", "a/b", "", ".hidden", "x" * 65):
+        with pytest.raises(ValueError, match="run id"):
+            status(bad, tmp_path)
+    with pytest.raises(ValueError, match="no run"):
+        status("missing", tmp_path)
+
+
+def test_a_run_whose_process_died_reads_as_failed(tiny_source, tmp_path):
+    run_id = create_run(tiny_config(tiny_source), tmp_path, "orphan")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    update_status(runs_dir(tmp_path) / run_id, state="running", pid=dead.pid)
+    assert status(run_id, tmp_path)["state"] == "failed"
+
+
+@pytest.mark.slow
+def test_jobs_run_one_at_a_time_in_order_and_can_be_cancelled(tiny_source, tmp_path):
+    first = launch(tiny_config(tiny_source), tmp_path, "job-a")
+    second = launch(tiny_config(tiny_source), tmp_path, "job-b")
+    third = launch(tiny_config(tiny_source), tmp_path, "job-c")
+    assert cancel(third, tmp_path)["state"] == "cancelled"
+    wait_for(lambda: status(second, tmp_path)["state"] in ("finished", "failed"))
+    a, b = status(first, tmp_path), status(second, tmp_path)
+    assert a["state"] == b["state"] == "finished", (a, b)
+    assert b["started"] >= a["finished"]  # one at a time, in the order launched
+    time.sleep(1.0)
+    assert status(third, tmp_path)["state"] == "cancelled"
+    assert not (runs_dir(tmp_path) / third / "history.jsonl").exists()
+    assert [run["run_id"] for run in list_runs(tmp_path)] == [first, second, third]
+
+
+@pytest.mark.slow
+def test_cancelling_a_running_job_keeps_its_last_checkpoint(tiny_source, tmp_path):
+    run_id = launch(tiny_config(tiny_source, epochs=50), tmp_path, "long")
+    history = runs_dir(tmp_path) / run_id / "history.jsonl"
+    wait_for(lambda: history.exists() and history.read_text().strip() != "")
+    cancel(run_id, tmp_path)
+    wait_for(lambda: status(run_id, tmp_path)["state"] != "running", timeout_s=60)
+    final = json.loads((runs_dir(tmp_path) / run_id / "status.json").read_text())
+    assert final["state"] == "cancelled"
+    assert (runs_dir(tmp_path) / run_id / "checkpoint_last.pt").is_file()

@@ -1,0 +1,231 @@
+"""End-to-end training on a tiny synthetic cohort with the smoke preset (seconds on a CPU)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nsclc_engine.runs import validate_run_id
+from nsclc_engine.train.__main__ import main
+from nsclc_engine.train.prepare import shuffled
+from tests.helpers import PROJECT
+
+
+def train_args(source: Path, artifacts: Path, run_id: str, *extra: str) -> list[str]:
+    return [
+        "--dicom",
+        str(source / "dicom"),
+        "--clinical",
+        str(source / "clinical.csv"),
+        "--label",
+        "os_2y",
+        "--preset",
+        "smoke",
+        "--artifacts",
+        str(artifacts),
+        "--run-id",
+        run_id,
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_a_run_leaves_a_complete_reproducible_folder(tiny_source, tmp_path, capsys):
+    assert main(train_args(tiny_source, tmp_path, "r1", "--epochs", "2")) == 0
+    run = tmp_path / "runs" / "r1"
+    for name in (
+        "config.json",
+        "splits.json",
+        "history.jsonl",
+        "checkpoint_best.pt",
+        "checkpoint_last.pt",
+        "predictions.csv",
+        "metrics.json",
+        "threshold.json",
+        "calibration.json",
+        "report.html",
+        "status.json",
+        "train.log",
+    ):
+        assert (run / name).is_file(), name
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["progress"] == 1.0
+    config = json.loads((run / "config.json").read_text())
+    assert config["label"] == "os_2y" and config["resolved"]["versions"]["torch"]
+    assert config["resolved"]["preprocess"]["out_depth"] == 16
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in history] == [1, 2]
+    assert {"train_loss", "val_loss", "val_auc", "val_f1", "lr", "seconds"} <= set(history[0])
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert list(predictions.columns) == ["patient_id", "split", "fold", "y_true", "y_prob", "logit"]
+    splits = json.loads((run / "splits.json").read_text())["splits"][0]
+    for part, patients in splits.items():
+        assert sorted(predictions[predictions.split == part].patient_id) == patients
+    assert predictions.y_prob.between(0, 1).all()
+    checkpoint = torch.load(run / "checkpoint_best.pt", weights_only=True)
+    assert checkpoint["config"]["preset"] == "smoke" and "model" in checkpoint
+    metrics = json.loads((run / "metrics.json").read_text())
+    test_auc = metrics["splits"]["test"]["auc"]
+    assert test_auc["ci_low"] <= test_auc["auc"] <= test_auc["ci_high"]
+    assert "test: n=" in capsys.readouterr().out
+
+
+def test_bad_settings_are_refused_with_the_valid_keys(tiny_source, tmp_path, capsys):
+    assert main(train_args(tiny_source, tmp_path, "r2", "--set", "learning_rate=1")) == 2
+    assert "valid keys" in capsys.readouterr().err
+    assert main(train_args(tiny_source, tmp_path, "../escape")) == 2
+    with pytest.raises(ValueError, match="no paths"):
+        validate_run_id("a/b")
+
+
+def test_shuffled_labels_keep_the_class_balance_and_move_labels():
+    labels = {f"P{i:02d}": int(i < 12) for i in range(40)}
+    mixed = shuffled(labels, seed=0)
+    assert sorted(mixed.values()) == sorted(labels.values()) and mixed != labels
+    assert shuffled(labels, seed=0) == mixed
+
+
+@pytest.mark.slow
+def test_k_fold_predictions_cover_every_patient_once_out_of_fold(tiny_source, tmp_path):
+    assert main(train_args(tiny_source, tmp_path, "cv", "--folds", "2", "--epochs", "1")) == 0
+    predictions = pd.read_csv(tmp_path / "runs" / "cv" / "predictions.csv")
+    tested = predictions[predictions.split == "test"]
+    assert tested.patient_id.is_unique and set(tested.fold) == {0, 1}
+    assert set(tested.patient_id) == set(predictions.patient_id)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_mid_training(tiny_source, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    command = [
+        sys.executable,
+        "-m",
+        "nsclc_engine.train",
+        *train_args(tiny_source, tmp_path, "killed", "--epochs", "5"),
+    ]
+    process = subprocess.Popen(
+        command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    history = tmp_path / "runs" / "killed" / "history.jsonl"
+    deadline = time.monotonic() + 120
+    while not (history.exists() and history.read_text().count("\n") >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, "training ended too early"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (
+        json.loads((tmp_path / "runs" / "killed" / "status.json").read_text())["state"] == "running"
+    )
+
+    assert main(["--resume", "killed", "--artifacts", str(tmp_path), "--quiet"]) == 0
+    run = tmp_path / "runs" / "killed"
+    epochs = [
+        json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()
+    ]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= 3
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert predictions.patient_id.is_unique and len(predictions) > 0
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_gloo_writes_artifacts_once(tiny_source, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "nsclc_engine.train",
+        *train_args(tiny_source, tmp_path, "ddp", "--epochs", "1"),
+    ]
+    result = subprocess.run(
+        command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "ddp"
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert predictions.patient_id.is_unique  # gathered from both ranks, written once
+    assert (run / "train.log").read_text().count("finished: test AUC") == 1
+    assert len((run / "history.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_survival_run_trains_a_cox_head_and_reports_c_indices(dashboard_artifacts):
+    run = dashboard_artifacts / "runs" / "fixture-survival"  # trained by the fixture
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert list(predictions.columns) == [
+        "patient_id",
+        "split",
+        "fold",
+        "risk",
+        "time_days",
+        "event",
+    ]
+    checkpoint = torch.load(run / "checkpoint_best.pt", weights_only=True)
+    assert checkpoint["model"]["fc.weight"].shape[0] == 1  # one output: the log hazard ratio
+    metrics = json.loads((run / "metrics.json").read_text())
+    test = metrics["splits"]["test"]["c_index"]
+    assert test["ci_low"] <= test["c_index"] <= test["ci_high"]
+    assert "uno_c_index" in metrics["folds"][0] and "risk_groups" in metrics["folds"][0]
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert "val_c_index" in history[0]
+    # the baselines and the fusion on the same patients, with the image model's own risks
+    models = pd.read_csv(run / "survival_models.csv")
+    assert {"image", "clinical", "volume", "fusion"} <= set(models.columns)
+    merged = models.merge(predictions, on=["patient_id", "split", "fold"])
+    assert len(merged) == len(predictions) and np.allclose(merged.image, merged.risk)
+    c_index = metrics["models"]["c_index"]
+    assert set(c_index) == {"image", "clinical", "volume", "fusion"}
+    assert c_index["image"]["test"]["c_index"] == pytest.approx(test["c_index"])
+    assert set(metrics["models"]["fusion_coefficients"][0]) == {
+        "fold",
+        "image",
+        "clinical",
+        "volume",
+    }
+    report = (run / "report.html").read_text()
+    assert "Image vs clinical vs volume vs fusion" in report
+    from nsclc_engine.train.config import TrainConfig, protocol_config
+
+    # the event of a survival run is deadstatus_event, whatever label a protocol carried
+    assert TrainConfig(task="survival", label="os_2y").label == "deadstatus_event"
+    assert replace(protocol_config("house"), task="survival").label == "deadstatus_event"
+
+
+def test_shuffling_moves_label_and_time_together():
+    labels = {f"P{i}": i % 2 for i in range(10)}
+    times = {f"P{i}": float(100 + i) for i in range(10)}
+    new_labels, new_times = shuffled(labels, 3, times)
+    pairs = {(labels[p], times[p]) for p in labels}
+    assert {(new_labels[p], new_times[p]) for p in labels} == pairs
+    assert new_labels == shuffled(labels, 3)
+
+
+def test_protocols_and_runs_written_before_them(tmp_path):
+    from nsclc_engine.train.config import build_config, load_run_config, protocol_config
+
+    report = build_config(None, ["protocol=report", "seed=3"])
+    assert report == replace(protocol_config("report"), seed=3)
+    assert report.augmentation_warning and report.monitor == "loss"
+    assert build_config(None, ["seed=3"]) == replace(protocol_config("house"), seed=3)
+    with pytest.raises(ValueError, match="protocol 'nope'"):
+        build_config(None, ["protocol=nope"])
+    # a config.json from before protocols: resumes with what it trained with then
+    old = {"config_class": "TrainConfig", "label": "deadstatus_event", "augment": "minority"}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    config = load_run_config(tmp_path)
+    assert (config.monitor, config.context_mm, config.cox_bank) == ("loss", None, 0)
+    assert config.protocol == "report"
