@@ -1,9 +1,10 @@
-"""NSCLC survival dashboard: ``streamlit run app.py``. Pages lay out what the engine computes."""
+"""NSCLC survival dashboard: ``streamlit run app.py``. The pages in ``ui/`` lay out what
+``nsclc_engine.dashboard`` computes."""
 
 import streamlit as st
 
-from nsclc_engine.dashboard.views import first_start, runs_overview
-from pages.common import artifacts
+from nsclc_engine.dashboard.runs import first_start, runs_overview
+from ui.common import artifacts
 
 st.set_page_config(page_title="NSCLC survival engine", page_icon="🫁", layout="wide")
 
@@ -18,18 +19,15 @@ if "first_start_checked" not in st.session_state:
 
 navigation = st.navigation(
     [
-        st.Page("pages/runs.py", title="Runs", icon="🗃️", default=True),
-        st.Page("pages/dataset.py", title="Dataset and splits", icon="🗂️"),
-        st.Page("pages/train.py", title="Train", icon="🏋️"),
-        st.Page("pages/threshold.py", title="Threshold", icon="🎚️"),
-        st.Page("pages/calibration.py", title="Calibration", icon="📐"),
-        st.Page("pages/survival.py", title="Survival", icon="📉"),
-        st.Page("pages/patient.py", title="Patient", icon="🩻"),
+        st.Page("ui/runs.py", title="Runs", icon="🗃️", default=True),
+        st.Page("ui/dataset.py", title="Dataset and splits", icon="🗂️"),
+        st.Page("ui/train.py", title="Train", icon="🏋️"),
+        st.Page("ui/threshold.py", title="Threshold", icon="🎚️"),
+        st.Page("ui/calibration.py", title="Calibration", icon="📐"),
+        st.Page("ui/survival.py", title="Survival", icon="📉"),
+        st.Page("ui/patient.py", title="Patient", icon="🩻"),
     ]
 )
-
-if deep_link := st.session_state.pop("deep_link", None):  # see pages.common.through_app
-    st.switch_page(deep_link)
 
 runs = runs_overview(artifacts())
 with st.sidebar:

@@ -27,10 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nsclc_engine.explain.cache import explain_patient
 from nsclc_engine.explain.gradcam import (
     LAYERS,
     ExplainConfig,
-    explain_patient,
     grad_cam,
     mass_inside,
     rank_correlation,

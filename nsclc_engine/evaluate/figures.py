@@ -114,9 +114,9 @@ def pr_figure(
     curves: Sequence[Mapping], points: Sequence[Mapping] = (), prevalence: float | None = None
 ) -> go.Figure:
     """``curves``: name, recall, precision, ap; ``points``: name, recall, precision."""
-    reference = ([0, 1], [prevalence] * 2, f"prevalence {prevalence:.2f}")
-    if prevalence is None:
-        reference = ([], [], "")
+    reference = ([], [], "")
+    if prevalence is not None:
+        reference = ([0, 1], [prevalence] * 2, f"prevalence {prevalence:.2f}")
     return _curves_figure(
         curves,
         points,

@@ -1,11 +1,11 @@
 """What the model looked at: Grad-CAM (Captum ``LayerGradCam``) and gradient saliency, mapped
-back onto the patient's original CT, and the spread of a prediction under test-time augmentation.
+back onto the patient's original CT.
 
 Pure core: :func:`grad_cam`, :func:`saliency` (model + input volume -> :class:`AttributionMap`
-on the network input), :func:`input_map_to_ct` (-> :class:`CtMap` on the CT grid, through the
-stored :class:`~nsclc_engine.preprocess.InputGeometry`) and :func:`tta_interval`.
-Thin file layer: :func:`load_run_model` and :func:`explain_patient`, which caches maps on disk
-per (run, checkpoint, patient, method, layer, target) with diskcache.
+on the network input) and :func:`input_map_to_ct` (-> :class:`CtMap` on the CT grid, through
+the stored :class:`~nsclc_engine.preprocess.volumes.InputGeometry`). Loading a run's model
+and test-time augmentation are in :mod:`~nsclc_engine.explain.inference`; the per-patient disk
+cache in :mod:`~nsclc_engine.explain.cache`.
 
 Grad-CAM layers: with the stride-2 stem, ``layer4`` is 1x2x2 at the ``demo`` preset and 4x4x4 at
 ``paper``; ``layer3`` is twice as fine on every axis. ``layer3`` is the default: on a ResNet-18
@@ -16,19 +16,19 @@ measures it). Maps are upsampled trilinearly (Captum's default, nearest, gives b
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from nsclc_engine.preprocess.volumes import InputGeometry, outside_volume, resample_axis_aligned
 
 METHODS = ("gradcam", "saliency")
+
+
 LAYERS = ("layer3", "layer4")
+
+
 DEFAULT_LAYER = "layer3"
-EXPLAIN_VERSION = 1  # bump when a map's computation changes, so cached maps miss
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _normalised(raw: np.ndarray, method: str, layer: str, target: int) -> Attrib
     return AttributionMap(values.astype(np.float32), low, high, method, layer, target)
 
 
-def _as_batch(volume) -> torch.Tensor:  # noqa: F821 (torch imported lazily)
+def as_batch(volume) -> torch.Tensor:  # noqa: F821 (torch imported lazily)
     import torch
 
     tensor = torch.as_tensor(np.asarray(volume, dtype=np.float32))
@@ -157,7 +157,7 @@ def grad_cam(
     from captum.attr import LayerAttribution, LayerGradCam
 
     target = default_target(model) if target is None else int(target)
-    batch = _as_batch(volume).to(next(model.parameters()).device)
+    batch = as_batch(volume).to(next(model.parameters()).device)
     with _frozen_eval(model), torch.enable_grad():
         cam = LayerGradCam(model, model.get_submodule(layer))
         attribution = cam.attribute(batch, target=target, relu_attributions=True)
@@ -175,7 +175,7 @@ def saliency(model, volume, target: int | None = None) -> AttributionMap:
     from captum.attr import Saliency
 
     target = default_target(model) if target is None else int(target)
-    batch = _as_batch(volume).to(next(model.parameters()).device).requires_grad_(True)
+    batch = as_batch(volume).to(next(model.parameters()).device).requires_grad_(True)
     with _frozen_eval(model), torch.enable_grad():
         gradients = Saliency(model).attribute(batch, target=target, abs=True)
     raw = gradients[0, 0].detach().float().cpu().numpy()
@@ -204,173 +204,6 @@ def input_map_to_ct(values: np.ndarray, geometry: InputGeometry) -> CtMap:
     mapped = resample_axis_aligned(values, local_offset, local_scale, shape)
     mapped[outside_volume(local_offset, local_scale, shape, values.shape)] = 0.0
     return CtMap(mapped, tuple(int(v) for v in box), tuple(geometry.ct_shape_zyx))
-
-
-def tta_interval(
-    model,
-    volume,
-    task: str = "classification",
-    samples: int = 16,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict:
-    """Spread of the prediction under the project's augmentation transforms (in-plane rotation
-    within +-10 degrees, row flips; whether or not the run trained with them): the unaugmented
-    value, the mean and the central ``level`` interval over ``samples`` augmented copies.
-    Probability of class 1 for a classifier, the risk score for a survival model. The draws
-    are seeded: the same call gives the same answer.
-    """
-    import torch
-
-    from nsclc_engine.preprocess.dataset import AugmentConfig, augment_volume
-
-    batch = _as_batch(volume)
-    rng = np.random.default_rng(seed)
-    augmented = [batch[0]] + [
-        augment_volume(batch[0], AugmentConfig(classes="all"), rng) for _ in range(samples)
-    ]
-    device = next(model.parameters()).device
-    model.eval()
-    outputs = []
-    with torch.no_grad():
-        for start in range(0, len(augmented), 8):
-            chunk = torch.stack(augmented[start : start + 8]).to(device)
-            outputs.append(model(chunk).float().cpu())
-    logits = torch.cat(outputs)
-    if task == "survival":
-        values = logits[:, 0].numpy()
-    else:
-        values = torch.softmax(logits, dim=1)[:, 1].numpy()
-    spread = values[1:]
-    tail = (1 - level) / 2
-    return {
-        "value": float(values[0]),
-        "mean": float(spread.mean()),
-        "low": float(np.quantile(spread, tail)),
-        "high": float(np.quantile(spread, 1 - tail)),
-        "samples": int(samples),
-        "level": level,
-    }
-
-
-# --- file layer ----------------------------------------------------------------------------
-
-
-def checkpoint_path(run_dir: str | os.PathLike, fold: int = 0) -> Path:
-    """The best checkpoint of ``fold`` (``checkpoint_best.pt`` for a single-split run)."""
-    run_dir = Path(run_dir)
-    candidates = [run_dir / f"checkpoint_best_fold{int(fold)}.pt", run_dir / "checkpoint_best.pt"]
-    for path in candidates:
-        if path.exists():
-            return path
-    raise FileNotFoundError(
-        f"{run_dir.name}: no best checkpoint for fold {fold} (looked for "
-        f"{', '.join(p.name for p in candidates)}); the run has not finished an epoch"
-    )
-
-
-def load_run_model(run_dir: str | os.PathLike, fold: int = 0, device: str = "cpu"):
-    """The run's best model of ``fold``, in eval mode on ``device``."""
-    import torch
-
-    from nsclc_engine.train.model import build_resnet18
-
-    checkpoint = torch.load(checkpoint_path(run_dir, fold), map_location="cpu", weights_only=True)
-    config = checkpoint.get("config", {})
-    outputs = 1 if config.get("task") == "survival" else 2
-    model = build_resnet18(num_classes=outputs, norm=config.get("norm", "batch"))
-    model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval()
-
-
-def _checkpoint_stamp(path: Path) -> str:
-    stat = path.stat()
-    return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def result_key(run_dir: str | os.PathLike, fold: int, patient_id: str, what: dict) -> str:
-    """Patient-level cache key: the run, its checkpoint as it is now, the patient and ``what``
-    was computed (method, layer, target, ...)."""
-    payload = {
-        "run": Path(run_dir).name,
-        "checkpoint": _checkpoint_stamp(checkpoint_path(run_dir, fold)),
-        "patient": patient_id,
-        "version": EXPLAIN_VERSION,
-        **what,
-    }
-    digest = hashlib.sha256(repr(sorted(payload.items())).encode()).hexdigest()
-    return f"{patient_id}:{digest[:24]}"
-
-
-def volume_digest(volume: np.ndarray) -> str:
-    """Hash of an input volume's bytes: a rebuilt cohort with the same IDs gets new keys."""
-    return hashlib.sha1(np.ascontiguousarray(volume, dtype=np.float32).tobytes()).hexdigest()
-
-
-def map_key(
-    run_dir: str | os.PathLike,
-    fold: int,
-    patient_id: str,
-    config: ExplainConfig,
-    volume: np.ndarray,
-) -> str:
-    layer = config.layer if config.method == "gradcam" else "input"
-    what = {"method": config.method, "layer": layer, "target": config.target}
-    return result_key(run_dir, fold, patient_id, what | {"input": volume_digest(volume)})
-
-
-def _cached(run_dir: str | os.PathLike, key: str, compute):
-    """``(value, was_cached)`` from the run's ``explain`` diskcache, computing it on a miss."""
-    import diskcache
-
-    with diskcache.Cache(str(Path(run_dir) / "explain")) as cache:
-        stored = cache.get(key)
-        if stored is not None:
-            return stored, True
-        value = compute()
-        cache.set(key, value)
-    return value, False
-
-
-def explain_patient(
-    run_dir: str | os.PathLike,
-    fold: int,
-    patient_id: str,
-    volume: np.ndarray,
-    config: ExplainConfig = ExplainConfig(),
-    model=None,
-) -> tuple[AttributionMap, bool]:
-    """The attribution map of one patient's input ``volume``, from the disk cache under
-    ``<run>/explain`` when present; returns ``(map, was_cached)``. ``model``: the loaded model
-    (loaded from the run when ``None``)."""
-
-    def compute() -> dict:
-        return asdict(attribute(model or load_run_model(run_dir, fold), volume, config))
-
-    key = map_key(run_dir, fold, patient_id, config, volume)
-    stored, cached = _cached(run_dir, key, compute)
-    return AttributionMap(**stored), cached
-
-
-def patient_uncertainty(
-    run_dir: str | os.PathLike,
-    fold: int,
-    patient_id: str,
-    volume: np.ndarray,
-    task: str,
-    config: ExplainConfig = ExplainConfig(),
-    model=None,
-) -> dict:
-    """:func:`tta_interval` of one patient, cached like the maps."""
-    what = {"method": "tta", "samples": config.tta_samples, "seed": config.seed, "task": task}
-    what["input"] = volume_digest(volume)
-    key = result_key(run_dir, fold, patient_id, what)
-
-    def compute() -> dict:
-        loaded = model or load_run_model(run_dir, fold)
-        return tta_interval(loaded, volume, task, config.tta_samples, config.seed)
-
-    return _cached(run_dir, key, compute)[0]
 
 
 def mass_inside(values: np.ndarray, region: np.ndarray) -> float:

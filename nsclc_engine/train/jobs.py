@@ -1,10 +1,10 @@
 """Training jobs for the dashboard: launch, queue, status, cancel, list.
 
 :func:`launch` writes a run folder (``status.json`` = queued) and starts a detached runner,
-``python -m nsclc_engine.train.jobs run RUN_ID``, from an argument list (never a shell string) in its
-own session, so the job outlives the dashboard. Runners take turns on the device: each holds
-an exclusive lock on ``runs/.device.lock`` while it trains and only starts when it is the
-oldest queued run, so jobs run one at a time, in order.
+``python -m nsclc_engine.train.jobs run RUN_ID``, from an argument list (never a shell
+string) in its own session, so the job outlives the dashboard. Runners take turns on the
+device: each holds an exclusive lock on ``runs/.device.lock`` while it trains and only starts
+when it is the oldest queued run, so jobs run one at a time, in order.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from nsclc_engine.atomic import atomic_path
 from nsclc_engine.runs import checkpoint_paths, update_status, write_history
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.prepare import PreparedData
+from nsclc_engine.train.tasks import task_class
 
 log = logging.getLogger("nsclc_engine.train")
 
@@ -155,9 +156,7 @@ def predict(model, dataset, config: TrainConfig, device, dist: Distributed, task
 
 
 def columns_of(config: TrainConfig) -> list[str]:
-    from nsclc_engine.train.tasks import ClassificationTask, SurvivalTask
-
-    return list((SurvivalTask if config.task == "survival" else ClassificationTask).columns)
+    return list(task_class(config.task).columns)
 
 
 def resolved_precision(config: TrainConfig, device) -> str:

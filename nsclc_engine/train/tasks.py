@@ -30,10 +30,15 @@ class ClassificationTask:
     def batch_loss(self, outputs, targets, patient_ids: Sequence[str]):
         return self.criterion(outputs, targets)
 
-    def rows(self, outputs, labels: Sequence[int], patient_ids: Sequence[str]) -> list[dict]:
+    @staticmethod
+    def scores(outputs):
+        """The score of each row of the network's outputs: the probability of class 1."""
         import torch
 
-        probabilities = torch.softmax(outputs, dim=1)[:, 1].tolist()
+        return torch.softmax(outputs, dim=1)[:, 1]
+
+    def rows(self, outputs, labels: Sequence[int], patient_ids: Sequence[str]) -> list[dict]:
+        probabilities = self.scores(outputs).tolist()
         logits = (outputs[:, 1] - outputs[:, 0]).tolist()
         return [
             {"patient_id": p, "y_true": int(y), "y_prob": float(q), "logit": float(z)}
@@ -88,10 +93,15 @@ class SurvivalTask:
         times = torch.tensor([self.times[p] for p in patient_ids], device=outputs.device)
         return self.bank.loss(outputs[:, 0], times, targets, patient_ids)
 
+    @staticmethod
+    def scores(outputs):
+        """The score of each row of the network's outputs: the risk (log hazard ratio)."""
+        return outputs[:, 0]
+
     def rows(self, outputs, labels: Sequence[int], patient_ids: Sequence[str]) -> list[dict]:
         return [
             {"patient_id": p, "risk": float(r), "time_days": self.times[p], "event": int(e)}
-            for p, r, e in zip(patient_ids, outputs[:, 0].tolist(), labels, strict=True)
+            for p, r, e in zip(patient_ids, self.scores(outputs).tolist(), labels, strict=True)
         ]
 
     def validation_loss(self, frame: pd.DataFrame) -> float:
@@ -115,3 +125,11 @@ class SurvivalTask:
         except ValueError:
             c_index = float("nan")
         return {"loss": loss, "c_index": c_index}
+
+
+def task_class(name: str) -> type[ClassificationTask] | type[SurvivalTask]:
+    """The task called ``name``: its outputs, prediction columns, scores and losses."""
+    classes = {"classification": ClassificationTask, "survival": SurvivalTask}
+    if name not in classes:
+        raise ValueError(f"task {name!r}: choose one of {', '.join(classes)}")
+    return classes[name]

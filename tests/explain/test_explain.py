@@ -120,9 +120,9 @@ def test_resnet_grad_cam_shapes_ranges_and_model_state(layer, coarse):
     assert model.training and all(p.requires_grad for p in model.parameters())
     assert result.scores.shape == (32, 64, 64) and result.scores.dtype == np.float32
     assert result.target == 1 and result.layer == layer
-    assert 0.0 <= result.scores.min() and result.scores.max() <= 1.0
-    if not result.flat:
-        assert result.scores.max() == 1.0
+    # this seeded model and input give a map with a spread, scaled to reach 1 exactly
+    assert not result.flat, (result.raw_min, result.raw_max)
+    assert result.scores.min() >= 0.0 and result.scores.max() == 1.0
     # the map comes from this coarse grid, upsampled trilinearly to the input
     feature = model.get_submodule(layer)
     shapes = []
@@ -220,15 +220,16 @@ def test_the_input_mapped_back_matches_the_ct_it_came_from(crop_mode):
 
 @pytest.fixture(scope="module")
 def fixture_run(dashboard_artifacts):
-    from nsclc_engine.dashboard import views as dashboard
+    from nsclc_engine.dashboard import patient as patient_view
+    from nsclc_engine.dashboard import run_view
 
-    view = dashboard.load_run(dashboard_artifacts / "runs" / "fixture")
+    view = run_view.load_run(dashboard_artifacts / "runs" / "fixture")
     patient = view.predictions[view.predictions.split == "test"].iloc[0]
-    return view, patient, dashboard.patient_case(view, patient.patient_id)
+    return view, patient, patient_view.patient_case(view, patient.patient_id)
 
 
 def test_maps_are_cached_per_patient_layer_and_checkpoint(fixture_run):
-    from nsclc_engine.explain.gradcam import explain_patient
+    from nsclc_engine.explain.cache import explain_patient
 
     view, patient, case = fixture_run
     config = ExplainConfig(method="gradcam", layer="layer4")
@@ -253,7 +254,8 @@ def test_maps_are_cached_per_patient_layer_and_checkpoint(fixture_run):
 
 
 def test_tta_interval_brackets_and_reproduces_the_logged_prediction(fixture_run):
-    from nsclc_engine.explain.gradcam import load_run_model, patient_uncertainty, tta_interval
+    from nsclc_engine.explain.cache import patient_uncertainty
+    from nsclc_engine.explain.inference import load_run_model, tta_interval
 
     view, patient, case = fixture_run
     model = load_run_model(view.run_dir, 0)
@@ -273,14 +275,14 @@ def test_tta_interval_brackets_and_reproduces_the_logged_prediction(fixture_run)
 def test_training_patients_are_predicted_without_augmentation(fixture_run):
     """The run trained with augmentation (every class); its logged predictions of training
     patients must still be of their plain input (as on the Patient page)."""
-    from nsclc_engine.dashboard import views as dashboard
-    from nsclc_engine.explain.gradcam import load_run_model, tta_interval
+    from nsclc_engine.dashboard import patient as patient_view
+    from nsclc_engine.explain.inference import load_run_model, tta_interval
 
     view, _, _ = fixture_run
     train = view.predictions[view.predictions.split == "train"]
     minority = int(train.y_true.value_counts().idxmin())
     model = load_run_model(view.run_dir, 0)
     for row in train[train.y_true == minority].head(2).itertuples():
-        case = dashboard.patient_case(view, row.patient_id)
+        case = patient_view.patient_case(view, row.patient_id)
         value = tta_interval(model, case.input_image, "classification", samples=2)["value"]
         assert value == pytest.approx(row.y_prob, abs=1e-5)

@@ -1,24 +1,36 @@
 """The dashboard's pages with Streamlit's AppTest against a finished tiny run."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from nsclc_engine import runs
 from nsclc_engine.stats.metrics import metrics_at_threshold
 from nsclc_engine.train import jobs
 
-PAGES = ("pages/runs.py", "pages/dataset.py", "pages/train.py", "pages/threshold.py")
-PAGES += ("pages/calibration.py", "pages/patient.py", "pages/survival.py")
+PAGES = ("ui/runs.py", "ui/dataset.py", "ui/train.py", "ui/threshold.py")
+PAGES += ("ui/calibration.py", "ui/patient.py", "ui/survival.py")
 
 
 @pytest.fixture()
-def app(dashboard_artifacts, monkeypatch):
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(dashboard_artifacts))
+def own_artifacts(dashboard_artifacts, tmp_path) -> Path:
+    """A copy of the finished runs for this test alone: what it saves (a threshold, the
+    explain cache, a launched job) stays out of every other test's runs."""
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(dashboard_artifacts / "runs", artifacts / "runs")
+    return artifacts
+
+
+@pytest.fixture()
+def app(own_artifacts, monkeypatch):
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
     monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../app.py", default_timeout=60)  # pages import torch: > 3 s
+    at = AppTest.from_file("../../app.py", default_timeout=60)  # pages import torch: > 3 s
     at.session_state["run_id"] = "fixture"
     at.run()
     assert not at.exception
@@ -42,9 +54,9 @@ def counts_in(table) -> tuple[int, int, int, int]:
     )
 
 
-def test_threshold_slider_updates_the_confusion_matrix_exactly(app, dashboard_artifacts):
-    app.switch_page("pages/threshold.py").run()
-    predictions = pd.read_csv(dashboard_artifacts / "runs" / "fixture" / "predictions.csv")
+def test_threshold_slider_updates_the_confusion_matrix_exactly(app, own_artifacts):
+    app.switch_page("ui/threshold.py").run()
+    predictions = pd.read_csv(own_artifacts / "runs" / "fixture" / "predictions.csv")
     validation = predictions[predictions.split == "validation"]
     seen = set()
     for threshold in (0.0, 0.3, float(np.median(validation.y_prob)), 1.0):
@@ -56,35 +68,33 @@ def test_threshold_slider_updates_the_confusion_matrix_exactly(app, dashboard_ar
     assert len(seen) > 1  # the slider really moved the counts
 
 
-def test_saving_a_threshold_writes_it_into_the_run(app, dashboard_artifacts):
-    app.switch_page("pages/threshold.py").run()
+def test_saving_a_threshold_writes_it_into_the_run(app, own_artifacts):
+    app.switch_page("ui/threshold.py").run()
     app.slider(key="threshold").set_value(0.42).run()
     app.button(key="save_threshold").click().run()
-    saved = json.loads((dashboard_artifacts / "runs" / "fixture" / "threshold.json").read_text())
+    saved = json.loads((own_artifacts / "runs" / "fixture" / "threshold.json").read_text())
     assert saved["threshold"] == 0.42 and saved["operating_point"]["source"] == "dashboard"
     assert saved["operating_point"]["split_used"] == "validation"
     assert saved["operating_point"]["rule"] == "manual"
     assert "fitted" in saved  # evaluation's thresholds are kept
 
 
-def test_train_form_rejects_bad_input_and_launches_a_queued_job(
-    app, dashboard_artifacts, tiny_source
-):
-    app.switch_page("pages/train.py").run()
+def test_train_form_rejects_bad_input_and_launches_a_queued_job(app, own_artifacts, tiny_source):
+    app.switch_page("ui/train.py").run()
     app.radio[0].set_value("dicom")  # inside a form: values go in with the submit
     app.text_input[0].set_value("/no/such/folder")
     app.button[0].click().run()  # the form's submit button
     assert any("not a folder" in e.value for e in app.error)
-    before = {run["run_id"] for run in jobs.list_runs(dashboard_artifacts)}
+    before = {run["run_id"] for run in runs.list_runs(own_artifacts)}
     app.radio[0].set_value("dicom")
     app.text_input[0].set_value(str(tiny_source / "dicom"))
     app.text_input[1].set_value(str(tiny_source / "clinical.csv"))
     app.number_input[0].set_value(1)
     app.button[0].click().run()
     assert not app.error and not app.exception
-    new = [r for r in jobs.list_runs(dashboard_artifacts) if r["run_id"] not in before]
+    new = [r for r in runs.list_runs(own_artifacts) if r["run_id"] not in before]
     assert len(new) == 1 and new[0]["state"] in ("queued", "running")
-    assert jobs.cancel(new[0]["run_id"], dashboard_artifacts)["state"] in ("cancelled", "running")
+    assert jobs.cancel(new[0]["run_id"], own_artifacts)["state"] in ("cancelled", "running")
 
 
 def test_pages_wait_for_a_queued_run_without_errors(tmp_path, monkeypatch):
@@ -94,14 +104,14 @@ def test_pages_wait_for_a_queued_run_without_errors(tmp_path, monkeypatch):
     create_run(TrainConfig(), tmp_path, "waiting")
     monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(tmp_path))
     monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../app.py", default_timeout=60)
+    at = AppTest.from_file("../../app.py", default_timeout=60)
     at.run()
     assert at.session_state["run_id"] == "waiting"
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
     at.session_state["run_id"] = "waiting"  # AppTest's page switch drops app-set widget state
-    at.switch_page("pages/threshold.py").run()
+    at.switch_page("ui/threshold.py").run()
     assert any("fills in when it finishes" in info.value for info in at.info)
 
 
@@ -114,7 +124,7 @@ def image_urls(at) -> dict[str, str]:
 
 
 def test_patient_page_follows_the_patient_the_slice_and_the_overlay(app):
-    app.switch_page("pages/patient.py").run()
+    app.switch_page("ui/patient.py").run()
     first = image_urls(app)
     assert set(first) == {"axial", "coronal", "sagittal", "input"}
     options = app.selectbox(key="pt_row").options
@@ -143,19 +153,19 @@ def test_patient_page_follows_the_patient_the_slice_and_the_overlay(app):
     assert not app.exception
     assert any("TTA" in metric.label for metric in app.metric)
     # away and back: Streamlit drops the slider keys; the page starts again at the GTV
-    app.switch_page("pages/runs.py").run()
-    app.switch_page("pages/patient.py").run()
+    app.switch_page("ui/runs.py").run()
+    app.switch_page("ui/patient.py").run()
     assert not app.exception, [e.value for e in app.exception]
     assert set(image_urls(app)) == {"axial", "coronal", "sagittal", "input"}
 
 
-def test_survival_page_shows_every_model_and_a_live_risk_cut(dashboard_artifacts, monkeypatch):
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(dashboard_artifacts))
+def test_survival_page_shows_every_model_and_a_live_risk_cut(own_artifacts, monkeypatch):
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
     monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    app = AppTest.from_file("../app.py", default_timeout=60)
+    app = AppTest.from_file("../../app.py", default_timeout=60)
     app.session_state["run_id"] = "fixture-survival"
     app.run()
-    app.switch_page("pages/survival.py").run()
+    app.switch_page("ui/survival.py").run()
     assert not app.exception, [e.value for e in app.exception]
     models = set(app.dataframe[0].value.model)
     assert models == {"image", "clinical", "volume", "fusion"}
@@ -167,7 +177,7 @@ def test_survival_page_shows_every_model_and_a_live_risk_cut(dashboard_artifacts
     assert sizes[0] > sizes[1]  # a higher cut leaves fewer patients in the high-risk group
     app.selectbox(key="sv_model").set_value("clinical").run()
     assert not app.exception
-    app.switch_page("pages/patient.py").run()  # survival runs open in case review too
+    app.switch_page("ui/patient.py").run()  # survival runs open in case review too
     assert not app.exception and any("Risk" in m.label for m in app.metric)
     for page in PAGES:  # and no page breaks on a survival run
         app.switch_page(page).run()

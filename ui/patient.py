@@ -4,12 +4,12 @@ looked at (Grad-CAM), the network input beside it, and the prediction with its u
 import pandas as pd
 import streamlit as st
 
-from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.dashboard import patient as page
 from nsclc_engine.explain import gradcam as explain
 from nsclc_engine.explain import viewer
-from pages.common import require_finished_run, stamp, through_app
+from nsclc_engine.explain.inference import load_run_model
+from ui.common import require_finished_run, stamp
 
-through_app(__file__)
 st.title("Patient")
 view = require_finished_run(allow_survival=True)
 survival = view.config.get("task") == "survival"
@@ -17,26 +17,25 @@ survival = view.config.get("task") == "survival"
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _table(run_id, key, split, recalibration, true_label, predicted, errors_first):
-    return dashboard.patient_table(view, split, recalibration, true_label, predicted, errors_first)
+    return page.patient_table(view, split, recalibration, true_label, predicted, errors_first)
 
 
 @st.cache_resource(show_spinner="Reading the CT and its GTV…", max_entries=4)
 def _case(run_dir: str, patient_id: str, cohort_stamp: int) -> viewer.PatientCase:
-    return dashboard.patient_case(view, patient_id)
+    return page.patient_case(view, patient_id)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _model(run_dir: str, fold: int, checkpoint: str):
-    return explain.load_run_model(run_dir, fold)
+    return load_run_model(run_dir, fold)
 
 
 def _checkpoint(fold: int) -> str:
-    path = explain.checkpoint_path(view.run_dir, fold)
-    return f"{path}:{path.stat().st_mtime_ns}"
+    return page.checkpoint_stamp(view, fold)
 
 
 choices = st.columns(5)
-split = choices[0].selectbox("Split", ["test", "validation", "train"], key="pt_split")
+split = choices[0].selectbox("Split", page.SPLITS, key="pt_split")
 labels = {None: "any", 0: "0", 1: "1"}
 if survival:
     true_label = predicted = None
@@ -48,9 +47,7 @@ else:
     predicted = choices[2].selectbox(
         "Predicted label", list(labels), format_func=labels.get, key="pt_pred"
     )
-    recalibration = choices[3].selectbox(
-        "Recalibration", ["platt", "temperature", "isotonic"], key="pt_recal"
-    )
+    recalibration = choices[3].selectbox("Recalibration", page.RECALIBRATIONS, key="pt_recal")
     errors_first = choices[4].checkbox("Errors first (FN, FP)", value=True, key="pt_errors")
 table = _table(view.run_id, stamp(view), split, recalibration, true_label, predicted, errors_first)
 if table.empty:
@@ -70,7 +67,7 @@ index = st.selectbox("Patient", list(table.index), format_func=_describe, key="p
 row = table.loc[index]
 patient_id, fold = str(row.patient_id), int(row.fold)
 try:
-    case = _case(str(view.run_dir), patient_id, dashboard.cohort_stamp(view))
+    case = _case(str(view.run_dir), patient_id, page.cohort_stamp(view))
 except (ValueError, FileNotFoundError, OSError) as error:
     st.error(f"{patient_id}: the CT cannot be shown: {error}")
     st.stop()
@@ -95,11 +92,11 @@ with facts:
     else:
         st.metric("Probability (raw)", f"{row.y_prob:.3f}")
         st.metric(f"Recalibrated ({recalibration})", f"{row.y_prob_recalibrated:.3f}")
-        rule = dashboard.threshold_in_force(view, fold)
+        rule = page.threshold_in_force(view, fold)
         st.metric(
             "Call",
             "deceased (1)" if row.call else "alive (0)",
-            dashboard.OUTCOME_NAMES[row.outcome],
+            page.OUTCOME_NAMES[row.outcome],
             delta_color="off",
             delta_arrow="off",
         )
@@ -109,13 +106,8 @@ with facts:
         )
     if st.toggle("Uncertainty (test-time augmentation)", key="pt_tta"):
         with st.spinner("16 augmented predictions…"):
-            spread = explain.patient_uncertainty(
-                view.run_dir,
-                fold,
-                patient_id,
-                case.input_image,
-                "survival" if survival else "classification",
-                model=_model(str(view.run_dir), fold, _checkpoint(fold)),
+            spread = page.uncertainty(
+                view, fold, patient_id, case, _model(str(view.run_dir), fold, _checkpoint(fold))
             )
         what = "risk" if survival else "probability"
         st.metric(
@@ -156,17 +148,15 @@ with images:
     heat_ct = heat_input = None
     if show_map:
         with st.spinner("Computing the attribution map…"):
-            attribution, _ = explain.explain_patient(
-                view.run_dir,
+            heat_input, heat_ct, flat = page.attribution_maps(
+                view,
                 fold,
                 patient_id,
-                case.input_image,
+                case,
                 explain.ExplainConfig(method=method, layer=layer),
-                model=_model(str(view.run_dir), fold, _checkpoint(fold)),
+                _model(str(view.run_dir), fold, _checkpoint(fold)),
             )
-        heat_input = attribution.scores
-        heat_ct = explain.input_map_to_ct(heat_input, case.geometry)
-        if attribution.flat:
+        if flat:
             st.caption("The map is flat: no voxel raised the explained output at this layer.")
 
     shape = case.hu.shape

@@ -3,11 +3,11 @@ Cox models on the same patients, Kaplan-Meier curves by risk group with a live r
 
 import streamlit as st
 
-from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.dashboard import run_view
+from nsclc_engine.dashboard import survival as page
 from nsclc_engine.evaluate import figures
-from pages.common import require_finished_run, stamp, through_app
+from ui.common import require_finished_run, stamp
 
-through_app(__file__)
 st.title("Survival")
 view = require_finished_run(allow_survival=True)
 if view.config.get("task") != "survival":
@@ -20,18 +20,18 @@ if view.config.get("task") != "survival":
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _models(run_id: str, key: tuple):
-    return dashboard.survival_models(view)
+    return page.survival_models(view)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _groups(run_id: str, key: tuple, model: str, split: str, quantile: float) -> dict:
-    return dashboard.risk_group_state(_models(run_id, key), model, split, quantile)
+    return page.risk_group_state(_models(run_id, key), model, split, quantile)
 
 
 key = stamp(view)
 models = _models(view.run_id, key)
 st.subheader("Concordance on the same split")
-table = dashboard.c_index_table(view)
+table = page.c_index_table(view)
 if table.empty or models is None:
     st.warning(
         "This run has no baseline or fusion models (no cohort table was found at evaluation); "
@@ -44,18 +44,15 @@ st.dataframe(
     width="stretch",
     column_config={"C-index": st.column_config.NumberColumn(format="%.3f")},
 )
-verdict = dashboard.test_verdict(view.metrics or {})
+verdict = run_view.test_verdict(view.metrics or {})
 if verdict:
     st.caption(
         "Image model. "
-        + dashboard.verdict_text(verdict)
+        + run_view.verdict_text(verdict)
         + " No model can beat the full true risk on these patients except by chance."
     )
-for c in view.metrics["models"].get("comparisons", []):
-    st.markdown(
-        f"**{c['a']} − {c['b']}** on test: C difference {c['difference']:+.3f} (95% CI "
-        f"{c['ci_low']:+.3f} to {c['ci_high']:+.3f}), bootstrap p = {c['p_value']:.3f}"
-    )
+for line in page.comparison_lines(view.metrics):
+    st.markdown(line)
 
 st.subheader("Kaplan-Meier by risk group")
 k_fold = view.config.get("folds", 0) > 1
@@ -89,13 +86,11 @@ st.caption(
 )
 
 st.subheader("Time-dependent discrimination and calibration (test)")
-st.dataframe(dashboard.time_dependent_table(view), hide_index=True, width="stretch")
+st.dataframe(page.time_dependent_table(view), hide_index=True, width="stretch")
 weights = view.metrics["models"].get("fusion_coefficients", [])
 if weights:
     st.caption(
         "Fusion: a Cox model on the standardised image, clinical and volume risk scores, fitted "
         "on validation patients (on training patients the image score is in-sample). Weights: "
-        + "; ".join(
-            ", ".join(f"{k} {v:+.2f}" for k, v in w.items() if k != "fold") for w in weights
-        )
+        + page.fusion_weights_text(weights)
     )

@@ -2,22 +2,22 @@
 
 import streamlit as st
 
-from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.dashboard import runs as runs_view
+from nsclc_engine.dashboard import train as page
 from nsclc_engine.evaluate import figures
 from nsclc_engine.train import jobs
-from pages.common import artifacts, load, through_app
+from ui.common import artifacts, load
 
-through_app(__file__)
 st.title("Train")
 
 protocol = st.selectbox(
     "Protocol (starting settings)",
-    list(dashboard.PROTOCOL_NOTES),
-    format_func=lambda name: f"{name}: {dashboard.PROTOCOL_NOTES[name][0]}",
+    list(page.PROTOCOL_NOTES),
+    format_func=lambda name: f"{name}: {page.PROTOCOL_NOTES[name][0]}",
     key="train_protocol",
 )
-st.caption(dashboard.PROTOCOL_NOTES[protocol][1])
-start = dashboard.protocol_defaults(protocol)
+st.caption(page.PROTOCOL_NOTES[protocol][1])
+start = page.protocol_defaults(protocol)
 
 
 def choice(column, name: str, options: list, **kwargs):
@@ -79,7 +79,7 @@ with st.form("launch"):
     submitted = st.form_submit_button("Launch", type="primary")
 
 if submitted:
-    config, errors = dashboard.validate_train_form(
+    config, errors = page.validate_train_form(
         {
             "source": source,
             "protocol": protocol,
@@ -111,7 +111,7 @@ if submitted:
 
 @st.fragment(run_every=2)
 def live() -> None:
-    runs = dashboard.runs_overview(artifacts())
+    runs = runs_view.runs_overview(artifacts())
     active = runs[runs.state.isin(["queued", "running"])]
     st.subheader("Queue")
     if active.empty:
@@ -131,7 +131,7 @@ def live() -> None:
         st.error(view.status["error"])
     if view.history:
         st.plotly_chart(figures.training_curves_figure(view.history), key=f"curves_{run_id}")
-    tail = dashboard.log_tail(view.run_dir)
+    tail = page.log_tail(view.run_dir)
     if tail:
         st.code(tail, language=None)
     if state in ("queued", "running") and st.button("Cancel this job", key=f"cancel_{run_id}"):

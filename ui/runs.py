@@ -2,13 +2,12 @@
 
 import streamlit as st
 
-from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.dashboard import runs as page
 from nsclc_engine.evaluate import figures
-from pages.common import artifacts, load, through_app
+from ui.common import artifacts, load
 
-through_app(__file__)
 st.title("Runs")
-runs = dashboard.runs_overview(artifacts())
+runs = page.runs_overview(artifacts())
 if runs.empty:
     st.info(
         "No runs yet. The demo jobs build the synthetic demo cohort (434 patients, 422 of "
@@ -17,7 +16,7 @@ if runs.empty:
         "other settings are on the Train page (headless: `python -m nsclc_engine.train`)."
     )
     if st.button("Build the demo and train the demo models", type="primary", key="demo_job"):
-        st.session_state.pending_run_id = dashboard.launch_demo_jobs(artifacts())[0]
+        st.session_state.pending_run_id = page.launch_demo_jobs(artifacts())[0]
         st.rerun()
     st.stop()
 
@@ -25,7 +24,7 @@ if runs.empty:
 @st.fragment(run_every=3 if runs.state.isin(["queued", "running"]).any() else None)
 def table() -> None:
     """The runs table; refreshes itself while a job is queued or running."""
-    current = dashboard.runs_overview(artifacts())
+    current = page.runs_overview(artifacts())
     st.dataframe(
         current,
         hide_index=True,
@@ -66,7 +65,7 @@ if kind == "survival":
         "Finished survival runs to compare (two)", survival, max_selections=2, key="compare_sv"
     )
     if len(chosen) == 2:
-        comparison = dashboard.compare_survival_runs(load(chosen[0]), load(chosen[1]))
+        comparison = page.compare_survival_runs(load(chosen[0]), load(chosen[1]))
         st.dataframe(comparison["table"], hide_index=True)
         if comparison["difference"]:
             d = comparison["difference"]
@@ -83,13 +82,9 @@ if kind == "survival":
 chosen = st.multiselect("Finished runs to compare (two)", finished, max_selections=2, key="compare")
 if len(chosen) == 2:
     a, b = load(chosen[0]), load(chosen[1])
-    comparison = dashboard.compare_runs(a, b)
+    comparison = page.compare_runs(a, b)
     st.dataframe(comparison["table"], hide_index=True)
-    roc = []
-    for view in (a, b):
-        result = dashboard.curves(dashboard.part_predictions(view.predictions, "test"))
-        roc.append({"name": f"{view.run_id} (test)", **result["roc"], "auc": result["auc"]})
-    st.plotly_chart(figures.roc_figure(roc), key="compare_roc")
+    st.plotly_chart(figures.roc_figure(page.compare_roc(a, b)), key="compare_roc")
     if comparison["delong"]:
         d = comparison["delong"]
         st.markdown(

@@ -3,19 +3,18 @@
 import pandas as pd
 import streamlit as st
 
-from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.dashboard import run_view
+from nsclc_engine.dashboard import threshold as page
 from nsclc_engine.evaluate import figures
-from nsclc_engine.stats.calibration import probability_histograms
-from pages.common import (
+from nsclc_engine.stats.calibration import RECALIBRATION_METHODS, probability_histograms
+from ui.common import (
     part_predictions,
     require_finished_run,
     rule_thresholds,
     stamp,
     threshold_state,
-    through_app,
 )
 
-through_app(__file__)
 st.title("Threshold")
 view = require_finished_run()
 key = stamp(view)
@@ -25,19 +24,19 @@ if "thr_recal" not in st.session_state and saved_point.get("recalibration"):
     st.session_state.thr_recal = saved_point["recalibration"]  # the scale it was chosen on
 
 left, right = st.columns(2)
-split = left.radio("Predictions", ["validation", "test"], horizontal=True, key="thr_split")
+split = left.radio("Predictions", page.PARTS, horizontal=True, key="thr_split")
 recalibration = right.radio(
     "Probabilities",
-    ["none", "platt", "temperature", "isotonic"],
+    RECALIBRATION_METHODS,
     format_func=lambda m: "raw" if m == "none" else f"recalibrated ({m})",
     horizontal=True,
     key="thr_recal",
 )
 if view.metrics and view.metrics.get("augmentation_warning"):
     st.error(view.metrics["augmentation_warning"])
-verdict = dashboard.test_verdict(view.metrics or {})
+verdict = run_view.test_verdict(view.metrics or {})
 if verdict:
-    st.caption(dashboard.verdict_text(verdict))
+    st.caption(run_view.verdict_text(verdict))
 if split == "test":
     st.warning(
         "Choose the threshold on **validation** predictions. Test predictions are for reading off "
@@ -107,15 +106,7 @@ table.table(counts)
 table.caption(f"{view.metrics.get('positive_class', 'positive = 1')}; n = {len(frame)}")
 heatmap.plotly_chart(figures.confusion_matrix_figure(m), key="confusion")
 
-point = [
-    {
-        "name": f"threshold {threshold:.3f}",
-        "fpr": 1 - m["specificity"],
-        "tpr": m["sensitivity"],
-        "recall": m["sensitivity"],
-        "precision": m["precision"],
-    }
-]
+point = [page.operating_point(m, threshold)]
 roc, pr = st.columns(2)
 roc.plotly_chart(
     figures.roc_figure([{"name": split, **state["roc"], "auc": state["auc"]}], point), key="roc"
@@ -143,5 +134,5 @@ if st.button(
     help="Only a threshold chosen on validation predictions can be saved.",
 ):
     rule = st.session_state.get("threshold_rule", "manual")
-    saved = dashboard.save_threshold(view.run_dir, threshold, rule, split, recalibration)
+    saved = page.save_threshold(view.run_dir, threshold, rule, split, recalibration)
     st.success(f"Saved {saved['threshold']:.3f} ({rule}, chosen on {split}) to threshold.json.")

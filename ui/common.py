@@ -6,50 +6,34 @@ from pathlib import Path
 
 import streamlit as st
 
-from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.dashboard import run_view
+from nsclc_engine.dashboard import threshold as threshold_view
 from nsclc_engine.paths import artifacts_dir
-
-
-def through_app(page_file: str) -> None:
-    """Send a page opened without ``app.py`` back through it, keeping the page asked for.
-
-    On a fresh server, a deep link (``/patient``) reaches Streamlit before ``app.py`` has ever
-    called ``st.navigation``; Streamlit then runs the file from ``pages/`` on its own, without
-    the navigation and the run picker (streamlit/streamlit#9624). ``app.py`` marks every
-    session it runs, so an unmarked session is that case."""
-    if "first_start_checked" not in st.session_state:
-        st.session_state.deep_link = f"pages/{Path(page_file).name}"
-        st.switch_page("app.py")
+from nsclc_engine.runs import run_dir
 
 
 def artifacts() -> Path:
     return Path(artifacts_dir())
 
 
-def _stamp(run_dir: Path) -> tuple:
-    """Changes whenever the run writes something the pages show (cache key)."""
-    names = ("status.json", "predictions.csv", "metrics.json", "threshold.json", "history.jsonl")
-    return tuple((run_dir / n).stat().st_mtime_ns if (run_dir / n).exists() else 0 for n in names)
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
-def _load(run_dir: str, stamp: tuple) -> dashboard.RunView:
-    return dashboard.load_run(run_dir)
+def _load(run_dir: str, stamp: tuple) -> run_view.RunView:
+    return run_view.load_run(run_dir)
 
 
-def load(run_id: str) -> dashboard.RunView:
-    run_dir = artifacts() / "runs" / run_id
-    return _load(str(run_dir), _stamp(run_dir))
+def load(run_id: str) -> run_view.RunView:
+    folder = run_dir(run_id, artifacts())
+    return _load(str(folder), run_view.run_stamp(folder))
 
 
-def selected_run() -> dashboard.RunView | None:
+def selected_run() -> run_view.RunView | None:
     run_id = st.session_state.get("run_id")
-    if not run_id or not (artifacts() / "runs" / run_id).is_dir():
+    if not run_id or not run_dir(run_id, artifacts()).is_dir():
         return None
     return load(run_id)
 
 
-def require_finished_run(allow_survival: bool = False) -> dashboard.RunView:
+def require_finished_run(allow_survival: bool = False) -> run_view.RunView:
     """The selected run if it has predictions; otherwise say why and stop the page."""
     view = selected_run()
     if view is None:
@@ -88,19 +72,19 @@ def _progress(run_id: str) -> None:
 @st.cache_data(show_spinner=False, max_entries=64)
 def part_predictions(run_id: str, stamp: tuple, split: str, recalibration: str):
     view = load(run_id)
-    return dashboard.part_predictions(view.predictions, split, recalibration)
+    return run_view.part_predictions(view.predictions, split, recalibration)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def rule_thresholds(run_id: str, stamp: tuple, recalibration: str) -> dict:
-    return dashboard.rule_thresholds(load(run_id).predictions, recalibration)
+    return threshold_view.rule_thresholds(load(run_id).predictions, recalibration)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def threshold_state(run_id: str, stamp: tuple, split: str, recalibration: str, threshold: float):
     frame = part_predictions(run_id, stamp, split, recalibration)
-    return dashboard.threshold_state(frame, threshold)
+    return threshold_view.threshold_state(frame, threshold)
 
 
-def stamp(view: dashboard.RunView) -> tuple:
-    return _stamp(view.run_dir)
+def stamp(view: run_view.RunView) -> tuple:
+    return run_view.run_stamp(view.run_dir)

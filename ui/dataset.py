@@ -8,12 +8,11 @@ import streamlit as st
 
 from nsclc_engine.cohort.build import exclusions_by_reason, load_cleaning_report, load_cohort
 from nsclc_engine.cohort.clinical import LABELS
-from nsclc_engine.dashboard import views as dashboard
+from nsclc_engine.dashboard import dataset as page
 from nsclc_engine.demo import demo_paths
 from nsclc_engine.evaluate import figures
-from pages.common import artifacts, selected_run, through_app
+from ui.common import artifacts, selected_run
 
-through_app(__file__)
 st.title("Dataset and splits")
 view = selected_run()
 cohort_dir = (view.config.get("resolved", {}).get("cohort_dir") if view else None) or str(
@@ -70,7 +69,7 @@ else:
 
 if view is not None:
     st.subheader(f"Splits of run {view.run_id}")
-    overview = dashboard.split_overview(view)
+    overview = page.split_overview(view)
     if not overview:
         st.caption("The run has no splits or predictions yet.")
     else:

@@ -1,0 +1,43 @@
+"""The Calibration page: calibration summaries, reliability and decision curves of a run's
+test predictions, raw and recalibrated (the recalibrator fitted on validation)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nsclc_engine.stats.calibration import (
+    RECALIBRATION_METHODS,
+    calibration_summary,
+    decision_curve,
+    reliability_curve,
+)
+
+BIN_STRATEGIES = ("uniform", "quantile")
+
+
+def calibration_view(raw: pd.DataFrame, shown: pd.DataFrame, method: str, strategy: str) -> dict:
+    """What the page shows for test predictions ``raw`` and ``shown`` (recalibrated by
+    ``method``, or the same as ``raw`` for ``none``): a summary row per set of probabilities,
+    their reliability curves (bins by ``strategy``) and the decision curve of ``shown``."""
+    if method not in RECALIBRATION_METHODS or strategy not in BIN_STRATEGIES:
+        raise ValueError(
+            f"method {method!r} / bins {strategy!r}: choose from {RECALIBRATION_METHODS} and "
+            f"{BIN_STRATEGIES}"
+        )
+    sets = {"raw": raw} if method == "none" else {"raw": raw, method: shown}
+    return {
+        "summary": pd.DataFrame(
+            [
+                {
+                    "probabilities": name,
+                    **calibration_summary(frame.y_true, frame.y_prob, strategy=strategy),
+                }
+                for name, frame in sets.items()
+            ]
+        ),
+        "reliability": {
+            name: reliability_curve(frame.y_true, frame.y_prob, strategy=strategy)
+            for name, frame in sets.items()
+        },
+        "decision": {"model (test)": decision_curve(shown.y_true, shown.y_prob)},
+    }

@@ -1,0 +1,37 @@
+"""The Dataset and splits page: the report's Table 1 per fold, class balance, leakage check."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nsclc_engine.cohort.splits import check_disjoint, split_table
+from nsclc_engine.dashboard.run_view import RunView
+from nsclc_engine.preprocess.dataset import expected_balance
+
+
+def split_overview(view: RunView) -> dict:
+    """The report's Table 1 per fold, class balance before and after sampling, leakage check."""
+
+    if view.predictions is None or not view.splits:
+        return {}
+    outcome = "event" if view.config.get("task") == "survival" else "y_true"
+    labels = view.predictions.drop_duplicates("patient_id").set_index("patient_id")[outcome]
+    tables, balance, leaks = [], [], []
+    for fold, split in enumerate(view.splits):
+        table = split_table(split, labels.to_dict()).assign(fold=fold)
+        tables.append(table)
+        train_labels = [int(labels[p]) for p in split["train"]]
+        expected = expected_balance(train_labels, bool(view.config.get("use_sampler", True)))
+        balance.append(
+            {"fold": fold, **{f"class {k} share per epoch": v for k, v in expected.items()}}
+        )
+        try:
+            check_disjoint(split)
+        except ValueError as error:
+            leaks.append(f"fold {fold}: {error}")
+    return {
+        "table": pd.concat(tables, ignore_index=True),
+        "sampling": pd.DataFrame(balance),
+        "leaks": leaks,
+        "folds": len(view.splits),
+    }

@@ -1,0 +1,131 @@
+"""One run as the pages see it: its files read once, a split's (recalibrated) predictions,
+its curves, and its test result against the best achievable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from nsclc_engine.evaluate.yardstick import best_for, judge_run, metric_key
+from nsclc_engine.runs import read_history, read_json
+from nsclc_engine.stats.calibration import fit_recalibrator
+from nsclc_engine.stats.metrics import threshold_sweep
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run folder, read once: whatever exists of config, status, predictions, metrics."""
+
+    run_id: str
+    run_dir: Path
+    config: dict
+    status: dict
+    predictions: pd.DataFrame | None = None
+    metrics: dict | None = None
+    threshold: dict | None = None
+    history: list[dict] = field(default_factory=list)
+    splits: list[dict] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.predictions is not None and self.status.get("state") == "finished"
+
+
+def load_run(run_dir: str | os.PathLike) -> RunView:
+    run_dir = Path(run_dir)
+    predictions = None
+    if (run_dir / "predictions.csv").exists():
+        predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
+    # as saved, unchecked: the Dataset page reports overlapping parts rather than failing
+    splits = (read_json(run_dir / "splits.json") or {}).get("splits", [])
+    return RunView(
+        run_dir.name,
+        run_dir,
+        read_json(run_dir / "config.json") or {},
+        read_json(run_dir / "status.json") or {},
+        predictions,
+        read_json(run_dir / "metrics.json"),
+        read_json(run_dir / "threshold.json"),
+        read_history(run_dir),
+        splits,
+    )
+
+
+def run_stamp(run_dir: str | os.PathLike) -> tuple:
+    """Changes whenever the run writes something the pages show (a cache key)."""
+    names = ("status.json", "predictions.csv", "metrics.json", "threshold.json", "history.jsonl")
+    return tuple(
+        (Path(run_dir) / n).stat().st_mtime_ns if (Path(run_dir) / n).exists() else 0 for n in names
+    )
+
+
+def part_predictions(
+    predictions: pd.DataFrame, split: str, recalibration: str = "none"
+) -> pd.DataFrame:
+    """The rows of one split (test: pooled out of fold), with ``y_prob`` recalibrated on each
+    fold's validation rows when ``recalibration`` is not ``none``. ``frame.attrs["notes"]``
+    lists what the page should say (small-sample warnings, fits that fell back to raw)."""
+    frame = predictions[predictions.split == split].copy()
+    notes: list[str] = []
+    if recalibration != "none":
+        for fold, rows in frame.groupby("fold"):
+            validation = predictions[
+                (predictions.split == "validation") & (predictions.fold == fold)
+            ]
+            try:
+                recalibrator = fit_recalibrator(validation.y_true, validation.y_prob, recalibration)
+            except ValueError as error:
+                notes.append(f"fold {fold}: {error}; showing raw probabilities")
+                continue
+            frame.loc[rows.index, "y_prob"] = recalibrator.apply(rows.y_prob)
+            if recalibrator.warning and recalibrator.warning not in notes:
+                notes.append(recalibrator.warning)
+    frame.attrs["notes"] = notes
+    return frame
+
+
+def curves(frame: pd.DataFrame) -> dict:
+    """ROC and precision-recall curves with AUC and AP of one set of predictions."""
+    sweep = threshold_sweep(frame.y_true, frame.y_prob)
+    fpr, tpr = sweep.roc_curve()
+    recall, precision = sweep.pr_curve()
+    return {
+        "roc": {"fpr": fpr, "tpr": tpr},
+        "pr": {"recall": recall, "precision": precision},
+        "auc": sweep.roc_auc(),
+        "average_precision": sweep.average_precision(),
+        "sweep": sweep,
+    }
+
+
+def test_verdict(metrics: dict) -> dict | None:
+    """The test result against the best achievable on the same patients (synthetic cohort):
+    ``value, ci_low, ci_high, best`` (image part), ``best_full``, ``learns``, ``no_leak``,
+    ``share`` and ``metric``; ``None`` for real data or runs without test metrics."""
+
+    judgement = judge_run(metrics)
+    if judgement is None or judgement.best is None:
+        return None
+    return judgement.to_dict() | {
+        "best_full": best_for(metrics, "test", "eta"),
+        "metric": "C-index" if metric_key(metrics) == "c_index" else "AUC",
+    }
+
+
+def verdict_text(verdict: dict) -> str:
+    """One sentence for a page: the test metric against the best achievable on its patients."""
+    share = "" if verdict["share"] is None else f", {verdict['share']:.0%} of the achievable signal"
+    leak = (
+        ""
+        if verdict["no_leak"]
+        else " Its CI lies wholly above what the truth reaches: treat it as a leak until explained."
+    )
+    return (
+        f"Test {verdict['metric']} {verdict['value']:.3f} ({verdict['ci_low']:.3f}-"
+        f"{verdict['ci_high']:.3f}). On these test patients the image part of the true risk "
+        f"reaches {verdict['best']:.3f} (the full true risk {verdict['best_full']:.3f}): "
+        f"{'above chance' if verdict['learns'] else 'not clearly above chance'}{share}.{leak}"
+    )

@@ -1,0 +1,182 @@
+"""The Runs page: every run with its state and headline result, comparisons of two runs,
+and the demo jobs queued on the first start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from nsclc_engine.dashboard.run_view import RunView, curves, part_predictions, test_verdict
+from nsclc_engine.paths import artifacts_dir
+from nsclc_engine.runs import list_runs, new_run_id, read_json
+from nsclc_engine.runs import run_dir as run_folder
+from nsclc_engine.stats.metrics import delong_test
+from nsclc_engine.stats.survival import paired_c_index_difference
+from nsclc_engine.train.config import TrainConfig
+from nsclc_engine.train.jobs import launch
+
+FIRST_START_MARKER = ".first_start_done"
+
+
+def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per run, newest first: state, progress, label, preset, test AUC with CI, times."""
+
+    rows = []
+    for run in list_runs(artifacts):
+        run_dir = run_folder(run["run_id"], artifacts)
+        config = read_json(run_dir / "config.json") or {}
+        metrics = read_json(run_dir / "metrics.json") or {}
+        threshold = (read_json(run_dir / "threshold.json") or {}).get("threshold")
+        test_split = metrics.get("splits", {}).get("test", {})
+        test = test_split.get("auc", {})
+        c_index = test_split.get("c_index", {}).get("c_index")
+        yardstick = test_verdict(metrics)
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "state": run.get("state"),
+                "progress": float(run.get("progress", 0.0)),
+                "stage": run.get("stage", ""),
+                "task": config.get("task", "classification"),
+                "protocol": config.get("protocol", "report"),  # older runs: the report's
+                "label": config.get("label"),
+                "preset": config.get("preset"),
+                "folds": config.get("folds", 0),
+                "shuffled labels": bool(config.get("shuffle_labels", False)),
+                "test AUC": test.get("auc"),
+                "test AUC 95% CI": (
+                    f"{test['ci_low']:.3f}-{test['ci_high']:.3f}" if test else None
+                ),
+                "test C-index": c_index,
+                "best achievable (image)": yardstick["best"] if yardstick else None,
+                "share of achievable": yardstick["share"] if yardstick else None,
+                "threshold": threshold,
+                "created": run.get("created"),
+                "finished": run.get("finished"),
+            }
+        )
+    # the results first: the table is wider than a page
+    columns = ["run_id", "state", "progress", "task", "label", "test AUC", "test AUC 95% CI"]
+    columns += ["test C-index", "best achievable (image)", "share of achievable", "protocol"]
+    columns += ["shuffled labels", "stage", "preset", "folds", "threshold", "created", "finished"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.iloc[::-1].reset_index(drop=True)
+
+
+def compare_runs(a: RunView, b: RunView) -> dict:
+    """Side-by-side test metrics of two finished runs and, on their shared test patients with
+    the same labels, DeLong's test of the AUC difference (a - b)."""
+    rows = []
+    for view in (a, b):
+        splits = (view.metrics or {}).get("splits", {})
+        for part in ("validation", "test"):
+            if part in splits:
+                auc = splits[part]["auc"]
+                rows.append(
+                    {
+                        "run": view.run_id,
+                        "split": part,
+                        "n": splits[part]["n"],
+                        "AUC": auc["auc"],
+                        "95% CI": f"{auc['ci_low']:.3f}-{auc['ci_high']:.3f}",
+                        "Brier": splits[part].get("brier", {}).get("value"),
+                    }
+                )
+    result: dict = {"table": pd.DataFrame(rows), "delong": None, "note": ""}
+    test_a = part_predictions(a.predictions, "test").set_index("patient_id")
+    test_b = part_predictions(b.predictions, "test").set_index("patient_id")
+    shared = test_a.index.intersection(test_b.index)
+    same_labels = (test_a.loc[shared, "y_true"] == test_b.loc[shared, "y_true"]).all()
+    if len(shared) < 4 or not same_labels:
+        result["note"] = (
+            "The runs share too few test patients, or their labels differ: no paired test."
+        )
+    else:
+        try:
+            result["delong"] = delong_test(
+                test_a.loc[shared, "y_true"],
+                test_a.loc[shared, "y_prob"],
+                test_b.loc[shared, "y_prob"],
+            ) | {"n_shared": len(shared)}
+        except ValueError as error:
+            result["note"] = str(error)
+    return result
+
+
+def compare_survival_runs(a: RunView, b: RunView) -> dict:
+    """Side-by-side C-indices of two finished survival runs and, on their shared test patients
+    with the same times and events, the paired bootstrap difference of Harrell's C (a - b)."""
+
+    rows = []
+    for view in (a, b):
+        for part, value in ((view.metrics or {}).get("splits") or {}).items():
+            rows.append(
+                {
+                    "run": view.run_id,
+                    "split": part,
+                    "n": value["n"],
+                    "events": value["n_events"],
+                    "C-index": value["c_index"]["c_index"],
+                    "95% CI": f"{value['c_index']['ci_low']:.3f}-{value['c_index']['ci_high']:.3f}",
+                }
+            )
+    result: dict = {"table": pd.DataFrame(rows), "difference": None, "note": ""}
+    test_a = a.predictions[a.predictions.split == "test"].set_index("patient_id")
+    test_b = b.predictions[b.predictions.split == "test"].set_index("patient_id")
+    shared = test_a.index.intersection(test_b.index)
+    columns = ["time_days", "event"]
+    if len(shared) < 4 or not test_a.loc[shared, columns].equals(test_b.loc[shared, columns]):
+        result["note"] = (
+            "The runs share too few test patients, or their times/events differ: no paired test."
+        )
+        return result
+    try:
+        result["difference"] = paired_c_index_difference(
+            test_a.loc[shared, "time_days"],
+            test_a.loc[shared, "event"],
+            test_a.loc[shared, "risk"],
+            test_b.loc[shared, "risk"],
+        )
+    except ValueError as error:
+        result["note"] = str(error)
+    return result
+
+
+def compare_roc(a: RunView, b: RunView) -> list[dict]:
+    """The test ROC curve of each of two classification runs, with its AUC."""
+    result = []
+    for view in (a, b):
+        drawn = curves(part_predictions(view.predictions, "test"))
+        result.append({"name": f"{view.run_id} (test)", **drawn["roc"], "auc": drawn["auc"]})
+    return result
+
+
+DEMO_JOBS = (("demo", "classification"), ("demo-survival", "survival"))
+
+
+def launch_demo_jobs(artifacts: str | os.PathLike | None = None) -> list[str]:
+    """Queue the demo's two runs with the house defaults: a classification run (2-year
+    survival) first, so its results come soonest, then a survival run (Cox head) on the same
+    cohort, so every page has something to show. Run ids are ``demo`` and ``demo-survival``
+    when free, else time stamps."""
+
+    root = Path(artifacts or artifacts_dir())
+    taken = {run["run_id"] for run in list_runs(root)}
+    # when the plain names are taken: one time stamp, so the queue keeps this order
+    prefix = "" if not taken & {name for name, _ in DEMO_JOBS} else new_run_id() + "-"
+    return [launch(TrainConfig(task=task), root, run_id=prefix + name) for name, task in DEMO_JOBS]
+
+
+def first_start(artifacts: str | os.PathLike | None = None) -> str | None:
+    """On the very first start (no run, no marker): launch the demo jobs, which build the
+    demo cohort themselves; returns the first run's id. Never again once the marker exists."""
+
+    root = Path(artifacts or artifacts_dir())
+    marker = root / FIRST_START_MARKER
+    if marker.exists() or list_runs(root) or os.environ.get("NSCLC_NO_AUTOSTART"):
+        return None
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text("the dashboard launched the demo jobs on its first start\n")
+    return launch_demo_jobs(root)[0]

@@ -1,0 +1,93 @@
+"""The Threshold page: each rule's threshold fitted on validation, the metrics at any
+threshold with bootstrap CIs, and saving the operating point."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from nsclc_engine.dashboard.run_view import curves, part_predictions
+from nsclc_engine.evaluate.run import write_threshold_file
+from nsclc_engine.runs import now
+from nsclc_engine.stats.metrics import bootstrap_metrics, choose_threshold
+
+PARTS = ("validation", "test")  # where a threshold is chosen, and where it is read off
+RULE_BUTTONS = (
+    ("youden", None, "Youden J"),
+    ("max_f1", None, "max F1"),
+    ("spec_at_sens", 0.8, "best specificity at sensitivity ≥ 0.8"),
+    ("sens_at_spec", 0.8, "best sensitivity at specificity ≥ 0.8"),
+)
+
+
+def rule_thresholds(predictions: pd.DataFrame, recalibration: str = "none") -> dict[str, float]:
+    """The threshold of each rule of :data:`RULE_BUTTONS`, fitted on validation predictions
+    (the first fold's for k-fold runs); a rule whose target cannot be met is left out."""
+    validation = part_predictions(predictions, "validation", recalibration)
+    validation = validation[validation.fold == validation.fold.min()]
+    result = {}
+    for rule, target, name in RULE_BUTTONS:
+        try:
+            result[name] = choose_threshold(
+                validation.y_true, validation.y_prob, rule, target
+            ).threshold
+        except ValueError:
+            continue
+    return result
+
+
+def threshold_state(frame: pd.DataFrame, threshold: float, n_resamples: int = 1000) -> dict:
+    """Metrics at ``threshold`` (counts and rates) with bootstrap 95 % CIs, and the curves.
+
+    The bootstrap draws patients, not rows: pooled k-fold validation rows repeat patients."""
+    result = curves(frame)
+    intervals = bootstrap_metrics(
+        frame.y_true, frame.y_prob, threshold, n_resamples, seed=0, groups=frame.patient_id
+    )
+    return {
+        "metrics": result.pop("sweep").at(threshold),
+        "ci": {
+            key: (value["ci_low"], value["ci_high"])
+            for key, value in intervals.items()
+            if isinstance(value, dict)
+        },
+        "prevalence": float(np.mean(frame.y_true)),
+        **result,
+    }
+
+
+def operating_point(metrics: dict, threshold: float) -> dict:
+    """The point a threshold puts on the ROC and precision-recall curves."""
+    return {
+        "name": f"threshold {threshold:.3f}",
+        "fpr": 1 - metrics["specificity"],
+        "tpr": metrics["sensitivity"],
+        "recall": metrics["sensitivity"],
+        "precision": metrics["precision"],
+    }
+
+
+def save_threshold(
+    run_dir: str | os.PathLike, value: float, rule: str, split: str, recalibration: str
+) -> dict:
+    """Save the operating threshold into the run's ``threshold.json`` (beside the thresholds
+    evaluation fitted). Only a threshold chosen on validation predictions is accepted."""
+
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold {value} must lie in [0, 1]")
+    if split != "validation":
+        raise ValueError(
+            "choose the threshold on validation predictions; test predictions only show what a "
+            "threshold already chosen does"
+        )
+    point = {
+        "threshold": float(value),
+        "rule": rule,
+        "split_used": split,
+        "recalibration": recalibration,
+        "written": now(),
+        "source": "dashboard",
+    }
+    return write_threshold_file(run_dir, operating_point=point)["operating_point"]

@@ -1,0 +1,75 @@
+"""The Train page: protocol notes and defaults, the form's validation, a run's log tail."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from nsclc_engine.train.config import TrainConfig, protocol_config
+
+PROTOCOL_NOTES = {
+    "house": (
+        "the default, learnable and honest",
+        "2-year survival as the label (on the demo at least 30 patients of each class in "
+        "validation and test), a fixed field of view that keeps tumour size, every class "
+        "augmented alike, class weights only, Adam 3e-4, batch 8, the best epoch by "
+        "validation AUC (C-index for survival).",
+    ),
+    "report": (
+        "the technical report's settings, to reproduce it",
+        "Deceased at last follow-up as the label: about 10 survivors in an 84-patient "
+        "validation split, so its threshold and calibration rest on a handful of patients. "
+        "Minority-only augmentation lets the network read the label from the resampling "
+        "smoothness, and sampler plus class weights correct the imbalance twice. Not the "
+        "default for these reasons; results are marked with a warning.",
+    ),
+}
+
+
+def protocol_defaults(name: str) -> dict:
+    """The Train form's starting values: the named protocol's ``TrainConfig`` as a dict."""
+
+    return asdict(protocol_config(name))
+
+
+def validate_train_form(values: dict) -> tuple[object | None, list[str]]:
+    """A ``TrainConfig`` from the Train page's fields on top of the chosen protocol's
+    settings, or the messages saying what to fix."""
+
+    errors = []
+    values = dict(values)
+    if values.get("source") == "demo":
+        values["dicom"] = values["clinical"] = ""
+    else:
+        dicom, clinical = values.get("dicom", "").strip(), values.get("clinical", "").strip()
+        if not dicom or not Path(dicom).is_dir():
+            errors.append(f"DICOM folder {dicom!r} is not a folder on this server")
+        if not clinical or not Path(clinical).is_file():
+            errors.append(f"clinical CSV {clinical!r} is not a file on this server")
+        values["dicom"], values["clinical"] = dicom, clinical
+    pretrained = values.get("pretrained", "").strip()
+    if pretrained and not Path(pretrained).is_file():
+        errors.append(f"pretrained weights {pretrained!r} are not a file on this server")
+    if not 0 < float(values.get("lr", 1e-3)) < 1:
+        errors.append("learning rate must lie between 0 and 1")
+    if values.get("folds", 0) == 1 or values.get("folds", 0) < 0:
+        errors.append("folds must be 0 (one split) or at least 2")
+    values.pop("source", None)
+    if values.get("task") == "survival":
+        values["label"] = "deadstatus_event"  # the event; the time is survival_time_days
+    if errors:
+        return None, errors
+    try:
+        # the fields the form does not show keep the chosen protocol's values
+        base = asdict(protocol_config(values.pop("protocol", "house")))
+        return TrainConfig(**(base | values)), []
+    except (TypeError, ValueError) as error:
+        return None, [str(error)]
+
+
+def log_tail(run_dir: str | os.PathLike, lines: int = 20) -> str:
+    path = Path(run_dir) / "train.log"
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,111 @@
+"""Per-patient explanations of a run, cached on disk under ``<run>/explain`` (diskcache):
+keys name the run, its checkpoint as it is now, the patient, the input's bytes and what was
+computed, so a retrained run or a rebuilt cohort misses."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from nsclc_engine.explain.gradcam import AttributionMap, ExplainConfig, attribute
+from nsclc_engine.explain.inference import load_run_model, tta_interval
+from nsclc_engine.runs import best_checkpoint
+
+EXPLAIN_VERSION = 1  # bump when a map's computation changes, so cached maps miss
+
+
+def _checkpoint_stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def result_key(run_dir: str | os.PathLike, fold: int, patient_id: str, what: dict) -> str:
+    """Patient-level cache key: the run, its checkpoint as it is now, the patient and ``what``
+    was computed (method, layer, target, ...)."""
+    payload = {
+        "run": Path(run_dir).name,
+        "checkpoint": _checkpoint_stamp(best_checkpoint(Path(run_dir), fold)),
+        "patient": patient_id,
+        "version": EXPLAIN_VERSION,
+        **what,
+    }
+    digest = hashlib.sha256(repr(sorted(payload.items())).encode()).hexdigest()
+    return f"{patient_id}:{digest[:24]}"
+
+
+def volume_digest(volume: np.ndarray) -> str:
+    """Hash of an input volume's bytes: a rebuilt cohort with the same IDs gets new keys."""
+    return hashlib.sha1(np.ascontiguousarray(volume, dtype=np.float32).tobytes()).hexdigest()
+
+
+def map_key(
+    run_dir: str | os.PathLike,
+    fold: int,
+    patient_id: str,
+    config: ExplainConfig,
+    volume: np.ndarray,
+) -> str:
+    layer = config.layer if config.method == "gradcam" else "input"
+    what = {"method": config.method, "layer": layer, "target": config.target}
+    return result_key(run_dir, fold, patient_id, what | {"input": volume_digest(volume)})
+
+
+def _cached(run_dir: str | os.PathLike, key: str, compute):
+    """``(value, was_cached)`` from the run's ``explain`` diskcache, computing it on a miss."""
+    import diskcache
+
+    with diskcache.Cache(str(Path(run_dir) / "explain")) as cache:
+        stored = cache.get(key)
+        if stored is not None:
+            return stored, True
+        value = compute()
+        cache.set(key, value)
+    return value, False
+
+
+def explain_patient(
+    run_dir: str | os.PathLike,
+    fold: int,
+    patient_id: str,
+    volume: np.ndarray,
+    config: ExplainConfig | None = None,
+    model=None,
+) -> tuple[AttributionMap, bool]:
+    """The attribution map of one patient's input ``volume``, from the disk cache under
+    ``<run>/explain`` when present; returns ``(map, was_cached)``. ``model``: the loaded model
+    (loaded from the run when ``None``)."""
+
+    config = config or ExplainConfig()
+
+    def compute() -> dict:
+        return asdict(attribute(model or load_run_model(run_dir, fold), volume, config))
+
+    key = map_key(run_dir, fold, patient_id, config, volume)
+    stored, cached = _cached(run_dir, key, compute)
+    return AttributionMap(**stored), cached
+
+
+def patient_uncertainty(
+    run_dir: str | os.PathLike,
+    fold: int,
+    patient_id: str,
+    volume: np.ndarray,
+    task: str,
+    config: ExplainConfig | None = None,
+    model=None,
+) -> dict:
+    """:func:`tta_interval` of one patient, cached like the maps."""
+    config = config or ExplainConfig()
+    what = {"method": "tta", "samples": config.tta_samples, "seed": config.seed, "task": task}
+    what["input"] = volume_digest(volume)
+    key = result_key(run_dir, fold, patient_id, what)
+
+    def compute() -> dict:
+        loaded = model or load_run_model(run_dir, fold)
+        return tta_interval(loaded, volume, task, config.tta_samples, config.seed)
+
+    return _cached(run_dir, key, compute)[0]

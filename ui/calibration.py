@@ -1,0 +1,43 @@
+"""Calibration: are the probabilities right? Recalibrators fitted on validation, shown on test."""
+
+import streamlit as st
+
+from nsclc_engine.dashboard import calibration as page
+from nsclc_engine.evaluate import figures
+from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
+from ui.common import part_predictions, require_finished_run, stamp
+
+st.title("Calibration")
+view = require_finished_run()
+key = stamp(view)
+
+method = st.radio(
+    "Recalibration (fitted on validation, applied to test)",
+    RECALIBRATION_METHODS,
+    horizontal=True,
+    key="cal_method",
+)
+strategy = st.radio("Bins", page.BIN_STRATEGIES, horizontal=True, key="cal_bins")
+raw = part_predictions(view.run_id, key, "test", "none")
+shown = part_predictions(view.run_id, key, "test", method)
+for note in shown.attrs.get("notes", []):
+    st.warning(note)
+
+shown_view = page.calibration_view(raw, shown, method, strategy)
+st.dataframe(
+    shown_view["summary"],
+    hide_index=True,
+    column_config={
+        c: st.column_config.NumberColumn(format="%.3f")
+        for c in ("brier", "ece", "intercept", "slope")
+    },
+)
+st.caption(
+    "Brier: mean squared error of the probability. ECE: bin-weighted |observed - predicted|. "
+    "Intercept 0 and slope 1 are ideal (slope < 1: predictions too extreme)."
+)
+st.plotly_chart(figures.reliability_figure(shown_view["reliability"]), key="reliability")
+st.plotly_chart(
+    figures.decision_curve_figure(shown_view["decision"]),
+    key="decision",
+)
