@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nsclc_engine.cohort import dicom_io
 from nsclc_engine.cohort.build import CohortConfig, build_cohort
 from nsclc_engine.cohort.clinical import read_clinical_csv
-from nsclc_engine.synth.generate import SynthConfig, write_cohort
+from nsclc_engine.synth.generate import write_cohort
+from nsclc_engine.synth.outcome import SynthConfig
 
 LUNG1_CASE = (
     Path(__file__).resolve().parents[2] / "shared/data/lung1-dicom-rt/LUNG1-001_20180209_CT.tar.xz"

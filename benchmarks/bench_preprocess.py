@@ -39,7 +39,8 @@ from nsclc_engine.preprocess.volumes import (
     read_source,
     sampling_grid,
 )
-from nsclc_engine.synth.generate import SynthConfig, write_cohort
+from nsclc_engine.synth.generate import write_cohort
+from nsclc_engine.synth.outcome import SynthConfig
 
 LUNG1_CASE = (
     Path(__file__).resolve().parents[2] / "shared/data/lung1-dicom-rt/LUNG1-001_20180209_CT.tar.xz"

@@ -15,6 +15,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nsclc_engine.atomic import write_text_atomic
+
 ConfigT = TypeVar("ConfigT")
 
 
@@ -108,15 +110,6 @@ def _parse(raw: str, annotation: Any, key: str) -> Any:
     if annotation is str:
         return raw
     return json.loads(raw)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 from nsclc_engine.cohort.build import CohortConfig, CohortResult, format_summary, run_cohort
 from nsclc_engine.config import load_config
 from nsclc_engine.paths import artifacts_dir
-from nsclc_engine.synth.generate import SynthConfig, write_cohort
+from nsclc_engine.synth.generate import CLINICAL_FILE, CONFIG_FILE, METADATA_FILE, write_cohort
+from nsclc_engine.synth.outcome import SynthConfig
 
 # sized like Lung1: 12 deliberately broken patients -> 422 included (Lung1 has 422)
 DEMO_PATIENTS = 434
@@ -38,7 +39,7 @@ class DemoPaths:
 
     @property
     def clinical_csv(self) -> Path:
-        return self.source / "clinical.csv"
+        return self.source / CLINICAL_FILE
 
     @property
     def cohort(self) -> Path:
@@ -49,9 +50,12 @@ class DemoPaths:
         return self.root / ".nsclc_demo"
 
     def is_built(self) -> bool:
-        return (self.cohort / "cohort.csv").is_file() and (
-            self.source / "synth_metadata.json"
-        ).is_file()
+        return (self.cohort / "cohort.csv").is_file() and (self.source / METADATA_FILE).is_file()
+
+
+def source_of(cohort_dir: str | os.PathLike) -> Path:
+    """The synthetic source a demo-layout cohort folder was built from (its sibling)."""
+    return DemoPaths(Path(cohort_dir).parent).source
 
 
 def demo_paths(artifacts: str | os.PathLike | None = None) -> DemoPaths:
@@ -60,7 +64,7 @@ def demo_paths(artifacts: str | os.PathLike | None = None) -> DemoPaths:
 
 def _saved_config(paths: DemoPaths) -> SynthConfig | None:
     try:
-        return load_config(SynthConfig, paths.source / "synth_config.json")
+        return load_config(SynthConfig, paths.source / CONFIG_FILE)
     except (OSError, ValueError):
         return None
 

@@ -10,11 +10,16 @@ from typing import Any
 from tqdm import tqdm
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def worker_count(requested: int, n_tasks: int, parallel_min: int = 2) -> int:
     """Processes to use: ``requested`` (0 = all available cores), 1 below ``parallel_min`` tasks."""
     if requested == 1 or n_tasks < parallel_min:
         return 1
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    available = available_cores()
     return max(1, min(requested or available, available, n_tasks))
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from nsclc_engine.cohort.build import CohortConfig, run_cohort
-from nsclc_engine.synth.generate import SynthConfig, write_cohort
+from nsclc_engine.synth.generate import write_cohort
+from nsclc_engine.synth.outcome import SynthConfig
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"

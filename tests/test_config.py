@@ -4,7 +4,7 @@ import pytest
 
 from nsclc_engine.cohort.build import CohortConfig
 from nsclc_engine.config import load_config, save_config
-from nsclc_engine.synth.generate import SynthConfig
+from nsclc_engine.synth.outcome import SynthConfig
 
 
 def test_defaults_then_file_then_overrides(tmp_path):

@@ -33,12 +33,8 @@ def test_the_default_demo_is_sized_like_lung1_with_30_of_each_class_per_held_out
     from nsclc_engine.cohort.clinical import add_labels, read_clinical_csv
     from nsclc_engine.cohort.splits import SplitConfig, stratified_split
     from nsclc_engine.demo import DEMO_PATIENTS
-    from nsclc_engine.synth.generate import (
-        SynthConfig,
-        clinical_rows,
-        parse_defects,
-        simulate_patient,
-    )
+    from nsclc_engine.synth.generate import clinical_rows
+    from nsclc_engine.synth.outcome import SynthConfig, parse_defects, simulate_patient
     from nsclc_engine.train.config import TrainConfig
 
     config = SynthConfig(n_patients=DEMO_PATIENTS)

@@ -30,14 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nsclc_engine.atomic import write_text_atomic
 from nsclc_engine.cohort import dicom_io
 from nsclc_engine.cohort.clinical import LABELS, add_labels, label_counts, read_clinical_csv
-from nsclc_engine.config import (
-    add_config_arguments,
-    load_config,
-    save_config,
-    write_text_atomic,
-)
+from nsclc_engine.config import add_config_arguments, load_config, save_config
 from nsclc_engine.parallel import parallel_map, worker_count
 
 log = logging.getLogger(__name__)
@@ -528,7 +524,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.config import write_text_atomic
+from nsclc_engine.atomic import write_text_atomic
 
 PARTS = ("train", "validation", "test")
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nsclc_engine.demo import source_of
 from nsclc_engine.stats.metrics import auc_score
 from nsclc_engine.stats.survival import harrell_c_index
+from nsclc_engine.synth.generate import read_truth
 
 SCORES = ("eta", "eta_image")
 MIN_SIGNAL = 0.05  # the best achievable must exceed 0.5 by this much for a share to mean much
@@ -36,17 +37,10 @@ SCORE_MEANING = {
 }
 
 
-def truth_path(cohort_dir: str | os.PathLike) -> Path:
-    """Where the demo builder leaves ``synth_truth.csv`` for a cohort it built."""
-    return Path(cohort_dir).parent / "source" / "synth_truth.csv"
-
-
 def load_truth(cohort_dir: str | os.PathLike | None) -> pd.DataFrame | None:
     """``patient_id, eta, eta_image`` of a synthetic cohort; ``None`` for real data."""
-    if not cohort_dir or not truth_path(cohort_dir).is_file():
-        return None
-    table = pd.read_csv(truth_path(cohort_dir), dtype={"patient_id": str})
-    return table[["patient_id", *SCORES]]
+    table = read_truth(source_of(cohort_dir)) if cohort_dir else None
+    return None if table is None else table[["patient_id", *SCORES]]
 
 
 def _score(rows: pd.DataFrame, task: str, score: np.ndarray) -> float | None:

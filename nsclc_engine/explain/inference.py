@@ -67,4 +67,3 @@ def tta_interval(
         "samples": int(samples),
         "level": level,
     }
-

@@ -223,6 +223,7 @@ def load_case(
         cohort_sources,
         preprocess_ct,
         read_source,
+        store,
     )
 
     sources = {source.patient_id: source for source in cohort_sources(cohort_dir)}
@@ -240,17 +241,7 @@ def load_case(
         else:
             result = preprocess_ct(volume, gtv, config)
             image, mask, geometry = result.image, result.mask, result.geometry
-            cache.put(
-                key,
-                patient_id,
-                image,
-                mask,
-                {
-                    "geometry": geometry.to_dict(),
-                    "config": preprocess,
-                    "gtv_fraction_inside": result.gtv_fraction_inside,
-                },
-            )
+            store(cache, key, patient_id, result, preprocess)
     cohort = load_cohort(cohort_dir).set_index("patient_id")
     row = cohort.loc[patient_id].to_dict() if patient_id in cohort.index else {}
     return PatientCase(

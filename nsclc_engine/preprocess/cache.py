@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nsclc_engine.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -77,10 +79,8 @@ class VolumeCache:
             ("image", image_path, np.asarray(image, dtype=np.float32)),
             ("mask", mask_path, np.asarray(mask, dtype=bool)),
         ):
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(temporary, "wb") as handle:
+            with atomic_path(path) as temporary, open(temporary, "wb") as handle:
                 np.save(handle, np.ascontiguousarray(array))
-            os.replace(temporary, path)
             checks[name] = {"bytes": path.stat().st_size, "crc32": _crc32(path)}
         value = {
             "patient_id": patient_id,

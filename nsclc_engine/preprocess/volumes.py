@@ -405,6 +405,19 @@ def cache_key(source: PatientSource, config: PreprocessConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def store(
+    cache: VolumeCache, key: str, patient_id: str, result: PreprocessedVolume, config: dict
+) -> None:
+    """Put one preprocessed patient into the volume cache, with the metadata every reader of
+    the cache expects (input geometry, the preprocessing config, GTV share inside)."""
+    metadata = {
+        "geometry": result.geometry.to_dict(),
+        "config": config,
+        "gtv_fraction_inside": result.gtv_fraction_inside,
+    }
+    cache.put(key, patient_id, result.image, result.mask, metadata)
+
+
 def _preprocess_one(task: tuple[PatientSource, PreprocessConfig, str]) -> dict:
     source, config, cache_dir = task
     cache = VolumeCache(cache_dir)
@@ -413,13 +426,7 @@ def _preprocess_one(task: tuple[PatientSource, PreprocessConfig, str]) -> dict:
         entry = cache.get(key)
         if entry is not None:
             return {"patient_id": source.patient_id, "key": key, "status": "hit"}
-        result = preprocess_patient(source, config)
-        metadata = {
-            "geometry": result.geometry.to_dict(),
-            "config": asdict(config),
-            "gtv_fraction_inside": result.gtv_fraction_inside,
-        }
-        cache.put(key, source.patient_id, result.image, result.mask, metadata)
+        store(cache, key, source.patient_id, preprocess_patient(source, config), asdict(config))
         return {"patient_id": source.patient_id, "key": key, "status": "miss"}
     except Exception as error:  # one broken patient never stops the cohort
         return {
@@ -502,7 +509,3 @@ def _tuples(value):
     if isinstance(value, list):
         return tuple(_tuples(item) for item in value)
     return value
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
+from nsclc_engine.stats.bootstrap import bootstrap_weights
+
 RATE_KEYS = (
     "accuracy",
     "balanced_accuracy",
@@ -330,16 +332,12 @@ def bootstrap_metrics(
             raise ValueError(f"groups has shape {groups.shape}; expected one per row ({n})")
         row_group = np.unique(groups, return_inverse=True)[1].ravel()
     n_groups = int(row_group.max()) + 1
-    rng = np.random.default_rng(seed)
     collected: dict[str, list[np.ndarray]] = {key: [] for key in BOOTSTRAP_KEYS}
     single_class = 0
-    block = max(1, min(n_resamples, 4_000_000 // n))  # bound memory for large n
-    for start in range(0, n_resamples, block):
-        size = min(block, n_resamples - start)
-        draws = rng.integers(0, n_groups, size=(size, n_groups))
-        weights = np.bincount(
-            (draws + n_groups * np.arange(size)[:, None]).ravel(), minlength=size * n_groups
-        ).reshape(size, n_groups)[:, row_group]
+    # a block's weights per row are at most 4 M cells, to bound memory for large n
+    cells = max(n_groups, 4_000_000 * n_groups // n)
+    for counts in bootstrap_weights(n_groups, n_resamples, seed, cells):
+        weights = counts[:, row_group]
         n_pos = weights @ y_true
         n_rows = weights.sum(axis=1)
         both = (n_pos > 0) & (n_pos < n_rows)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from nsclc_engine.stats.bootstrap import bootstrap_weights
+
 
 def check_survival(
     time: ArrayLike, event: ArrayLike, values: ArrayLike | None = None, name: str = "risk"
@@ -68,28 +70,14 @@ def harrell_c_index(time: ArrayLike, event: ArrayLike, risk: ArrayLike) -> float
     return float(concordant.sum() / total)
 
 
-def bootstrap_weights(n: int, n_resamples: int, seed: int):
-    """Patient-level bootstrap as weights: blocks of ``(size, n)`` arrays, ``[b, i]`` = how
-    often resample ``b`` draws patient ``i`` (the same draws for the same seed)."""
-    rng = np.random.default_rng(seed)
-    block = max(1, min(n_resamples, 2_000_000 // max(n, 1)))
-    for start in range(0, n_resamples, block):
-        size = min(block, n_resamples - start)
-        draws = rng.integers(0, n, size=(size, n))
-        yield (
-            np.bincount((draws + n * np.arange(size)[:, None]).ravel(), minlength=size * n)
-            .reshape(size, n)
-            .astype(np.float64)
-        )
-
-
 def resampled_ratios(
     numerator: np.ndarray, denominator: np.ndarray, n_resamples: int, seed: int
 ) -> np.ndarray:
     """``w' N w / w' D w`` for each bootstrap weighting ``w`` of :func:`bootstrap_weights`
     (pair-count matrices ``N`` and ``D``); NaN or inf where a resample has no pair in ``D``."""
     values = []
-    for weights in bootstrap_weights(len(denominator), n_resamples, seed):
+    for counts in bootstrap_weights(len(denominator), n_resamples, seed):
+        weights = counts.astype(np.float64)
         top = np.einsum("bi,bi->b", weights @ numerator, weights)
         bottom = np.einsum("bi,bi->b", weights @ denominator, weights)
         with np.errstate(divide="ignore", invalid="ignore"):

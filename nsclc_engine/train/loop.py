@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from nsclc_engine.atomic import atomic_path
+from nsclc_engine.parallel import available_cores
 from nsclc_engine.runs import checkpoint_paths, update_status, write_history
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.prepare import PreparedData
@@ -77,8 +78,7 @@ def loader_workers(config: TrainConfig, device) -> int:
         return config.workers
     if device.type != "cuda":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_rank = (cores or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    per_rank = available_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     return max(1, min(8, per_rank - 1))
 
 

@@ -38,7 +38,7 @@ def prepare_data(
     from nsclc_engine.paths import default_cache_dir
     from nsclc_engine.preprocess.dataset import items_from_cache
     from nsclc_engine.preprocess.volumes import PRESETS, preprocess_cohort
-    from nsclc_engine.synth.generate import SynthConfig
+    from nsclc_engine.synth.outcome import SynthConfig
 
     if config.dicom:
         clinical = Path(config.clinical).resolve()

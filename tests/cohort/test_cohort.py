@@ -14,7 +14,8 @@ from pydicom.uid import generate_uid
 from nsclc_engine.cohort import build as cohort_module
 from nsclc_engine.cohort.build import CohortConfig, Reason, main, run_cohort
 from nsclc_engine.cohort.contours import fill_polygon
-from nsclc_engine.synth.generate import DEFECTS, render_patient, simulate_patient
+from nsclc_engine.synth.outcome import DEFECTS, simulate_patient
+from nsclc_engine.synth.phantom import render_patient
 from tests.helpers import TINY, TINY_SET_ARGS, build_synthetic
 
 PATH_COLUMNS = ["ct_folder", "rtstruct_path"]

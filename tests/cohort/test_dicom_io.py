@@ -8,7 +8,8 @@ import pydicom
 import pytest
 
 from nsclc_engine.cohort import dicom_io
-from nsclc_engine.synth.generate import render_patient, simulate_patient
+from nsclc_engine.synth.outcome import simulate_patient
+from nsclc_engine.synth.phantom import render_patient
 
 
 def header(z_mm, instance, path=None, **changes):

@@ -92,7 +92,7 @@ def test_a_writer_killed_between_files_leaves_no_entry(tmp_path, monkeypatch):
         real_replace(source, target)
 
     with VolumeCache(tmp_path) as cache:
-        monkeypatch.setattr("nsclc_engine.preprocess.cache.os.replace", dies_on_second_file)
+        monkeypatch.setattr("nsclc_engine.atomic.os.replace", dies_on_second_file)
         with pytest.raises(KeyboardInterrupt):
             cache.put("a" * 64, "P", image, image > 0, {})
         monkeypatch.undo()

@@ -8,15 +8,8 @@ import pydicom
 import pytest
 
 from nsclc_engine.cohort.clinical import add_labels, read_clinical_csv
-from nsclc_engine.synth.generate import (
-    DEFECTS,
-    SynthConfig,
-    main,
-    oracle_metrics,
-    parse_defects,
-    simulate_patient,
-    write_cohort,
-)
+from nsclc_engine.synth.generate import main, oracle_metrics, write_cohort
+from nsclc_engine.synth.outcome import DEFECTS, SynthConfig, parse_defects, simulate_patient
 from tests.helpers import LUNG1_CLINICAL, TINY, TINY_SET_ARGS, build_synthetic, require_shared
 
 REQUIRED_CT_TAGS = (

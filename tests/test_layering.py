@@ -1,0 +1,118 @@
+"""The house plan, enforced: the allowed imports between the packages (ARCHITECTURE.md), no
+import cycle between modules (imports inside functions count), only the app imports
+Streamlit, and no engine file over 600 lines."""
+
+import ast
+from pathlib import Path
+
+from tests.helpers import PROJECT
+
+ENGINE = PROJECT / "nsclc_engine"
+# what each part may import besides itself and the shared modules: ARCHITECTURE.md's table
+SHARED = {"config", "paths", "parallel", "atomic"}
+ALLOWED = {
+    "stats": set(),
+    "cohort": set(),
+    "synth": {"cohort", "stats"},
+    "demo": {"cohort", "synth"},
+    "preprocess": {"cohort"},
+    "runs": {"cohort"},
+    "evaluate": {"stats", "cohort", "demo", "synth", "preprocess", "runs"},
+    "train": {"stats", "cohort", "synth", "demo", "preprocess", "runs", "evaluate"},
+    "explain": {"stats", "cohort", "preprocess", "runs", "train"},
+    "honesty": {"runs", "evaluate", "train"},
+    "dashboard": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PROJECT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def engine_modules() -> dict[str, Path]:
+    return {module_name(path): path for path in ENGINE.rglob("*.py")}
+
+
+def part_of(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else ""
+
+
+def test_each_part_imports_only_what_the_plan_allows():
+    wrong = []
+    for name, path in engine_modules().items():
+        part = part_of(name)
+        if part in SHARED or not part:
+            allowed = set()
+        else:
+            allowed = ALLOWED[part]
+        for imported in imports_of(path):
+            if not imported.startswith("nsclc_engine."):
+                continue
+            target = part_of(imported)
+            if target in {part, *SHARED, *allowed}:
+                continue
+            wrong.append(f"{name} imports {imported}")
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def test_evaluation_never_imports_training():
+    evaluation = [p for n, p in engine_modules().items() if part_of(n) in ("evaluate", "stats")]
+    assert evaluation
+    for path in evaluation:
+        assert not any(i.startswith("nsclc_engine.train") for i in imports_of(path)), path
+
+
+def test_no_import_cycle_between_modules():
+    modules = engine_modules()
+    graph = {
+        name: {i for i in imports_of(path) if i in modules and i != name}
+        for name, path in modules.items()
+    }
+    # a package's __init__ is imported with each of its modules: not an edge of the cycle
+    graph = {n: {i for i in deps if not n.startswith(i + ".")} for n, deps in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*trail, node, nxt]))
+            if nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+
+
+def test_only_the_app_imports_streamlit():
+    offenders = [
+        str(path.relative_to(PROJECT))
+        for path in ENGINE.rglob("*.py")
+        if any(i.split(".")[0] == "streamlit" for i in imports_of(path))
+    ]
+    assert not offenders
+    assert "streamlit" in {i.split(".")[0] for i in imports_of(PROJECT / "ui" / "common.py")}
+
+
+def test_no_engine_file_over_600_lines():
+    long = {
+        str(p.relative_to(PROJECT)): n
+        for p in ENGINE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 600
+    }
+    assert not long, long
