@@ -84,7 +84,9 @@ def test_recalibrators_fit_on_validation_and_improve_test_calibration():
     assert temperature.parameters["temperature"] > 2
     small = fit_recalibrator(y_val[:60], p_val[:60], "isotonic")
     assert "overfits" in small.warning and "warning" in small.to_dict()
-    assert fit_recalibrator(y_val, p_val, "none").apply(p_test) is not None
+    unchanged = fit_recalibrator(y_val, p_val, "none")
+    assert (unchanged.parameters, unchanged.n_fitted) == ({}, 3000)
+    np.testing.assert_array_equal(unchanged.apply(p_test), p_test)  # the identity map
 
 
 def test_decision_curve_by_hand():

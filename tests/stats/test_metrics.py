@@ -76,11 +76,11 @@ def test_bootstrap_resamples_equal_sklearn_on_the_same_indices(data, seed):
     # the vectorised per-resample values equal scikit-learn's on each resample
     from nsclc_engine.stats.metrics import weighted_metrics
 
+    # ten resamples, each made to hold a positive and a negative so that every one is checked
     rng = np.random.default_rng(seed)
-    rows = [i for i in rng.integers(0, len(y), size=(10, len(y))) if 0 < y[i].sum() < len(y)]
-    if not rows:
-        return
-    indices = np.array(rows)
+    indices = rng.integers(0, len(y), size=(10, len(y)))
+    indices[:, 0], indices[:, 1] = np.flatnonzero(y == 1)[0], np.flatnonzero(y == 0)[0]
+    assert all(0 < y[i].sum() < len(y) for i in indices)
     weights = np.stack([np.bincount(i, minlength=len(y)) for i in indices])
     values = weighted_metrics(y, p, weights, 0.5)
     for k, i in enumerate(indices):

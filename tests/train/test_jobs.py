@@ -1,13 +1,13 @@
 import json
 import subprocess
-import time
 
 import pytest
 
-from nsclc_engine.runs import list_runs, runs_dir, update_status
+from nsclc_engine.runs import list_runs, process_alive, runs_dir, update_status
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.jobs import cancel, launch, status
 from nsclc_engine.train.runner import create_run
+from tests.helpers import wait_until
 
 
 def tiny_config(source, epochs=1):
@@ -18,13 +18,6 @@ def tiny_config(source, epochs=1):
         preset="smoke",
         epochs=epochs,
     )
-
-
-def wait_for(predicate, timeout_s=240):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_run_ids_are_validated(tmp_path):
@@ -49,11 +42,15 @@ def test_jobs_run_one_at_a_time_in_order_and_can_be_cancelled(tiny_source, tmp_p
     second = launch(tiny_config(tiny_source), tmp_path, "job-b")
     third = launch(tiny_config(tiny_source), tmp_path, "job-c")
     assert cancel(third, tmp_path)["state"] == "cancelled"
-    wait_for(lambda: status(second, tmp_path)["state"] in ("finished", "failed"))
+    wait_until(
+        lambda: status(second, tmp_path)["state"] in ("finished", "failed"), 240, "job-b to end"
+    )
     a, b = status(first, tmp_path), status(second, tmp_path)
     assert a["state"] == b["state"] == "finished", (a, b)
     assert b["started"] >= a["finished"]  # one at a time, in the order launched
-    time.sleep(1.0)
+    # the cancelled job's runner has looked at its status and gone without training it
+    runner = status(third, tmp_path)["runner_pid"]
+    wait_until(lambda: not process_alive(runner), 60, "the cancelled job's runner to exit")
     assert status(third, tmp_path)["state"] == "cancelled"
     assert not (runs_dir(tmp_path) / third / "history.jsonl").exists()
     assert [run["run_id"] for run in list_runs(tmp_path)] == [first, second, third]
@@ -63,9 +60,9 @@ def test_jobs_run_one_at_a_time_in_order_and_can_be_cancelled(tiny_source, tmp_p
 def test_cancelling_a_running_job_keeps_its_last_checkpoint(tiny_source, tmp_path):
     run_id = launch(tiny_config(tiny_source, epochs=50), tmp_path, "long")
     history = runs_dir(tmp_path) / run_id / "history.jsonl"
-    wait_for(lambda: history.exists() and history.read_text().strip() != "")
+    wait_until(lambda: history.exists() and history.read_text().strip() != "", 240, "a first epoch")
     cancel(run_id, tmp_path)
-    wait_for(lambda: status(run_id, tmp_path)["state"] != "running", timeout_s=60)
+    wait_until(lambda: status(run_id, tmp_path)["state"] != "running", 60, "the run to stop")
     final = json.loads((runs_dir(tmp_path) / run_id / "status.json").read_text())
     assert final["state"] == "cancelled"
     assert (runs_dir(tmp_path) / run_id / "checkpoint_last.pt").is_file()

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 from nsclc_engine.runs import validate_run_id
 from nsclc_engine.train.__main__ import main
 from nsclc_engine.train.prepare import shuffled
-from tests.helpers import PROJECT
+from tests.helpers import PROJECT, free_port, wait_until
 
 
 def train_args(source: Path, artifacts: Path, run_id: str, *extra: str) -> list[str]:
@@ -116,10 +115,12 @@ def test_resume_after_sigkill_mid_training(tiny_source, tmp_path):
         command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     history = tmp_path / "runs" / "killed" / "history.jsonl"
-    deadline = time.monotonic() + 120
-    while not (history.exists() and history.read_text().count("\n") >= 2):
-        assert process.poll() is None and time.monotonic() < deadline, "training ended too early"
-        time.sleep(0.05)
+
+    def two_epochs_written() -> bool:
+        assert process.poll() is None, "training ended before its second epoch was written"
+        return history.exists() and history.read_text().count("\n") >= 2
+
+    wait_until(two_epochs_written, 120, "the second epoch in history.jsonl")
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert (
@@ -147,7 +148,7 @@ def test_two_process_ddp_on_gloo_writes_artifacts_once(tiny_source, tmp_path):
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29517",
+        str(free_port()),  # a fixed port collides with a parallel run of the suite
         "-m",
         "nsclc_engine.train",
         *train_args(tiny_source, tmp_path, "ddp", "--epochs", "1"),

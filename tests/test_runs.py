@@ -1,0 +1,205 @@
+"""The run folder: ids, creation, status (read only, a dead process reads as failed), listing,
+splits, checkpoint names and history, on folders written by hand."""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from nsclc_engine.runs import (
+    RUN_ID,
+    best_checkpoint,
+    checkpoint_paths,
+    create_run,
+    list_runs,
+    load_splits,
+    read_config,
+    read_history,
+    run_dir,
+    runs_dir,
+    status,
+    update_status,
+    validate_run_id,
+    write_history,
+)
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "/abs", "", ".hidden", "-x", "a b", "x" * 65])
+def test_run_ids_that_are_paths_or_odd_are_rejected(bad, tmp_path):
+    with pytest.raises(ValueError, match=r"run id .*no paths"):
+        validate_run_id(bad)
+    with pytest.raises(ValueError, match="run id"):
+        run_dir(bad, tmp_path)
+
+
+@pytest.mark.parametrize("good", ["demo", "a", "20240101-120000-abc123", "run_1.v2", "x" * 64])
+def test_plain_run_ids_are_accepted(good, tmp_path):
+    assert validate_run_id(good) == good
+    assert run_dir(good, tmp_path) == tmp_path / "runs" / good
+
+
+def test_create_run_writes_config_and_a_queued_status_once(tmp_path):
+    config = {"label": "os_2y", "epochs": 2}
+    assert create_run(config, tmp_path, "demo") == "demo"
+    folder = tmp_path / "runs" / "demo"
+    assert json.loads((folder / "config.json").read_text()) == config
+    assert read_config(folder) == config
+    saved = json.loads((folder / "status.json").read_text())
+    assert {k: saved[k] for k in ("state", "progress", "run_id")} == {
+        "state": "queued",
+        "progress": 0.0,
+        "run_id": "demo",
+    }
+    assert saved["created"] <= saved["updated"]
+    with pytest.raises(FileExistsError):
+        create_run({"label": "other"}, tmp_path, "demo")
+    assert read_config(folder) == config  # the first run's config is untouched
+    generated = create_run(config, tmp_path)
+    assert RUN_ID.match(generated) and generated != "demo"
+
+
+def test_read_config_of_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(ValueError, match=r"no config\.json; this is not a run folder"):
+        read_config(tmp_path)
+
+
+def test_update_status_merges_into_the_file(tmp_path):
+    folder = runs_dir(tmp_path) / create_run({}, tmp_path, "merge")
+    update_status(folder, state="running", pid=os.getpid())
+    returned = update_status(folder, progress=0.5)
+    saved = json.loads((folder / "status.json").read_text())
+    assert returned == saved
+    assert (saved["state"], saved["pid"], saved["progress"], saved["run_id"]) == (
+        "running",
+        os.getpid(),
+        0.5,
+        "merge",
+    )
+
+
+def test_a_running_run_with_a_dead_process_reads_as_failed_without_a_write(tmp_path):
+    folder = runs_dir(tmp_path) / create_run({}, tmp_path, "orphan")
+    update_status(folder, state="running", pid=dead_pid())
+    before = (folder / "status.json").read_bytes()
+    current = status(folder)
+    assert current["state"] == "failed"
+    assert current["error"] == "the training process ended without a final status"
+    assert (folder / "status.json").read_bytes() == before  # reading changed nothing on disk
+    assert json.loads(before)["state"] == "running"
+
+
+def test_a_queued_run_whose_runner_died_reads_as_failed(tmp_path):
+    folder = runs_dir(tmp_path) / create_run({}, tmp_path, "queued")
+    update_status(folder, runner_pid=dead_pid())
+    assert status(folder)["state"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("state", "pid_key", "alive", "reads_as"),
+    [
+        ("running", "pid", True, "running"),  # this process: alive
+        ("queued", "runner_pid", True, "queued"),
+        ("finished", "pid", False, "finished"),  # an ended run's process is meant to be gone
+        ("cancelled", "runner_pid", False, "cancelled"),
+    ],
+)
+def test_live_or_ended_runs_read_as_saved(state, pid_key, alive, reads_as, tmp_path):
+    folder = runs_dir(tmp_path) / create_run({}, tmp_path, "run")
+    update_status(folder, state=state, **{pid_key: os.getpid() if alive else dead_pid()})
+    assert status(folder)["state"] == reads_as
+
+
+def test_status_of_a_missing_run(tmp_path):
+    with pytest.raises(ValueError, match="no run 'ghost'"):
+        status(runs_dir(tmp_path) / "ghost")
+
+
+def test_list_runs_is_oldest_first_then_by_id(tmp_path):
+    assert list_runs(tmp_path) == []  # no runs folder yet
+    for run_id, created in [
+        ("b", "2024-01-02T00:00:00"),
+        ("c", "2024-01-01T00:00:00"),
+        ("a", "2024-01-03T00:00:00"),
+        ("d", "2024-01-01T00:00:00"),
+    ]:
+        update_status(runs_dir(tmp_path) / create_run({}, tmp_path, run_id), created=created)
+    (runs_dir(tmp_path) / "not-a-run").mkdir()  # a folder without status.json is left out
+    runs = list_runs(tmp_path)
+    assert [run["run_id"] for run in runs] == ["c", "d", "b", "a"]
+    assert {run["state"] for run in runs} == {"queued"}
+
+
+def write_splits(folder, splits):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "splits.json").write_text(json.dumps({"splits": splits}))
+
+
+def test_load_splits_returns_disjoint_splits(tmp_path):
+    splits = [
+        {"train": ["p1", "p2"], "validation": ["p3"], "test": ["p4"]},
+        {"train": ["p3", "p4"], "validation": ["p1"], "test": ["p2"]},
+    ]
+    write_splits(tmp_path, splits)
+    assert load_splits(tmp_path) == splits
+
+
+def test_load_splits_rejects_a_patient_in_two_parts(tmp_path):
+    write_splits(tmp_path, [{"train": ["p1", "p2"], "validation": ["p3"], "test": ["p2"]}])
+    with pytest.raises(ValueError, match="patient p2 is in both 'train' and 'test'"):
+        load_splits(tmp_path)
+
+
+def test_load_splits_of_a_run_that_has_not_started(tmp_path):
+    with pytest.raises(ValueError, match=r"no splits\.json; the run has not started training"):
+        load_splits(tmp_path)
+
+
+def test_checkpoint_names(tmp_path):
+    assert checkpoint_paths(tmp_path, 0, 0) == (
+        tmp_path / "checkpoint_last.pt",
+        tmp_path / "checkpoint_best.pt",
+    )
+    assert checkpoint_paths(tmp_path, 2, 5) == (
+        tmp_path / "checkpoint_last_fold2.pt",
+        tmp_path / "checkpoint_best_fold2.pt",
+    )
+
+
+def test_best_checkpoint_prefers_the_folds_own_and_says_what_it_looked_for(tmp_path):
+    folder = tmp_path / "run-x"
+    folder.mkdir()
+    message = (
+        "run-x: no best checkpoint for fold 1 (looked for checkpoint_best_fold1.pt, "
+        "checkpoint_best.pt); the run has not finished an epoch"
+    )
+    with pytest.raises(FileNotFoundError) as raised:
+        best_checkpoint(folder, 1)
+    assert str(raised.value) == message
+    (folder / "checkpoint_best.pt").write_bytes(b"one split")
+    assert best_checkpoint(folder) == folder / "checkpoint_best.pt"
+    (folder / "checkpoint_best_fold1.pt").write_bytes(b"fold 1")
+    assert best_checkpoint(folder, 1) == folder / "checkpoint_best_fold1.pt"
+
+
+def test_history_round_trip_in_fold_order(tmp_path):
+    assert read_history(tmp_path) == []  # no history.jsonl yet
+    history = {
+        1: [{"fold": 1, "epoch": 1, "val_auc": np.float32(0.5)}],
+        0: [{"fold": 0, "epoch": 1, "train_loss": 0.7}, {"fold": 0, "epoch": np.int64(2)}],
+    }
+    write_history(tmp_path, history)
+    assert read_history(tmp_path) == [
+        {"fold": 0, "epoch": 1, "train_loss": 0.7},
+        {"fold": 0, "epoch": 2},
+        {"fold": 1, "epoch": 1, "val_auc": 0.5},
+    ]
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 3
