@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 from nsclc_engine.atomic import json_line, write_json, write_text_atomic
-from nsclc_engine.cohort.splits import Split, check_disjoint
+from nsclc_engine.cohort.splits import Split
+from nsclc_engine.cohort.splits import load_splits as read_splits
 from nsclc_engine.paths import PROJECT_ROOT, artifacts_dir
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -90,12 +91,10 @@ def resolved_cohort(folder: Path) -> Path | None:
 
 def load_splits(folder: Path) -> list[Split]:
     """The run's splits from ``splits.json``, each checked to have disjoint parts."""
-    payload = read_json(folder / "splits.json")
-    if payload is None:
+    path = folder / "splits.json"
+    if not path.exists():
         raise ValueError(f"{folder.name}: no splits.json; the run has not started training")
-    for split in payload["splits"]:
-        check_disjoint(split)
-    return payload["splits"]
+    return read_splits(path)[0]
 
 
 def update_status(folder: Path, **changes) -> dict:

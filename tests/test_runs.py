@@ -8,6 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from nsclc_engine.cohort.splits import SplitConfig, save_splits
 from nsclc_engine.runs import (
     RUN_ID,
     best_checkpoint,
@@ -139,8 +140,14 @@ def test_list_runs_is_oldest_first_then_by_id(tmp_path):
 
 
 def write_splits(folder, splits):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "splits.json").write_text(json.dumps({"splits": splits}))
+    """A ``splits.json`` as training writes it (:func:`nsclc_engine.cohort.splits.save_splits`)."""
+    save_splits(
+        folder / "splits.json",
+        splits,
+        SplitConfig(folds=len(splits) if len(splits) > 1 else 0),
+        "os_2y",
+        "h",
+    )
 
 
 def test_load_splits_returns_disjoint_splits(tmp_path):
