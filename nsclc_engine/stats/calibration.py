@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 from nsclc_engine.stats.metrics import check_binary
 
 EPS = 1e-6
-RECALIBRATION_METHODS = ("none", "platt", "isotonic", "temperature")
+RECALIBRATION_METHODS = ("none", "platt", "temperature", "isotonic")
 # scikit-learn's guide: isotonic calibration overfits with "too few calibration samples
 # (<< 1000)"; below this many validation patients we say so beside every isotonic result
 ISOTONIC_MIN_SAMPLES = 1000

@@ -75,12 +75,18 @@ def serve(env: dict):
 
 # the confusion matrix at threshold 0: no patient in the "predicted negative" column
 ALL_CALLED_POSITIVE = """() => {
-    const table = document.querySelector("[data-testid='stTable']");
-    if (!table) return false;
-    const rows = table.innerText.split("\\n").filter(line => line.startsWith("true "));
-    const firsts = rows.map(line => line.split(/\\s+/).filter(w => /^\\d+$/.test(w))[0]);
-    return rows.length === 2 && firsts.every(value => value === "0");
+    const rows = [...document.querySelectorAll("[data-testid='stTable'] tbody tr")];
+    const negatives = rows.map(row => row.querySelector("td").innerText.trim());
+    return rows.length === 2 && negatives.every(value => value === "0");
 }"""
+
+
+def wait_for_run(page, timeout_ms: int = 60_000) -> None:
+    """Until the page's script run (begun when its title appeared) has finished."""
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout_ms)
+    page.wait_for_selector(
+        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms
+    )
 
 
 def confusion_text(page) -> str:
@@ -102,12 +108,10 @@ def test_browser_slider_and_every_page(server, tmp_path, capsys):
         assert "Runs" in navigation and "common" not in navigation, navigation
         for name, path in PAGES.items():
             page.goto(f"{server}/{path}")  # first visit: caches warm up
-            page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
-            page.wait_for_load_state("networkidle")
+            wait_for_run(page)
             started = time.perf_counter()
             page.goto(f"{server}/{path}")
-            page.wait_for_selector("[data-testid='stMain'] h1", timeout=30_000)
-            page.wait_for_load_state("networkidle")
+            wait_for_run(page, 30_000)
             timings[name] = time.perf_counter() - started
             assert page.locator("[data-testid='stException']").count() == 0, name
             page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
@@ -133,7 +137,7 @@ def test_browser_slider_and_every_page(server, tmp_path, capsys):
         # the patient page's CT planes and network input render as real, decoded images
         page.goto(f"{server}/patient")
         page.wait_for_selector("[data-testid='stImage'] img", timeout=30_000)
-        page.wait_for_load_state("networkidle")
+        wait_for_run(page, 30_000)
         widths = page.eval_on_selector_all(
             "[data-testid='stImage'] img", "images => images.map(i => i.naturalWidth)"
         )
@@ -184,8 +188,7 @@ def test_first_start_demo_shows_progress_then_results_within_six_minutes(tmp_pat
             assert "reaches" in text and "of the achievable signal" in text, text[:2000]
             page.screenshot(path=str(tmp_path / "first_start_threshold.png"), full_page=True)
             page.goto(f"{url}/dataset")
-            page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
-            page.wait_for_load_state("networkidle")
+            wait_for_run(page)
             assert "422" in page.locator("[data-testid='stMain']").inner_text()
             page.screenshot(path=str(tmp_path / "first_start_dataset.png"), full_page=True)
             browser.close()
