@@ -1,6 +1,7 @@
 """The Runs page: the overview, comparing runs, and the first start."""
 
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from nsclc_engine.dashboard import runs as runs_view
 from nsclc_engine.train.config import TrainConfig
@@ -47,3 +48,12 @@ def test_compare_survival_runs_pairs_patients_and_keeps_the_sign(survival_view):
     shifted = survival_view.predictions.assign(time_days=lambda f: f.time_days + 1)
     other_times = replace(survival_view, predictions=shifted)
     assert "differ" in runs_view.compare_survival_runs(survival_view, other_times)["note"]
+
+
+def test_compare_roc_draws_each_runs_test_curve(view):
+    curves = runs_view.compare_roc(view, view)
+    test = view.predictions[view.predictions.split == "test"]
+    expected = roc_auc_score(test.y_true, test.y_prob)
+    assert [c["name"] for c in curves] == [f"{view.run_id} (test)"] * 2
+    assert curves[0]["auc"] == pytest.approx(expected)
+    assert curves[0]["fpr"][0] == 0 and curves[0]["tpr"][-1] == 1

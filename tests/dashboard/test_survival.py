@@ -35,3 +35,27 @@ def test_risk_cut_follows_the_validation_quantile(survival_view):
     assert high["logrank"] == expected["logrank"]
     with pytest.raises(ValueError, match="strictly between"):
         survival_logic.risk_group_state(models, "fusion", "test", 1.0)
+
+
+def test_fusion_weights_and_comparisons_as_text():
+    weights = [{"fold": 0, "image": 0.5, "clinical": -0.25}, {"fold": 1, "image": 1.0}]
+    assert survival_logic.fusion_weights_text(weights) == "image +0.50, clinical -0.25; image +1.00"
+    metrics = {
+        "models": {
+            "comparisons": [
+                {
+                    "a": "image",
+                    "b": "clinical",
+                    "difference": 0.05,
+                    "ci_low": -0.01,
+                    "ci_high": 0.11,
+                    "p_value": 0.2,
+                }
+            ]
+        }
+    }
+    assert survival_logic.comparison_lines(metrics) == [
+        "**image − clinical** on test: C difference +0.050 (95% CI -0.010 to +0.110), "
+        "bootstrap p = 0.200"
+    ]
+    assert survival_logic.comparison_lines({}) == []

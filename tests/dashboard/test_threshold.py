@@ -49,3 +49,16 @@ def test_threshold_ci_draws_patients_when_pooled_rows_repeat_them(view):
     state_repeated = threshold_view.threshold_state(repeated, 0.5, n_resamples=300)
     for key in ("sensitivity", "specificity"):
         assert state_repeated["ci"][key] == pytest.approx(state_once["ci"][key])
+
+
+def test_operating_point_sits_at_one_minus_specificity():
+    point = threshold_view.operating_point(
+        {"specificity": 0.75, "sensitivity": 0.6, "precision": 0.5}, 0.4
+    )
+    assert point == {
+        "name": "threshold 0.400",
+        "fpr": 0.25,
+        "tpr": 0.6,
+        "recall": 0.6,
+        "precision": 0.5,
+    }
