@@ -83,9 +83,10 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-def resolved_cohort(folder: Path) -> Path | None:
-    """The cohort folder the run trained on, where it still holds its ``cohort.csv``."""
-    cohort = read_config(folder).get("resolved", {}).get("cohort_dir")
+def resolved_cohort(config: dict) -> Path | None:
+    """The cohort folder a run's ``config.json`` (:func:`read_config`) says it trained on,
+    where it still holds its ``cohort.csv``."""
+    cohort = config.get("resolved", {}).get("cohort_dir")
     return Path(cohort) if cohort and (Path(cohort) / "cohort.csv").exists() else None
 
 

@@ -7,6 +7,7 @@ import streamlit as st
 from nsclc_engine.dashboard import patient as page
 from nsclc_engine.explain import gradcam as explain
 from nsclc_engine.explain import viewer
+from nsclc_engine.explain.cache import checkpoint_stamp
 from nsclc_engine.explain.inference import load_run_model
 from ui.common import require_finished_run, stamp
 
@@ -31,7 +32,7 @@ def _model(run_dir: str, fold: int, checkpoint: str):
 
 
 def _checkpoint(fold: int) -> str:
-    return page.checkpoint_stamp(view, fold)
+    return checkpoint_stamp(view.run_dir, fold)
 
 
 choices = st.columns(5)

@@ -11,7 +11,6 @@ from nsclc_engine.dashboard.run_view import RunView, part_predictions
 from nsclc_engine.explain.cache import explain_patient, patient_uncertainty
 from nsclc_engine.explain.gradcam import CtMap, ExplainConfig, input_map_to_ct
 from nsclc_engine.explain.viewer import PatientCase, load_case
-from nsclc_engine.runs import best_checkpoint
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
 
 SPLITS = ("test", "validation", "train")  # the case list opens on test
@@ -111,12 +110,6 @@ def patient_case(view: RunView, patient_id: str):
     return load_case(
         resolved["cohort_dir"], resolved["cache_dir"], resolved["preprocess"], patient_id
     )
-
-
-def checkpoint_stamp(view: RunView, fold: int) -> str:
-    """Changes when the fold's best checkpoint is rewritten (a cache key for its model)."""
-    path = best_checkpoint(view.run_dir, fold)
-    return f"{path}:{path.stat().st_mtime_ns}"
 
 
 def attribution_maps(

@@ -13,12 +13,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from nsclc_engine import runs
 from nsclc_engine.config import add_config_arguments, load_config
 from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.evaluate.run import evaluate_run
 from nsclc_engine.evaluate.yardstick import best_for, judge_run
 from nsclc_engine.paths import artifacts_dir
-from nsclc_engine.runs import runs_dir, validate_run_id
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
 from nsclc_engine.stats.metrics import THRESHOLD_RULES
 
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides.append(f"{key}={getattr(args, key)}")
     try:
         config = load_config(EvaluateConfig, args.config, overrides)
-        run_dir = runs_dir(args.artifacts or artifacts_dir()) / validate_run_id(args.run_id)
+        run_dir = runs.run_dir(args.run_id, args.artifacts or artifacts_dir())
         if not run_dir.is_dir():
             raise ValueError(f"no run {args.run_id!r} in {run_dir.parent}")
         metrics = evaluate_run(run_dir, config)

@@ -156,7 +156,7 @@ def render_report(
         f"threshold rule {html.escape(setup['threshold_rule'])} fitted on validation; "
         f"recalibration {html.escape(setup['recalibration'])} fitted on validation.</p>"
     )
-    cohort_dir = resolved_cohort(run_dir)
+    cohort_dir = resolved_cohort(run_config)
     if cohort_dir and (cohort_dir / "cleaning_report.json").exists():
         report = load_cleaning_report(cohort_dir)
         summary = {k: v for k, v in report.get("summary", {}).items() if not isinstance(v, dict)}

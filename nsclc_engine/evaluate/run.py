@@ -46,17 +46,19 @@ from nsclc_engine.runs import (
 log = logging.getLogger(__name__)
 
 
-def _cohort_table(run_dir: Path) -> pd.DataFrame:
-    cohort_dir = resolved_cohort(run_dir)
+def _cohort_table(run_dir: Path, run_config: dict) -> pd.DataFrame:
+    cohort_dir = resolved_cohort(run_config)
     if cohort_dir is None:
         raise ValueError(f"{run_dir.name}: cohort table not found")
     return load_cohort(cohort_dir)
 
 
-def run_baselines(run_dir: Path, predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def run_baselines(
+    run_dir: Path, run_config: dict, predictions: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
     """Clinical and volume baselines on the run's own splits and (possibly shuffled) labels."""
     try:
-        table = _cohort_table(run_dir)
+        table = _cohort_table(run_dir, run_config)
     except ValueError as error:
         log.warning("%s; baselines skipped", error)
         return {}
@@ -104,7 +106,7 @@ def evaluate_classification_run(
 ) -> dict:
     """``metrics.json``, ``threshold.json``, ``calibration.json`` and ``report.html`` of a
     classification run."""
-    baselines = run_baselines(run_dir, predictions) if config.baselines else {}
+    baselines = run_baselines(run_dir, run_config, predictions) if config.baselines else {}
     results = evaluate_predictions(predictions, config, baselines)
     metrics = {
         "label": run_config.get("label"),
@@ -135,12 +137,12 @@ def evaluate_classification_run(
     return metrics
 
 
-def run_survival_models(run_dir: Path, predictions: pd.DataFrame) -> pd.DataFrame:
+def run_survival_models(run_dir: Path, run_config: dict, predictions: pd.DataFrame) -> pd.DataFrame:
     """Image, clinical, volume and fusion risks (:func:`~nsclc_engine.evaluate.baselines.
     fit_survival_models`) for every fold of a survival run, on the run's own splits and
     (possibly shuffled) times and events: ``patient_id, split, fold, time_days, event`` and
     one column per model; ``attrs["fusion_coefficients"]`` per fold."""
-    table = _cohort_table(run_dir)
+    table = _cohort_table(run_dir, run_config)
     outcomes = predictions.drop_duplicates("patient_id").set_index("patient_id")
     table = table[table.patient_id.isin(outcomes.index)].assign(
         survival_time_days=lambda t: t.patient_id.map(outcomes.time_days),
@@ -173,7 +175,7 @@ def evaluate_survival_run(
     if yardstick is not None:
         metrics["best_achievable"] = yardstick
     try:
-        models = run_survival_models(run_dir, predictions)
+        models = run_survival_models(run_dir, run_config, predictions)
     except (ValueError, np.linalg.LinAlgError) as error:
         (run_dir / "survival_models.csv").unlink(missing_ok=True)  # never a stale one
         log.warning("%s: survival baselines and fusion skipped: %s", run_dir.name, error)

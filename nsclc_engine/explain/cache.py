@@ -18,7 +18,9 @@ from nsclc_engine.runs import best_checkpoint
 EXPLAIN_VERSION = 1  # bump when a map's computation changes, so cached maps miss
 
 
-def _checkpoint_stamp(path: Path) -> str:
+def checkpoint_stamp(run_dir: str | os.PathLike, fold: int) -> str:
+    """The fold's best checkpoint as it is now: changes whenever it is rewritten."""
+    path = best_checkpoint(Path(run_dir), fold)
     stat = path.stat()
     return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
 
@@ -28,7 +30,7 @@ def result_key(run_dir: str | os.PathLike, fold: int, patient_id: str, what: dic
     was computed (method, layer, target, ...)."""
     payload = {
         "run": Path(run_dir).name,
-        "checkpoint": _checkpoint_stamp(best_checkpoint(Path(run_dir), fold)),
+        "checkpoint": checkpoint_stamp(run_dir, fold),
         "patient": patient_id,
         "version": EXPLAIN_VERSION,
         **what,

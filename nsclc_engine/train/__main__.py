@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nsclc_engine.config import add_config_arguments
 from nsclc_engine.paths import artifacts_dir
-from nsclc_engine.runs import new_run_id, runs_dir, validate_run_id
+from nsclc_engine.runs import new_run_id, run_dir, runs_dir, validate_run_id
 from nsclc_engine.train.config import PROTOCOLS, TrainConfig, build_config
 from nsclc_engine.train.loop import Cancelled, Distributed
 from nsclc_engine.train.runner import create_run, run_training
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.resume:
             run_id = validate_run_id(args.resume)
-            if not (runs_dir(artifacts) / run_id / "config.json").exists():
+            if not (run_dir(run_id, artifacts) / "config.json").exists():
                 raise ValueError(f"no run {run_id!r} in {runs_dir(artifacts)}")
         else:
             config = config_from_args(args)
@@ -99,11 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if dist.is_main:
                 create_run(config, artifacts, run_id)
             elif dist.world_size > 1:
-                _wait_for(runs_dir(artifacts) / run_id / "config.json")
+                _wait_for(run_dir(run_id, artifacts) / "config.json")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"run {run_id}: {runs_dir(artifacts) / run_id}")
+    print(f"run {run_id}: {run_dir(run_id, artifacts)}")
     try:
         metrics = run_training(run_id, artifacts, show_progress=not args.quiet)
     except Cancelled:
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if metrics:
             print_summary(metrics)
-            print(f"report: {runs_dir(artifacts) / run_id / 'report.html'}")
+            print(f"report: {run_dir(run_id, artifacts) / 'report.html'}")
         else:
             print(
                 "evaluation failed (see train.log); rerun: "
