@@ -1,18 +1,30 @@
-"""Atomic file writes and JSON-ready values: the one place the engine writes files from.
+"""Atomic file writes, locked read-modify-writes and JSON-ready values: the one place the
+engine writes files from.
 
 Every writer goes through :func:`atomic_path`: the bytes go to a temporary file beside the
 target, named by process, thread and a random part (so sessions of one Streamlit process, or
-two processes, never share one), and are renamed over the target only when complete. A reader
-sees the old file or the new one, never half of one; a killed writer leaves the old file.
+two processes, never share one), flushed to disk, and renamed over the target only when
+complete (then the folder is flushed too). A reader sees the old file or the new one, never
+half of one; a killed writer leaves the old file and a temporary that
+:func:`remove_stale_temporaries` clears when the folder is next opened. Files that several
+writers change (a run's status, its threshold) go through :func:`update_json`, which holds a
+lock across threads and processes while it reads, changes and writes.
+
+:func:`fault_point` is a test hook: with ``NSCLC_FAULT=<stage>:<file name>:<n>`` set, the
+process kills itself (SIGKILL) at the n-th such point, so tests can crash a writer inside each
+window of a write sequence without relying on timing.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import signal
 import threading
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,13 +39,98 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(
-        f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp"
+        f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}{TEMPORARY}"
     )
     try:
         yield temporary
+        fault_point("written", path.name)
+        _fsync(temporary)
         os.replace(temporary, path)
+        fsync_folder(path.parent)
+        fault_point("replaced", path.name)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+TEMPORARY = ".tmp"
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to disk."""
+    _fsync(Path(folder))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries that writers which have since died left in ``folder`` (those
+    of live processes are being written); returns what was removed."""
+    removed = []
+    for path in Path(folder).glob(f".*{TEMPORARY}"):
+        parts = path.name[: -len(TEMPORARY)].rsplit(".", 3)
+        if len(parts) != 4 or not parts[1].isdigit() or _process_exists(int(parts[1])):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock for ``path`` (on ``.<name>.lock`` beside it) across threads and
+    processes: each call locks a descriptor of its own (``flock``), released when the block
+    ends or the process dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def update_json(path: str | os.PathLike, change: Callable[[dict], dict]) -> dict:
+    """Read the JSON object at ``path`` (``{}`` where absent), apply ``change`` and write the
+    result atomically, all under :func:`locked`, so concurrent updates are never lost."""
+    path = Path(path)
+    with locked(path):
+        current = json.loads(path.read_text()) if path.exists() else {}
+        updated = change(current)
+        write_json(path, updated)
+    return updated
+
+
+_faults: Counter = Counter()
+FAULT_VARIABLE = "NSCLC_FAULT"
+
+
+def fault_point(stage: str, name: str) -> None:
+    """Test hook (see the module docstring): SIGKILL this process at the chosen point."""
+    spec = os.environ.get(FAULT_VARIABLE)
+    if not spec:
+        return
+    wanted_stage, wanted_name, nth = spec.rsplit(":", 2)
+    if (stage, name) == (wanted_stage, wanted_name):
+        _faults[stage, name] += 1
+        if _faults[stage, name] == int(nth):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -12,19 +12,31 @@ others. It depends only on the shared modules and the splits below it::
         checkpoint_last[_fold<k>].pt, checkpoint_best[_fold<k>].pt
         predictions.csv, metrics.json, threshold.json, calibration.json, report.html
         train.log, job.out
+        .train.lock        held (flock) by the one process training the run
+
+Concurrency: ``status.json`` and ``threshold.json`` change only through locked
+read-modify-writes (:func:`nsclc_engine.atomic.update_json`); reads never write. A trainer
+holds :func:`run_lock` for as long as it trains, so a second one refuses, and :func:`status`
+and cancelling ask the lock, not a pid that may since belong to another process. Every run
+gets a sequence number when created and a queue number each time it is queued, both from one
+locked counter, so runs created in the same second keep their order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from nsclc_engine.atomic import json_line, write_json, write_text_atomic
+from nsclc_engine.atomic import json_line, update_json, write_json, write_text_atomic
 from nsclc_engine.cohort.splits import Split
 from nsclc_engine.cohort.splits import load_splits as read_splits
 from nsclc_engine.paths import PROJECT_ROOT, artifacts_dir
@@ -69,10 +81,38 @@ def create_run(config: dict, artifacts: str | os.PathLike | None, run_id: str = 
     """A new run folder with ``config.json`` and a queued ``status.json``; returns its id."""
     run_id = validate_run_id(run_id or new_run_id())
     folder = runs_dir(artifacts) / run_id
-    folder.mkdir(parents=True, exist_ok=False)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        raise ValueError(
+            f"run {run_id!r} already exists in {folder.parent}; choose another --run-id, or "
+            f"continue it with --resume {run_id}"
+        ) from None
     write_json(folder / "config.json", config)
-    update_status(folder, state="queued", progress=0.0, created=now(), run_id=run_id)
+    number = next_number(folder.parent)
+    update_status(
+        folder,
+        state="queued",
+        progress=0.0,
+        created=now(),
+        run_id=run_id,
+        sequence=number,
+        queue=number,
+    )
     return run_id
+
+
+def next_number(root: Path) -> int:
+    """The next number of the runs folder's counter (``.sequence``): strictly increasing
+    across threads and processes."""
+    counter = update_json(root / ".sequence", lambda c: {"next": int(c.get("next", 0)) + 1})
+    return counter["next"]
+
+
+def queue(folder: Path, **changes) -> dict:
+    """Mark a run queued again (a resume), behind every run queued so far."""
+    return update_status(folder, state="queued", queue=next_number(folder.parent), **changes)
 
 
 def read_config(folder: Path) -> dict:
@@ -99,28 +139,33 @@ def load_splits(folder: Path) -> list[Split]:
 
 
 def update_status(folder: Path, **changes) -> dict:
-    """Merge ``changes`` into ``status.json`` (stamped ``updated``) and return it."""
-    path = folder / "status.json"
-    status = read_json(path) or {}
-    status.update(changes, updated=now())
-    write_json(path, status)
-    return status
+    """Merge ``changes`` into ``status.json`` (stamped ``updated``) under its lock; returns
+    the new status."""
+    return update_json(
+        folder / "status.json", lambda current: current | changes | {"updated": now()}
+    )
 
 
 def status(folder: Path) -> dict:
-    """``status.json`` as it stands, read only; a queued or running run whose process has
-    ended without saying so reads as failed."""
+    """``status.json`` as it stands, read only. A running run whose trainer no longer holds
+    the run lock, or a queued run whose waiting process has ended, reads as failed."""
     current = read_json(folder / "status.json")
     if current is None:
         raise ValueError(f"no run {folder.name!r} in {folder.parent}")
-    pid = current.get("pid") if current.get("state") == "running" else current.get("runner_pid")
-    if current.get("state") in ACTIVE and pid and not process_alive(pid):
+    state = current.get("state")
+    if state == "running" and not lock_held(folder):
+        ended = True
+    elif state == "queued" and current.get("runner_pid"):
+        ended = not process_alive(current["runner_pid"], current.get("runner_started"))
+    else:
+        ended = False
+    if ended:
         current |= {"state": "failed", "error": "the training process ended without a final status"}
     return current
 
 
 def list_runs(artifacts: str | os.PathLike | None = None) -> list[dict]:
-    """``{"run_id", **status}`` of every run, oldest first."""
+    """``{"run_id", **status}`` of every run, oldest first (by sequence number)."""
     root = runs_dir(artifacts)
     if not root.exists():
         return []
@@ -129,10 +174,89 @@ def list_runs(artifacts: str | os.PathLike | None = None) -> list[dict]:
         for folder in sorted(root.iterdir())
         if (folder / "status.json").exists()
     ]
-    return sorted(runs, key=lambda run: (run.get("created", ""), run["run_id"]))
+    return sorted(
+        runs, key=lambda run: (run.get("created", ""), run.get("sequence", 0), run["run_id"])
+    )
 
 
-def process_alive(pid: int) -> bool:
+class CancelledWhileQueued(Exception):
+    """The run was cancelled before its trainer started."""
+
+
+def start_running(folder: Path, **changes) -> dict:
+    """Mark the run running, in one locked step that refuses a run cancelled meanwhile (the
+    dashboard's Cancel on a queued run races with its runner's start)."""
+
+    def begin(current: dict) -> dict:
+        if current.get("state") == "cancelled" and (folder / "cancel_requested").exists():
+            raise CancelledWhileQueued(folder.name)
+        return current | changes | {"state": "running", "updated": now()}
+
+    return update_json(folder / "status.json", begin)
+
+
+class RunBusy(ValueError):
+    """Another process is training this run."""
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold the run's trainer lock (``.train.lock``) or raise :class:`RunBusy` at once. The
+    kernel releases it when the process ends, however it ends."""
+    descriptor = os.open(folder / ".train.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    if not _try_exclusive(descriptor):
+        os.close(descriptor)
+        holder = (read_json(folder / "status.json") or {}).get("pid", "?")
+        raise RunBusy(
+            f"run {folder.name!r} is being trained by process {holder}; wait for it to end or "
+            "cancel it first"
+        ) from None
+    try:
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _try_exclusive(descriptor: int, attempts: int = 20) -> bool:
+    """Take the lock, allowing for readers' probes (:func:`lock_held` holds it shared for
+    microseconds); a trainer holds it for the whole run."""
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < attempts:
+                time.sleep(0.05)
+    return False
+
+
+def lock_held(folder: Path) -> bool:
+    """Whether a live process holds the run's trainer lock (asks the lock; writes nothing)."""
+    try:
+        descriptor = os.open(folder / ".train.lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+
+
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc``), or ``None``
+    where unknown: with the pid, it names one process, whereas a pid alone can be reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether process ``pid`` runs, and is the one that started at ``started`` if given."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -142,9 +266,11 @@ def process_alive(pid: int) -> bool:
     # a zombie child of this process counts as ended
     try:
         finished, _ = os.waitpid(pid, os.WNOHANG)
-        return finished == 0
+        if finished != 0:
+            return False
     except ChildProcessError:
-        return True
+        pass
+    return started is None or process_started(pid) in (None, started)
 
 
 def checkpoint_paths(folder: Path, fold: int, folds: int) -> tuple[Path, Path]:

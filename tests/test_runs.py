@@ -11,14 +11,18 @@ import pytest
 from nsclc_engine.cohort.splits import SplitConfig, save_splits
 from nsclc_engine.runs import (
     RUN_ID,
+    RunBusy,
     best_checkpoint,
     checkpoint_paths,
     create_run,
     list_runs,
     load_splits,
+    lock_held,
+    process_started,
     read_config,
     read_history,
     run_dir,
+    run_lock,
     runs_dir,
     status,
     update_status,
@@ -61,7 +65,7 @@ def test_create_run_writes_config_and_a_queued_status_once(tmp_path):
         "run_id": "demo",
     }
     assert saved["created"] <= saved["updated"]
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ValueError, match="run 'demo' already exists .* --resume demo"):
         create_run({"label": "other"}, tmp_path, "demo")
     assert read_config(folder) == config  # the first run's config is untouched
     generated = create_run(config, tmp_path)
@@ -87,9 +91,10 @@ def test_update_status_merges_into_the_file(tmp_path):
     )
 
 
-def test_a_running_run_with_a_dead_process_reads_as_failed_without_a_write(tmp_path):
+def test_a_running_run_whose_trainer_lock_is_free_reads_as_failed_without_a_write(tmp_path):
     folder = runs_dir(tmp_path) / create_run({}, tmp_path, "orphan")
-    update_status(folder, state="running", pid=dead_pid())
+    # the pid is alive (this process) but nobody holds the run lock: the trainer is gone
+    update_status(folder, state="running", pid=os.getpid())
     before = (folder / "status.json").read_bytes()
     current = status(folder)
     assert current["state"] == "failed"
@@ -104,10 +109,42 @@ def test_a_queued_run_whose_runner_died_reads_as_failed(tmp_path):
     assert status(folder)["state"] == "failed"
 
 
+def test_a_queued_run_whose_pid_now_names_another_process_reads_as_failed(tmp_path):
+    folder = runs_dir(tmp_path) / create_run({}, tmp_path, "reused")
+    # this process is alive, but it is not the one that started at that time: a reused pid
+    update_status(folder, runner_pid=os.getpid(), runner_started="1")
+    assert status(folder)["state"] == "failed"
+    update_status(folder, runner_started=process_started(os.getpid()))
+    assert status(folder)["state"] == "queued"
+
+
+def test_the_run_lock_refuses_a_second_trainer_and_marks_the_run_running(tmp_path):
+    folder = runs_dir(tmp_path) / create_run({}, tmp_path, "busy")
+    update_status(folder, state="running", pid=os.getpid())
+    assert not lock_held(folder)
+    with run_lock(folder):
+        assert lock_held(folder)
+        assert status(folder)["state"] == "running"
+        with pytest.raises(RunBusy, match=f"run 'busy' is being trained by process {os.getpid()}"):
+            with run_lock(folder):
+                pass
+    assert not lock_held(folder)
+    with run_lock(folder):  # free again once released
+        pass
+
+
+def test_runs_created_in_the_same_second_keep_their_order(tmp_path):
+    names = ["zeta", "alpha", "mu", "beta"]
+    for name in names:
+        create_run({}, tmp_path, name)
+        update_status(runs_dir(tmp_path) / name, created="2024-01-01T00:00:00")
+    assert [run["run_id"] for run in list_runs(tmp_path)] == names
+    assert [run["sequence"] for run in list_runs(tmp_path)] == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize(
     ("state", "pid_key", "alive", "reads_as"),
     [
-        ("running", "pid", True, "running"),  # this process: alive
         ("queued", "runner_pid", True, "queued"),
         ("finished", "pid", False, "finished"),  # an ended run's process is meant to be gone
         ("cancelled", "runner_pid", False, "cancelled"),
@@ -124,7 +161,7 @@ def test_status_of_a_missing_run(tmp_path):
         status(runs_dir(tmp_path) / "ghost")
 
 
-def test_list_runs_is_oldest_first_then_by_id(tmp_path):
+def test_list_runs_is_oldest_first_then_by_sequence(tmp_path):
     assert list_runs(tmp_path) == []  # no runs folder yet
     for run_id, created in [
         ("b", "2024-01-02T00:00:00"),
@@ -135,7 +172,7 @@ def test_list_runs_is_oldest_first_then_by_id(tmp_path):
         update_status(runs_dir(tmp_path) / create_run({}, tmp_path, run_id), created=created)
     (runs_dir(tmp_path) / "not-a-run").mkdir()  # a folder without status.json is left out
     runs = list_runs(tmp_path)
-    assert [run["run_id"] for run in runs] == ["c", "d", "b", "a"]
+    assert [run["run_id"] for run in runs] == ["c", "d", "b", "a"]  # c was created before d
     assert {run["state"] for run in runs} == {"queued"}
 
 

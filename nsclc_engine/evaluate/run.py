@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.atomic import write_json, write_text_atomic
+from nsclc_engine.atomic import update_json, write_json, write_text_atomic
 from nsclc_engine.cohort.build import load_cohort
 from nsclc_engine.cohort.clinical import positive_class
 from nsclc_engine.evaluate.baselines import BASELINES, fit_baseline, fit_survival_models
@@ -195,18 +195,20 @@ def write_threshold_file(
     written by evaluation) and the operating point a user saved (``operating_point``, written
     by the dashboard); each writer keeps the other's part. ``threshold`` is the value in force:
     the saved operating point, else the fitted threshold of a one-split run."""
-    path = Path(run_dir) / "threshold.json"
-    current = read_json(path) or {}
-    if fitted is not None:
-        current["fitted"] = fitted
-    if operating_point is not None:
-        current["operating_point"] = operating_point
-    in_force = (current.get("operating_point") or {}).get("threshold")
-    if in_force is None and len((current.get("fitted") or {}).get("thresholds", [])) == 1:
-        in_force = current["fitted"]["thresholds"][0]["threshold"]
-    current["threshold"] = in_force
-    write_json(path, current)
-    return current
+
+    def merge(current: dict) -> dict:
+        if fitted is not None:
+            current["fitted"] = fitted
+        if operating_point is not None:
+            current["operating_point"] = operating_point
+        in_force = (current.get("operating_point") or {}).get("threshold")
+        if in_force is None and len((current.get("fitted") or {}).get("thresholds", [])) == 1:
+            in_force = current["fitted"]["thresholds"][0]["threshold"]
+        current["threshold"] = in_force
+        return current
+
+    # one locked read-modify-write: an evaluation and a dashboard save never lose each other's part
+    return update_json(Path(run_dir) / "threshold.json", merge)
 
 
 def _augmentation_warning(run_config: dict) -> dict:

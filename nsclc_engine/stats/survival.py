@@ -308,6 +308,22 @@ class RiskBank:
         self.push(risk, time, event, patient_ids)
         return loss
 
+    def state_dict(self) -> dict:
+        """The bank's contents (CPU tensors and ids), for a checkpoint."""
+        return {
+            "risk": self.risk.cpu(),
+            "time": self.time.cpu(),
+            "event": self.event.cpu(),
+            "patient_ids": list(self.patient_ids),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s contents (an empty dict: an empty bank)."""
+        self.reset()
+        if state:
+            self.risk, self.time, self.event = state["risk"], state["time"], state["event"]
+            self.patient_ids = list(state["patient_ids"])
+
     def push(self, risk, time, event, patient_ids: list[str] | tuple[str, ...]) -> None:
         """Adds a batch (detached, on its device and dtype), replacing older entries of its
         patients and dropping the oldest beyond ``capacity``."""

@@ -20,8 +20,20 @@ from pathlib import Path
 
 from nsclc_engine.config import add_config_arguments
 from nsclc_engine.paths import artifacts_dir
-from nsclc_engine.runs import new_run_id, run_dir, runs_dir, validate_run_id
-from nsclc_engine.train.config import PROTOCOLS, TrainConfig, build_config
+from nsclc_engine.runs import (
+    RunBusy,
+    lock_held,
+    new_run_id,
+    process_started,
+    queue,
+    run_dir,
+    runs_dir,
+    status,
+    update_status,
+    validate_run_id,
+)
+from nsclc_engine.train.config import PROTOCOLS, TrainConfig, build_config, load_run_config
+from nsclc_engine.train.jobs import train_in_turn
 from nsclc_engine.train.loop import Cancelled, Distributed
 from nsclc_engine.train.runner import create_run, run_training
 
@@ -83,29 +95,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--run-id", help="name of the new run (default: time stamp)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue a run from checkpoint_last")
+    parser.add_argument(
+        "--no-queue",
+        action="store_true",
+        help="start at once instead of waiting for the dashboard's jobs and other command-line "
+        "runs on this artifacts folder (runs under torchrun never queue)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     artifacts = Path(args.artifacts or artifacts_dir())
     dist = Distributed.from_environment()
     try:
-        if args.resume:
-            run_id = validate_run_id(args.resume)
-            if not (run_dir(run_id, artifacts) / "config.json").exists():
-                raise ValueError(f"no run {run_id!r} in {runs_dir(artifacts)}")
-        else:
-            config = config_from_args(args)
-            run_id = args.run_id or os.environ.get("NSCLC_RUN_ID") or new_run_id()
-            if dist.is_main:
-                create_run(config, artifacts, run_id)
-            elif dist.world_size > 1:
-                _wait_for(run_dir(run_id, artifacts) / "config.json")
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        run_id = _open_run(args, artifacts, dist)
+    except (ValueError, OSError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     print(f"run {run_id}: {run_dir(run_id, artifacts)}")
     try:
-        metrics = run_training(run_id, artifacts, show_progress=not args.quiet)
+        if args.no_queue or dist.world_size > 1:
+            metrics = run_training(run_id, artifacts, show_progress=not args.quiet)
+        else:
+            metrics = train_in_turn(run_id, artifacts, show_progress=not args.quiet)
+    except RunBusy as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except Cancelled:
         return 3
     except Exception as error:
@@ -123,6 +137,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"python -m nsclc_engine.evaluate {run_id}"
             )
     return 0
+
+
+def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> str:
+    """The run to train: ``--resume``'s (checked to exist and to be idle, then queued again)
+    or a new one from the arguments. Raises ValueError/OSError with a one-line message."""
+    if args.resume:
+        run_id = validate_run_id(args.resume)
+        folder = run_dir(run_id, artifacts)
+        if not (folder / "config.json").exists():
+            raise ValueError(f"no run {run_id!r} in {runs_dir(artifacts)}")
+        if lock_held(folder):
+            pid = status(folder).get("pid", "?")
+            raise ValueError(f"run {run_id!r} is being trained by process {pid}; not resuming it")
+        load_run_config(folder)  # a config that no longer loads fails here, in one line
+        if dist.is_main:
+            queue(folder, runner_pid=os.getpid(), runner_started=process_started(os.getpid()))
+        return run_id
+    config = config_from_args(args)
+    run_id = validate_run_id(args.run_id or os.environ.get("NSCLC_RUN_ID") or new_run_id())
+    if dist.is_main:
+        create_run(config, artifacts, run_id)
+        update_status(
+            run_dir(run_id, artifacts),
+            runner_pid=os.getpid(),
+            runner_started=process_started(os.getpid()),
+        )
+    elif dist.world_size > 1:
+        _wait_for(run_dir(run_id, artifacts) / "config.json")
+    return run_id
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line: OS errors name the file (``missing.json: No such file``)."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).split())
 
 
 def _wait_for(path: Path, timeout_s: float = 60.0) -> None:

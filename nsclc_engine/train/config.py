@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from pathlib import Path
 from nsclc_engine.config import load_config
 from nsclc_engine.demo import DEMO_PATIENTS
 from nsclc_engine.runs import read_config
+
+NORMS = ("batch", "group")  # the network's normalisation layers (train.model)
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,47 @@ class TrainConfig:
             raise ValueError("give both --dicom and --clinical, or neither (demo cohort)")
         if self.channels_last not in ("auto", "on", "off"):
             raise ValueError(f"channels_last {self.channels_last!r}: choose auto, on or off")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be at least 1")
         if self.monitor not in ("metric", "loss"):
             raise ValueError(f"monitor {self.monitor!r}: choose metric or loss")
-        if self.cox_bank < 0:
-            raise ValueError(f"cox_bank {self.cox_bank}: must be 0 (off) or more")
+        self._check_numbers()
+        self._check_choices()
+
+    def _check_numbers(self) -> None:
+        """Every number in range, so a bad value fails here, not after the cohort is built."""
+        rules = (
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("lr_factor", 0 < self.lr_factor < 1, "between 0 and 1 (exclusive)"),
+            ("lr_patience", self.lr_patience >= 0, "0 or more"),
+            ("early_stopping_patience", self.early_stopping_patience >= 1, "1 or more"),
+            ("epochs", self.epochs >= 1, "1 or more"),
+            ("batch_size", self.batch_size >= 1, "1 or more"),
+            ("folds", self.folds == 0 or self.folds >= 2, "0 (one split) or 2 or more"),
+            ("seed", self.seed >= 0, "0 or more"),
+            ("demo_patients", self.demo_patients >= 20, "20 or more"),
+            ("cox_bank", self.cox_bank >= 0, "0 (off) or more"),
+            ("workers", self.workers >= -1, "-1 (automatic) or more"),
+            ("bootstrap_resamples", self.bootstrap_resamples >= 100, "100 or more"),
+            (
+                "context_mm",
+                self.context_mm is None
+                or (math.isfinite(self.context_mm) and self.context_mm >= 0),
+                "empty (the preset's) or a finite number >= 0",
+            ),
+        )
+        for key, valid, rule in rules:
+            if not valid:
+                raise ValueError(f"{key}={getattr(self, key)!r}: must be {rule}")
+
+    def _check_choices(self) -> None:
+        from nsclc_engine.preprocess.dataset import AugmentConfig
+
+        AugmentConfig(classes=self.augment)
+        if self.norm not in NORMS:
+            raise ValueError(f"norm {self.norm!r}: choose one of {', '.join(NORMS)}")
+        if self.crop_mode not in ("", "bbox", "fixed_fov"):
+            raise ValueError(f"crop_mode {self.crop_mode!r}: choose bbox, fixed_fov or empty")
+        if self.pretrained and not Path(self.pretrained).is_file():
+            raise ValueError(f"pretrained {self.pretrained!r}: no such file")
 
     @property
     def augmentation_warning(self) -> str:

@@ -4,7 +4,9 @@
 ``python -m nsclc_engine.train.jobs run RUN_ID``, from an argument list (never a shell
 string) in its own session, so the job outlives the dashboard. Runners take turns on the
 device: each holds an exclusive lock on ``runs/.device.lock`` while it trains and only starts
-when it is the oldest queued run, so jobs run one at a time, in order.
+when it is the first queued run (by queue number), so jobs run one at a time, in order.
+Command-line runs (``python -m nsclc_engine.train``) wait in the same queue through
+:func:`train_in_turn` unless given ``--no-queue``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nsclc_engine import runs
+from nsclc_engine.atomic import write_text_atomic
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import now, read_json, update_status
 from nsclc_engine.train.config import TrainConfig
@@ -46,7 +49,7 @@ def launch(
             start_new_session=True,  # survives the dashboard and its signals
             env={**os.environ, "PYTHONPATH": search_path},
         )
-    update_status(run_dir, runner_pid=process.pid)
+    update_status(run_dir, runner_pid=process.pid, runner_started=runs.process_started(process.pid))
     return run_id
 
 
@@ -56,16 +59,20 @@ def status(run_id: str, artifacts: str | os.PathLike | None = None) -> dict:
 
 
 def cancel(run_id: str, artifacts: str | os.PathLike | None = None) -> dict:
-    """Stop a queued or running job; a running one ends as cancelled with its checkpoint kept."""
+    """Stop a queued or running job; a running one ends as cancelled with its checkpoint kept.
+
+    The trainer is signalled only while it holds the run lock and its pid still names the
+    process that started training (pid and start time), never a process that reused the pid.
+    """
     run_dir = runs.run_dir(run_id, artifacts)
     current = runs.status(run_dir)
     if current["state"] not in runs.ACTIVE:
         return current
-    (run_dir / "cancel_requested").write_text("cancel\n")
+    write_text_atomic(run_dir / "cancel_requested", "cancel\n")
     if current["state"] == "queued":
         return update_status(run_dir, state="cancelled", finished=now())
     pid = current.get("pid")
-    if pid and runs.process_alive(pid):
+    if pid and runs.lock_held(run_dir) and runs.process_alive(pid, current.get("pid_started")):
         os.kill(pid, signal.SIGTERM)
     return current
 
@@ -81,28 +88,40 @@ def _device_lock(root: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _oldest_queued(artifacts: Path) -> str | None:
+def _first_queued(artifacts: Path) -> str | None:
     queued = [run for run in runs.list_runs(artifacts) if run.get("state") == "queued"]
+    queued.sort(key=lambda run: run.get("queue", run.get("sequence", 0)))
     return queued[0]["run_id"] if queued else None
 
 
-def run_job(run_id: str, artifacts: str | os.PathLike | None = None) -> int:
-    """The runner: wait for this run's turn on the device, then train it."""
-    root = Path(artifacts or artifacts_dir())
-    run_dir = runs.run_dir(run_id, root)
+def train_in_turn(run_id: str, artifacts: Path, show_progress: bool = False) -> dict:
+    """Wait for this queued run's turn on the device (see the module docstring), then train
+    it; raises :class:`Cancelled` if it is cancelled while waiting."""
+    run_dir = runs.run_dir(run_id, artifacts)
     while True:
-        with _device_lock(runs.runs_dir(root)):
+        with _device_lock(runs.runs_dir(artifacts)):
             if (read_json(run_dir / "status.json") or {}).get("state") != "queued":
-                return 0  # cancelled while waiting
-            if _oldest_queued(root) == run_id:
-                try:
-                    run_training(run_id, root, show_progress=False)
-                    return 0
-                except Cancelled:
-                    return 3
-                except Exception:
-                    return 1
+                raise Cancelled()
+            if _first_queued(artifacts) == run_id:
+                return run_training(run_id, artifacts, show_progress=show_progress)
         time.sleep(POLL_SECONDS)
+
+
+def run_job(run_id: str, artifacts: str | os.PathLike | None = None) -> int:
+    """The runner of a launched job: 0 trained, 3 cancelled, 1 failed, 2 bad run id."""
+    root = Path(artifacts or artifacts_dir())
+    try:
+        runs.status(runs.run_dir(run_id, root))  # the run exists
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        train_in_turn(run_id, root)
+        return 0
+    except Cancelled:
+        return 3
+    except Exception:
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.atomic import atomic_path
 from nsclc_engine.parallel import available_cores
 from nsclc_engine.runs import checkpoint_paths, update_status, write_history
+from nsclc_engine.train import checkpoints
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.prepare import PreparedData
 from nsclc_engine.train.tasks import task_class
@@ -210,6 +210,8 @@ def train_fold(
         task = SurvivalTask(times, device, bank_size=config.cox_bank)
     else:
         task = ClassificationTask(train_labels, config.use_class_weights, device)
+    # each fold starts from its own seed: a resumed run builds fold k as an unbroken one did
+    torch.manual_seed(config.seed + 1000 * fold + dist.rank)
     model = build_resnet18(num_classes=task.outputs, norm=config.norm)
     model = model.to(device, memory_format=input_format)
     log.info("fold %d on %s, %s", fold, device, resolved_precision(config, device))
@@ -222,15 +224,27 @@ def train_fold(
         optimiser, mode="min", factor=config.lr_factor, patience=config.lr_patience
     )
 
-    state = {"epoch": 0, "best_loss": float("inf"), "bad_epochs": 0, "history": []}
-    if last_path.exists():  # resume
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
+    state = {"epoch": 0, "best_loss": float("inf"), "bad_epochs": 0, "best_epoch": 0}
+    state["history"] = []
+    checkpoint = checkpoints.recover(last_path, best_path) if dist.is_main else None
+    if dist.world_size > 1:  # the other ranks read what rank 0 recovered
+        torch.distributed.barrier()
+        if not dist.is_main and last_path.exists():
+            checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
+    if checkpoint is not None:  # resume
         model.load_state_dict(checkpoint["model"])
         optimiser.load_state_dict(checkpoint["optimiser"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        state = {key: checkpoint[key] for key in state}
+        task.load_state_dict(checkpoint.get("task", {}))
+        state |= {key: checkpoint[key] for key in state if key in checkpoint}
+        if "best_epoch" not in checkpoint:  # written before the protocol named it
+            state["best_epoch"] = -1 if best_path.exists() else 0
+        if "random" in checkpoint:
+            checkpoints.restore_random_states(checkpoint["random"])
         log.info("resumed fold %d after epoch %d", fold, state["epoch"])
     history[fold] = state["history"]
+    if dist.is_main:  # a resume rewrites the history from the checkpoint, even with no epoch left
+        write_history(run_dir, history)
     if dist.world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
@@ -291,10 +305,11 @@ def train_fold(
         monitored = monitored_loss(config, val_metrics)
         scheduler.step(monitored)
         # the first epoch always saves a best checkpoint, even with an undefined metric
-        improved = monitored < state["best_loss"] or not best_path.exists()
+        improved = monitored < state["best_loss"] or state["best_epoch"] == 0
         state["best_loss"] = min(monitored, state["best_loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         state["epoch"] = epoch
+        state["best_epoch"] = epoch if improved else state["best_epoch"]
         line = {
             "fold": fold,
             "epoch": epoch,
@@ -306,17 +321,24 @@ def train_fold(
         }
         state["history"].append(line)
         if dist.is_main:
-            checkpoint = {
-                "model": _unwrap(model).state_dict(),
-                "optimiser": optimiser.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "config": asdict(config),
-                "fold": fold,
-                **state,
-            }
-            _save_atomic(checkpoint, last_path)
-            if improved:
-                _save_atomic(checkpoint, best_path)
+            weights = _unwrap(model).state_dict()
+            about = {"config": asdict(config), "fold": fold, "epoch": epoch}
+            checkpoints.commit(
+                last_path,
+                best_path,
+                last={
+                    "model": weights,
+                    "optimiser": optimiser.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "task": task.state_dict(),
+                    "random": checkpoints.random_states(),
+                    **about,
+                    **state,
+                },
+                best={"model": weights, **about, "best_loss": state["best_loss"]}
+                if improved
+                else None,
+            )
             write_history(run_dir, history)
             update_status(
                 run_dir,
@@ -374,10 +396,3 @@ DATA_SHARE = 0.3  # of a job's progress bar: preparing data (the demo's first bu
 def _progress(config: TrainConfig, fold: int, epoch: int) -> float:
     folds = max(config.folds, 1)
     return round(DATA_SHARE + (1 - DATA_SHARE) * (fold + epoch / config.epochs) / folds, 4)
-
-
-def _save_atomic(payload: dict, path: Path) -> None:
-    import torch
-
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nsclc_engine.train.config import NORMS
+
 log = logging.getLogger(__name__)
 
 
@@ -22,9 +24,6 @@ class LoadReport:
     loaded: tuple[str, ...]
     skipped: tuple[str, ...]  # in the file but not loadable (unknown name or other shape)
     missing: tuple[str, ...]  # in the model but not in the file (left at random init)
-
-
-NORMS = ("batch", "group")
 
 
 def build_resnet18(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from nsclc_engine import runs
-from nsclc_engine.atomic import write_json, write_text_atomic
+from nsclc_engine.atomic import remove_stale_temporaries, write_json, write_text_atomic
 from nsclc_engine.runs import now, update_status
 from nsclc_engine.train.config import TrainConfig, load_run_config
 from nsclc_engine.train.loop import (
@@ -29,14 +30,26 @@ log = logging.getLogger("nsclc_engine.train")
 
 
 def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> dict:
-    """Train (or resume) the run in ``<artifacts>/runs/<run_id>`` from its ``config.json``."""
+    """Train (or resume) the run in ``<artifacts>/runs/<run_id>`` from its ``config.json``,
+    holding its run lock (:func:`nsclc_engine.runs.run_lock`: a second trainer of the same
+    run raises :class:`nsclc_engine.runs.RunBusy`). A run cancelled while queued raises
+    :class:`Cancelled` without training."""
+    run_dir = runs.run_dir(run_id, artifacts)
+    dist = Distributed.from_environment()
+    with runs.run_lock(run_dir) if dist.is_main else nullcontext():
+        if dist.is_main:
+            remove_stale_temporaries(run_dir)
+        return _train(run_id, run_dir, Path(artifacts), dist, show_progress)
+
+
+def _train(
+    run_id: str, run_dir: Path, artifacts: Path, dist: Distributed, show_progress: bool
+) -> dict:
     import torch
 
     from nsclc_engine.cohort.splits import SplitConfig, splits_for
 
-    run_dir = runs.run_dir(run_id, artifacts)
     config = load_run_config(run_dir)
-    dist = Distributed.from_environment()
     if dist.world_size > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if select_device(config, dist).type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend)
@@ -47,15 +60,15 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
     previous = signal.signal(signal.SIGTERM, _raise_cancelled)
     try:
         if dist.is_main:
-            (run_dir / "cancel_requested").unlink(missing_ok=True)  # a resume starts afresh
-            update_status(
+            runs.start_running(
                 run_dir,
-                state="running",
                 pid=os.getpid(),
+                pid_started=runs.process_started(os.getpid()),
                 started=now(),
                 error="",
                 stage="preparing data (cohort, preprocessing cache)",
             )
+            (run_dir / "cancel_requested").unlink(missing_ok=True)  # a resume starts afresh
         # rank 0 builds the cohort and fills the cache; the others then find it all cached
         if dist.is_main:
 
@@ -117,6 +130,8 @@ def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> di
                 test.get("ci_high", float("nan")),
             )
         return metrics
+    except runs.CancelledWhileQueued:
+        raise Cancelled() from None
     except (Cancelled, KeyboardInterrupt):
         if dist.is_main:
             update_status(run_dir, state="cancelled", finished=now())

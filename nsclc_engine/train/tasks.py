@@ -30,6 +30,13 @@ class ClassificationTask:
     def batch_loss(self, outputs, targets, patient_ids: Sequence[str]):
         return self.criterion(outputs, targets)
 
+    def state_dict(self) -> dict:
+        """What the task carries from batch to batch (nothing: the loss is per batch)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     @staticmethod
     def scores(outputs):
         """The score of each row of the network's outputs: the probability of class 1."""
@@ -92,6 +99,13 @@ class SurvivalTask:
 
         times = torch.tensor([self.times[p] for p in patient_ids], device=outputs.device)
         return self.bank.loss(outputs[:, 0], times, targets, patient_ids)
+
+    def state_dict(self) -> dict:
+        """The Cox risk bank, which carries training risks across batches and epochs."""
+        return self.bank.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.bank.load_state_dict(state)
 
     @staticmethod
     def scores(outputs):

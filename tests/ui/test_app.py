@@ -1,6 +1,7 @@
 """The dashboard's pages with Streamlit's AppTest against a finished tiny run."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,8 +23,18 @@ def own_artifacts(dashboard_artifacts, tmp_path) -> Path:
     """A copy of the finished runs for this test alone: what it saves (a threshold, the
     explain cache, a launched job) stays out of every other test's runs."""
     artifacts = tmp_path / "artifacts"
-    shutil.copytree(dashboard_artifacts / "runs", artifacts / "runs")
+    shutil.copytree(
+        dashboard_artifacts / "runs", artifacts / "runs", copy_function=_link_checkpoints
+    )
     return artifacts
+
+
+def _link_checkpoints(source: str, target: str) -> None:
+    """Checkpoints (hundreds of MB, only ever replaced whole) are hard-linked, the rest copied."""
+    if source.endswith(".pt"):
+        os.link(source, target)
+    else:
+        shutil.copy2(source, target)
 
 
 @pytest.fixture()
