@@ -178,5 +178,9 @@ def first_start(artifacts: str | os.PathLike | None = None) -> str | None:
     if marker.exists() or list_runs(root) or os.environ.get("NSCLC_NO_AUTOSTART"):
         return None
     root.mkdir(parents=True, exist_ok=True)
-    marker.write_text("the dashboard launched the demo jobs on its first start\n")
+    try:  # exclusive creation: of sessions starting at once, exactly one launches the demo
+        with open(marker, "x") as handle:
+            handle.write("the dashboard launched the demo jobs on its first start\n")
+    except FileExistsError:
+        return None
     return launch_demo_jobs(root)[0]

@@ -30,6 +30,26 @@ def test_first_start_launches_the_demo_job_once(tmp_path, monkeypatch):
     assert len(launched) == 2
 
 
+def test_sessions_starting_at_once_launch_the_demo_once(tmp_path, monkeypatch):
+    """Streamlit sessions are threads of one process; eight open the app at the same moment."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    monkeypatch.delenv("NSCLC_NO_AUTOSTART", raising=False)
+    monkeypatch.setattr("nsclc_engine.dashboard.runs.launch", lambda config, root, run_id: run_id)
+    for round_ in range(25):
+        root = tmp_path / str(round_)
+        together = Barrier(8)
+
+        def open_app(_):
+            together.wait()
+            return runs_view.first_start(root)
+
+        with ThreadPoolExecutor(8) as pool:
+            started = list(pool.map(open_app, range(8)))
+        assert started.count("demo") == 1 and started.count(None) == 7
+
+
 def test_compare_survival_runs_pairs_patients_and_keeps_the_sign(survival_view):
     from dataclasses import replace
 
