@@ -65,7 +65,7 @@ def test_create_run_writes_config_and_a_queued_status_once(tmp_path):
         "run_id": "demo",
     }
     assert saved["created"] <= saved["updated"]
-    with pytest.raises(ValueError, match="run 'demo' already exists .* --resume demo"):
+    with pytest.raises(ValueError, match=r"run 'demo' already exists .* --resume demo"):
         create_run({"label": "other"}, tmp_path, "demo")
     assert read_config(folder) == config  # the first run's config is untouched
     generated = create_run(config, tmp_path)

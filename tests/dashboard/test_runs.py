@@ -41,7 +41,7 @@ def test_sessions_starting_at_once_launch_the_demo_once(tmp_path, monkeypatch):
         root = tmp_path / str(round_)
         together = Barrier(8)
 
-        def open_app(_):
+        def open_app(_, root=root, together=together):
             together.wait()
             return runs_view.first_start(root)
 

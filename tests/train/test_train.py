@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,7 +15,7 @@ import torch
 from nsclc_engine.runs import validate_run_id
 from nsclc_engine.train.__main__ import main
 from nsclc_engine.train.prepare import shuffled
-from tests.helpers import PROJECT, free_port, wait_until
+from tests.helpers import PROJECT, free_port
 
 
 def train_args(source: Path, artifacts: Path, run_id: str, *extra: str) -> list[str]:
@@ -100,42 +99,6 @@ def test_k_fold_predictions_cover_every_patient_once_out_of_fold(tiny_source, tm
     tested = predictions[predictions.split == "test"]
     assert tested.patient_id.is_unique and set(tested.fold) == {0, 1}
     assert set(tested.patient_id) == set(predictions.patient_id)
-
-
-@pytest.mark.slow
-def test_resume_after_sigkill_mid_training(tiny_source, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    command = [
-        sys.executable,
-        "-m",
-        "nsclc_engine.train",
-        *train_args(tiny_source, tmp_path, "killed", "--epochs", "5"),
-    ]
-    process = subprocess.Popen(
-        command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    history = tmp_path / "runs" / "killed" / "history.jsonl"
-
-    def two_epochs_written() -> bool:
-        assert process.poll() is None, "training ended before its second epoch was written"
-        return history.exists() and history.read_text().count("\n") >= 2
-
-    wait_until(two_epochs_written, 120, "the second epoch in history.jsonl")
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert (
-        json.loads((tmp_path / "runs" / "killed" / "status.json").read_text())["state"] == "running"
-    )
-
-    assert main(["--resume", "killed", "--artifacts", str(tmp_path), "--quiet"]) == 0
-    run = tmp_path / "runs" / "killed"
-    epochs = [
-        json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()
-    ]
-    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= 3
-    assert json.loads((run / "status.json").read_text())["state"] == "finished"
-    predictions = pd.read_csv(run / "predictions.csv")
-    assert predictions.patient_id.is_unique and len(predictions) > 0
 
 
 @pytest.mark.slow
