@@ -68,6 +68,32 @@ def fsync_folder(folder: str | os.PathLike) -> None:
     _fsync(Path(folder))
 
 
+def swap_folder(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target`` in one step: the kernel exchanges the two (Linux
+    ``renameat2(RENAME_EXCHANGE)``), then ``new`` holds the old build for the caller to
+    remove. Without that call, two renames leave ``target`` missing for a moment, never mixed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        os.rename(new, target)
+    elif not _exchange(new, target):
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(target, old)
+        os.rename(new, target)
+        os.rename(old, new)
+    fsync_folder(target.parent)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd, rename_exchange = -100, 2
+    return renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), rename_exchange) == 0
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Remove the temporaries that writers which have since died left in ``folder`` (those
     of live processes are being written); returns what was removed."""

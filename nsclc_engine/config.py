@@ -39,7 +39,7 @@ def load_config(
     """Defaults (or ``base``, e.g. a preset), then the JSON file at ``path``, then overrides."""
     values: dict[str, Any] = dataclasses.asdict(base) if base is not None else {}
     if path is not None:
-        loaded = json.loads(Path(path).read_text())
+        loaded = read_config_file(path)
         loaded.pop("config_class", None)
         types_by_key = _field_types(config_class)
         for key, value in _checked(config_class, loaded, source=str(path)).items():
@@ -52,6 +52,17 @@ def load_config(
         _checked(config_class, {key: None}, source="--set")
         values[key] = _parse(raw.strip(), _field_types(config_class)[key], key)
     return config_class(**values)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in a config file; ValueError naming the file where it is not one."""
+    try:
+        loaded = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a JSON object of config keys")
+    return loaded
 
 
 def _field_types(config_class: type) -> dict[str, Any]:
@@ -122,3 +133,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         metavar="KEY=VALUE",
         help=f"override a config key ({', '.join(config_class.__dataclass_fields__)})",
     )
+
+
+def one_line(error: BaseException) -> str:
+    """An error as a command line prints it: one line, and an OS error names its file
+    (``missing.json: No such file or directory``)."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).split())

@@ -20,7 +20,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -30,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.atomic import write_text_atomic
+from nsclc_engine.atomic import swap_folder, write_text_atomic
 from nsclc_engine.cohort import dicom_io
 from nsclc_engine.cohort.clinical import LABELS, add_labels, label_counts, read_clinical_csv
-from nsclc_engine.config import add_config_arguments, load_config, save_config
+from nsclc_engine.config import add_config_arguments, load_config, one_line, save_config
 from nsclc_engine.parallel import parallel_map, worker_count
 
 log = logging.getLogger(__name__)
@@ -420,9 +422,45 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+OUTPUTS = (
+    "dicom_index.csv",
+    "skipped_files.csv",
+    "cleaning_report.csv",
+    "cleaning_report.json",
+    "cohort_config.json",
+    "cohort.csv",
+)
+
+
 def write_outputs(result: CohortResult, config: CohortConfig, out_dir: str | os.PathLike) -> None:
-    """Write the cohort files atomically (a failed run never leaves half a file)."""
+    """Write the cohort files as one unit: into a new folder beside ``out_dir``, swapped in
+    whole (:func:`nsclc_engine.atomic.swap_folder`), so a reader sees the previous build or
+    this one, never a mix, and a killed build leaves the previous one as it was."""
     out_dir = Path(out_dir)
+    building = out_dir.with_name(f".{out_dir.name}.building-{uuid.uuid4().hex[:8]}")
+    try:
+        _write_files(result, config, building)
+        swap_folder(building, out_dir)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _check_reusable(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: is a file; give a folder for the cohort")
+    others = (
+        sorted(p.name for p in out_dir.iterdir() if p.name not in OUTPUTS)
+        if out_dir.is_dir()
+        else []
+    )
+    if others:
+        raise ValueError(
+            f"--out {out_dir}: holds other files ({', '.join(others[:5])}); a rebuild replaces "
+            "the whole folder, so give a new or a cohort folder"
+        )
+
+
+def _write_files(result: CohortResult, config: CohortConfig, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "dicom_index.csv", result.index.to_frame().to_csv(index=False))
     skipped = pd.DataFrame([asdict(s) for s in result.index.skipped], columns=["path", "reason"])
@@ -446,10 +484,19 @@ def run_cohort(
     show_progress: bool = True,
 ) -> CohortResult:
     """Index ``dicom_dir``, read ``clinical_csv``, build the cohort and write it to ``out_dir``."""
+    if not Path(dicom_dir).is_dir():
+        kind = "is a file" if Path(dicom_dir).exists() else "does not exist"
+        raise ValueError(f"--dicom {dicom_dir}: {kind}; give the folder holding the DICOM files")
+    _check_reusable(Path(out_dir))
     clinical = read_clinical_csv(clinical_csv)
     index = dicom_io.index_dicom_tree(
         dicom_dir, workers=config.workers, show_progress=show_progress
     )
+    if not index.headers:
+        raise ValueError(
+            f"--dicom {dicom_dir}: no DICOM files found ({len(index.skipped)} other files); "
+            "give the folder holding the CT and RTSTRUCT files"
+        )
     result = build_cohort(index, clinical, config, show_progress=show_progress)
     write_outputs(result, config, out_dir)
     return result
@@ -510,8 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_cohort(
             args.dicom, args.clinical, args.out, config, show_progress=not args.quiet
         )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     print(format_summary(result.summary))
     print(f"Wrote cohort.csv and cleaning_report.csv/.json to {args.out}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -104,7 +105,22 @@ def read_clinical_csv(path: str | os.PathLike) -> pd.DataFrame:
     Keeps every row, duplicates included (the cohort step reports them). Raises ``ValueError``
     naming the file and the missing columns when it is not a v3 table.
     """
-    table = pd.read_csv(path, na_values=["NA", ""], keep_default_na=False, dtype={"PatientID": str})
+    if not Path(path).is_file():
+        kind = "is a folder" if Path(path).is_dir() else "does not exist"
+        raise ValueError(f"{path}: {kind}; give the clinical CSV file")
+    try:
+        table = pd.read_csv(
+            path, na_values=["NA", ""], keep_default_na=False, dtype={"PatientID": str}
+        )
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#x} at position "
+            f"{error.start}); save the table as UTF-8 CSV"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty; give the Lung1 clinical CSV") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path}: not a readable CSV ({' '.join(str(error).split())})") from None
     missing = [column for column in V3_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(

@@ -267,6 +267,17 @@ def _read_header_or_skip(path: str) -> DicomHeader | SkippedFile:
         return SkippedFile(path, f"{path}: {type(error).__name__}: {error}")
 
 
+def check_has_dicom(root: str | os.PathLike) -> None:
+    """ValueError naming ``root`` unless some file under it is DICOM (stops at the first one),
+    so a wrong folder fails in a line before any run or cohort is made."""
+    paths = list_files(root)
+    if not any(isinstance(_read_header_or_skip(path), DicomHeader) for path in paths):
+        raise ValueError(
+            f"--dicom {root}: no DICOM files found ({len(paths)} other files); give the "
+            "folder holding the CT and RTSTRUCT files"
+        )
+
+
 def list_files(root: str | os.PathLike) -> list[str]:
     """Every regular file under ``root``, in a stable order, hidden files and folders skipped."""
     root = Path(os.path.abspath(root))

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from nsclc_engine import runs
-from nsclc_engine.config import add_config_arguments, load_config
+from nsclc_engine.config import add_config_arguments, load_config, one_line
 from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.evaluate.run import evaluate_run
 from nsclc_engine.evaluate.yardstick import best_for, judge_run
@@ -50,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not run_dir.is_dir():
             raise ValueError(f"no run {args.run_id!r} in {run_dir.parent}")
         metrics = evaluate_run(run_dir, config)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     print_summary(metrics)
     print(f"report: {run_dir / 'report.html'}")

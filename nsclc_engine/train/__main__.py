@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nsclc_engine.config import add_config_arguments
+from nsclc_engine.config import add_config_arguments, one_line
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import (
     RunBusy,
@@ -156,6 +156,14 @@ def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> s
         return run_id
     config = config_from_args(args)
     run_id = validate_run_id(args.run_id or os.environ.get("NSCLC_RUN_ID") or new_run_id())
+    if config.dicom:  # a folder without DICOM fails now, before a run folder is made
+        from nsclc_engine.cohort.dicom_io import check_has_dicom
+
+        check_has_dicom(config.dicom)
+    if config.pretrained:  # a file that is not weights fails now, not after the data is built
+        from nsclc_engine.train.model import read_weights
+
+        read_weights(config.pretrained)
     if dist.is_main:
         create_run(config, artifacts, run_id)
         update_status(
@@ -166,13 +174,6 @@ def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> s
     elif dist.world_size > 1:
         _wait_for(run_dir(run_id, artifacts) / "config.json")
     return run_id
-
-
-def one_line(error: BaseException) -> str:
-    """An error as one line: OS errors name the file (``missing.json: No such file``)."""
-    if isinstance(error, OSError) and error.filename is not None:
-        return f"{error.filename}: {error.strerror}"
-    return " ".join(str(error).split())
 
 
 def _wait_for(path: Path, timeout_s: float = 60.0) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nsclc_engine.config import load_config
+from nsclc_engine.config import load_config, read_config_file
 from nsclc_engine.demo import DEMO_PATIENTS
 from nsclc_engine.runs import read_config
 
@@ -124,6 +123,10 @@ class TrainConfig:
             raise ValueError(f"norm {self.norm!r}: choose one of {', '.join(NORMS)}")
         if self.crop_mode not in ("", "bbox", "fixed_fov"):
             raise ValueError(f"crop_mode {self.crop_mode!r}: choose bbox, fixed_fov or empty")
+        if self.dicom and not Path(self.dicom).is_dir():
+            raise ValueError(f"dicom {self.dicom!r}: no such folder; give the DICOM folder")
+        if self.clinical and not Path(self.clinical).is_file():
+            raise ValueError(f"clinical {self.clinical!r}: no such file; give the clinical CSV")
         if self.pretrained and not Path(self.pretrained).is_file():
             raise ValueError(f"pretrained {self.pretrained!r}: no such file")
 
@@ -178,7 +181,7 @@ def build_config(
         if key.strip() == "protocol":
             protocol = value.strip()
     if path is not None:
-        protocol = json.loads(Path(path).read_text()).get("protocol", protocol)
+        protocol = read_config_file(path).get("protocol", protocol)
     return load_config(TrainConfig, path, overrides, base=protocol_config(protocol))
 
 

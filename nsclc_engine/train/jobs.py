@@ -22,6 +22,7 @@ from pathlib import Path
 
 from nsclc_engine import runs
 from nsclc_engine.atomic import write_text_atomic
+from nsclc_engine.config import one_line
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import now, read_json, update_status
 from nsclc_engine.train.config import TrainConfig
@@ -112,8 +113,8 @@ def run_job(run_id: str, artifacts: str | os.PathLike | None = None) -> int:
     root = Path(artifacts or artifacts_dir())
     try:
         runs.status(runs.run_dir(run_id, root))  # the run exists
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     try:
         train_in_turn(run_id, root)

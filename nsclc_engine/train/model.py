@@ -61,18 +61,31 @@ def _batch_to_group_norm(module: torch.nn.Module, groups: int = 16) -> None:
             _batch_to_group_norm(child, groups)
 
 
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a local weights file (a flat state dict or ``{"state_dict": ...}``,
+    ``module.`` prefixes stripped), read with ``weights_only=True``; ValueError naming the
+    file where it is not one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a file that is not its own
+        reason = " ".join(str(error).split()).split(". ")[0][:160]
+        raise ValueError(
+            f"{path}: not a PyTorch weights file ({type(error).__name__}: {reason})"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors, found {type(state).__name__}")
+    return {name.removeprefix("module."): tensor for name, tensor in state.items()}
+
+
 def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadReport:
     """Load every tensor of a local MedicalNet-style file whose name and shape match.
 
     Accepts a flat state dict or ``{"state_dict": ...}``; a ``module.`` prefix (from
     DataParallel) is stripped. Read with ``weights_only=True``: no arbitrary unpickling.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
-    state = {name.removeprefix("module."): tensor for name, tensor in state.items()}
+    state = read_weights(path)
     own = model.state_dict()
     usable = {
         name: tensor

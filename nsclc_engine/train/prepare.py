@@ -23,6 +23,21 @@ class PreparedData:
     times: dict[str, float]  # survival_time_days per patient
 
 
+def source_key(dicom: Path, clinical: Path) -> str:
+    """The built cohort's cache key: the contents of the sources as the file system states
+    them (every file's path, size and modification time, and the clinical file's), so adding,
+    removing or changing a file builds a new cohort, as the volume cache does for volumes."""
+    from nsclc_engine.cohort.dicom_io import list_files
+
+    if not dicom.is_dir() or not clinical.is_file():
+        raise ValueError(f"--dicom {dicom} must be a folder and --clinical {clinical} a file")
+    digest = hashlib.sha256()
+    for path in sorted([*list_files(dicom), clinical.resolve()]):
+        stat = Path(path).stat()
+        digest.update(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def prepare_data(
     config: TrainConfig,
     artifacts: Path,
@@ -41,9 +56,7 @@ def prepare_data(
     from nsclc_engine.synth.outcome import SynthConfig
 
     if config.dicom:
-        clinical = Path(config.clinical).resolve()
-        source = f"{Path(config.dicom).resolve()}|{clinical}|{clinical.stat().st_mtime_ns}"
-        key = hashlib.sha256(source.encode()).hexdigest()[:16]
+        key = source_key(Path(config.dicom), Path(config.clinical))
         cohort_dir = artifacts / "cohorts" / f"{Path(config.dicom).name}-{key}"
         if not (cohort_dir / "cohort.csv").exists():
             run_cohort(
