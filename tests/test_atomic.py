@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nsclc_engine.atomic import atomic_path, json_line, to_jsonable, write_json, write_text_atomic
+from nsclc_engine.atomic import (
+    atomic_path,
+    json_line,
+    remove_stale_temporaries,
+    swap_folder,
+    to_jsonable,
+    update_json,
+    write_json,
+    write_text_atomic,
+)
 
 
 def test_atomic_path_replaces_the_target_only_when_the_block_ends(tmp_path):
@@ -111,3 +120,47 @@ def test_two_writers_never_leave_a_torn_or_missing_file_for_a_reader(tmp_path):
     assert failures == [] and reads > 1
     assert json.loads(path.read_text()) in payloads.values()
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary left behind
+
+
+def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **CAPTURE)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".checkpoint_last.pt.{dead_pid}.1.ab12cd34.tmp"
+    live = tmp_path / f".status.json.{os.getpid()}.1.ab12cd34.tmp"
+    for path in (stale, live, tmp_path / "checkpoint_last.pt"):
+        path.write_text("x")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "checkpoint_last.pt"])
+
+
+CAPTURE = {"capture_output": True, "text": True, "check": True}
+
+
+def test_swap_folder_puts_the_new_build_in_place_whole(tmp_path):
+    old, new = tmp_path / "cohort", tmp_path / ".cohort.building"
+    old.mkdir()
+    (old / "cohort.csv").write_text("old build")
+    (old / "cleaning_report.csv").write_text("old report")
+    new.mkdir()
+    (new / "cohort.csv").write_text("new build")
+    swap_folder(new, old)
+    assert [p.name for p in old.iterdir()] == ["cohort.csv"]  # nothing of the old build mixed in
+    assert (old / "cohort.csv").read_text() == "new build"
+    assert (
+        new / "cohort.csv"
+    ).read_text() == "old build"  # the old build, for the caller to remove
+    fresh = tmp_path / ".fresh"
+    fresh.mkdir()
+    swap_folder(fresh, tmp_path / "first")  # no previous build: a plain rename
+    assert (tmp_path / "first").is_dir() and not fresh.exists()
+
+
+def test_update_json_applies_the_change_to_what_is_on_disk(tmp_path):
+    path = tmp_path / "status.json"
+    assert update_json(path, lambda current: current | {"a": 1}) == {"a": 1}
+    assert update_json(path, lambda current: current | {"b": 2}) == {"a": 1, "b": 2}
+    assert json.loads(path.read_text()) == {"a": 1, "b": 2}

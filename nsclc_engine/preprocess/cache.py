@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nsclc_engine.atomic import atomic_path
+from nsclc_engine.atomic import atomic_path, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class VolumeCache:
         self.directory = Path(directory)
         self.volumes = self.directory / "volumes"
         self.volumes.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.volumes)  # arrays of writers that died mid-write
         self.index = diskcache.Cache(str(self.directory / "index"))
 
     def close(self) -> None:

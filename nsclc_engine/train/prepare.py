@@ -32,7 +32,7 @@ def source_key(dicom: Path, clinical: Path) -> str:
     if not dicom.is_dir() or not clinical.is_file():
         raise ValueError(f"--dicom {dicom} must be a folder and --clinical {clinical} a file")
     digest = hashlib.sha256()
-    for path in sorted([*list_files(dicom), clinical.resolve()]):
+    for path in [*list_files(dicom), str(clinical.resolve())]:
         stat = Path(path).stat()
         digest.update(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

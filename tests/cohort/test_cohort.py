@@ -197,6 +197,27 @@ def test_cli_writes_every_output_and_a_summary(tmp_path, clean_tiny, capsys):
     assert len(pd.read_csv(out / "dicom_index.csv")) == 3 * 17
 
 
+def test_a_rebuild_that_dies_midway_leaves_the_previous_build_whole(tmp_path, monkeypatch):
+    build_synthetic(tmp_path / "s")
+    out = tmp_path / "out"
+    assert main(cli_args(tmp_path / "s", out, "--quiet")) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    def dies_after_the_report(result, config, folder):
+        (folder).mkdir(parents=True)
+        (folder / "cleaning_report.csv").write_text("")  # the new, empty report of the issue
+        raise KeyboardInterrupt  # killed mid-build
+
+    monkeypatch.setattr(cohort_module, "_write_files", dies_after_the_report)
+    with pytest.raises(KeyboardInterrupt):
+        main(cli_args(tmp_path / "s", out, "--quiet", "--set", "min_gtv_voxels=2"))
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "s"]  # no half build beside it
+    monkeypatch.undo()
+    assert main(cli_args(tmp_path / "s", out, "--quiet", "--set", "min_gtv_voxels=2")) == 0
+    assert json.loads((out / "cohort_config.json").read_text())["min_gtv_voxels"] == 2
+
+
 def test_cli_with_no_usable_patient_fails_clearly(tmp_path, capsys):
     build_synthetic(tmp_path, n_patients=2, defects="1:no_rtstruct,2:no_gtv")
     code = main(cli_args(tmp_path, tmp_path / "out", "--quiet"))
@@ -218,7 +239,7 @@ def test_cli_reports_a_missing_dicom_folder(tmp_path, capsys):
     build_synthetic(tmp_path, n_patients=1)
     clinical = str(tmp_path / "source" / "clinical.csv")
     assert main(["--dicom", str(tmp_path / "nope"), "--clinical", clinical, "--out", "x"]) == 2
-    assert "nope: not a folder" in capsys.readouterr().err
+    assert "nope: does not exist" in capsys.readouterr().err
 
 
 def test_invalid_roi_pattern_is_a_setup_error(tmp_path, capsys):
