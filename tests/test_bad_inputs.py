@@ -63,12 +63,14 @@ COHORT = [
     (["--dicom", "text", "--clinical", "missing.csv", "--out", "c"], "missing.csv: does not"),
     (["--dicom", "missing", "--clinical", "clinical.csv", "--out", "c"], "--dicom missing: does"),
     (["--dicom", "text", "--clinical", "clinical.csv", "--out", "out"], "holds other files"),
+    (["--dicom", "text", "--clinical", "x", "--out", "c", "--workers", "-1"], "workers=-1"),
     (["--dicom", "text", "--clinical", "clinical.csv", "--out", "c"], "not a Lung1 v3 clinical"),
 ]
 OTHERS = [
     (evaluate_main, ["unknown"], "no run 'unknown' in"),
     (evaluate_main, ["../x"], "run id '../x'"),
     (evaluate_main, ["taken", "--config", "missing.json"], "missing.json: No such file"),
+    (evaluate_main, ["taken", "--set", "threshold_target=2"], "threshold_target=2.0: must be"),
     (jobs_main, ["run", "../x"], "run id '../x'"),
     (jobs_main, ["run", "unknown"], "no run 'unknown' in"),
     (preprocess_main, ["--cohort", "missing"], "missing/cohort.csv: No such file"),

@@ -83,6 +83,11 @@ class CohortConfig:
             raise ValueError(
                 f"required_label {self.required_label!r}: choose one of {sorted(LABELS)}"
             )
+        if self.min_gtv_voxels < 1 or self.workers < 0:
+            raise ValueError(
+                f"min_gtv_voxels={self.min_gtv_voxels}, workers={self.workers}: need "
+                "min_gtv_voxels >= 1 and workers >= 0 (0 = all cores)"
+            )
 
 
 class PatientExcluded(Exception):

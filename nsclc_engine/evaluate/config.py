@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
@@ -31,3 +32,8 @@ class EvaluateConfig:
             )
         if self.n_bins < 2 or self.bootstrap_resamples < 1:
             raise ValueError("n_bins must be >= 2 and bootstrap_resamples >= 1")
+        target = self.threshold_target
+        if target is not None and not (math.isfinite(target) and 0 <= target <= 1):
+            raise ValueError(f"threshold_target={target!r}: must be between 0 and 1")
+        if self.seed < 0:
+            raise ValueError(f"seed={self.seed}: must be 0 or more")
