@@ -12,6 +12,7 @@ Command-line runs (``python -m nsclc_engine.train``) wait in the same queue thro
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from nsclc_engine.train.loop import Cancelled
 from nsclc_engine.train.runner import create_run, run_training
 
 POLL_SECONDS = 0.5
+log = logging.getLogger("nsclc_engine.train")
 
 
 def launch(
@@ -99,6 +101,14 @@ def train_in_turn(run_id: str, artifacts: Path, show_progress: bool = False) -> 
     """Wait for this queued run's turn on the device (see the module docstring), then train
     it; raises :class:`Cancelled` if it is cancelled while waiting."""
     run_dir = runs.run_dir(run_id, artifacts)
+    ahead = [run["run_id"] for run in runs.list_runs(artifacts) if run.get("state") in runs.ACTIVE]
+    ahead = [other for other in ahead if other != run_id]
+    if ahead:
+        log.info(
+            "run %s waits for its turn on the device behind %s (--no-queue starts at once)",
+            run_id,
+            ", ".join(ahead),
+        )
     while True:
         with _device_lock(runs.runs_dir(artifacts)):
             if (read_json(run_dir / "status.json") or {}).get("state") != "queued":

@@ -66,3 +66,25 @@ def test_cancelling_a_running_job_keeps_its_last_checkpoint(tiny_source, tmp_pat
     final = json.loads((runs_dir(tmp_path) / run_id / "status.json").read_text())
     assert final["state"] == "cancelled"
     assert (runs_dir(tmp_path) / run_id / "checkpoint_last.pt").is_file()
+
+
+def test_cancel_never_signals_a_process_that_only_shares_the_recorded_pid(tmp_path):
+    """The recorded trainer died and its pid now belongs to an unrelated process."""
+    from nsclc_engine.runs import process_started, run_lock
+
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        folder = runs_dir(tmp_path) / create_run(TrainConfig(), tmp_path, "reused")
+        update_status(folder, state="running", pid=bystander.pid)
+        cancel("reused", tmp_path)  # nobody holds the run lock: the trainer is gone
+        with run_lock(folder):  # a trainer holds it, but the pid names another process
+            update_status(folder, state="running", pid=bystander.pid, pid_started="1")
+            cancel("reused", tmp_path)
+        assert bystander.poll() is None, "cancel signalled an unrelated process"
+        with run_lock(folder):  # pid, start time and lock agree: that process is signalled
+            update_status(folder, pid_started=process_started(bystander.pid))
+            cancel("reused", tmp_path)
+        assert bystander.wait(timeout=10) == -15  # SIGTERM
+    finally:
+        bystander.kill()
+        bystander.wait()
