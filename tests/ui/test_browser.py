@@ -154,28 +154,22 @@ def test_browser_slider_and_every_page(server, tmp_path, capsys):
         print(f"slider key press -> new confusion matrix: median {latency * 1000:.0f} ms")
 
 
-# The product's target: the first classification results on screen within 6 minutes. It is
-# measured and printed here, not asserted: a wall-clock assert tests the machine (the same code
-# took 305 s on one 2-core machine and 560 s on another). The wait only guards against a hang.
-FIRST_RESULTS_TARGET_S = 360
-FIRST_RESULTS_GUARD_S = 900
-
-
 @pytest.mark.slow
-def test_first_start_demo_shows_progress_then_results(tmp_path, capsys):
-    """A new user's first start on an empty artifacts folder: the demo jobs launch, the pages
-    show a progress bar, the classification results (measured against the best achievable)
-    appear (the time to them is printed against the 6-minute target), the cohort is Lung1-sized
-    and a survival run follows."""
+def test_first_start_launches_the_demo_and_every_page_shows_its_progress(tmp_path):
+    """A new user's first start on an empty artifacts folder: the first session launches the
+    two demo jobs in order (classification, then survival), and every page shows the queued or
+    preparing run without an error. The time to the first results (6-minute target) is a
+    benchmark, ``benchmarks/bench_first_start.py``: a wall-clock assert would test the machine,
+    and the full demo takes 5 to 9 minutes on 2 cores."""
     from playwright.sync_api import sync_playwright
 
+    from nsclc_engine.runs import list_runs
     from nsclc_engine.train import jobs
 
     require_browser()
     artifacts = tmp_path / "artifacts"
     env = {k: v for k, v in os.environ.items() if k != "NSCLC_NO_AUTOSTART"}
     env |= {"NSCLC_ARTIFACTS_DIR": str(artifacts)}
-    started = time.monotonic()
     server = serve(env)
     url = next(server)
     try:
@@ -185,20 +179,22 @@ def test_first_start_demo_shows_progress_then_results(tmp_path, capsys):
             page.goto(f"{url}/threshold")  # the first session launches the demo jobs
             page.wait_for_selector("[data-testid='stProgress']", timeout=60_000)
             page.screenshot(path=str(tmp_path / "first_start_progress.png"))
-            remaining = FIRST_RESULTS_GUARD_S - (time.monotonic() - started)
-            page.wait_for_selector("[data-testid='stTable']", timeout=max(remaining, 1) * 1000)
-            elapsed = time.monotonic() - started
-            assert page.locator("[data-testid='stException']").count() == 0
-            text = page.locator("[data-testid='stMain']").inner_text()
-            assert "reaches" in text and "of the achievable signal" in text, text[:2000]
-            page.screenshot(path=str(tmp_path / "first_start_threshold.png"), full_page=True)
-            page.goto(f"{url}/dataset")
-            wait_for_run(page)
-            assert "422" in page.locator("[data-testid='stMain']").inner_text()
-            page.screenshot(path=str(tmp_path / "first_start_dataset.png"), full_page=True)
+            runs = [run["run_id"] for run in list_runs(artifacts)]
+            assert runs == ["demo", "demo-survival"]  # classification first: results soonest
+            assert jobs.status("demo-survival", artifacts)["state"] == "queued"
+            for name, path in PAGES.items():
+                page.goto(f"{url}/{path}")
+                wait_for_run(page)
+                assert page.locator("[data-testid='stException']").count() == 0, name
+                page.screenshot(path=str(tmp_path / f"first_start_{name}.png"), full_page=True)
+                if name in ("threshold", "calibration", "patient"):  # they wait, and say so
+                    assert (
+                        "This page fills in when it finishes"
+                        in page.locator("[data-testid='stMain']").inner_text()
+                    )
             browser.close()
-        survival = jobs.status("demo-survival", artifacts)
-        assert survival["state"] in ("queued", "running", "finished")
+        assert jobs.status("demo", artifacts)["state"] in ("queued", "running")
+        assert len(list_runs(artifacts)) == 2  # later sessions launched nothing more
     finally:
         demo_runs = [r for r in ("demo", "demo-survival") if (artifacts / "runs" / r).is_dir()]
         for run_id in demo_runs:
@@ -212,10 +208,3 @@ def test_first_start_demo_shows_progress_then_results(tmp_path, capsys):
             60,
             "the cancelled demo jobs to stop",
         )
-    with capsys.disabled():
-        verdict = "met" if elapsed <= FIRST_RESULTS_TARGET_S else "MISSED on this machine"
-        print(
-            f"\nfirst start: classification results on screen after {elapsed:.0f} s "
-            f"(target {FIRST_RESULTS_TARGET_S} s: {verdict})"
-        )
-        print(f"screenshots in {tmp_path}")
