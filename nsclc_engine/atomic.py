@@ -100,14 +100,15 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     removed = []
     for path in Path(folder).glob(f".*{TEMPORARY}"):
         parts = path.name[: -len(TEMPORARY)].rsplit(".", 3)
-        if len(parts) != 4 or not parts[1].isdigit() or _process_exists(int(parts[1])):
+        if len(parts) != 4 or not parts[1].isdigit() or process_exists(int(parts[1])):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)
     return removed
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (it may since be another one)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.atomic import swap_folder, write_text_atomic
+from nsclc_engine.atomic import process_exists, swap_folder, write_text_atomic
 from nsclc_engine.cohort import dicom_io
 from nsclc_engine.cohort.clinical import LABELS, add_labels, label_counts, read_clinical_csv
 from nsclc_engine.config import add_config_arguments, load_config, one_line, save_config
@@ -442,7 +442,12 @@ def write_outputs(result: CohortResult, config: CohortConfig, out_dir: str | os.
     whole (:func:`nsclc_engine.atomic.swap_folder`), so a reader sees the previous build or
     this one, never a mix, and a killed build leaves the previous one as it was."""
     out_dir = Path(out_dir)
-    building = out_dir.with_name(f".{out_dir.name}.building-{uuid.uuid4().hex[:8]}")
+    prefix = f".{out_dir.name}.building-"
+    for left in out_dir.parent.glob(f"{prefix}*"):  # builds whose process died midway
+        pid = left.name.removeprefix(prefix).split("-")[0]
+        if pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    building = out_dir.with_name(f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         _write_files(result, config, building)
         swap_folder(building, out_dir)

@@ -214,7 +214,10 @@ def test_a_rebuild_that_dies_midway_leaves_the_previous_build_whole(tmp_path, mo
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "s"]  # no half build beside it
     monkeypatch.undo()
+    dead = tmp_path / ".out.building-999999999-0a1b2c3d"  # a build whose process was killed
+    dead.mkdir()
     assert main(cli_args(tmp_path / "s", out, "--quiet", "--set", "min_gtv_voxels=2")) == 0
+    assert not dead.exists()
     assert json.loads((out / "cohort_config.json").read_text())["min_gtv_voxels"] == 2
 
 
