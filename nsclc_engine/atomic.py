@@ -118,6 +118,33 @@ def process_exists(pid: int) -> bool:
     return True
 
 
+_held_locks: set[int] = set()
+
+
+def hold_lock_descriptor(descriptor: int) -> None:
+    """Register a descriptor that carries a lock, so that forked children (process pools,
+    data-loader workers) close their copy: an flock lasts until every copy is closed, and a
+    child outliving a killed parent would otherwise keep the lock for ever."""
+    _held_locks.add(descriptor)
+
+
+def release_lock_descriptor(descriptor: int) -> None:
+    _held_locks.discard(descriptor)
+    os.close(descriptor)
+
+
+def _close_inherited_locks() -> None:
+    for descriptor in list(_held_locks):
+        try:
+            os.close(descriptor)
+        except OSError:
+            pass
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 @contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock for ``path`` (on ``.<name>.lock`` beside it) across threads and
@@ -126,11 +153,12 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    hold_lock_descriptor(descriptor)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(descriptor)  # releases the lock
+        release_lock_descriptor(descriptor)  # releases the lock
 
 
 def update_json(path: str | os.PathLike, change: Callable[[dict], dict]) -> dict:

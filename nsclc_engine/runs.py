@@ -36,7 +36,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nsclc_engine.atomic import json_line, update_json, write_json, write_text_atomic
+from nsclc_engine.atomic import (
+    hold_lock_descriptor,
+    json_line,
+    release_lock_descriptor,
+    update_json,
+    write_json,
+    write_text_atomic,
+)
 from nsclc_engine.cohort.splits import Split
 from nsclc_engine.cohort.splits import load_splits as read_splits
 from nsclc_engine.paths import PROJECT_ROOT, artifacts_dir
@@ -165,7 +172,8 @@ def status(folder: Path) -> dict:
 
 
 def list_runs(artifacts: str | os.PathLike | None = None) -> list[dict]:
-    """``{"run_id", **status}`` of every run, oldest first (by sequence number)."""
+    """``{"run_id", **status}`` of every run, oldest first (creation time to the second, then
+    the sequence number, which orders runs created in the same second)."""
     root = runs_dir(artifacts)
     if not root.exists():
         return []
@@ -204,8 +212,9 @@ def run_lock(folder: Path) -> Iterator[None]:
     """Hold the run's trainer lock (``.train.lock``) or raise :class:`RunBusy` at once. The
     kernel releases it when the process ends, however it ends."""
     descriptor = os.open(folder / ".train.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    hold_lock_descriptor(descriptor)
     if not _try_exclusive(descriptor):
-        os.close(descriptor)
+        release_lock_descriptor(descriptor)
         holder = (read_json(folder / "status.json") or {}).get("pid", "?")
         raise RunBusy(
             f"run {folder.name!r} is being trained by process {holder}; wait for it to end or "
@@ -214,7 +223,7 @@ def run_lock(folder: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        os.close(descriptor)
+        release_lock_descriptor(descriptor)
 
 
 def _try_exclusive(descriptor: int, attempts: int = 20) -> bool:

@@ -4,6 +4,7 @@ splits, checkpoint names and history, on folders written by hand."""
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -247,3 +248,35 @@ def test_history_round_trip_in_fold_order(tmp_path):
         {"fold": 1, "epoch": 1, "val_auc": 0.5},
     ]
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 3
+
+
+KILLED_WITH_WORKERS = """
+import os, signal, sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from nsclc_engine.runs import run_lock
+with run_lock(Path(sys.argv[1])):
+    pool = ProcessPoolExecutor(2)  # forked while the lock is held, as the cohort build does
+    list(pool.map(abs, [1, 2, 3]))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_trainer_killed_while_its_workers_live_frees_the_run_lock(tmp_path):
+    """Forked workers outlive a SIGKILLed parent; they must not keep its run lock."""
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WITH_WORKERS, str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its orphaned workers stay in its process group
+    )
+    try:
+        assert process.wait(timeout=60) == -signal.SIGKILL
+        assert not lock_held(tmp_path)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the orphaned workers
+        except ProcessLookupError:
+            pass

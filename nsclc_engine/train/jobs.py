@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nsclc_engine import runs
-from nsclc_engine.atomic import write_text_atomic
+from nsclc_engine.atomic import hold_lock_descriptor, release_lock_descriptor, write_text_atomic
 from nsclc_engine.config import one_line
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import now, read_json, update_status
@@ -83,12 +83,13 @@ def cancel(run_id: str, artifacts: str | os.PathLike | None = None) -> dict:
 @contextmanager
 def _device_lock(root: Path):
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".device.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    descriptor = os.open(root / ".device.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    hold_lock_descriptor(descriptor)  # forked workers of the trainer do not keep it
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        release_lock_descriptor(descriptor)
 
 
 def _first_queued(artifacts: Path) -> str | None:
