@@ -17,6 +17,7 @@ window of a write sequence without relying on timing.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -74,8 +75,14 @@ def swap_folder(new: Path, target: Path) -> None:
     remove. Without that call, two renames leave ``target`` missing for a moment, never mixed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
-        os.rename(new, target)
-    elif not _exchange(new, target):
+        try:
+            os.rename(new, target)
+            fsync_folder(target.parent)
+            return
+        except OSError as error:  # another build put its folder there first: exchange
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    if not _exchange(new, target):
         old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         os.rename(target, old)
         os.rename(new, target)

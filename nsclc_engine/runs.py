@@ -100,6 +100,8 @@ def create_run(config: dict, artifacts: str | os.PathLike | None, run_id: str = 
     number = next_number(folder.parent)
     update_status(
         folder,
+        runner_pid=os.getpid(),  # until a launched runner takes over: a dead creator shows
+        runner_started=process_started(os.getpid()),
         state="queued",
         progress=0.0,
         created=now(),
@@ -201,6 +203,18 @@ def start_running(folder: Path, **changes) -> dict:
         return current | changes | {"state": "running", "updated": now()}
 
     return update_json(folder / "status.json", begin)
+
+
+def cancel_if_queued(folder: Path) -> dict:
+    """Mark a queued run cancelled in one locked step; a run that started meanwhile is left
+    running (the caller then signals its trainer). Returns the status after."""
+
+    def cancel(current: dict) -> dict:
+        if current.get("state") != "queued":
+            return current
+        return current | {"state": "cancelled", "finished": now(), "updated": now()}
+
+    return update_json(folder / "status.json", cancel)
 
 
 class RunBusy(ValueError):

@@ -280,3 +280,13 @@ def test_a_trainer_killed_while_its_workers_live_frees_the_run_lock(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)  # the orphaned workers
         except ProcessLookupError:
             pass
+
+
+def test_cancelling_a_queued_run_never_overwrites_one_that_started_meanwhile(tmp_path):
+    from nsclc_engine.runs import cancel_if_queued
+
+    folder = runs_dir(tmp_path) / create_run({}, tmp_path, "race")
+    update_status(folder, state="running")  # its runner started between read and cancel
+    assert cancel_if_queued(folder)["state"] == "running"
+    update_status(folder, state="queued")
+    assert cancel_if_queued(folder)["state"] == "cancelled"

@@ -309,19 +309,23 @@ class RiskBank:
         return loss
 
     def state_dict(self) -> dict:
-        """The bank's contents (CPU tensors and ids), for a checkpoint."""
+        """The bank's contents as plain Python values (lists, dtype names), for a checkpoint
+        and for gathering across DDP ranks."""
         return {
-            "risk": self.risk.cpu(),
-            "time": self.time.cpu(),
-            "event": self.event.cpu(),
-            "patient_ids": list(self.patient_ids),
-        }
+            name: {"values": tensor.tolist(), "dtype": str(tensor.dtype).removeprefix("torch.")}
+            for name, tensor in (("risk", self.risk), ("time", self.time), ("event", self.event))
+        } | {"patient_ids": list(self.patient_ids)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s contents (an empty dict: an empty bank)."""
+        import torch
+
         self.reset()
         if state:
-            self.risk, self.time, self.event = state["risk"], state["time"], state["event"]
+            self.risk, self.time, self.event = (
+                torch.tensor(state[name]["values"], dtype=getattr(torch, state[name]["dtype"]))
+                for name in ("risk", "time", "event")
+            )
             self.patient_ids = list(state["patient_ids"])
 
     def push(self, risk, time, event, patient_ids: list[str] | tuple[str, ...]) -> None:

@@ -29,7 +29,6 @@ from nsclc_engine.runs import (
     run_dir,
     runs_dir,
     status,
-    update_status,
     validate_run_id,
 )
 from nsclc_engine.train.config import PROTOCOLS, TrainConfig, build_config, load_run_config
@@ -122,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Cancelled:
         return 3
+    except KeyboardInterrupt:
+        print(f"error: interrupted; continue with --resume {run_id}", file=sys.stderr)
+        return 130
     except Exception as error:
         print(f"error: training failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
@@ -165,12 +167,7 @@ def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> s
 
         read_weights(config.pretrained)
     if dist.is_main:
-        create_run(config, artifacts, run_id)
-        update_status(
-            run_dir(run_id, artifacts),
-            runner_pid=os.getpid(),
-            runner_started=process_started(os.getpid()),
-        )
+        create_run(config, artifacts, run_id)  # queued, with this process as its runner
     elif dist.world_size > 1:
         _wait_for(run_dir(run_id, artifacts) / "config.json")
     return run_id

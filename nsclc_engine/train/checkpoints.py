@@ -74,14 +74,15 @@ def recover(last_path: Path, best_path: Path) -> dict | None:
 
 
 def random_states() -> dict:
-    """The global random states (Python, NumPy's legacy, torch's CPU) as checkpoint values."""
+    """The global random states (Python, NumPy's legacy, torch's CPU) as plain Python values,
+    for a checkpoint and for gathering across DDP ranks."""
     import torch
 
     name, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     return {
         "python": random.getstate(),
-        "numpy": [name, torch.from_numpy(keys.copy()), position, has_gauss, cached],
-        "torch": torch.get_rng_state(),
+        "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().tolist(),
     }
 
 
@@ -90,5 +91,5 @@ def restore_random_states(states: dict) -> None:
 
     random.setstate(states["python"])
     name, keys, position, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy(), position, has_gauss, cached))  # noqa: NPY002
-    torch.set_rng_state(states["torch"])
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))  # noqa: NPY002
+    torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))

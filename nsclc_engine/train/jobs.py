@@ -44,14 +44,26 @@ def launch(
     # the runner imports this very engine: it gets this process's import path
     search_path = os.pathsep.join(entry or os.getcwd() for entry in sys.path)
     with open(run_dir / "job.out", "ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "nsclc_engine.train.jobs", "run", run_id, "--artifacts", root],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # survives the dashboard and its signals
-            env={**os.environ, "PYTHONPATH": search_path},
-        )
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "nsclc_engine.train.jobs",
+                    "run",
+                    run_id,
+                    "--artifacts",
+                    root,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives the dashboard and its signals
+                env={**os.environ, "PYTHONPATH": search_path},
+            )
+        except OSError as error:
+            update_status(run_dir, state="failed", finished=now(), error=f"not started: {error}")
+            raise
     update_status(run_dir, runner_pid=process.pid, runner_started=runs.process_started(process.pid))
     return run_id
 
@@ -73,7 +85,9 @@ def cancel(run_id: str, artifacts: str | os.PathLike | None = None) -> dict:
         return current
     write_text_atomic(run_dir / "cancel_requested", "cancel\n")
     if current["state"] == "queued":
-        return update_status(run_dir, state="cancelled", finished=now())
+        current = runs.cancel_if_queued(run_dir)
+        if current["state"] != "running":  # else it started meanwhile: signal its trainer
+            return current
     pid = current.get("pid")
     if pid and runs.lock_held(run_dir) and runs.process_alive(pid, current.get("pid_started")):
         os.kill(pid, signal.SIGTERM)
@@ -132,7 +146,8 @@ def run_job(run_id: str, artifacts: str | os.PathLike | None = None) -> int:
         return 0
     except Cancelled:
         return 3
-    except Exception:
+    except Exception as error:  # status.json and train.log hold the details
+        print(f"error: run {run_id} failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
 
 

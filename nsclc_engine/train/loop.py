@@ -235,12 +235,12 @@ def train_fold(
         model.load_state_dict(checkpoint["model"])
         optimiser.load_state_dict(checkpoint["optimiser"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        task.load_state_dict(checkpoint.get("task", {}))
+        task.load_state_dict(_own(checkpoint.get("task", {}), dist))
         state |= {key: checkpoint[key] for key in state if key in checkpoint}
         if "best_epoch" not in checkpoint:  # written before the protocol named it
             state["best_epoch"] = -1 if best_path.exists() else 0
         if "random" in checkpoint:
-            checkpoints.restore_random_states(checkpoint["random"])
+            checkpoints.restore_random_states(_own(checkpoint["random"], dist))
         log.info("resumed fold %d after epoch %d", fold, state["epoch"])
     history[fold] = state["history"]
     if dist.is_main:  # a resume rewrites the history from the checkpoint, even with no epoch left
@@ -320,6 +320,8 @@ def train_fold(
             "best": improved,
         }
         state["history"].append(line)
+        # each rank's own random states and risk bank, so a resumed DDP run continues each
+        per_rank = _gather({"random": checkpoints.random_states(), "task": task.state_dict()}, dist)
         if dist.is_main:
             weights = _unwrap(model).state_dict()
             about = {"config": asdict(config), "fold": fold, "epoch": epoch}
@@ -330,8 +332,8 @@ def train_fold(
                     "model": weights,
                     "optimiser": optimiser.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "task": task.state_dict(),
-                    "random": checkpoints.random_states(),
+                    "task": [state["task"] for state in per_rank],
+                    "random": [state["random"] for state in per_rank],
                     **about,
                     **state,
                 },
@@ -384,6 +386,25 @@ def monitored_loss(config: TrainConfig, val_metrics: dict) -> float:
         return float(val_metrics["loss"])
     value = val_metrics.get("c_index", val_metrics.get("auc"))
     return float("inf") if value is None or not np.isfinite(value) else 1.0 - float(value)
+
+
+def _gather(value, dist: Distributed) -> list:
+    """``value`` of every rank, in rank order (``[value]`` without DDP)."""
+    if dist.world_size == 1:
+        return [value]
+    import torch
+
+    gathered: list = [None] * dist.world_size
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+def _own(saved, dist: Distributed):
+    """This rank's entry of a per-rank checkpoint value (a run resumed on fewer ranks takes
+    the last; checkpoints from before per-rank values hold one, shared)."""
+    if isinstance(saved, list):
+        return saved[min(dist.rank, len(saved) - 1)]
+    return saved
 
 
 def _unwrap(model):

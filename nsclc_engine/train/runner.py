@@ -49,7 +49,12 @@ def _train(
 
     from nsclc_engine.cohort.splits import SplitConfig, splits_for
 
-    config = load_run_config(run_dir)
+    try:
+        config = load_run_config(run_dir)
+    except (ValueError, OSError) as error:  # e.g. its data folder was removed while queued
+        if dist.is_main:
+            update_status(run_dir, state="failed", finished=now(), error=str(error))
+        raise
     if dist.world_size > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if select_device(config, dist).type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend)

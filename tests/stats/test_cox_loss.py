@@ -232,3 +232,26 @@ def test_survival_validation_loss_is_efron_over_the_whole_split():
     loss = SurvivalTask({}, "cpu").validation_loss(frame)
     assert loss == pytest.approx(cox_loss(*args, ties="efron").item(), rel=1e-12)
     assert loss != pytest.approx(cox_loss(*args, ties="breslow").item(), rel=1e-6)
+
+
+def test_risk_bank_state_survives_a_checkpoint_exactly():
+    import io
+
+    from nsclc_engine.stats.survival import RiskBank
+
+    bank = RiskBank(3)
+    bank.push(
+        torch.tensor([0.25, -1.5]), torch.tensor([30.0, 400.0]), torch.tensor([1, 0]), ["a", "b"]
+    )
+    bank.push(torch.tensor([2.0]), torch.tensor([90.0]), torch.tensor([1]), ["c"])
+    buffer = io.BytesIO()
+    torch.save(bank.state_dict(), buffer)
+    buffer.seek(0)
+    restored = RiskBank(3)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert restored.patient_ids == ["a", "b", "c"]
+    for name in ("risk", "time", "event"):
+        assert torch.equal(getattr(restored, name), getattr(bank, name))
+        assert getattr(restored, name).dtype == getattr(bank, name).dtype
+    restored.load_state_dict({})  # no saved bank: an empty one
+    assert len(restored) == 0
