@@ -39,6 +39,7 @@ from pathlib import Path
 from nsclc_engine.atomic import (
     hold_lock_descriptor,
     json_line,
+    process_exists,
     release_lock_descriptor,
     update_json,
     write_json,
@@ -100,8 +101,7 @@ def create_run(config: dict, artifacts: str | os.PathLike | None, run_id: str = 
     number = next_number(folder.parent)
     update_status(
         folder,
-        runner_pid=os.getpid(),  # until a launched runner takes over: a dead creator shows
-        runner_started=process_started(os.getpid()),
+        **this_process_as_runner(),  # until a launched runner takes over
         state="queued",
         progress=0.0,
         created=now(),
@@ -119,9 +119,16 @@ def next_number(root: Path) -> int:
     return counter["next"]
 
 
-def queue(folder: Path, **changes) -> dict:
-    """Mark a run queued again (a resume), behind every run queued so far."""
-    return update_status(folder, state="queued", queue=next_number(folder.parent), **changes)
+def queue(folder: Path) -> dict:
+    """Mark a run queued again (a resume) by this process, behind every run queued so far."""
+    number = next_number(folder.parent)
+    return update_status(folder, state="queued", queue=number, **this_process_as_runner())
+
+
+def this_process_as_runner() -> dict:
+    """The status fields naming this process as the run's waiting runner (pid and start
+    time), so a queued run whose runner died reads as failed."""
+    return {"runner_pid": os.getpid(), "runner_started": process_started(os.getpid())}
 
 
 def read_config(folder: Path) -> dict:
@@ -280,12 +287,8 @@ def process_started(pid: int) -> str | None:
 
 def process_alive(pid: int, started: str | None = None) -> bool:
     """Whether process ``pid`` runs, and is the one that started at ``started`` if given."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_exists(pid):
         return False
-    except PermissionError:
-        return True
     # a zombie child of this process counts as ended
     try:
         finished, _ = os.waitpid(pid, os.WNOHANG)

@@ -503,10 +503,7 @@ def run_cohort(
         dicom_dir, workers=config.workers, show_progress=show_progress
     )
     if not index.headers:
-        raise ValueError(
-            f"--dicom {dicom_dir}: no DICOM files found ({len(index.skipped)} other files); "
-            "give the folder holding the CT and RTSTRUCT files"
-        )
+        raise dicom_io.no_dicom_error(dicom_dir, len(index.skipped))
     result = build_cohort(index, clinical, config, show_progress=show_progress)
     write_outputs(result, config, out_dir)
     return result

@@ -272,10 +272,15 @@ def check_has_dicom(root: str | os.PathLike) -> None:
     so a wrong folder fails in a line before any run or cohort is made."""
     paths = list_files(root)
     if not any(isinstance(_read_header_or_skip(path), DicomHeader) for path in paths):
-        raise ValueError(
-            f"--dicom {root}: no DICOM files found ({len(paths)} other files); give the "
-            "folder holding the CT and RTSTRUCT files"
-        )
+        raise no_dicom_error(root, len(paths))
+
+
+def no_dicom_error(root: str | os.PathLike, other_files: int) -> ValueError:
+    """The one message for a ``--dicom`` folder without a DICOM file."""
+    return ValueError(
+        f"--dicom {root}: no DICOM files found ({other_files} other files); give the folder "
+        "holding the CT and RTSTRUCT files"
+    )
 
 
 def list_files(root: str | os.PathLike) -> list[str]:

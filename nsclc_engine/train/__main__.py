@@ -24,7 +24,6 @@ from nsclc_engine.runs import (
     RunBusy,
     lock_held,
     new_run_id,
-    process_started,
     queue,
     run_dir,
     runs_dir,
@@ -154,7 +153,7 @@ def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> s
             raise ValueError(f"run {run_id!r} is being trained by process {pid}; not resuming it")
         load_run_config(folder)  # a config that no longer loads fails here, in one line
         if dist.is_main:
-            queue(folder, runner_pid=os.getpid(), runner_started=process_started(os.getpid()))
+            queue(folder)
         return run_id
     config = config_from_args(args)
     run_id = validate_run_id(args.run_id or os.environ.get("NSCLC_RUN_ID") or new_run_id())

@@ -116,8 +116,11 @@ def train_in_turn(run_id: str, artifacts: Path, show_progress: bool = False) -> 
     """Wait for this queued run's turn on the device (see the module docstring), then train
     it; raises :class:`Cancelled` if it is cancelled while waiting."""
     run_dir = runs.run_dir(run_id, artifacts)
-    ahead = [run["run_id"] for run in runs.list_runs(artifacts) if run.get("state") in runs.ACTIVE]
-    ahead = [other for other in ahead if other != run_id]
+    ahead = [
+        run["run_id"]
+        for run in runs.list_runs(artifacts)
+        if run.get("state") in runs.ACTIVE and run["run_id"] != run_id
+    ]
     if ahead:
         log.info(
             "run %s waits for its turn on the device behind %s (--no-queue starts at once)",
