@@ -115,17 +115,28 @@ def fit_on_validation(
     return fits
 
 
+def held_out_part(predictions: pd.DataFrame) -> str:
+    """The part a run is judged on: ``external`` for imported predictions and external
+    validation, else ``test``."""
+    return "external" if (predictions.split == "external").any() else "test"
+
+
 def evaluate_predictions(
     predictions: pd.DataFrame,
     config: EvaluateConfig,
     baselines: dict[str, pd.DataFrame] | None = None,
+    fits: dict[int, FoldFit] | None = None,
 ) -> dict:
     """Everything in ``metrics.json`` and ``calibration.json`` from a predictions table
     (``patient_id, split, fold, y_true, y_prob``) and optional baseline predictions on the same
-    splits (``{name: frame}`` with the same columns)."""
+    splits (``{name: frame}`` with the same columns).
+
+    ``fits`` (per fold: a threshold and a recalibrator from a stated source, e.g. a frozen
+    run) replaces fitting them on the validation rows."""
     warnings: list[str] = []
-    fits = fit_on_validation(predictions, config, warnings)
+    fits = fits or fit_on_validation(predictions, config, warnings)
     k_fold = len(fits) > 1
+    held_out = held_out_part(predictions)
     threshold_of = predictions.fold.map({f: fit.threshold.threshold for f, fit in fits.items()})
     calls = (predictions.y_prob >= threshold_of).astype(int)
     recalibrated = predictions.y_prob.copy()
@@ -135,7 +146,7 @@ def evaluate_predictions(
     splits, calibration = {}, {}
     # k-fold: only the out-of-fold test part holds each patient once (train and validation
     # rows repeat patients across folds, which a patient-level bootstrap must not resample)
-    parts = predictions[predictions.split == "test"] if k_fold else predictions
+    parts = predictions[predictions.split == held_out] if k_fold else predictions
     for part, frame in parts.groupby("split"):
         rows = frame.index
         splits[part] = describe_split(
@@ -157,14 +168,15 @@ def evaluate_predictions(
         }
     result = {
         "evaluate_config": asdict(config),
-        "warnings": warnings,
+        "held_out": held_out,
+        "warnings": warnings + direction_warnings(splits),
         "thresholds": [fit.threshold.to_dict() | {"fold": fold} for fold, fit in fits.items()],
         "splits": splits,
     }
     if k_fold:
         result["folds"] = fold_summary(predictions, fits)
     if baselines:
-        result["baselines"] = compare_baselines(predictions, baselines, config)
+        result["baselines"] = compare_baselines(predictions, baselines, config, held_out)
     calibration_payload = {
         "method": config.recalibration,
         "recalibrators": [fit.recalibrator.to_dict() | {"fold": f} for f, fit in fits.items()],
@@ -203,12 +215,30 @@ def fold_summary(predictions: pd.DataFrame, fits: dict[int, FoldFit]) -> dict:
     return {"per_fold": rows, "summary": summary}
 
 
+def direction_warnings(splits: dict) -> list[str]:
+    """A warning per part whose AUC CI lies wholly below 0.5: the score most likely ranks the
+    other class (a label or score direction mix-up). Nothing is flipped."""
+    return [
+        f"{part}: AUC {block['auc']['auc']:.3f} (95% CI {block['auc']['ci_low']:.3f}-"
+        f"{block['auc']['ci_high']:.3f}) is below 0.5 beyond chance: the score probably ranks "
+        "the other class. Check the label's direction (e.g. os_2y: 1 = died within 2 years; a "
+        "file's surv2yr: 1 = alive at 2 years) and the score's (--invert-score); nothing was "
+        "flipped"
+        for part, block in splits.items()
+        if block["auc"]["ci_high"] < 0.5
+    ]
+
+
 def compare_baselines(
-    predictions: pd.DataFrame, baselines: dict[str, pd.DataFrame], config: EvaluateConfig
+    predictions: pd.DataFrame,
+    baselines: dict[str, pd.DataFrame],
+    config: EvaluateConfig,
+    held_out: str = "test",
 ) -> dict:
-    """Each baseline's AUC with CI per split and, on test, DeLong against the image model."""
+    """Each baseline's AUC with CI per split and, on the held-out part (test or external),
+    DeLong against the image model."""
     result = {}
-    image = predictions[predictions.split == "test"].set_index("patient_id")  # once per patient
+    image = predictions[predictions.split == held_out].set_index("patient_id")  # once each
     for name, frame in baselines.items():
         entry = {}
         for part, rows in frame.groupby("split"):
@@ -226,7 +256,7 @@ def compare_baselines(
                 "auc": _ci_block(boot, "auc"),
                 "brier": _ci_block(boot, "brier"),
             }
-        test = frame[frame.split == "test"]
+        test = frame[frame.split == held_out]
         if len(test) and test.y_true.nunique() == 2:
             joined = image.loc[test.patient_id]
             try:

@@ -133,6 +133,24 @@ def _survival_models_section(models: dict) -> str:
     return "\n".join(parts)
 
 
+def _imported_section(metrics: dict) -> str:
+    """Where an imported run's predictions came from and which rows were left out."""
+    rows = [
+        {
+            "reason": entry["meaning"],
+            "rows": entry["count"],
+            "examples": ", ".join(entry["examples"]),
+        }
+        for entry in metrics.get("excluded", {}).values()
+    ]
+    text = (
+        f"<h2>Imported predictions</h2><p>Score: <b>{html.escape(metrics['score'])}</b>, read as "
+        f"the probability of {html.escape(metrics['positive_class'])}. {metrics['n_used']} of "
+        f"{metrics['n_rows']} rows used; the imported patients are an external test set.</p>"
+    )
+    return text + (_table(pd.DataFrame(rows)) if rows else "<p>No row was left out.</p>")
+
+
 def render_report(
     run_dir: Path,
     run_config: dict,
@@ -148,14 +166,24 @@ def render_report(
 
     label = metrics["label"]
     setup = metrics["evaluate_config"]
+    held_out = metrics.get("held_out", "test")
+    source = metrics.get("threshold_source")
+    if source:
+        how = f"{html.escape(source['text'])}."
+    else:
+        how = (
+            f"preset {html.escape(str(run_config.get('preset')))}; threshold rule "
+            f"{html.escape(setup['threshold_rule'])} fitted on validation; recalibration "
+            f"{html.escape(setup['recalibration'])} fitted on validation."
+        )
     sections.append(
         f"<p>Run <b>{html.escape(run_dir.name)}</b>; label <b>{html.escape(str(label))}</b> "
         f"({html.escape(metrics['positive_class'])}); "
-        f"preset {html.escape(str(run_config.get('preset')))}"
-        f"; {'<b>labels shuffled (negative control)</b>; ' if metrics['shuffled_labels'] else ''}"
-        f"threshold rule {html.escape(setup['threshold_rule'])} fitted on validation; "
-        f"recalibration {html.escape(setup['recalibration'])} fitted on validation.</p>"
+        f"{'<b>labels shuffled (negative control)</b>; ' if metrics['shuffled_labels'] else ''}"
+        f"{how}</p>"
     )
+    if metrics.get("kind") == "imported":
+        sections.append(_imported_section(metrics))
     cohort_dir = resolved_cohort(run_config)
     if cohort_dir and (cohort_dir / "cleaning_report.json").exists():
         report = load_cleaning_report(cohort_dir)
@@ -195,15 +223,20 @@ def render_report(
                 )
         rows.append(row)
     thresholds = ", ".join(f"{t['threshold']:.3f}" for t in metrics["thresholds"])
+    chosen = (
+        html.escape(source["text"])
+        if source
+        else f"the {html.escape(setup['threshold_rule'])} threshold fitted on validation"
+    )
     sections.append(
         f"<h2>Discrimination and metrics at thresholds</h2><p>@0.5: the conventional cut-off; "
-        f"@threshold: the {html.escape(setup['threshold_rule'])} threshold fitted on "
-        f"validation ({thresholds}) and applied unchanged. Patient-level bootstrap, "
+        f"@threshold ({thresholds}): {chosen}, applied unchanged. Patient-level bootstrap, "
         f"{setup['bootstrap_resamples']} resamples.</p>" + _table(pd.DataFrame(rows))
     )
-    sections.append(
-        "<p>Validation rows @threshold are in-sample: the threshold was fitted on them.</p>"
-    )
+    if "validation" in metrics["splits"]:
+        sections.append(
+            "<p>Validation rows @threshold are in-sample: the threshold was fitted on them.</p>"
+        )
     if metrics.get("augmentation_warning"):
         sections.append(f"<p><b>Warning:</b> {html.escape(metrics['augmentation_warning'])}</p>")
     for warning in metrics.get("warnings", []):
@@ -219,24 +252,24 @@ def render_report(
             + ", ".join(f"{k} {v['mean']:.3f} ± {v['sd']:.3f}" for k, v in summary.items())
             + "</p>"
         )
-    test = predictions[predictions.split == "test"]
+    test = predictions[predictions.split == held_out]
     if len(test) and test.y_true.nunique() == 2:
         calls = results["calls"][test.index]
         sweep = threshold_sweep(test.y_true, test.y_prob)
         fpr, tpr = sweep.roc_curve()
         recall, precision = sweep.pr_curve()
-        at_half = metrics["splits"]["test"]["at_0.5"]
-        at_t = metrics["splits"]["test"]["at_threshold"]
+        at_half = metrics["splits"][held_out]["at_0.5"]
+        at_t = metrics["splits"][held_out]["at_threshold"]
         points = [
             {
-                "name": "test @0.5",
+                "name": f"{held_out} @0.5",
                 "fpr": 1 - at_half["specificity"],
                 "tpr": at_half["sensitivity"],
                 "recall": at_half["sensitivity"],
                 "precision": at_half["precision"],
             },
             {
-                "name": "test @validation threshold",
+                "name": f"{held_out} @threshold in force",
                 "fpr": 1 - at_t["specificity"],
                 "tpr": at_t["sensitivity"],
                 "recall": at_t["sensitivity"],
@@ -253,7 +286,7 @@ def render_report(
             }
         ]
         for name, frame in baselines.items():
-            rows_b = frame[frame.split == "test"]
+            rows_b = frame[frame.split == held_out]
             if rows_b.y_true.nunique() == 2:
                 b = threshold_sweep(rows_b.y_true, rows_b.y_prob)
                 bf, bt = b.roc_curve()
@@ -269,15 +302,19 @@ def render_report(
                         "ap": b.average_precision(),
                     }
                 )
-        sections.append("<h2>Test set</h2>")
+        sections.append(f"<h2>{held_out.capitalize()} set</h2>")
         sections.append(
-            figure(figures.confusion_matrix_figure(at_half, title="Test, threshold 0.5"))
+            figure(
+                figures.confusion_matrix_figure(
+                    at_half, title=f"{held_out.capitalize()}, threshold 0.5"
+                )
+            )
         )
         at_t_plot = metrics_at_threshold(test.y_true, calls.astype(float), 0.5)
         sections.append(
             figure(
                 figures.confusion_matrix_figure(
-                    at_t_plot, title=f"Test, validation-chosen threshold ({thresholds})"
+                    at_t_plot, title=f"{held_out.capitalize()}, threshold in force ({thresholds})"
                 )
             )
         )
@@ -293,8 +330,8 @@ def render_report(
                 )
             )
         )
-        calibration = results["calibration"]["splits"]["test"]
-        sections.append("<h2>Calibration (test)</h2>")
+        calibration = results["calibration"]["splits"][held_out]
+        sections.append(f"<h2>Calibration ({held_out})</h2>")
         cal_rows = [
             {
                 "probabilities": name,
@@ -322,16 +359,17 @@ def render_report(
         )
         curves = {"image model": decision_curve(test.y_true, test.y_prob)}
         for name, frame in baselines.items():
-            rows_b = frame[frame.split == "test"]
+            rows_b = frame[frame.split == held_out]
             curves[f"{name} baseline"] = decision_curve(rows_b.y_true, rows_b.y_prob)
         sections.append(
-            "<h2>Clinical utility (test)</h2>" + figure(figures.decision_curve_figure(curves))
+            f"<h2>Clinical utility ({held_out})</h2>"
+            + figure(figures.decision_curve_figure(curves))
         )
     if "baselines" in metrics:
         rows = []
         for name, entry in metrics["baselines"].items():
             row = {"model": f"{name} baseline"}
-            for part in ("validation", "test"):
+            for part in ("validation", held_out):
                 if part in entry:
                     row[f"{part} AUC (95% CI)"] = _fmt_ci(entry[part]["auc"])
             if "delong_image_vs_baseline" in entry:

@@ -1,0 +1,400 @@
+"""Predictions made elsewhere (a published model, a vendor tool, a colleague's model) as a run.
+
+``python -m nsclc_engine.evaluate --import FILE --name NAME --clinical CSV --patient-column COL
+--score-column COL --label LABEL`` joins a per-patient predictions table to the clinical table
+by PatientID and evaluates it with the same engine as a trained run. The imported patients are
+an *external* test set (split ``external``): nothing here was trained on them.
+
+* The label comes from the clinical table under a named definition (``os_2y``: 1 = died within
+  2 years), never from the file. The score must be the probability of that label's positive
+  class; ``--invert-score`` takes 1 - score (a file's ``surv2yr`` 1 = alive is the opposite
+  direction). An AUC below 0.5 beyond chance gets a warning; nothing is flipped silently.
+* The operating threshold and the recalibration come from one stated source: a value (0.5
+  by default, no recalibration), another run's saved threshold and recalibrator, or a seeded
+  patient-level validation part of the imported rows (the rest stays ``external``).
+* Bad rows are counted with examples in ``metrics.json`` and listed in ``excluded.csv``: no
+  PatientID, an ID repeated in the file, an ID not in the clinical table, a missing or
+  out-of-range score, no label. They are left out; the rest is evaluated.
+* Baselines (:mod:`nsclc_engine.evaluate.crossfit`): clinical, volume and radiomics models
+  fitted out of fold on exactly the imported patients, compared by paired DeLong.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nsclc_engine.atomic import write_json, write_text_atomic
+from nsclc_engine.cohort.clinical import LABELS, add_labels, positive_class, read_clinical_csv
+from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
+from nsclc_engine.evaluate.config import EvaluateConfig
+from nsclc_engine.evaluate.crossfit import CROSSFIT_MODELS, out_of_fold
+from nsclc_engine.evaluate.report import render_report
+from nsclc_engine.evaluate.run import write_threshold_file
+from nsclc_engine.runs import create_run, now, read_json, run_dir, update_status
+from nsclc_engine.stats.calibration import Recalibrator
+from nsclc_engine.stats.metrics import ThresholdChoice
+
+log = logging.getLogger(__name__)
+
+EXCLUSION_REASONS = {
+    "no_patient_id": "no PatientID",
+    "duplicate_id": "PatientID repeated in the file (all its rows left out)",
+    "unknown_id": "PatientID not in the clinical table",
+    "bad_score": "score missing, not a number, or outside [0, 1]",
+    "no_label": "no label in the clinical table",
+}
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    """How a predictions table becomes a run; saved as the run's ``config.json``."""
+
+    file: str
+    clinical: str
+    patient_column: str
+    score_column: str
+    label: str = "os_2y"
+    invert_score: bool = False
+    threshold: float | None = None  # a stated value (0.5 when no source is given)
+    threshold_from: str = ""  # another run's saved threshold and recalibrator
+    validation_fraction: float = 0.0  # a seeded patient-level validation part
+    seed: int = 0
+    features: str = ""  # default: the imported file's pyradiomics columns
+    features_patient_column: str = ""  # default: patient_column
+    baselines: bool = True
+    cv_folds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.label not in LABELS:
+            raise ValueError(f"label {self.label!r}: choose one of {sorted(LABELS)}")
+        sources = [
+            self.threshold is not None,
+            bool(self.threshold_from),
+            self.validation_fraction > 0,
+        ]
+        if sum(sources) > 1:
+            raise ValueError(
+                "give one threshold source: --threshold VALUE, --threshold-from RUN or "
+                "--validation-fraction F"
+            )
+        value = self.threshold
+        if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
+            raise ValueError(f"threshold={value!r}: must be between 0 and 1")
+        if not 0 <= self.validation_fraction < 0.8:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction!r}: must be in [0, 0.8)"
+            )
+        if self.cv_folds < 2:
+            raise ValueError(f"cv_folds={self.cv_folds}: must be 2 or more")
+
+
+def read_table(path: str | Path, what: str) -> pd.DataFrame:
+    """A CSV read as text (IDs keep their zeros), with a message naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        kind = "is a folder" if path.is_dir() else "does not exist"
+        raise ValueError(f"{path}: {kind}; give the {what} as a CSV file")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=["", "NA", "NaN"])
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text; save the {what} as UTF-8 CSV") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty; give the {what}") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path}: not a readable CSV ({' '.join(str(error).split())})") from None
+
+
+def _require_columns(table: pd.DataFrame, path: str, columns: dict[str, str]) -> None:
+    for option, column in columns.items():
+        if column not in table.columns:
+            present = list(table.columns[:15]) + (["..."] if len(table.columns) > 15 else [])
+            raise ValueError(f"{path}: no column {column!r} ({option}); columns: {present}")
+
+
+def screen_rows(
+    table: pd.DataFrame, clinical: pd.DataFrame, config: ImportConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(kept, excluded)``: kept is ``patient_id, score, y_true`` (score already inverted
+    where asked); excluded is ``row, patient_id, reason, detail`` (``row`` is the file's line
+    number), each row under its first failing reason of :data:`EXCLUSION_REASONS`."""
+    ids = table[config.patient_column].astype("string").str.strip()
+    raw = table[config.score_column]
+    score = pd.to_numeric(raw, errors="coerce").astype(float)
+    labels = clinical.drop_duplicates("patient_id", keep=False).set_index("patient_id")
+    label = labels[config.label]
+    reason = pd.Series("", index=table.index, dtype=object)
+    detail = pd.Series("", index=table.index, dtype=object)
+
+    def mark(rows: pd.Series, name: str, text) -> None:
+        new = rows & (reason == "")
+        reason[new] = name
+        detail[new] = text[new] if isinstance(text, pd.Series) else text
+
+    mark(ids.isna() | (ids == ""), "no_patient_id", "empty")
+    repeated = ids.duplicated(keep=False) & ids.notna() & (ids != "")
+    mark(repeated, "duplicate_id", ids.map(ids.value_counts()).astype(str) + " rows")
+    mark(~ids.isin(labels.index), "unknown_id", "not in the clinical table")
+    bad = ~np.isfinite(score) | (score < 0) | (score > 1)
+    mark(pd.Series(bad, index=table.index), "bad_score", "score " + raw.astype(str))
+    why = clinical.set_index("patient_id").get(f"{config.label}_detail")
+    no_label = ids.map(label).isna()
+    mark(no_label, "no_label", ids.map(why) if why is not None else "label missing")
+    keep = reason == ""
+    y_score = 1.0 - score[keep] if config.invert_score else score[keep]
+    kept = pd.DataFrame(
+        {
+            "patient_id": ids[keep].astype(str).to_numpy(),
+            "score": y_score.to_numpy(),
+            "y_true": ids[keep].map(label).astype(int).to_numpy(),
+        }
+    )
+    excluded = pd.DataFrame(
+        {
+            "row": table.index[~keep] + 2,  # the header is line 1
+            "patient_id": ids[~keep].fillna("").to_numpy(),
+            "reason": reason[~keep].to_numpy(),
+            "detail": detail[~keep].astype(str).to_numpy(),
+        }
+    )
+    return kept, excluded
+
+
+def exclusion_summary(excluded: pd.DataFrame, n_examples: int = 5) -> dict:
+    """Per reason: its meaning, the count and a few examples (PatientID or file line)."""
+    summary = {}
+    for name, meaning in EXCLUSION_REASONS.items():
+        rows = excluded[excluded.reason == name]
+        if len(rows):
+            examples = [
+                f"{r.patient_id or f'line {r.row}'} ({r.detail})"
+                for r in rows.head(n_examples).itertuples()
+            ]
+            summary[name] = {"meaning": meaning, "count": len(rows), "examples": examples}
+    return summary
+
+
+def _carried_recalibrator(calibration: dict | None) -> tuple[Recalibrator, str]:
+    """Another run's fitted recalibrator, where it is one that parameters can carry."""
+    fitted = (calibration or {}).get("recalibrators") or []
+    if len(fitted) != 1 or fitted[0].get("method") in (None, "none"):
+        return Recalibrator("none", {}, 0), "none"
+    entry = fitted[0]
+    if entry["method"] == "platt":
+        parameters = {"a": entry["a"], "b": entry["b"]}
+    elif entry["method"] == "temperature":
+        parameters = {"temperature": entry["temperature"]}
+    else:
+        return Recalibrator("none", {}, 0), f"none ({entry['method']} cannot be carried over)"
+    return Recalibrator(entry["method"], parameters, int(entry["n_fitted"])), entry["method"]
+
+
+def threshold_source(
+    config: ImportConfig, evaluate: EvaluateConfig, artifacts: str | Path | None
+) -> tuple[dict[int, FoldFit] | None, dict]:
+    """The fits to apply (``None``: fit on the validation part) and the source, stated."""
+    if config.validation_fraction > 0:
+        return None, {
+            "kind": "validation part",
+            "text": (
+                f"threshold ({evaluate.threshold_rule}) and recalibration "
+                f"({evaluate.recalibration}) fitted on a seeded (seed {config.seed}) "
+                f"patient-level validation part of {config.validation_fraction:.0%} of the "
+                "imported rows; the rest is the external test set"
+            ),
+        }
+    if config.threshold_from:
+        source = run_dir(config.threshold_from, artifacts)
+        saved = (read_json(source / "threshold.json") or {}).get("threshold")
+        if not source.is_dir() or saved is None:
+            raise ValueError(
+                f"--threshold-from {config.threshold_from}: no such run with a saved threshold "
+                f"in {source.parent}"
+            )
+        recalibrator, method = _carried_recalibrator(read_json(source / "calibration.json"))
+        choice = ThresholdChoice("fixed", float(saved), float(saved), "another run", 0)
+        return {0: FoldFit(0, choice, recalibrator)}, {
+            "kind": "another run",
+            "run": config.threshold_from,
+            "text": (
+                f"threshold {float(saved):.3f} and recalibration {method}, as saved by run "
+                f"{config.threshold_from}"
+            ),
+        }
+    value = 0.5 if config.threshold is None else float(config.threshold)
+    choice = ThresholdChoice("fixed", value, value, "a stated value", 0)
+    default = " (the default)" if config.threshold is None else ""
+    return {0: FoldFit(0, choice, Recalibrator("none", {}, 0))}, {
+        "kind": "value",
+        "text": f"threshold {value:.3f}, a stated value{default}; no recalibration",
+    }
+
+
+def _parts(kept: pd.DataFrame, config: ImportConfig) -> pd.Series:
+    split = pd.Series("external", index=kept.index, dtype=object)
+    if config.validation_fraction > 0:
+        from sklearn.model_selection import train_test_split
+
+        validation, _ = train_test_split(
+            kept.index,
+            train_size=config.validation_fraction,
+            stratify=kept.y_true,
+            random_state=config.seed,
+        )
+        split[validation] = "validation"
+    return split
+
+
+def crossfit_baselines(
+    kept: pd.DataFrame, clinical: pd.DataFrame, features: pd.DataFrame | None, config: ImportConfig
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Each baseline out of fold on the external patients (split ``external``), and what was
+    skipped and why."""
+    external = kept[kept.split == "external"].set_index("patient_id").y_true
+    frames, notes = {}, []
+    for kind in CROSSFIT_MODELS:
+        try:
+            frame = out_of_fold(kind, clinical, features, external, config.cv_folds, config.seed)
+        except ValueError as error:
+            notes.append(f"{kind} baseline skipped: {error}")
+            continue
+        frames[kind] = frame.rename(columns={"fold": "cv_fold"}).assign(split="external", fold=0)
+        if frame.attrs["missing_patients"]:
+            count = frame.attrs["missing_patients"]
+            notes.append(
+                f"{kind} baseline: {count} patient{'s have' if count > 1 else ' has'} no "
+                "inputs in the table; imputed with the training folds' medians"
+            )
+    return frames, notes
+
+
+def _features_table(config: ImportConfig, table: pd.DataFrame) -> pd.DataFrame | None:
+    if config.features:
+        features = read_table(config.features, "features table")
+        column = config.features_patient_column or config.patient_column
+        _require_columns(features, config.features, {"--features-patient-column": column})
+    else:
+        features, column = table, config.patient_column
+    features = features.rename(columns={column: "patient_id"})
+    features["patient_id"] = features.patient_id.astype("string").str.strip()
+    features = features[features.patient_id.notna()].drop_duplicates("patient_id", keep=False)
+    numeric = features.drop(columns="patient_id").apply(pd.to_numeric, errors="coerce")
+    return pd.concat([features[["patient_id"]], numeric], axis=1)
+
+
+def import_predictions(
+    config: ImportConfig,
+    name: str,
+    artifacts: str | Path | None = None,
+    evaluate: EvaluateConfig | None = None,
+) -> tuple[str, dict]:
+    """Create ``runs/<name>`` from a predictions table and evaluate it; returns the run id
+    and its metrics. Everything is computed before the run folder is created, so a bad input
+    leaves no half-made run."""
+    evaluate = evaluate or EvaluateConfig()
+    table = read_table(config.file, "predictions table")
+    _require_columns(
+        table,
+        config.file,
+        {"--patient-column": config.patient_column, "--score-column": config.score_column},
+    )
+    clinical, unlabelled = add_labels(read_clinical_csv(config.clinical))
+    reasons = unlabelled[unlabelled.label == config.label].set_index("patient_id").detail
+    clinical[f"{config.label}_detail"] = clinical.patient_id.map(reasons)
+    kept, excluded = screen_rows(table, clinical, config)
+    if kept.y_true.nunique() < 2:
+        raise ValueError(
+            f"{config.file}: {len(kept)} usable rows with {kept.y_true.nunique()} class(es) of "
+            f"{config.label} after {len(excluded)} were left out; an evaluation needs both "
+            f"classes ({exclusion_summary(excluded)})"
+        )
+    fits, source = threshold_source(config, evaluate, artifacts)
+    kept["split"] = _parts(kept, config)
+    predictions = kept.assign(fold=0, y_prob=kept.score)[
+        ["patient_id", "split", "fold", "y_true", "y_prob"]
+    ]
+    baselines, notes = {}, []
+    if config.baselines:
+        baselines, notes = crossfit_baselines(
+            kept, clinical, _features_table(config, table), config
+        )
+    results = evaluate_predictions(predictions, evaluate, baselines, fits)
+    metrics = {
+        "kind": "imported",
+        "label": config.label,
+        "positive_class": positive_class(config.label),
+        "score": (f"1 - {config.score_column}" if config.invert_score else config.score_column),
+        "shuffled_labels": False,
+        "threshold_source": source,
+        "excluded": exclusion_summary(excluded),
+        "n_rows": len(table),
+        "n_used": len(kept),
+        **results["metrics"],
+    }
+    metrics["warnings"] = metrics["warnings"] + notes
+    run_config = {
+        "kind": "imported",
+        "task": "classification",
+        "label": config.label,
+        "import": asdict(config),
+        "evaluate": asdict(evaluate),
+    }
+    run_id = create_run(run_config, artifacts, name)
+    folder = run_dir(run_id, artifacts)
+    write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
+    write_text_atomic(folder / "excluded.csv", excluded.to_csv(index=False))
+    if baselines:
+        frame = pd.concat([f.assign(model=k) for k, f in baselines.items()], ignore_index=True)
+        write_text_atomic(folder / "baselines.csv", frame.to_csv(index=False))
+    write_outputs(folder, run_config, metrics, results, predictions, baselines, source)
+    update_status(folder, state="finished", progress=1.0, stage="imported", finished=now())
+    return run_id, metrics
+
+
+def write_outputs(
+    folder: Path,
+    run_config: dict,
+    metrics: dict,
+    results: dict,
+    predictions: pd.DataFrame,
+    baselines: dict,
+    source: dict,
+) -> None:
+    """``metrics.json``, ``threshold.json`` (the source's threshold in force),
+    ``calibration.json`` and ``report.html`` of an imported or externally validated run."""
+    write_json(folder / "metrics.json", metrics)
+    write_threshold_file(
+        folder,
+        fitted={
+            "rule": metrics["thresholds"][0]["rule"],
+            "fitted_on": source["text"],
+            "thresholds": metrics["thresholds"],
+            "written": now(),
+        },
+    )
+    write_json(folder / "calibration.json", results["calibration"])
+    write_text_atomic(
+        folder / "report.html",
+        render_report(folder, run_config, metrics, results, predictions, baselines),
+    )
+
+
+def reevaluate_imported(folder: Path, run_config: dict, evaluate: EvaluateConfig) -> dict:
+    """Evaluate an imported run again from its saved predictions (``evaluate RUN_ID``)."""
+    config = ImportConfig(**run_config["import"])
+    predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})
+    fits, source = threshold_source(config, evaluate, folder.parent.parent)
+    baselines = {}
+    if (folder / "baselines.csv").exists():
+        frame = pd.read_csv(folder / "baselines.csv", dtype={"patient_id": str})
+        baselines = {kind: rows.drop(columns="model") for kind, rows in frame.groupby("model")}
+    results = evaluate_predictions(predictions, evaluate, baselines, fits)
+    metrics = (read_json(folder / "metrics.json") or {}) | results["metrics"]
+    metrics["threshold_source"] = source
+    write_outputs(folder, run_config, metrics, results, predictions, baselines, source)
+    return metrics
