@@ -18,12 +18,15 @@ method = st.radio(
     key="cal_method",
 )
 strategy = st.radio("Bins", page.BIN_STRATEGIES, horizontal=True, key="cal_bins")
-raw = part_predictions(view.run_id, key, "test", "none")
-shown = part_predictions(view.run_id, key, "test", method)
+part = view.held_out
+if part != "test":
+    st.caption(f"{view.kind.capitalize()} run: the {part} patients' predictions.")
+raw = part_predictions(view.run_id, key, part, "none")
+shown = part_predictions(view.run_id, key, part, method)
 for note in shown.attrs.get("notes", []):
     st.warning(note)
 
-shown_view = page.calibration_view(raw, shown, method, strategy)
+shown_view = page.calibration_view(raw, shown, method, strategy, part)
 st.dataframe(
     shown_view["summary"],
     hide_index=True,

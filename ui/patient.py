@@ -13,6 +13,16 @@ from ui.common import require_finished_run, stamp
 
 st.title("Patient")
 view = require_finished_run(allow_survival=True)
+if view.kind != "trained":
+    st.info(
+        f"Run `{view.run_id}` is an {view.kind} run: its predictions were made "
+        + (
+            "elsewhere, so there is no model or CT here to show."
+            if view.kind == "imported"
+            else "by a frozen run on another cohort; open that run for its cases."
+        )
+    )
+    st.stop()
 survival = view.config.get("task") == "survival"
 
 

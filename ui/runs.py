@@ -4,7 +4,7 @@ import streamlit as st
 
 from nsclc_engine.dashboard import runs as page
 from nsclc_engine.evaluate import figures
-from ui.common import artifacts, load
+from ui.common import artifacts, load, selected_run
 
 st.title("Runs")
 runs = page.runs_overview(artifacts())
@@ -53,6 +53,25 @@ def table() -> None:
 
 
 table()
+
+selected = selected_run()
+if selected is not None and selected.finished:
+    beside = page.baseline_table(selected)
+    if not beside.empty:
+        st.subheader(f"{selected.run_id} beside baselines on the same {selected.held_out} patients")
+        st.dataframe(
+            beside,
+            hide_index=True,
+            column_config={
+                "AUC": st.column_config.NumberColumn(format="%.3f"),
+                "p (DeLong)": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
+        st.caption(
+            "Imported runs: the baselines are fitted out of fold (cross-validation) on exactly "
+            "the imported patients; trained runs: on the run's training split. 95% CIs by "
+            "patient bootstrap; the difference and p by paired DeLong."
+        )
 
 finished = runs[(runs.state == "finished") & runs["test AUC"].notna()].run_id.tolist()
 survival = runs[(runs.state == "finished") & runs["test C-index"].notna()].run_id.tolist()

@@ -24,7 +24,9 @@ if "thr_recal" not in st.session_state and saved_point.get("recalibration"):
     st.session_state.thr_recal = saved_point["recalibration"]  # the scale it was chosen on
 
 left, right = st.columns(2)
-split = left.radio("Predictions", page.PARTS, horizontal=True, key="thr_split")
+if st.session_state.get("thr_split") not in view.parts:
+    st.session_state.pop("thr_split", None)  # another run's part (test vs external)
+split = left.radio("Predictions", view.parts, horizontal=True, key="thr_split")
 recalibration = right.radio(
     "Probabilities",
     RECALIBRATION_METHODS,
@@ -37,6 +39,9 @@ if view.metrics and view.metrics.get("augmentation_warning"):
 verdict = run_view.test_verdict(view.metrics or {})
 if verdict:
     st.caption(run_view.verdict_text(verdict))
+source = (view.metrics or {}).get("threshold_source")
+if source:
+    st.info(f"{view.kind.capitalize()} run: {source['text']}.")
 if split == "test":
     st.warning(
         "Choose the threshold on **validation** predictions. Test predictions are for reading off "
@@ -64,7 +69,8 @@ def _moved() -> None:
     st.session_state.threshold_rule = "manual"
 
 
-st.caption("Thresholds fitted on validation by each rule:")
+if rules:
+    st.caption("Thresholds fitted on validation by each rule:")
 buttons = st.columns(len(rules) or 1)
 for column, (name, value) in zip(buttons, rules.items(), strict=False):
     column.button(f"{name}: {value:.3f}", on_click=_jump, args=(name, value), key=f"rule_{name}")
@@ -131,7 +137,8 @@ if st.button(
     type="primary",
     key="save_threshold",
     disabled=split != "validation",
-    help="Only a threshold chosen on validation predictions can be saved.",
+    help="Only a threshold chosen on validation predictions can be saved (a run without "
+    "validation predictions keeps the threshold of its stated source).",
 ):
     rule = st.session_state.get("threshold_rule", "manual")
     saved = page.save_threshold(view.run_dir, threshold, rule, split, recalibration)

@@ -15,7 +15,9 @@ from nsclc_engine.stats.calibration import (
 BIN_STRATEGIES = ("uniform", "quantile")
 
 
-def calibration_view(raw: pd.DataFrame, shown: pd.DataFrame, method: str, strategy: str) -> dict:
+def calibration_view(
+    raw: pd.DataFrame, shown: pd.DataFrame, method: str, strategy: str, part: str = "test"
+) -> dict:
     """What the page shows for test predictions ``raw`` and ``shown`` (recalibrated by
     ``method``, or the same as ``raw`` for ``none``): a summary row per set of probabilities,
     their reliability curves (bins by ``strategy``) and the decision curve of ``shown``."""
@@ -39,5 +41,5 @@ def calibration_view(raw: pd.DataFrame, shown: pd.DataFrame, method: str, strate
             name: reliability_curve(frame.y_true, frame.y_prob, strategy=strategy)
             for name, frame in sets.items()
         },
-        "decision": {"model (test)": decision_curve(shown.y_true, shown.y_prob)},
+        "decision": {f"model ({part})": decision_curve(shown.y_true, shown.y_prob)},
     }

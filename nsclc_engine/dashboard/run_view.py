@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nsclc_engine.evaluate.classification import held_out_part
 from nsclc_engine.evaluate.yardstick import best_for, judge_run, metric_key
 from nsclc_engine.runs import read_history, read_json
 from nsclc_engine.stats.calibration import fit_recalibrator
@@ -32,6 +33,31 @@ class RunView:
     @property
     def finished(self) -> bool:
         return self.predictions is not None and self.status.get("state") == "finished"
+
+    @property
+    def kind(self) -> str:
+        return run_kind(self.config)
+
+    @property
+    def held_out(self) -> str:
+        """The part the run is judged on: ``test``, or ``external``."""
+        return "test" if self.predictions is None else held_out_part(self.predictions)
+
+    @property
+    def parts(self) -> list[str]:
+        """The classification parts a page can show: validation where there is one, then the
+        held-out part."""
+        present = set(self.predictions.split) if self.predictions is not None else set()
+        return [part for part in ("validation", self.held_out) if part in present]
+
+
+KINDS = {"imported": "imported", "external": "external validation"}
+
+
+def run_kind(config: dict) -> str:
+    """``trained``, ``imported`` (predictions made elsewhere) or ``external validation`` (a
+    frozen run applied to a new cohort), from a run's ``config.json``."""
+    return KINDS.get(config.get("kind", ""), "trained")
 
 
 def load_run(run_dir: str | os.PathLike) -> RunView:
@@ -75,6 +101,13 @@ def part_predictions(
             validation = predictions[
                 (predictions.split == "validation") & (predictions.fold == fold)
             ]
+            if validation.empty:
+                notes.append(
+                    "This run has no validation predictions to fit a recalibration on: showing "
+                    "raw probabilities (its report states where its threshold and recalibration "
+                    "came from)."
+                )
+                continue
             try:
                 recalibrator = fit_recalibrator(validation.y_true, validation.y_prob, recalibration)
             except ValueError as error:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from nsclc_engine.dashboard.run_view import RunView, curves, part_predictions, test_verdict
+from nsclc_engine.dashboard.run_view import (
+    RunView,
+    curves,
+    part_predictions,
+    run_kind,
+    test_verdict,
+)
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import list_runs, new_run_id, read_json
 from nsclc_engine.runs import run_dir as run_folder
@@ -29,7 +35,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
         config = read_json(run_dir / "config.json") or {}
         metrics = read_json(run_dir / "metrics.json") or {}
         threshold = (read_json(run_dir / "threshold.json") or {}).get("threshold")
-        test_split = metrics.get("splits", {}).get("test", {})
+        held_out = metrics.get("held_out", "test")
+        test_split = metrics.get("splits", {}).get(held_out, {})
         test = test_split.get("auc", {})
         c_index = test_split.get("c_index", {}).get("c_index")
         yardstick = test_verdict(metrics)
@@ -37,6 +44,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
             {
                 "run_id": run["run_id"],
                 "state": run.get("state"),
+                "kind": run_kind(config),
+                "held-out part": held_out,
                 "progress": float(run.get("progress", 0.0)),
                 "stage": run.get("stage", ""),
                 "task": config.get("task", "classification"),
@@ -58,7 +67,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
             }
         )
     # the results first: the table is wider than a page
-    columns = ["run_id", "state", "progress", "task", "label", "test AUC", "test AUC 95% CI"]
+    columns = ["run_id", "state", "progress", "kind", "task", "label", "held-out part"]
+    columns += ["test AUC", "test AUC 95% CI"]
     columns += ["test C-index", "best achievable (image)", "share of achievable", "protocol"]
     columns += ["shuffled labels", "stage", "preset", "folds", "threshold", "created", "finished"]
     frame = pd.DataFrame(rows, columns=columns)
@@ -66,12 +76,12 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def compare_runs(a: RunView, b: RunView) -> dict:
-    """Side-by-side test metrics of two finished runs and, on their shared test patients with
-    the same labels, DeLong's test of the AUC difference (a - b)."""
+    """Side-by-side held-out metrics (test, or external) of two finished runs and, on their
+    shared held-out patients with the same labels, DeLong's test of the AUC difference (a - b)."""
     rows = []
     for view in (a, b):
         splits = (view.metrics or {}).get("splits", {})
-        for part in ("validation", "test"):
+        for part in ("validation", view.held_out):
             if part in splits:
                 auc = splits[part]["auc"]
                 rows.append(
@@ -85,13 +95,13 @@ def compare_runs(a: RunView, b: RunView) -> dict:
                     }
                 )
     result: dict = {"table": pd.DataFrame(rows), "delong": None, "note": ""}
-    test_a = part_predictions(a.predictions, "test").set_index("patient_id")
-    test_b = part_predictions(b.predictions, "test").set_index("patient_id")
+    test_a = part_predictions(a.predictions, a.held_out).set_index("patient_id")
+    test_b = part_predictions(b.predictions, b.held_out).set_index("patient_id")
     shared = test_a.index.intersection(test_b.index)
     same_labels = (test_a.loc[shared, "y_true"] == test_b.loc[shared, "y_true"]).all()
     if len(shared) < 4 or not same_labels:
         result["note"] = (
-            "The runs share too few test patients, or their labels differ: no paired test."
+            "The runs share too few held-out patients, or their labels differ: no paired test."
         )
     else:
         try:
@@ -145,12 +155,54 @@ def compare_survival_runs(a: RunView, b: RunView) -> dict:
 
 
 def compare_roc(a: RunView, b: RunView) -> list[dict]:
-    """The test ROC curve of each of two classification runs, with its AUC."""
+    """The held-out ROC curve of each of two classification runs, with its AUC."""
     result = []
     for view in (a, b):
-        drawn = curves(part_predictions(view.predictions, "test"))
-        result.append({"name": f"{view.run_id} (test)", **drawn["roc"], "auc": drawn["auc"]})
+        drawn = curves(part_predictions(view.predictions, view.held_out))
+        name = f"{view.run_id} ({view.held_out})"
+        result.append({"name": name, **drawn["roc"], "auc": drawn["auc"]})
     return result
+
+
+def baseline_table(view: RunView) -> pd.DataFrame:
+    """The run beside its baselines on the same held-out patients: AUC with 95 % CI and the
+    paired DeLong difference (run - baseline). Imported runs' baselines are fitted out of fold
+    on exactly the imported patients; trained runs' on the run's training split."""
+    metrics = view.metrics or {}
+    held_out = metrics.get("held_out", "test")
+    run = (metrics.get("splits") or {}).get(held_out)
+    if run is None or not metrics.get("baselines"):
+        return pd.DataFrame()
+    rows = [
+        {
+            "model": f"{view.run_id} (this run)",
+            "n": run["n"],
+            "AUC": run["auc"]["auc"],
+            "95% CI": f"{run['auc']['ci_low']:.3f}-{run['auc']['ci_high']:.3f}",
+            "run - model (95% CI)": "",
+            "p (DeLong)": None,
+        }
+    ]
+    for name, entry in metrics["baselines"].items():
+        if held_out not in entry:
+            continue
+        block, delong = entry[held_out]["auc"], entry.get("delong_image_vs_baseline")
+        rows.append(
+            {
+                "model": f"{name} baseline",
+                "n": entry[held_out]["n"],
+                "AUC": block["value"],
+                "95% CI": f"{block['ci_low']:.3f}-{block['ci_high']:.3f}",
+                "run - model (95% CI)": (
+                    f"{delong['difference']:+.3f} ({delong['ci_low']:+.3f} to "
+                    f"{delong['ci_high']:+.3f})"
+                    if delong
+                    else ""
+                ),
+                "p (DeLong)": delong["p_value"] if delong else None,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 DEMO_JOBS = (("demo", "classification"), ("demo-survival", "survival"))

@@ -13,7 +13,6 @@ from nsclc_engine.evaluate.run import write_threshold_file
 from nsclc_engine.runs import now
 from nsclc_engine.stats.metrics import bootstrap_metrics, choose_threshold
 
-PARTS = ("validation", "test")  # where a threshold is chosen, and where it is read off
 RULE_BUTTONS = (
     ("youden", None, "Youden J"),
     ("max_f1", None, "max F1"),
@@ -27,7 +26,9 @@ def rule_thresholds(predictions: pd.DataFrame, recalibration: str = "none") -> d
     (the first fold's for k-fold runs); a rule whose target cannot be met is left out."""
     validation = part_predictions(predictions, "validation", recalibration)
     validation = validation[validation.fold == validation.fold.min()]
-    result = {}
+    result: dict[str, float] = {}
+    if validation.empty:  # imported or externally validated: the threshold came with the run
+        return result
     for rule, target, name in RULE_BUTTONS:
         try:
             result[name] = choose_threshold(
