@@ -10,7 +10,7 @@ import tomllib
 
 from tests.helpers import PROJECT
 
-COMMANDS = ("train", "evaluate", "cohort", "preprocess", "synth", "demo", "honesty")
+COMMANDS = ("train", "evaluate", "cohort", "preprocess", "synth", "demo", "honesty", "validate")
 
 
 def test_console_scripts_name_the_commands_mains():

@@ -21,6 +21,7 @@ ALLOWED = {
     "train": {"stats", "cohort", "synth", "demo", "preprocess", "runs", "evaluate"},
     "explain": {"stats", "cohort", "preprocess", "runs", "train"},
     "honesty": {"runs", "evaluate", "train"},
+    "validate": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain"},
     "dashboard": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain"},
 }
 

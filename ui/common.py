@@ -47,6 +47,10 @@ def require_finished_run(allow_survival: bool = False) -> run_view.RunView:
             if view.status.get("error"):
                 st.error(view.status["error"])
         st.stop()
+    if (view.metrics or {}).get("too_few_patients"):
+        st.warning(f"Run `{view.run_id}`: {view.metrics['too_few_patients']}")
+        st.dataframe(view.predictions, hide_index=True)
+        st.stop()
     if view.config.get("task") == "survival" and not allow_survival:
         st.info(
             f"Run `{view.run_id}` is a survival run (Cox risk, no probabilities): its C-indices, "

@@ -179,7 +179,7 @@ def exclusion_summary(excluded: pd.DataFrame, n_examples: int = 5) -> dict:
     return summary
 
 
-def _carried_recalibrator(calibration: dict | None) -> tuple[Recalibrator, str]:
+def carried_recalibrator(calibration: dict | None) -> tuple[Recalibrator, str]:
     """Another run's fitted recalibrator, where it is one that parameters can carry."""
     fitted = (calibration or {}).get("recalibrators") or []
     if len(fitted) != 1 or fitted[0].get("method") in (None, "none"):
@@ -216,7 +216,7 @@ def threshold_source(
                 f"--threshold-from {config.threshold_from}: no such run with a saved threshold "
                 f"in {source.parent}"
             )
-        recalibrator, method = _carried_recalibrator(read_json(source / "calibration.json"))
+        recalibrator, method = carried_recalibrator(read_json(source / "calibration.json"))
         choice = ThresholdChoice("fixed", float(saved), float(saved), "another run", 0)
         return {0: FoldFit(0, choice, recalibrator)}, {
             "kind": "another run",

@@ -1,0 +1,364 @@
+"""External validation of a frozen run: its model, preprocessing, threshold and recalibration
+applied unchanged to a new cohort.
+
+``python -m nsclc_engine.validate RUN_ID --name NAME (--dicom DIR --clinical CSV | --cohort
+DIR)`` writes a run of kind ``external`` whose predictions form one split, ``external``:
+
+* ``predictions.csv``: every preprocessed patient with a label (``unlabelled.csv``: the rest,
+  predicted all the same);
+* ``metrics.json``: discrimination with patient-level bootstrap CIs and the metrics at the
+  frozen threshold; calibration-in-the-large and slope of the probabilities as deployed (raw,
+  or recalibrated by the frozen recalibrator) on the new cohort; optionally a
+  recalibration-in-the-large *on the external cohort itself*, labelled as such; a decision
+  curve; a case-mix table development vs external. With fewer than
+  :data:`MIN_PATIENTS` patients, or one class only, the predictions are still written and
+  the metrics say "too few patients".
+* ``case_mix.csv``, ``threshold.json`` (the frozen one), ``calibration.json``, ``report.html``.
+
+A k-fold run is applied as the mean probability (or risk) of its fold models.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nsclc_engine.atomic import write_json, write_text_atomic
+from nsclc_engine.cohort.build import CohortConfig, load_cohort, run_cohort
+from nsclc_engine.cohort.clinical import positive_class
+from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
+from nsclc_engine.evaluate.config import EvaluateConfig
+from nsclc_engine.evaluate.imported import carried_recalibrator, write_outputs
+from nsclc_engine.explain.inference import load_run_model
+from nsclc_engine.preprocess.dataset import CachedItem, CachedVolumeDataset, items_from_cache
+from nsclc_engine.preprocess.volumes import PreprocessConfig, preprocess_cohort
+from nsclc_engine.runs import (
+    create_run,
+    now,
+    read_config,
+    read_json,
+    resolved_cohort,
+    run_dir,
+    status,
+    update_status,
+)
+from nsclc_engine.stats.calibration import (
+    calibration_intercept_slope,
+    decision_curve,
+    logit,
+    sigmoid,
+)
+from nsclc_engine.stats.metrics import ThresholdChoice
+from nsclc_engine.stats.survival import bootstrap_c_index
+from nsclc_engine.train.prepare import source_key
+from nsclc_engine.train.tasks import task_class
+from nsclc_engine.validate.case_mix import case_mix_table
+
+log = logging.getLogger(__name__)
+
+MIN_PATIENTS = 10  # and both classes (classification) or two events (survival)
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """What a frozen run is applied to; saved in the external run's ``config.json``."""
+
+    dicom: str = ""
+    clinical: str = ""
+    cohort: str = ""  # a cohort folder (cohort.csv) or a folder with dicom/ and clinical.csv
+    recalibrate_intercept: bool = False  # recalibration-in-the-large on the external cohort
+    device: str = "auto"
+    bootstrap_resamples: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if bool(self.cohort) == bool(self.dicom or self.clinical):
+            raise ValueError("give either --dicom DIR --clinical CSV, or --cohort DIR")
+        if self.dicom and not self.clinical:
+            raise ValueError("--dicom needs --clinical CSV (the labels and case mix)")
+        if self.clinical and not self.dicom:
+            raise ValueError("--clinical needs --dicom DIR")
+        for option, path in (("--dicom", self.dicom), ("--cohort", self.cohort)):
+            if path and not Path(path).is_dir():
+                raise ValueError(f"{option} {path}: not a folder")
+        if self.clinical and not Path(self.clinical).is_file():
+            raise ValueError(f"--clinical {self.clinical}: no such file")
+        if self.bootstrap_resamples < 1:
+            raise ValueError("bootstrap_resamples must be 1 or more")
+
+
+def frozen_source(source: Path) -> dict:
+    """The source run's config, checked to be a finished trained run with a model."""
+    config = read_config(source)
+    if config.get("kind") in ("imported", "external"):
+        raise ValueError(
+            f"run {source.name} is an {config['kind']} run: it has no model of its own to apply"
+        )
+    state = status(source).get("state")
+    if state != "finished" or not (source / "predictions.csv").exists():
+        raise ValueError(f"run {source.name} is {state}: only a finished run can be validated")
+    if not config.get("resolved", {}).get("preprocess"):
+        raise ValueError(f"run {source.name}: config.json has no resolved preprocessing")
+    return config
+
+
+def frozen_fit(source: Path, task: str) -> tuple[FoldFit | None, dict]:
+    """The source run's threshold in force and its recalibrator, as saved, and the sentence
+    that says so."""
+    if task == "survival":
+        return None, {"kind": "frozen run", "text": f"risks of run {source.name}, unchanged"}
+    saved = read_json(source / "threshold.json") or {}
+    fitted = (saved.get("fitted") or {}).get("thresholds") or []
+    threshold = saved.get("threshold")
+    where = "saved operating point" if saved.get("operating_point") else "fitted on validation"
+    if threshold is None and fitted:  # k-fold without a saved operating point
+        threshold = float(np.mean([t["threshold"] for t in fitted]))
+        where = f"mean of the {len(fitted)} folds' validation thresholds"
+    if threshold is None:
+        raise ValueError(f"run {source.name}: no threshold.json; evaluate it first")
+    recalibrator, method = carried_recalibrator(read_json(source / "calibration.json"))
+    choice = ThresholdChoice("fixed", float(threshold), float(threshold), f"run {source.name}", 0)
+    return FoldFit(0, choice, recalibrator), {
+        "kind": "frozen run",
+        "run": source.name,
+        "text": (
+            f"threshold {float(threshold):.3f} ({where}) and recalibration {method}, frozen "
+            f"from run {source.name}"
+        ),
+    }
+
+
+def external_cohort(config: ValidateConfig, artifacts: Path) -> Path:
+    """The new cohort's folder: a given cohort folder, or one built (once per content) from
+    ``--dicom``/``--clinical`` or a synthetic source folder (``dicom/`` + ``clinical.csv``)."""
+    if config.cohort and (Path(config.cohort) / "cohort.csv").exists():
+        return Path(config.cohort)
+    dicom, clinical = Path(config.dicom), Path(config.clinical)
+    if config.cohort:
+        dicom, clinical = Path(config.cohort) / "dicom", Path(config.cohort) / "clinical.csv"
+        if not (dicom.is_dir() and clinical.is_file()):
+            raise ValueError(
+                f"--cohort {config.cohort}: neither a cohort folder (cohort.csv) nor a source "
+                "folder (dicom/ and clinical.csv)"
+            )
+    folder = artifacts / "cohorts" / f"{dicom.name}-{source_key(dicom, clinical)}"
+    if not (folder / "cohort.csv").exists():
+        run_cohort(dicom, clinical, folder, CohortConfig(), show_progress=False)
+    return folder
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def predict_frozen(
+    source: Path, source_config: dict, cohort_dir: Path, cache_dir: Path, device: str = "auto"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(scores, failed)``: one row per preprocessed patient of the new cohort with the
+    source run's score (probability of class 1, or Cox risk), the mean over fold models; the
+    patients whose preprocessing failed, with the error."""
+    import torch
+
+    preprocess = PreprocessConfig(**source_config["resolved"]["preprocess"])
+    table = preprocess_cohort(cohort_dir, preprocess, cache_dir, show_progress=False)
+    ok = table[table.status != "failed"]
+    failed = table[table.status == "failed"][["patient_id", "error"]]
+    keys = dict(zip(ok.patient_id, ok.key, strict=True))
+    paths = items_from_cache(cache_dir, keys, dict.fromkeys(keys, 0), preprocess)
+    dataset = CachedVolumeDataset([CachedItem(p, 0, Path(paths[p])) for p in sorted(paths)])
+    task = source_config.get("task", "classification")
+    target = _device(device)
+    folds = max(int(source_config.get("folds", 0) or 0), 1)
+    scores = np.zeros(len(dataset))
+    for fold in range(folds):
+        model = load_run_model(source, fold, str(target))
+        with torch.no_grad():
+            outputs = [
+                model(
+                    torch.stack(
+                        [dataset[i][0] for i in range(start, min(start + 8, len(dataset)))]
+                    ).to(target)
+                )
+                .float()
+                .cpu()
+                for start in range(0, len(dataset), 8)
+            ]
+        if outputs:
+            scores += task_class(task).scores(torch.cat(outputs)).numpy() / folds
+    return pd.DataFrame(
+        {"patient_id": [i.patient_id for i in dataset.items], "score": scores}
+    ), failed
+
+
+def too_few(frame: pd.DataFrame, task: str) -> str:
+    """Why these patients cannot support the metrics, or ``""``."""
+    if task == "survival":
+        enough = len(frame) >= MIN_PATIENTS and frame.event.sum() >= 2
+        what = f"{int(frame.event.sum())} events"
+    else:
+        enough = len(frame) >= MIN_PATIENTS and frame.y_true.nunique() == 2
+        what = f"{int(frame.y_true.sum())} positive"
+    if enough:
+        return ""
+    return (
+        f"too few patients: {len(frame)} labelled ({what}); metrics with confidence intervals "
+        f"need at least {MIN_PATIENTS} and both outcomes. The predictions are written."
+    )
+
+
+def calibration_block(y_true, deployed, recalibrate_intercept: bool) -> dict:
+    """Calibration-in-the-large and slope of the deployed probabilities on the external
+    cohort, and, where asked, the recalibration-in-the-large fitted on that cohort itself."""
+    block = {"deployed": calibration_intercept_slope(y_true, deployed)}
+    shift = block["deployed"]["intercept"]
+    if recalibrate_intercept and math.isfinite(shift):
+        updated = sigmoid(logit(deployed) + shift)
+        block["recalibrated_in_the_large"] = {
+            "label": (
+                "recalibration-in-the-large: the intercept refitted on these external "
+                "patients themselves (in-sample; the model's ranking is unchanged)"
+            ),
+            "shift": shift,
+            **calibration_intercept_slope(y_true, updated),
+        }
+    return block
+
+
+def validate_run(
+    run_id: str, name: str, config: ValidateConfig, artifacts: str | Path | None = None
+) -> tuple[str, dict]:
+    """Apply run ``run_id`` unchanged to a new cohort and write the external run ``name``;
+    returns its id and metrics."""
+    from nsclc_engine.paths import artifacts_dir
+
+    root = Path(artifacts or artifacts_dir())
+    source = run_dir(run_id, root)
+    if not source.is_dir():
+        raise ValueError(f"no run {run_id!r} in {source.parent}")
+    source_config = frozen_source(source)
+    task = source_config.get("task", "classification")
+    label = source_config.get("label", "os_2y")
+    fit, frozen = frozen_fit(source, task)
+    if (run_dir(name, root)).exists():
+        raise ValueError(f"run {name!r} already exists in {source.parent}; choose another --name")
+    cohort_dir = external_cohort(config, root)
+    scores, failed = predict_frozen(
+        source, source_config, cohort_dir, root / "cache", config.device
+    )
+    cohort = load_cohort(cohort_dir).set_index("patient_id")
+    scores = scores.join(cohort, on="patient_id")
+    outcome = ["survival_time_days", "deadstatus_event"] if task == "survival" else [label]
+    labelled = scores.dropna(subset=outcome)
+    predictions = external_predictions(labelled, task, label)
+    unlabelled = scores[~scores.patient_id.isin(labelled.patient_id)][["patient_id", "score"]]
+    case_mix = case_mix_table(
+        development_cohort(source, source_config), cohort.reset_index(), label
+    )
+    evaluate = EvaluateConfig(
+        bootstrap_resamples=config.bootstrap_resamples, seed=config.seed, baselines=False
+    )
+    metrics = {
+        "kind": "external",
+        "task": task,
+        "label": label,
+        "positive_class": positive_class(label),
+        "source_run": run_id,
+        "shuffled_labels": False,
+        "threshold_source": frozen,
+        "n_predicted": len(scores),
+        "n_unlabelled": len(unlabelled),
+        "n_failed": len(failed),
+        "held_out": "external",
+    }
+    reason = too_few(predictions, task)
+    run_config = {
+        "kind": "external",
+        "task": task,
+        "label": label,
+        "source_run": run_id,
+        "validate": asdict(config),
+        "resolved": {
+            "cohort_dir": str(cohort_dir),
+            "preprocess": source_config["resolved"]["preprocess"],
+        },
+    }
+    new_id = create_run(run_config, root, name)
+    folder = run_dir(new_id, root)
+    write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
+    write_text_atomic(folder / "unlabelled.csv", unlabelled.to_csv(index=False))
+    write_text_atomic(folder / "failed.csv", failed.to_csv(index=False))
+    write_text_atomic(folder / "case_mix.csv", case_mix.to_csv(index=False))
+    metrics["case_mix"] = case_mix.to_dict(orient="records")
+    if reason:
+        metrics |= {"too_few_patients": reason, "splits": {}, "warnings": [reason]}
+        write_json(folder / "metrics.json", metrics)
+    elif task == "survival":
+        metrics |= survival_metrics(predictions, evaluate)
+        write_json(folder / "metrics.json", metrics)
+    else:
+        results = evaluate_predictions(predictions, evaluate, None, {0: fit})
+        deployed = results["recalibrated"]
+        metrics |= results["metrics"]
+        metrics["calibration_external"] = calibration_block(
+            predictions.y_true, deployed, config.recalibrate_intercept
+        )
+        curve = decision_curve(predictions.y_true, deployed)
+        metrics["decision_curve"] = {key: np.asarray(v).tolist() for key, v in curve.items()}
+        write_outputs(folder, run_config, metrics, results, predictions, {}, frozen)
+    update_status(
+        folder, state="finished", progress=1.0, stage="external validation", finished=now()
+    )
+    return new_id, metrics
+
+
+def development_cohort(source: Path, source_config: dict) -> pd.DataFrame | None:
+    """The cohort rows of the patients the frozen run was developed on (all its parts)."""
+    folder = resolved_cohort(source_config)
+    if folder is None:
+        return None
+    patients = pd.read_csv(source / "predictions.csv", dtype={"patient_id": str}).patient_id
+    cohort = load_cohort(folder)
+    return cohort[cohort.patient_id.isin(set(patients))]
+
+
+def external_predictions(labelled: pd.DataFrame, task: str, label: str) -> pd.DataFrame:
+    """The labelled patients' rows in the run's prediction columns, split ``external``."""
+    frame = pd.DataFrame({"patient_id": labelled.patient_id, "split": "external", "fold": 0})
+    if task == "survival":
+        frame["risk"] = labelled.score.to_numpy()
+        frame["time_days"] = labelled.survival_time_days.astype(float).to_numpy()
+        frame["event"] = labelled.deadstatus_event.astype(int).to_numpy()
+    else:
+        frame["y_true"] = labelled[label].astype(int).to_numpy()
+        frame["y_prob"] = labelled.score.to_numpy()
+    return frame.reset_index(drop=True)
+
+
+def survival_metrics(predictions: pd.DataFrame, evaluate: EvaluateConfig) -> dict:
+    """Harrell's C with its patient-level bootstrap CI on the external patients."""
+    block = bootstrap_c_index(
+        predictions.time_days,
+        predictions.event,
+        predictions.risk,
+        evaluate.bootstrap_resamples,
+        evaluate.seed,
+    )
+    return {
+        "splits": {
+            "external": {
+                "n": len(predictions),
+                "n_events": int(predictions.event.sum()),
+                "c_index": block,
+            }
+        },
+        "warnings": [],
+    }
