@@ -66,11 +66,32 @@ COHORT = [
     (["--dicom", "text", "--clinical", "x", "--out", "c", "--workers", "-1"], "workers=-1"),
     (["--dicom", "text", "--clinical", "clinical.csv", "--out", "c"], "not a Lung1 v3 clinical"),
 ]
+IMPORT = ["--import", "empty.csv", "--name", "new", "--patient-column", "id", "--score-column", "p"]
+READABLE = ["--import", "clinical.csv", "--name", "new", "--patient-column", "PatientID"]
+READABLE += ["--score-column", "PatientID"]
 OTHERS = [
     (evaluate_main, ["unknown"], "no run 'unknown' in"),
     (evaluate_main, ["../x"], "run id '../x'"),
     (evaluate_main, ["taken", "--config", "missing.json"], "missing.json: No such file"),
     (evaluate_main, ["taken", "--set", "threshold_target=2"], "threshold_target=2.0: must be"),
+    (
+        evaluate_main,
+        ["--import", "empty.csv"],
+        "--import needs --name, --clinical, --patient-column",
+    ),
+    (
+        evaluate_main,
+        [*IMPORT, "--clinical", "clinical.csv", "--threshold", "2"],
+        "threshold=2.0: must be between 0 and 1",
+    ),
+    (evaluate_main, [*IMPORT, "--clinical", "clinical.csv"], "empty.csv: the file is empty"),
+    (
+        evaluate_main,
+        ["--import", "clinical.csv", *IMPORT[2:], "--clinical", "x"],
+        "clinical.csv: no column 'id'",
+    ),
+    (evaluate_main, [*READABLE, "--clinical", "empty"], "empty: is a folder"),
+    (evaluate_main, [*IMPORT, "--clinical", "x.csv", "--label", "alive"], "label 'alive': choose"),
     (jobs_main, ["run", "../x"], "run id '../x'"),
     (jobs_main, ["run", "unknown"], "no run 'unknown' in"),
     (preprocess_main, ["--cohort", "missing"], "missing/cohort.csv: No such file"),

@@ -21,6 +21,22 @@ strategy = st.radio("Bins", page.BIN_STRATEGIES, horizontal=True, key="cal_bins"
 part = view.held_out
 if part != "test":
     st.caption(f"{view.kind.capitalize()} run: the {part} patients' predictions.")
+external = page.external_calibration(view.metrics or {})
+if not external.empty:
+    st.subheader("On the external cohort")
+    st.dataframe(
+        external,
+        hide_index=True,
+        column_config={
+            c: st.column_config.NumberColumn(format="%+.3f")
+            for c in ("calibration-in-the-large", "slope", "intercept shift")
+        },
+    )
+    st.caption(
+        "Calibration-in-the-large 0 and slope 1 are ideal. A recalibration-in-the-large uses the "
+        "external labels themselves: it shows what a local intercept update would give, not a "
+        "validated result."
+    )
 raw = part_predictions(view.run_id, key, part, "none")
 shown = part_predictions(view.run_id, key, part, method)
 for note in shown.attrs.get("notes", []):

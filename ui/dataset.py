@@ -15,6 +15,22 @@ from ui.common import artifacts, selected_run
 
 st.title("Dataset and splits")
 view = selected_run()
+imported = page.imported_overview(view) if view is not None else {}
+if imported:
+    st.caption(
+        f"Run `{view.run_id}` holds predictions made elsewhere ({imported['score']}), joined to "
+        "the clinical table by PatientID. Its patients are an external test set."
+    )
+    columns = st.columns(3)
+    columns[0].metric("Rows in the file", imported["n_rows"])
+    columns[1].metric("Used", imported["n_used"])
+    columns[2].metric("Left out", imported["n_rows"] - imported["n_used"])
+    if imported["excluded"].empty:
+        st.success("No row was left out.")
+    else:
+        st.dataframe(imported["excluded"], hide_index=True, width="stretch")
+    st.caption(f"Threshold: {imported['source']}.")
+    st.stop()
 cohort_dir = (view.config.get("resolved", {}).get("cohort_dir") if view else None) or str(
     demo_paths(artifacts()).cohort
 )
@@ -89,6 +105,15 @@ if view is not None:
         )
         st.caption("Expected class shares per training epoch (with the balanced sampler: 50/50):")
         st.dataframe(overview["sampling"], hide_index=True)
+
+mix = page.case_mix(view) if view is not None else pd.DataFrame()
+if not mix.empty:
+    st.subheader("Case mix: development vs external cohort")
+    st.dataframe(mix, hide_index=True, width="stretch")
+    st.caption(
+        f"Run `{view.run_id}` applies run `{view.config.get('source_run')}` unchanged to this "
+        "cohort. A model that does worse here may meet other patients or other scanners."
+    )
 
 with st.expander("Included patients"):
     st.dataframe(cohort, hide_index=True, width="stretch")

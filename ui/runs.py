@@ -107,7 +107,7 @@ if len(chosen) == 2:
     if comparison["delong"]:
         d = comparison["delong"]
         st.markdown(
-            f"Paired DeLong test on {d['n_shared']} shared test patients: AUC difference "
+            f"Paired DeLong test on {d['n_shared']} shared held-out patients: AUC difference "
             f"{d['difference']:+.3f} (95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
             f"p = {d['p_value']:.3f}."
         )

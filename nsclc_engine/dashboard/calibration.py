@@ -43,3 +43,25 @@ def calibration_view(
         },
         "decision": {f"model ({part})": decision_curve(shown.y_true, shown.y_prob)},
     }
+
+
+def external_calibration(metrics: dict) -> pd.DataFrame:
+    """An external-validation run's calibration on the new cohort: calibration-in-the-large
+    and slope of the probabilities as deployed (the frozen recalibrator applied) and, where
+    it was asked for, after a recalibration-in-the-large fitted on that cohort itself."""
+    names = {
+        "deployed": "as deployed (frozen)",
+        "recalibrated_in_the_large": "recalibrated in the large on this cohort (in-sample)",
+    }
+    return pd.DataFrame(
+        [
+            {
+                "probabilities": names[key],
+                "calibration-in-the-large": block["intercept"],
+                "slope": block["slope"],
+                "intercept shift": block.get("shift"),
+            }
+            for key, block in (metrics.get("calibration_external") or {}).items()
+        ],
+        columns=["probabilities", "calibration-in-the-large", "slope", "intercept shift"],
+    )

@@ -35,3 +35,35 @@ def split_overview(view: RunView) -> dict:
         "leaks": leaks,
         "folds": len(view.splits),
     }
+
+
+def imported_overview(view: RunView) -> dict:
+    """An imported run's patients: rows used of the file's, and the rows left out per reason
+    with examples (``metrics.json``); ``{}`` for other runs."""
+    metrics = view.metrics or {}
+    if metrics.get("kind") != "imported":
+        return {}
+    excluded = pd.DataFrame(
+        [
+            {
+                "reason": entry["meaning"],
+                "rows": entry["count"],
+                "examples": ", ".join(entry["examples"]),
+            }
+            for entry in metrics.get("excluded", {}).values()
+        ],
+        columns=["reason", "rows", "examples"],
+    )
+    return {
+        "n_rows": metrics["n_rows"],
+        "n_used": metrics["n_used"],
+        "excluded": excluded,
+        "score": metrics["score"],
+        "source": metrics["threshold_source"]["text"],
+    }
+
+
+def case_mix(view: RunView) -> pd.DataFrame:
+    """An external-validation run's case-mix table, development vs external cohort; empty
+    for other runs."""
+    return pd.DataFrame((view.metrics or {}).get("case_mix", []))

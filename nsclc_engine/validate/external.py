@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
 from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.evaluate.imported import carried_recalibrator, write_outputs
 from nsclc_engine.explain.inference import load_run_model
+from nsclc_engine.paths import artifacts_dir, default_cache_dir
 from nsclc_engine.preprocess.dataset import CachedItem, CachedVolumeDataset, items_from_cache
 from nsclc_engine.preprocess.volumes import PreprocessConfig, preprocess_cohort
 from nsclc_engine.runs import (
@@ -238,8 +240,6 @@ def validate_run(
 ) -> tuple[str, dict]:
     """Apply run ``run_id`` unchanged to a new cohort and write the external run ``name``;
     returns its id and metrics."""
-    from nsclc_engine.paths import artifacts_dir
-
     root = Path(artifacts or artifacts_dir())
     source = run_dir(run_id, root)
     if not source.is_dir():
@@ -251,9 +251,8 @@ def validate_run(
     if (run_dir(name, root)).exists():
         raise ValueError(f"run {name!r} already exists in {source.parent}; choose another --name")
     cohort_dir = external_cohort(config, root)
-    scores, failed = predict_frozen(
-        source, source_config, cohort_dir, root / "cache", config.device
-    )
+    cache_dir = default_cache_dir() if "NSCLC_CACHE_DIR" in os.environ else root / "cache"
+    scores, failed = predict_frozen(source, source_config, cohort_dir, cache_dir, config.device)
     cohort = load_cohort(cohort_dir).set_index("patient_id")
     scores = scores.join(cohort, on="patient_id")
     outcome = ["survival_time_days", "deadstatus_event"] if task == "survival" else [label]

@@ -193,3 +193,73 @@ def test_survival_page_shows_every_model_and_a_live_risk_cut(own_artifacts, monk
     for page in PAGES:  # and no page breaks on a survival run
         app.switch_page(page).run()
         assert not app.exception, (page, [e.value for e in app.exception])
+
+
+@pytest.fixture()
+def outside_runs(own_artifacts, tiny_source):
+    """Beside the trained "fixture": "imported", a tool's predictions for the fixture's own
+    test patients (so the two share patients and labels), and "external", the fixture frozen
+    and applied to its own cohort."""
+    from nsclc_engine.evaluate.config import EvaluateConfig
+    from nsclc_engine.evaluate.imported import ImportConfig, import_predictions
+    from nsclc_engine.validate.external import ValidateConfig, validate_run
+
+    fixture = pd.read_csv(own_artifacts / "runs" / "fixture" / "predictions.csv")
+    test = fixture[fixture.split == "test"]
+    rng = np.random.default_rng(0)
+    scores = np.clip(0.5 + 0.3 * (test.y_true - 0.5) + rng.normal(0, 0.2, len(test)), 0, 1)
+    path = own_artifacts.parent / "tool.csv"
+    pd.DataFrame({"PatientID": test.patient_id, "risk": scores}).to_csv(path, index=False)
+    config = ImportConfig(
+        str(path), str(tiny_source / "clinical.csv"), "PatientID", "risk", "os_2y", cv_folds=2
+    )
+    import_predictions(config, "imported", own_artifacts, EvaluateConfig(bootstrap_resamples=200))
+    cohort = json.loads((own_artifacts / "runs" / "fixture" / "config.json").read_text())
+    own_cohort = ValidateConfig(cohort=cohort["resolved"]["cohort_dir"], bootstrap_resamples=200)
+    validate_run("fixture", "external", own_cohort, own_artifacts)
+    return own_artifacts
+
+
+@pytest.mark.parametrize("run_id", ["imported", "external"])
+def test_every_page_works_on_imported_and_external_runs(outside_runs, monkeypatch, run_id):
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(outside_runs))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at.run()
+    for page in PAGES:
+        at.session_state["run_id"] = run_id
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not at.error, (page, [e.value for e in at.error])
+    at.session_state["run_id"] = run_id
+    at.switch_page("ui/threshold.py").run()
+    assert at.radio(key="thr_split").options == ["external"]
+    assert any("frozen from run fixture" in i.value or "stated value" in i.value for i in at.info)
+
+
+def test_runs_page_compares_a_trained_and_an_imported_run_on_shared_patients(
+    outside_runs, monkeypatch
+):
+    from nsclc_engine.stats.metrics import delong_test
+
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(outside_runs))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at.session_state["run_id"] = "imported"
+    at.run()
+    table = at.dataframe[0].value.set_index("run_id")
+    assert table.loc["imported", "kind"] == "imported"
+    assert table.loc["external", "held-out part"] == "external"
+    beside = at.dataframe[1].value
+    assert beside.model.tolist()[0] == "imported (this run)" and "clinical baseline" in set(
+        beside.model
+    )
+    at.multiselect(key="compare").set_value(["fixture", "imported"]).run()
+    fixture = pd.read_csv(outside_runs / "runs" / "fixture" / "predictions.csv")
+    test = fixture[fixture.split == "test"].set_index("patient_id")
+    imported = pd.read_csv(outside_runs / "runs" / "imported" / "predictions.csv")
+    imported = imported.set_index("patient_id").loc[test.index]
+    expected = delong_test(test.y_true, test.y_prob, imported.y_prob)
+    text = " ".join(m.value for m in at.markdown)
+    assert f"Paired DeLong test on {len(test)} shared held-out patients" in text
+    assert f"AUC difference {expected['difference']:+.3f}" in text

@@ -1,0 +1,151 @@
+"""External validation of a frozen run (``python -m nsclc_engine.validate``): the model,
+preprocessing, threshold and recalibration applied unchanged, on a synthetic cohort written
+with another seed and other scanner settings and on the real LUNG1-001."""
+
+import json
+import os
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from nsclc_engine.stats.calibration import calibration_intercept_slope
+from nsclc_engine.synth.generate import write_cohort
+from nsclc_engine.validate.__main__ import main as validate_main
+from nsclc_engine.validate.external import ValidateConfig, validate_run
+from tests.helpers import TINY
+
+
+@pytest.fixture()
+def artifacts(dashboard_artifacts, tmp_path):
+    """This test's own copy of the finished runs (checkpoints hard-linked)."""
+
+    def link_checkpoints(source: str, target: str) -> None:
+        (os.link if source.endswith(".pt") else shutil.copy2)(source, target)
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(dashboard_artifacts / "runs", root / "runs", copy_function=link_checkpoints)
+    return root
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory):
+    """Another site: another seed and ID prefix, noisier images, other slice thickness and
+    pixel spacing than the tiny development cohort (12 mm slices, 8 mm pixels, 10 HU)."""
+    root = tmp_path_factory.mktemp("shifted")
+    config = replace(
+        TINY,
+        n_patients=24,
+        seed=11,
+        noise_hu=30.0,
+        slice_thickness_mm=10.0,
+        pixel_spacing_mm=7.0,
+        patient_id_prefix="SITE",
+    )
+    write_cohort(config, root, show_progress=False)
+    return root
+
+
+def test_a_frozen_run_on_a_shifted_cohort(artifacts, shifted, capsys):
+    argv = ["fixture", "--name", "site-b", "--cohort", str(shifted), "--artifacts", str(artifacts)]
+    assert validate_main([*argv, "--recalibrate-intercept", "--bootstrap-resamples", "300"]) == 0
+    assert "external: n=" in capsys.readouterr().out
+    folder = artifacts / "runs" / "site-b"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    predictions = pd.read_csv(folder / "predictions.csv")
+    assert (
+        set(predictions.split) == {"external"} and predictions.patient_id.str[:4].eq("SITE").all()
+    )
+    block = metrics["splits"]["external"]
+    assert block["n"] == len(predictions) > 10
+    assert block["auc"]["auc"] == pytest.approx(
+        roc_auc_score(predictions.y_true, predictions.y_prob)
+    )
+    # the frozen threshold, not one fitted here
+    source = json.loads((artifacts / "runs" / "fixture" / "threshold.json").read_text())
+    assert metrics["thresholds"][0]["threshold"] == pytest.approx(source["threshold"])
+    assert json.loads((folder / "threshold.json").read_text())["threshold"] == pytest.approx(
+        source["threshold"]
+    )
+    # calibration on the new cohort, against the stats oracle; the in-the-large update is
+    # labelled and leaves no intercept
+    expected = calibration_intercept_slope(predictions.y_true, predictions.y_prob)
+    deployed = metrics["calibration_external"]["deployed"]
+    assert deployed["intercept"] == pytest.approx(expected["intercept"])
+    updated = metrics["calibration_external"]["recalibrated_in_the_large"]
+    assert "in-sample" in updated["label"] and abs(updated["intercept"]) < 1e-6
+    assert len(metrics["decision_curve"]["model"]) == len(metrics["decision_curve"]["threshold"])
+    mix = pd.read_csv(folder / "case_mix.csv").set_index("characteristic")
+    assert mix.loc["slice thickness, mm: median", "development"].startswith("12.00")
+    assert mix.loc["slice thickness, mm: median", "external"].startswith("10.00")
+    assert mix.loc["pixel spacing, mm: median", "external"].startswith("7.00")
+    assert "age, years: mean (SD)" in mix.index and "GTV volume, cm3: median" in mix.index
+    config = json.loads((folder / "config.json").read_text())
+    assert config["kind"] == "external" and config["source_run"] == "fixture"
+
+
+def test_applied_to_its_own_cohort_the_frozen_run_reproduces_its_predictions(artifacts):
+    """The same model and preprocessing on the development patients give the run's own
+    probabilities: nothing is refitted or re-preprocessed differently."""
+    source_config = json.loads((artifacts / "runs" / "fixture" / "config.json").read_text())
+    cohort = source_config["resolved"]["cohort_dir"]
+    config = ValidateConfig(cohort=cohort, bootstrap_resamples=50)
+    validate_run("fixture", "again", config, artifacts)
+    again = pd.read_csv(artifacts / "runs" / "again" / "predictions.csv").set_index("patient_id")
+    own = pd.read_csv(artifacts / "runs" / "fixture" / "predictions.csv").set_index("patient_id")
+    assert set(again.index) == set(own.index)
+    np.testing.assert_allclose(again.y_prob, own.loc[again.index].y_prob, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_one_real_patient_is_predicted_and_called_too_few(
+    artifacts, lung1_dir, lung1_clinical, capsys
+):
+    argv = ["fixture", "--name", "lung1-001", "--dicom", str(lung1_dir)]
+    argv += ["--clinical", str(lung1_clinical), "--artifacts", str(artifacts)]
+    assert validate_main(argv) == 0
+    assert "too few patients" in capsys.readouterr().out
+    folder = artifacts / "runs" / "lung1-001"
+    predictions = pd.read_csv(folder / "predictions.csv")
+    assert predictions.patient_id.tolist() == ["LUNG1-001"]
+    assert 0 <= predictions.y_prob[0] <= 1 and predictions.y_true[0] == 0  # alive at 2 years
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "too few patients" in metrics["too_few_patients"] and metrics["splits"] == {}
+    mix = pd.read_csv(folder / "case_mix.csv").set_index("characteristic")
+    assert mix.loc["patients", "external"] == "1"
+    assert json.loads((folder / "status.json").read_text())["state"] == "finished"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fixture", "--name", "x"], "give either --dicom DIR --clinical CSV, or --cohort DIR"),
+        (["nothing", "--name", "x", "--cohort", "."], "no run 'nothing'"),
+        (["fixture", "--name", "fixture", "--cohort", "."], "run 'fixture' already exists"),
+        (["fixture", "--name", "x", "--dicom", "missing"], "--dicom needs --clinical"),
+        (["fixture", "--name", "x", "--cohort", "missing"], "--cohort missing: not a folder"),
+        (
+            ["fixture", "--name", "x", "--cohort", "."],
+            "neither a cohort folder (cohort.csv) nor a source folder",
+        ),
+    ],
+)
+def test_bad_input_gets_one_line_and_no_run(artifacts, argv, message, capsys, monkeypatch):
+    monkeypatch.chdir(artifacts)
+    assert validate_main([*argv, "--artifacts", str(artifacts)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not (artifacts / "runs" / "x").exists()
+
+
+def test_a_run_without_a_model_of_its_own_is_refused(artifacts, shifted):
+    from nsclc_engine.runs import create_run, update_status
+
+    create_run({"kind": "imported", "task": "classification"}, artifacts, "tool")
+    update_status(artifacts / "runs" / "tool", state="finished")
+    with pytest.raises(ValueError, match="imported run: it has no model of its own"):
+        validate_run("tool", "never", ValidateConfig(cohort=str(shifted)), artifacts)
+    assert not (artifacts / "runs" / "never").exists()
