@@ -87,7 +87,11 @@ if view is not None:
     st.subheader(f"Splits of run {view.run_id}")
     overview = page.split_overview(view)
     if not overview:
-        st.caption("The run has no splits or predictions yet.")
+        st.caption(
+            "An external-validation run has no splits: all its patients are held out."
+            if view.kind == "external validation"
+            else "The run has no splits or predictions yet."
+        )
     else:
         if overview["leaks"]:
             for leak in overview["leaks"]:

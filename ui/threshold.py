@@ -42,10 +42,11 @@ if verdict:
 source = (view.metrics or {}).get("threshold_source")
 if source:
     st.info(f"{view.kind.capitalize()} run: {source['text']}.")
-if split == "test":
+if split != "validation":
     st.warning(
-        "Choose the threshold on **validation** predictions. Test predictions are for reading off "
-        "what a threshold already chosen does; tuning on them repeats the report's mistake."
+        f"Choose the threshold on **validation** predictions. {split.capitalize()} predictions "
+        "are for reading off what a threshold already chosen does; tuning on them repeats the "
+        "report's mistake."
     )
 
 if view.config.get("folds", 0) > 1:

@@ -98,7 +98,8 @@ def compare_runs(a: RunView, b: RunView) -> dict:
     test_a = part_predictions(a.predictions, a.held_out).set_index("patient_id")
     test_b = part_predictions(b.predictions, b.held_out).set_index("patient_id")
     shared = test_a.index.intersection(test_b.index)
-    same_labels = (test_a.loc[shared, "y_true"] == test_b.loc[shared, "y_true"]).all()
+    same_labels = a.config.get("label") == b.config.get("label")
+    same_labels &= bool((test_a.loc[shared, "y_true"] == test_b.loc[shared, "y_true"]).all())
     if len(shared) < 4 or not same_labels:
         result["note"] = (
             "The runs share too few held-out patients, or their labels differ: no paired test."

@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not run_dir.is_dir():
             raise ValueError(f"no run {args.run_id!r} in {run_dir.parent}")
         run_config = runs.read_config(run_dir)
+        if run_config.get("kind") == "external":
+            raise ValueError(
+                f"{args.run_id} is an external-validation run, evaluated with its source run's "
+                "frozen rule; run python -m nsclc_engine.validate again under a new --name"
+            )
         if run_config.get("kind") == "imported":
             metrics = reevaluate_imported(run_dir, run_config, config)
         else:

@@ -222,8 +222,8 @@ def direction_warnings(splits: dict) -> list[str]:
         f"{part}: AUC {block['auc']['auc']:.3f} (95% CI {block['auc']['ci_low']:.3f}-"
         f"{block['auc']['ci_high']:.3f}) is below 0.5 beyond chance: the score probably ranks "
         "the other class. Check the label's direction (e.g. os_2y: 1 = died within 2 years; a "
-        "file's surv2yr: 1 = alive at 2 years) and the score's (--invert-score); nothing was "
-        "flipped"
+        "file's surv2yr: 1 = alive at 2 years) and the score's (imported predictions: "
+        "--invert-score); nothing was flipped"
         for part, block in splits.items()
         if block["auc"]["ci_high"] < 0.5
     ]

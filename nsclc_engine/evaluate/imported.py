@@ -34,11 +34,10 @@ from nsclc_engine.cohort.clinical import LABELS, add_labels, positive_class, rea
 from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
 from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.evaluate.crossfit import CROSSFIT_MODELS, out_of_fold
+from nsclc_engine.evaluate.frozen import fit_from_record, frozen_decision
 from nsclc_engine.evaluate.report import render_report
 from nsclc_engine.evaluate.run import write_threshold_file
-from nsclc_engine.runs import create_run, now, read_json, run_dir, update_status
-from nsclc_engine.stats.calibration import Recalibrator
-from nsclc_engine.stats.metrics import ThresholdChoice
+from nsclc_engine.runs import create_run, now, read_json, run_dir, update_status, validate_run_id
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +45,7 @@ EXCLUSION_REASONS = {
     "no_patient_id": "no PatientID",
     "duplicate_id": "PatientID repeated in the file (all its rows left out)",
     "unknown_id": "PatientID not in the clinical table",
+    "duplicate_clinical_id": "PatientID repeated in the clinical table (label ambiguous)",
     "bad_score": "score missing, not a number, or outside [0, 1]",
     "no_label": "no label in the clinical table",
 }
@@ -121,11 +121,12 @@ def screen_rows(
     table: pd.DataFrame, clinical: pd.DataFrame, config: ImportConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(kept, excluded)``: kept is ``patient_id, score, y_true`` (score already inverted
-    where asked); excluded is ``row, patient_id, reason, detail`` (``row`` is the file's line
-    number), each row under its first failing reason of :data:`EXCLUSION_REASONS`."""
+    where asked); excluded is ``row, patient_id, reason, detail`` (``row`` numbers the file's
+    data rows from 1), each row under its first failing reason of :data:`EXCLUSION_REASONS`."""
     ids = table[config.patient_column].astype("string").str.strip()
     raw = table[config.score_column]
     score = pd.to_numeric(raw, errors="coerce").astype(float)
+    repeated_clinical = clinical.patient_id[clinical.patient_id.duplicated()]
     labels = clinical.drop_duplicates("patient_id", keep=False).set_index("patient_id")
     label = labels[config.label]
     reason = pd.Series("", index=table.index, dtype=object)
@@ -139,10 +140,13 @@ def screen_rows(
     mark(ids.isna() | (ids == ""), "no_patient_id", "empty")
     repeated = ids.duplicated(keep=False) & ids.notna() & (ids != "")
     mark(repeated, "duplicate_id", ids.map(ids.value_counts()).astype(str) + " rows")
+    mark(
+        ids.isin(set(repeated_clinical)), "duplicate_clinical_id", "repeated in the clinical table"
+    )
     mark(~ids.isin(labels.index), "unknown_id", "not in the clinical table")
     bad = ~np.isfinite(score) | (score < 0) | (score > 1)
     mark(pd.Series(bad, index=table.index), "bad_score", "score " + raw.astype(str))
-    why = clinical.set_index("patient_id").get(f"{config.label}_detail")
+    why = labels.get(f"{config.label}_detail")
     no_label = ids.map(label).isna()
     mark(no_label, "no_label", ids.map(why) if why is not None else "label missing")
     keep = reason == ""
@@ -156,7 +160,7 @@ def screen_rows(
     )
     excluded = pd.DataFrame(
         {
-            "row": table.index[~keep] + 2,  # the header is line 1
+            "row": table.index[~keep] + 1,  # the file's data rows, 1 = the first
             "patient_id": ids[~keep].fillna("").to_numpy(),
             "reason": reason[~keep].to_numpy(),
             "detail": detail[~keep].astype(str).to_numpy(),
@@ -172,32 +176,19 @@ def exclusion_summary(excluded: pd.DataFrame, n_examples: int = 5) -> dict:
         rows = excluded[excluded.reason == name]
         if len(rows):
             examples = [
-                f"{r.patient_id or f'line {r.row}'} ({r.detail})"
+                f"{r.patient_id or f'data row {r.row}'} ({r.detail})"
                 for r in rows.head(n_examples).itertuples()
             ]
             summary[name] = {"meaning": meaning, "count": len(rows), "examples": examples}
     return summary
 
 
-def carried_recalibrator(calibration: dict | None) -> tuple[Recalibrator, str]:
-    """Another run's fitted recalibrator, where it is one that parameters can carry."""
-    fitted = (calibration or {}).get("recalibrators") or []
-    if len(fitted) != 1 or fitted[0].get("method") in (None, "none"):
-        return Recalibrator("none", {}, 0), "none"
-    entry = fitted[0]
-    if entry["method"] == "platt":
-        parameters = {"a": entry["a"], "b": entry["b"]}
-    elif entry["method"] == "temperature":
-        parameters = {"temperature": entry["temperature"]}
-    else:
-        return Recalibrator("none", {}, 0), f"none ({entry['method']} cannot be carried over)"
-    return Recalibrator(entry["method"], parameters, int(entry["n_fitted"])), entry["method"]
-
-
 def threshold_source(
     config: ImportConfig, evaluate: EvaluateConfig, artifacts: str | Path | None
 ) -> tuple[dict[int, FoldFit] | None, dict]:
-    """The fits to apply (``None``: fit on the validation part) and the source, stated."""
+    """The fits to apply (``None``: fit on the validation part) and the source's record: what
+    it is, in a sentence, and (value or another run) the threshold and recalibrator, so a
+    re-evaluation applies the same rule even if the other run changes later."""
     if config.validation_fraction > 0:
         return None, {
             "kind": "validation part",
@@ -210,29 +201,22 @@ def threshold_source(
         }
     if config.threshold_from:
         source = run_dir(config.threshold_from, artifacts)
-        saved = (read_json(source / "threshold.json") or {}).get("threshold")
-        if not source.is_dir() or saved is None:
+        if not (source / "predictions.csv").exists():
             raise ValueError(
-                f"--threshold-from {config.threshold_from}: no such run with a saved threshold "
-                f"in {source.parent}"
+                f"--threshold-from {config.threshold_from}: no finished run of that name in "
+                f"{source.parent}"
             )
-        recalibrator, method = carried_recalibrator(read_json(source / "calibration.json"))
-        choice = ThresholdChoice("fixed", float(saved), float(saved), "another run", 0)
-        return {0: FoldFit(0, choice, recalibrator)}, {
-            "kind": "another run",
-            "run": config.threshold_from,
-            "text": (
-                f"threshold {float(saved):.3f} and recalibration {method}, as saved by run "
-                f"{config.threshold_from}"
-            ),
-        }
+        fit, record = frozen_decision(source)
+        return {0: fit}, record | {"kind": "another run"}
     value = 0.5 if config.threshold is None else float(config.threshold)
-    choice = ThresholdChoice("fixed", value, value, "a stated value", 0)
     default = " (the default)" if config.threshold is None else ""
-    return {0: FoldFit(0, choice, Recalibrator("none", {}, 0))}, {
+    record = {
         "kind": "value",
+        "threshold": value,
+        "recalibrator": {"method": "none", "n_fitted": 0},
         "text": f"threshold {value:.3f}, a stated value{default}; no recalibration",
     }
+    return {0: fit_from_record(record)}, record
 
 
 def _parts(kept: pd.DataFrame, config: ImportConfig) -> pd.Series:
@@ -297,6 +281,8 @@ def import_predictions(
     and its metrics. Everything is computed before the run folder is created, so a bad input
     leaves no half-made run."""
     evaluate = evaluate or EvaluateConfig()
+    if run_dir(validate_run_id(name), artifacts).exists():
+        raise ValueError(f"run {name!r} already exists; choose another --name")
     table = read_table(config.file, "predictions table")
     _require_columns(
         table,
@@ -304,7 +290,8 @@ def import_predictions(
         {"--patient-column": config.patient_column, "--score-column": config.score_column},
     )
     clinical, unlabelled = add_labels(read_clinical_csv(config.clinical))
-    reasons = unlabelled[unlabelled.label == config.label].set_index("patient_id").detail
+    reasons = unlabelled[unlabelled.label == config.label].drop_duplicates("patient_id")
+    reasons = reasons.set_index("patient_id").detail
     clinical[f"{config.label}_detail"] = clinical.patient_id.map(reasons)
     kept, excluded = screen_rows(table, clinical, config)
     if kept.y_true.nunique() < 2:
@@ -336,6 +323,7 @@ def import_predictions(
         "n_used": len(kept),
         **results["metrics"],
     }
+    metrics["baseline_notes"] = notes
     metrics["warnings"] = metrics["warnings"] + notes
     run_config = {
         "kind": "imported",
@@ -343,6 +331,7 @@ def import_predictions(
         "label": config.label,
         "import": asdict(config),
         "evaluate": asdict(evaluate),
+        "threshold_source": source,
     }
     run_id = create_run(run_config, artifacts, name)
     folder = run_dir(run_id, artifacts)
@@ -386,15 +375,16 @@ def write_outputs(
 
 def reevaluate_imported(folder: Path, run_config: dict, evaluate: EvaluateConfig) -> dict:
     """Evaluate an imported run again from its saved predictions (``evaluate RUN_ID``)."""
-    config = ImportConfig(**run_config["import"])
+    source = run_config["threshold_source"]  # as resolved at import
+    fits = {0: fit_from_record(source)} if "threshold" in source else None
     predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})
-    fits, source = threshold_source(config, evaluate, folder.parent.parent)
     baselines = {}
     if (folder / "baselines.csv").exists():
         frame = pd.read_csv(folder / "baselines.csv", dtype={"patient_id": str})
         baselines = {kind: rows.drop(columns="model") for kind, rows in frame.groupby("model")}
     results = evaluate_predictions(predictions, evaluate, baselines, fits)
     metrics = (read_json(folder / "metrics.json") or {}) | results["metrics"]
+    metrics["warnings"] = metrics["warnings"] + metrics.get("baseline_notes", [])
     metrics["threshold_source"] = source
     write_outputs(folder, run_config, metrics, results, predictions, baselines, source)
     return metrics

@@ -170,6 +170,8 @@ class Recalibrator:
             return sigmoid(self.parameters["a"] * logit(y_prob) + self.parameters["b"])
         if self.method == "temperature":
             return sigmoid(logit(y_prob) / self.parameters["temperature"])
+        if self._isotonic is None:  # rebuilt from its breakpoints (recalibrator_from_dict)
+            return np.interp(y_prob, self.parameters["x"], self.parameters["y"])
         return np.asarray(self._isotonic.predict(y_prob), dtype=np.float64)
 
     @property
@@ -183,8 +185,50 @@ class Recalibrator:
         return ""
 
     def to_dict(self) -> dict:
-        payload = {"method": self.method, "n_fitted": self.n_fitted, **self.parameters}
+        """Everything :func:`recalibrator_from_dict` needs (isotonic: its breakpoints)."""
+        parameters = dict(self.parameters)
+        if self._isotonic is not None:
+            parameters["x"] = np.asarray(self._isotonic.X_thresholds_, float).tolist()
+            parameters["y"] = np.asarray(self._isotonic.y_thresholds_, float).tolist()
+        payload = {"method": self.method, "n_fitted": self.n_fitted, **parameters}
         return payload | ({"warning": self.warning} if self.warning else {})
+
+
+def recalibrator_from_dict(saved: dict) -> Recalibrator:
+    """The recalibrator that :meth:`Recalibrator.to_dict` wrote, applied exactly as fitted."""
+    method = saved.get("method", "none")
+    keys = {
+        "none": (),
+        "platt": ("a", "b"),
+        "temperature": ("temperature",),
+        "isotonic": ("x", "y"),
+    }
+    if method not in keys or any(key not in saved for key in keys[method]):
+        raise ValueError(f"cannot rebuild a {method!r} recalibrator from {sorted(saved)}")
+    parameters = {key: saved[key] for key in keys[method]}
+    return Recalibrator(method, parameters, int(saved.get("n_fitted", 0)))
+
+
+def raw_threshold(recalibrator: Recalibrator, threshold: float) -> float:
+    """The raw-probability threshold that makes the same calls as ``threshold`` on the
+    recalibrated scale: the smallest raw p with ``recalibrator.apply(p) >= threshold``
+    (every method here is non-decreasing in p; bisection to 1e-12)."""
+    if recalibrator.method == "none":
+        return float(threshold)
+    if recalibrator.method == "platt" and recalibrator.parameters["a"] < 0:
+        raise ValueError("this Platt recalibration reverses the ranking; no raw threshold exists")
+    low, high = 0.0, 1.0
+    if recalibrator.apply([low])[0] >= threshold:
+        return low
+    if recalibrator.apply([high])[0] < threshold:
+        return float(np.nextafter(1.0, 2.0))  # nobody is called positive
+    while high - low > 1e-12:
+        middle = (low + high) / 2
+        if recalibrator.apply([middle])[0] >= threshold:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def fit_recalibrator(y_true: ArrayLike, y_prob: ArrayLike, method: str) -> Recalibrator:

@@ -34,7 +34,8 @@ from nsclc_engine.cohort.build import CohortConfig, load_cohort, run_cohort
 from nsclc_engine.cohort.clinical import positive_class
 from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
 from nsclc_engine.evaluate.config import EvaluateConfig
-from nsclc_engine.evaluate.imported import carried_recalibrator, write_outputs
+from nsclc_engine.evaluate.frozen import frozen_decision
+from nsclc_engine.evaluate.imported import write_outputs
 from nsclc_engine.explain.inference import load_run_model
 from nsclc_engine.paths import artifacts_dir, default_cache_dir
 from nsclc_engine.preprocess.dataset import CachedItem, CachedVolumeDataset, items_from_cache
@@ -43,7 +44,6 @@ from nsclc_engine.runs import (
     create_run,
     now,
     read_config,
-    read_json,
     resolved_cohort,
     run_dir,
     status,
@@ -55,7 +55,6 @@ from nsclc_engine.stats.calibration import (
     logit,
     sigmoid,
 )
-from nsclc_engine.stats.metrics import ThresholdChoice
 from nsclc_engine.stats.survival import bootstrap_c_index
 from nsclc_engine.train.prepare import source_key
 from nsclc_engine.train.tasks import task_class
@@ -110,29 +109,11 @@ def frozen_source(source: Path) -> dict:
 
 
 def frozen_fit(source: Path, task: str) -> tuple[FoldFit | None, dict]:
-    """The source run's threshold in force and its recalibrator, as saved, and the sentence
-    that says so."""
+    """The source run's decision rule, frozen (:func:`~nsclc_engine.evaluate.frozen.
+    frozen_decision`); a survival run's risks need none."""
     if task == "survival":
         return None, {"kind": "frozen run", "text": f"risks of run {source.name}, unchanged"}
-    saved = read_json(source / "threshold.json") or {}
-    fitted = (saved.get("fitted") or {}).get("thresholds") or []
-    threshold = saved.get("threshold")
-    where = "saved operating point" if saved.get("operating_point") else "fitted on validation"
-    if threshold is None and fitted:  # k-fold without a saved operating point
-        threshold = float(np.mean([t["threshold"] for t in fitted]))
-        where = f"mean of the {len(fitted)} folds' validation thresholds"
-    if threshold is None:
-        raise ValueError(f"run {source.name}: no threshold.json; evaluate it first")
-    recalibrator, method = carried_recalibrator(read_json(source / "calibration.json"))
-    choice = ThresholdChoice("fixed", float(threshold), float(threshold), f"run {source.name}", 0)
-    return FoldFit(0, choice, recalibrator), {
-        "kind": "frozen run",
-        "run": source.name,
-        "text": (
-            f"threshold {float(threshold):.3f} ({where}) and recalibration {method}, frozen "
-            f"from run {source.name}"
-        ),
-    }
+    return frozen_decision(source)
 
 
 def external_cohort(config: ValidateConfig, artifacts: Path) -> Path:
@@ -278,13 +259,42 @@ def validate_run(
         "n_failed": len(failed),
         "held_out": "external",
     }
+    developed_on = set(
+        pd.read_csv(source / "predictions.csv", dtype={"patient_id": str}).patient_id
+    )
+    overlap = sorted(developed_on & set(scores.patient_id))
+    warnings = []
+    if overlap:
+        warnings.append(
+            f"{len(overlap)} of these patients (e.g. {', '.join(overlap[:3])}) were in run "
+            f"{run_id}'s own cohort (training, validation or test): for them this is not an "
+            "external validation"
+        )
     reason = too_few(predictions, task)
+    results = None
+    if reason:
+        metrics |= {"too_few_patients": reason, "splits": {}, "warnings": [reason, *warnings]}
+    elif task == "survival":
+        metrics |= survival_metrics(predictions, evaluate)
+        metrics["warnings"] += warnings
+    else:
+        results = evaluate_predictions(predictions, evaluate, None, {0: fit})
+        deployed = results["recalibrated"]
+        metrics |= results["metrics"]
+        metrics["warnings"] += warnings
+        metrics["calibration_external"] = calibration_block(
+            predictions.y_true, deployed, config.recalibrate_intercept
+        )
+        curve = decision_curve(predictions.y_true, deployed)
+        metrics["decision_curve"] = {key: np.asarray(v).tolist() for key, v in curve.items()}
+    metrics["case_mix"] = case_mix.to_dict(orient="records")
     run_config = {
         "kind": "external",
         "task": task,
         "label": label,
         "source_run": run_id,
         "validate": asdict(config),
+        "threshold_source": frozen,
         "resolved": {
             "cohort_dir": str(cohort_dir),
             "preprocess": source_config["resolved"]["preprocess"],
@@ -292,27 +302,18 @@ def validate_run(
     }
     new_id = create_run(run_config, root, name)
     folder = run_dir(new_id, root)
-    write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
-    write_text_atomic(folder / "unlabelled.csv", unlabelled.to_csv(index=False))
-    write_text_atomic(folder / "failed.csv", failed.to_csv(index=False))
-    write_text_atomic(folder / "case_mix.csv", case_mix.to_csv(index=False))
-    metrics["case_mix"] = case_mix.to_dict(orient="records")
-    if reason:
-        metrics |= {"too_few_patients": reason, "splits": {}, "warnings": [reason]}
-        write_json(folder / "metrics.json", metrics)
-    elif task == "survival":
-        metrics |= survival_metrics(predictions, evaluate)
-        write_json(folder / "metrics.json", metrics)
-    else:
-        results = evaluate_predictions(predictions, evaluate, None, {0: fit})
-        deployed = results["recalibrated"]
-        metrics |= results["metrics"]
-        metrics["calibration_external"] = calibration_block(
-            predictions.y_true, deployed, config.recalibrate_intercept
-        )
-        curve = decision_curve(predictions.y_true, deployed)
-        metrics["decision_curve"] = {key: np.asarray(v).tolist() for key, v in curve.items()}
-        write_outputs(folder, run_config, metrics, results, predictions, {}, frozen)
+    try:
+        write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
+        write_text_atomic(folder / "unlabelled.csv", unlabelled.to_csv(index=False))
+        write_text_atomic(folder / "failed.csv", failed.to_csv(index=False))
+        write_text_atomic(folder / "case_mix.csv", case_mix.to_csv(index=False))
+        if results is None:
+            write_json(folder / "metrics.json", metrics)
+        else:
+            write_outputs(folder, run_config, metrics, results, predictions, {}, frozen)
+    except Exception as error:  # the run says it failed rather than waiting forever
+        update_status(folder, state="failed", error=str(error), finished=now())
+        raise
     update_status(
         folder, state="finished", progress=1.0, stage="external validation", finished=now()
     )

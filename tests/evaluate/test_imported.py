@@ -86,6 +86,8 @@ def test_every_bad_row_is_counted_with_examples_and_left_out(tmp_path, tiny_sour
     clinical = pd.read_csv(tiny_source / "clinical.csv", dtype=str, keep_default_na=False)
     censored = clinical.PatientID == frame.Patient[6]
     clinical.loc[censored, ["Survival.time", "deadstatus.event"]] = ["300", "0"]
+    # and patient 7 has two clinical rows: its label is ambiguous
+    clinical = pd.concat([clinical, clinical[clinical.PatientID == frame.Patient[7]]])
     clinical.to_csv(tmp_path / "clinical.csv", index=False)
     config = config_for(tmp_path, pd.concat([frame, extra]), tmp_path / "clinical.csv")
     _, metrics = import_predictions(config, "bad-rows", tmp_path / "art", QUICK)
@@ -93,15 +95,16 @@ def test_every_bad_row_is_counted_with_examples_and_left_out(tmp_path, tiny_sour
     assert counts == {
         "no_patient_id": 1,
         "duplicate_id": 3,
+        "duplicate_clinical_id": 1,
         "unknown_id": 1,
         "bad_score": 3,
         "no_label": 1,
     }
     assert "NOBODY-1" in metrics["excluded"]["unknown_id"]["examples"][0]
-    assert "line 2" in metrics["excluded"]["no_patient_id"]["examples"][0]
+    assert "data row 1" in metrics["excluded"]["no_patient_id"]["examples"][0]
     assert "high" in " ".join(metrics["excluded"]["bad_score"]["examples"])
     assert "before the 730-day horizon" in metrics["excluded"]["no_label"]["examples"][0]
-    assert metrics["n_used"] == good - 6  # rows 0-3, patients 5 and 6
+    assert metrics["n_used"] == good - 7  # rows 0-3, patients 5, 6 and 7
     excluded = pd.read_csv(tmp_path / "art" / "runs" / "bad-rows" / "excluded.csv")
     assert len(excluded) == sum(counts.values())
 
@@ -157,7 +160,14 @@ def test_the_threshold_comes_from_its_stated_source(tmp_path, tiny_source, label
     carried = config_for(tmp_path, scored(labelled, 1), clinical, threshold_from=run_id)
     _, metrics = import_predictions(carried, "carried", art, QUICK)
     assert metrics["thresholds"][0]["threshold"] == pytest.approx(expected)
-    assert f"as saved by run {run_id}" in metrics["threshold_source"]["text"]
+    assert f"frozen from run {run_id}" in metrics["threshold_source"]["text"]
+    # the other run changes its mind later: a re-evaluation keeps the rule resolved at import
+    from nsclc_engine.evaluate.run import write_threshold_file
+
+    write_threshold_file(art / "runs" / run_id, operating_point={"threshold": 0.9})
+    assert evaluate_main(["carried", "--artifacts", str(art)]) == 0
+    again = json.loads((art / "runs" / "carried" / "metrics.json").read_text())
+    assert again["thresholds"][0]["threshold"] == pytest.approx(expected)
 
     stated = config_for(tmp_path, scored(labelled), clinical, threshold=0.3)
     _, metrics = import_predictions(stated, "stated", art, QUICK)

@@ -98,6 +98,15 @@ def test_applied_to_its_own_cohort_the_frozen_run_reproduces_its_predictions(art
     own = pd.read_csv(artifacts / "runs" / "fixture" / "predictions.csv").set_index("patient_id")
     assert set(again.index) == set(own.index)
     np.testing.assert_allclose(again.y_prob, own.loc[again.index].y_prob, atol=1e-5)
+    metrics = json.loads((artifacts / "runs" / "again" / "metrics.json").read_text())
+    assert any(
+        f"{len(own)} of these patients" in w and "not an external validation" in w
+        for w in metrics["warnings"]
+    )
+    # its rule is the frozen one: evaluating it as a trained run would refit on nothing
+    from nsclc_engine.evaluate.__main__ import main as evaluate_main
+
+    assert evaluate_main(["again", "--artifacts", str(artifacts)]) == 2
 
 
 @pytest.mark.slow
