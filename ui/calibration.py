@@ -11,14 +11,14 @@ st.title("Calibration")
 view = require_finished_run()
 key = stamp(view)
 
+part = view.held_out
 method = st.radio(
-    "Recalibration (fitted on validation, applied to test)",
+    f"Recalibration (fitted on validation, applied to {part})",
     RECALIBRATION_METHODS,
     horizontal=True,
     key="cal_method",
 )
 strategy = st.radio("Bins", page.BIN_STRATEGIES, horizontal=True, key="cal_bins")
-part = view.held_out
 if part != "test":
     st.caption(f"{view.kind.capitalize()} run: the {part} patients' predictions.")
 external = page.external_calibration(view.metrics or {})
@@ -36,6 +36,12 @@ if not external.empty:
         "Calibration-in-the-large 0 and slope 1 are ideal. A recalibration-in-the-large uses the "
         "external labels themselves: it shows what a local intercept update would give, not a "
         "validated result."
+        + (
+            " A slope shown as None could not be estimated: the probabilities barely vary, or "
+            "they separate the outcomes."
+            if external.slope.isna().any()
+            else ""
+        )
     )
 raw = part_predictions(view.run_id, key, part, "none")
 shown = part_predictions(view.run_id, key, part, method)

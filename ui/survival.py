@@ -16,6 +16,21 @@ if view.config.get("task") != "survival":
         "page, or `python -m nsclc_engine.train --set task=survival`) to see this page."
     )
     st.stop()
+if view.kind == "external validation":
+    block = view.metrics["splits"]["external"]
+    c = block["c_index"]
+    st.metric(
+        f"External C-index of run {view.config.get('source_run')}, applied unchanged",
+        f"{c['c_index']:.3f}",
+    )
+    st.caption(
+        f"95% CI {c['ci_low']:.3f}-{c['ci_high']:.3f} (patient bootstrap); {block['n']} patients, "
+        f"{block['n_events']} deaths. Risk groups, time-dependent AUC and the baselines need the "
+        "development cohort's splits: they are on the source run's page."
+    )
+    for warning in view.metrics.get("warnings", []):
+        st.warning(warning)
+    st.stop()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

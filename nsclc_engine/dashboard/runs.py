@@ -134,8 +134,8 @@ def compare_survival_runs(a: RunView, b: RunView) -> dict:
                 }
             )
     result: dict = {"table": pd.DataFrame(rows), "difference": None, "note": ""}
-    test_a = a.predictions[a.predictions.split == "test"].set_index("patient_id")
-    test_b = b.predictions[b.predictions.split == "test"].set_index("patient_id")
+    test_a = a.predictions[a.predictions.split == a.held_out].set_index("patient_id")
+    test_b = b.predictions[b.predictions.split == b.held_out].set_index("patient_id")
     shared = test_a.index.intersection(test_b.index)
     columns = ["time_days", "event"]
     if len(shared) < 4 or not test_a.loc[shared, columns].equals(test_b.loc[shared, columns]):

@@ -217,10 +217,11 @@ def outside_runs(own_artifacts, tiny_source):
     cohort = json.loads((own_artifacts / "runs" / "fixture" / "config.json").read_text())
     own_cohort = ValidateConfig(cohort=cohort["resolved"]["cohort_dir"], bootstrap_resamples=200)
     validate_run("fixture", "external", own_cohort, own_artifacts)
+    validate_run("fixture-survival", "external-survival", own_cohort, own_artifacts)
     return own_artifacts
 
 
-@pytest.mark.parametrize("run_id", ["imported", "external"])
+@pytest.mark.parametrize("run_id", ["imported", "external", "external-survival"])
 def test_every_page_works_on_imported_and_external_runs(outside_runs, monkeypatch, run_id):
     monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(outside_runs))
     monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
@@ -231,6 +232,8 @@ def test_every_page_works_on_imported_and_external_runs(outside_runs, monkeypatc
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, [e.value for e in at.error])
+    if run_id == "external-survival":
+        return
     at.session_state["run_id"] = run_id
     at.switch_page("ui/threshold.py").run()
     assert at.radio(key="thr_split").options == ["external"]
