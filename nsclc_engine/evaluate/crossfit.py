@@ -65,7 +65,7 @@ def volume_cm3(features: pd.DataFrame) -> pd.Series:
     )
 
 
-def _radiomics_model(n_train: int, seed: int):
+def _radiomics_model(n_train: int, n_features: int, seed: int):
     from sklearn.feature_selection import SelectKBest, VarianceThreshold, f_classif
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -78,7 +78,9 @@ def _radiomics_model(n_train: int, seed: int):
     selection = Pipeline(
         [("select", SelectKBest(f_classif)), ("model", LogisticRegression(max_iter=2000))]
     )
-    grid = {"select__k": list(SELECT_K), "model__C": list(PENALTIES)}
+    # K beyond the features left after the variance filter would select them all, with a warning
+    sizes = [k for k in SELECT_K if k < n_features] or ["all"]
+    grid = {"select__k": sizes, "model__C": list(PENALTIES)}
     inner = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     return make_pipeline(
         SimpleImputer(strategy="median"),
@@ -89,12 +91,12 @@ def _radiomics_model(n_train: int, seed: int):
     )
 
 
-def _model(kind: str, n_train: int, seed: int):
+def _model(kind: str, n_train: int, n_features: int, seed: int):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     if kind == "radiomics":
-        return _radiomics_model(n_train, seed)
+        return _radiomics_model(n_train, n_features, seed)
     return make_pipeline(preprocessing(kind), LogisticRegression(max_iter=1000))
 
 
@@ -144,7 +146,8 @@ def out_of_fold(
     chosen = []
     outer = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for fold, (train, held_out) in enumerate(outer.split(inputs, y)):
-        model = _model(kind, len(train), seed)
+        varying = int((inputs.iloc[train].std() > 0).sum()) if kind == "radiomics" else 0
+        model = _model(kind, len(train), varying, seed)
         model.fit(inputs.iloc[train], y[train])
         probability[held_out] = model.predict_proba(inputs.iloc[held_out])[:, 1]
         fold_of[held_out] = fold

@@ -176,6 +176,32 @@ def test_the_threshold_comes_from_its_stated_source(tmp_path, tiny_source, label
         config_for(tmp_path, scored(labelled), clinical, threshold=0.3, threshold_from=run_id)
 
 
+def test_baselines_read_another_features_table(tmp_path, tiny_source, labelled):
+    rng = np.random.default_rng(1)
+    features = pd.DataFrame({"case": labelled.patient_id})
+    features["original_shape_Volume"] = 1000 * np.exp(rng.normal(3 + labelled.os_2y, 0.7))
+    for k in range(30):
+        features[f"wavelet-LLH_glcm_Noise{k}"] = rng.normal(size=len(labelled))
+    features.to_csv(tmp_path / "features.csv", index=False)
+    config = config_for(
+        tmp_path,
+        scored(labelled),
+        tiny_source / "clinical.csv",
+        baselines=True,
+        cv_folds=3,
+        features=str(tmp_path / "features.csv"),
+        features_patient_column="case",
+    )
+    _, metrics = import_predictions(config, "with-features", tmp_path / "art", QUICK)
+    assert set(metrics["baselines"]) == {"clinical", "volume", "radiomics"}
+    for entry in metrics["baselines"].values():
+        assert entry["external"]["n"] == len(labelled)
+    assert metrics["baselines"]["volume"]["external"]["auc"]["value"] > 0.75  # the planted signal
+    wrong = ImportConfig(**(config.__dict__ | {"features_patient_column": "id"}))
+    with pytest.raises(ValueError, match="no column 'id' \\(--features-patient-column\\)"):
+        import_predictions(wrong, "never", tmp_path / "art", QUICK)
+
+
 def test_feature_selection_stays_inside_the_cross_validation():
     """600 noise features and random labels: selecting the best features on all patients
     before cross-validating gives a high AUC by chance every time; selecting inside the
