@@ -375,7 +375,10 @@ def write_outputs(
 
 def reevaluate_imported(folder: Path, run_config: dict, evaluate: EvaluateConfig) -> dict:
     """Evaluate an imported run again from its saved predictions (``evaluate RUN_ID``)."""
-    source = run_config["threshold_source"]  # as resolved at import
+    saved = read_json(folder / "metrics.json") or {}
+    source = run_config.get("threshold_source") or saved.get("threshold_source")  # at import
+    if source is None:
+        raise ValueError(f"{folder.name}: the import's threshold source is not recorded")
     fits = {0: fit_from_record(source)} if "threshold" in source else None
     predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})
     baselines = {}
@@ -383,7 +386,7 @@ def reevaluate_imported(folder: Path, run_config: dict, evaluate: EvaluateConfig
         frame = pd.read_csv(folder / "baselines.csv", dtype={"patient_id": str})
         baselines = {kind: rows.drop(columns="model") for kind, rows in frame.groupby("model")}
     results = evaluate_predictions(predictions, evaluate, baselines, fits)
-    metrics = (read_json(folder / "metrics.json") or {}) | results["metrics"]
+    metrics = saved | results["metrics"]
     metrics["warnings"] = metrics["warnings"] + metrics.get("baseline_notes", [])
     metrics["threshold_source"] = source
     write_outputs(folder, run_config, metrics, results, predictions, baselines, source)

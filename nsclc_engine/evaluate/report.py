@@ -276,10 +276,13 @@ def render_report(
                 "precision": at_t["precision"],
             },
         ]
-        roc_curves = [{"name": "image model", "fpr": fpr, "tpr": tpr, "auc": sweep.roc_auc()}]
+        model = {"imported": "imported model", "external": "frozen model"}.get(
+            metrics.get("kind", ""), "image model"
+        )
+        roc_curves = [{"name": model, "fpr": fpr, "tpr": tpr, "auc": sweep.roc_auc()}]
         pr_curves = [
             {
-                "name": "image model",
+                "name": model,
                 "recall": recall,
                 "precision": precision,
                 "ap": sweep.average_precision(),
@@ -357,7 +360,7 @@ def render_report(
                 )
             )
         )
-        curves = {"image model": decision_curve(test.y_true, test.y_prob)}
+        curves = {model: decision_curve(test.y_true, test.y_prob)}
         for name, frame in baselines.items():
             rows_b = frame[frame.split == held_out]
             curves[f"{name} baseline"] = decision_curve(rows_b.y_true, rows_b.y_prob)
@@ -374,12 +377,17 @@ def render_report(
                     row[f"{part} AUC (95% CI)"] = _fmt_ci(entry[part]["auc"])
             if "delong_image_vs_baseline" in entry:
                 d = entry["delong_image_vs_baseline"]
-                row["image - baseline (95% CI), p"] = (
+                row["run - baseline (95% CI), p"] = (
                     f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
                     f"p={d['p_value']:.3f}"
                 )
             rows.append(row)
-        sections.append("<h2>Baselines on the same splits</h2>" + _table(pd.DataFrame(rows)))
+        where = (
+            "fitted out of fold on exactly the imported patients"
+            if metrics.get("kind") == "imported"
+            else "on the same splits"
+        )
+        sections.append(f"<h2>Baselines {where}</h2>" + _table(pd.DataFrame(rows)))
     sections.append(
         "<h2>TRIPOD+AI items covered</h2>"
         + _table(pd.DataFrame(TRIPOD_ITEMS, columns=["item", "where in this report"]))

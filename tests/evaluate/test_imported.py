@@ -168,6 +168,9 @@ def test_the_threshold_comes_from_its_stated_source(tmp_path, tiny_source, label
     assert evaluate_main(["carried", "--artifacts", str(art)]) == 0
     again = json.loads((art / "runs" / "carried" / "metrics.json").read_text())
     assert again["thresholds"][0]["threshold"] == pytest.approx(expected)
+    assert evaluate_main([run_id, "--artifacts", str(art)]) == 0  # refits on its validation part
+    refitted = json.loads((art / "runs" / run_id / "metrics.json").read_text())
+    assert refitted["thresholds"][0]["threshold"] == pytest.approx(expected)
 
     stated = config_for(tmp_path, scored(labelled), clinical, threshold=0.3)
     _, metrics = import_predictions(stated, "stated", art, QUICK)
