@@ -36,7 +36,7 @@ from nsclc_engine.explain.gradcam import (
     rank_correlation,
 )
 from nsclc_engine.preprocess.volumes import PRESETS
-from nsclc_engine.train.model import build_resnet18
+from nsclc_engine.train.model import build_model
 
 
 def fake_run(root: Path, model: torch.nn.Module) -> Path:
@@ -49,7 +49,7 @@ def fake_run(root: Path, model: torch.nn.Module) -> Path:
 def time_preset(preset: str, device: str, layer: str) -> dict:
     shape = PRESETS[preset].out_shape
     torch.manual_seed(0)
-    model = build_resnet18().to(device).eval()
+    model = build_model().to(device).eval()
     volume = np.random.default_rng(0).random(shape, dtype=np.float32)
     grad_cam(model, volume, 1, layer)  # warm-up (first-call kernels, allocator)
     with tempfile.TemporaryDirectory() as root:
@@ -90,7 +90,7 @@ def sanity(device: str, steps: int = 60) -> None:
     shape = PRESETS["demo"].out_shape
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    model = build_resnet18().to(device)
+    model = build_model().to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     start = time.perf_counter()
     for _ in range(steps):
@@ -108,7 +108,7 @@ def sanity(device: str, steps: int = 60) -> None:
         f"held-out accuracy {accuracy:.2f}"
     )
     torch.manual_seed(1)
-    random_model = build_resnet18().to(device)
+    random_model = build_model().to(device)
     positives = [i for i in range(len(labels)) if labels[i]]
     share = regions[positives].mean()
     print(f"an even spread would put {share:.3f} of the mass on the ball")

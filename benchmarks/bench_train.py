@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nsclc_engine.preprocess.dataset import AugmentConfig, CachedItem, CachedVolumeDataset
 from nsclc_engine.preprocess.volumes import PRESETS
-from nsclc_engine.train.model import build_resnet18
+from nsclc_engine.train.model import build_model
 
 
 def model_volumes_per_s(
@@ -32,7 +32,7 @@ def model_volumes_per_s(
 ) -> tuple[float, float]:
     """(volumes/s, peak GPU memory in GiB or 0 on the CPU)."""
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
-    model = build_resnet18().to(device, memory_format=memory_format)
+    model = build_model().to(device, memory_format=memory_format)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     volumes = torch.rand((batch, 1, *shape), device=device).to(memory_format=memory_format)
     targets = torch.randint(0, 2, (batch,), device=device)

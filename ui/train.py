@@ -6,6 +6,7 @@ from nsclc_engine.dashboard import runs as runs_view
 from nsclc_engine.dashboard import train as page
 from nsclc_engine.evaluate import figures
 from nsclc_engine.train import jobs
+from nsclc_engine.train.config import BACKBONES
 from ui.common import artifacts, load
 
 st.title("Train")
@@ -75,6 +76,14 @@ with st.form("launch"):
     use_sampler = a.checkbox("Balanced sampler", start["use_sampler"], key="sampler" + k)
     use_class_weights = b.checkbox("Class weights", start["use_class_weights"], key="weights" + k)
     shuffle_labels = c.checkbox("Shuffle labels (negative control)", False, key="shuffle" + k)
+    model = choice(
+        a,
+        "Network",
+        list(BACKBONES),
+        field="model",
+        help="MONAI 3D ResNets of MedicalNet's family; more layers, more parameters to fit",
+        key="model" + k,
+    )
     pretrained = st.text_input("Pretrained MedicalNet weights (path on this server, optional)")
     submitted = st.form_submit_button("Launch", type="primary")
 
@@ -98,6 +107,7 @@ if submitted:
             "use_sampler": use_sampler,
             "use_class_weights": use_class_weights,
             "shuffle_labels": shuffle_labels,
+            "model": model,
             "pretrained": pretrained,
         }
     )

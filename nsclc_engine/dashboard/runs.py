@@ -52,6 +52,9 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "protocol": config.get("protocol", "report"),  # older runs: the report's
                 "label": config.get("label"),
                 "preset": config.get("preset"),
+                # runs from before networks had names all trained the ResNet-18
+                "network": config.get("model", "resnet18") if run_kind(config) == "trained" else "",
+                "parameters (M)": (run.get("model") or {}).get("parameters", float("nan")) / 1e6,
                 "folds": config.get("folds", 0),
                 "shuffled labels": bool(config.get("shuffle_labels", False)),
                 "test AUC": test.get("auc"),
@@ -70,7 +73,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
     columns = ["run_id", "state", "progress", "kind", "task", "label", "held-out part"]
     columns += ["test AUC", "test AUC 95% CI"]
     columns += ["test C-index", "best achievable (image)", "share of achievable", "protocol"]
-    columns += ["shuffled labels", "stage", "preset", "folds", "threshold", "created", "finished"]
+    columns += ["shuffled labels", "stage", "network", "parameters (M)", "preset", "folds"]
+    columns += ["threshold", "created", "finished"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.iloc[::-1].reset_index(drop=True)
 

@@ -11,7 +11,7 @@ import numpy as np
 from nsclc_engine.explain.gradcam import as_batch
 from nsclc_engine.preprocess.dataset import AugmentConfig, augment_volume
 from nsclc_engine.runs import best_checkpoint
-from nsclc_engine.train.model import build_resnet18
+from nsclc_engine.train.model import build_model
 from nsclc_engine.train.tasks import task_class
 
 
@@ -23,7 +23,9 @@ def load_run_model(run_dir: str | os.PathLike, fold: int = 0, device: str = "cpu
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     config = checkpoint.get("config", {})
     outputs = task_class(config.get("task", "classification")).outputs
-    model = build_resnet18(num_classes=outputs, norm=config.get("norm", "batch"))
+    model = build_model(
+        config.get("model", "resnet18"), num_classes=outputs, norm=config.get("norm", "batch")
+    )
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval()
 

@@ -13,6 +13,9 @@ from nsclc_engine.demo import DEMO_PATIENTS
 from nsclc_engine.runs import read_config
 
 NORMS = ("batch", "group")  # the network's normalisation layers (train.model)
+# MONAI's 3D ResNets of MedicalNet's family (train.model): same layer names, so Grad-CAM's
+# layer3/layer4 and MedicalNet weights apply to each
+BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class TrainConfig:
     use_class_weights: bool = True
     augment: str = "all"  # all | off | minority (the report's: a label cue, see data.py)
     cox_bank: int = 64  # survival: recent training risks kept as extra (detached) risk set
+    model: str = "resnet18"  # one of BACKBONES
     pretrained: str = ""
     norm: str = "batch"  # batch (the report's, MedicalNet's) | group (batch-size independent)
     device: str = "auto"  # auto | cpu | cuda
@@ -121,6 +125,8 @@ class TrainConfig:
         AugmentConfig(classes=self.augment)
         if self.norm not in NORMS:
             raise ValueError(f"norm {self.norm!r}: choose one of {', '.join(NORMS)}")
+        if self.model not in BACKBONES:
+            raise ValueError(f"model {self.model!r}: choose one of {', '.join(BACKBONES)}")
         if self.crop_mode not in ("", "bbox", "fixed_fov"):
             raise ValueError(f"crop_mode {self.crop_mode!r}: choose bbox, fixed_fov or empty")
         if self.dicom and not Path(self.dicom).is_dir():

@@ -195,7 +195,7 @@ def train_fold(
     from tqdm import tqdm
 
     from nsclc_engine.preprocess.dataset import AugmentConfig, CachedVolumeDataset, make_datasets
-    from nsclc_engine.train.model import build_resnet18, load_pretrained
+    from nsclc_engine.train.model import build_model, load_pretrained, parameter_count
     from nsclc_engine.train.tasks import ClassificationTask, SurvivalTask
 
     device = select_device(config, dist)
@@ -212,7 +212,7 @@ def train_fold(
         task = ClassificationTask(train_labels, config.use_class_weights, device)
     # each fold starts from its own seed: a resumed run builds fold k as an unbroken one did
     torch.manual_seed(config.seed + 1000 * fold + dist.rank)
-    model = build_resnet18(num_classes=task.outputs, norm=config.norm)
+    model = build_model(config.model, num_classes=task.outputs, norm=config.norm)
     model = model.to(device, memory_format=input_format)
     log.info("fold %d on %s, %s", fold, device, resolved_precision(config, device))
     if config.pretrained:
@@ -372,7 +372,25 @@ def train_fold(
         plain = CachedVolumeDataset(dataset.items, None, (), config.seed)
         frame = predict(_unwrap(model), plain, config, device, dist, task)
         frames.append(frame.assign(split=part, fold=fold))
+    if dist.is_main:  # what the network costs, for choosing one (the Runs page, status.json)
+        network = {"name": config.model, "parameters": parameter_count(_unwrap(model))}
+        update_status(run_dir, model=network | peak_memory(device))
     return pd.concat(frames, ignore_index=True)
+
+
+def peak_memory(device) -> dict:
+    """The peak memory of training so far, in MB, and what was measured: on a GPU the CUDA
+    memory tensors took (``torch.cuda.max_memory_allocated``), on the CPU the process's peak
+    resident set (everything the process held, Python and data included)."""
+    import torch
+
+    if device.type == "cuda":
+        megabytes = torch.cuda.max_memory_allocated(device) / 2**20
+        return {"peak_memory_mb": round(megabytes, 1), "memory_measured": "CUDA tensors"}
+    import resource
+
+    megabytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return {"peak_memory_mb": round(megabytes, 1), "memory_measured": "process peak RSS"}
 
 
 def monitored_loss(config: TrainConfig, val_metrics: dict) -> float:

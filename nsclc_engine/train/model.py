@@ -1,4 +1,5 @@
-"""The network: MONAI's 3D ResNet-18, MedicalNet-compatible, and local pretrained weights.
+"""The network: MONAI's 3D ResNets (10, 18, 34, 50 layers), MedicalNet-compatible, and local
+pretrained weights.
 
 The first convolution has stride 2 as in standard ResNet and MedicalNet (MONAI's default of 1
 makes a CPU step about 7x slower, see ../shared/FACTS.md). ``shortcut_type="A"`` and
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nsclc_engine.train.config import NORMS
+from nsclc_engine.train.config import BACKBONES, NORMS
 
 log = logging.getLogger(__name__)
 
@@ -26,30 +27,45 @@ class LoadReport:
     missing: tuple[str, ...]  # in the model but not in the file (left at random init)
 
 
-def build_resnet18(
-    num_classes: int = 2, first_stride: int = 2, norm: str = "batch"
+def build_model(
+    name: str = "resnet18", num_classes: int = 2, first_stride: int = 2, norm: str = "batch"
 ) -> torch.nn.Module:
-    """3D ResNet-18 for ``[N, 1, D, H, W]`` inputs and ``num_classes`` logits.
+    """A 3D ResNet of :data:`~nsclc_engine.train.config.BACKBONES` for ``[N, 1, D, H, W]``
+    inputs and ``num_classes`` logits.
 
+    ``resnet10``-``resnet34`` use basic blocks, ``resnet50`` bottlenecks; all keep the layer
+    names (``conv1``, ``layer1``-``layer4``, ``fc``), shortcuts and downsample biases of
+    MedicalNet's, so its files load by name.
     ``norm="group"`` swaps every BatchNorm3d for GroupNorm (16 groups), which does not depend
     on the batch size; its weights and biases keep MedicalNet's names and shapes. (MONAI's own
     ``norm=`` argument reaches only the stem, not the residual blocks.)
     """
-    from monai.networks.nets import resnet18
+    from monai.networks import nets
+    from monai.networks.nets.resnet import get_medicalnet_pretrained_resnet_args
 
+    if name not in BACKBONES:
+        raise ValueError(f"model {name!r}: choose one of {', '.join(BACKBONES)}")
     if norm not in NORMS:
         raise ValueError(f"norm {norm!r}: choose one of {list(NORMS)}")
-    model = resnet18(
+    # MedicalNet's layouts: shortcut A with a biased downsample for 18 and 34, B without for
+    # 10 and 50 (MONAI's own table of them)
+    bias_downsample, shortcut = get_medicalnet_pretrained_resnet_args(int(name[len("resnet") :]))
+    model = getattr(nets, name)(
         spatial_dims=3,
         n_input_channels=1,
         num_classes=num_classes,
         conv1_t_stride=first_stride,
-        shortcut_type="A",
-        bias_downsample=True,
+        shortcut_type=shortcut,
+        bias_downsample=bias_downsample,
     )
     if norm == "group":
         _batch_to_group_norm(model)
     return model
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _batch_to_group_norm(module: torch.nn.Module, groups: int = 16) -> None:
@@ -108,5 +124,5 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
         list(report.missing)[:5],
     )
     if not report.loaded:
-        raise ValueError(f"{path}: no tensor matches the 3D ResNet-18 by name and shape")
+        raise ValueError(f"{path}: no tensor matches the network by name and shape")
     return report

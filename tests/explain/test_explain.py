@@ -16,7 +16,7 @@ from nsclc_engine.explain.gradcam import (
     saliency,
 )
 from nsclc_engine.preprocess.volumes import InputGeometry, PreprocessConfig, preprocess_arrays
-from nsclc_engine.train.model import build_resnet18
+from nsclc_engine.train.model import build_model
 
 SIDE = 16
 
@@ -113,7 +113,7 @@ def test_saliency_is_a_full_resolution_map_in_unit_range(trained_toy, held_out):
 @pytest.mark.parametrize(("layer", "coarse"), [("layer3", (2, 4, 4)), ("layer4", (1, 2, 2))])
 def test_resnet_grad_cam_shapes_ranges_and_model_state(layer, coarse):
     torch.manual_seed(0)
-    model = build_resnet18(num_classes=2).train()
+    model = build_model(num_classes=2).train()
     volume = torch.rand(32, 64, 64)
     result = grad_cam(model, volume, None, layer)
     # the model is handed back as it came: training mode, trainable parameters
@@ -134,7 +134,7 @@ def test_resnet_grad_cam_shapes_ranges_and_model_state(layer, coarse):
 
 
 def test_survival_model_explains_its_single_output():
-    model = build_resnet18(num_classes=1)
+    model = build_model(num_classes=1)
     result = grad_cam(model, torch.rand(32, 64, 64), None, "layer3")
     assert result.target == 0
 

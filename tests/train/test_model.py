@@ -1,11 +1,12 @@
 import pytest
 import torch
 
-from nsclc_engine.train.model import build_resnet18, load_pretrained
+from nsclc_engine.train.config import BACKBONES
+from nsclc_engine.train.model import build_model, load_pretrained, parameter_count
 
 
 def test_stride_two_stem_and_two_logits():
-    model = build_resnet18()
+    model = build_model()
     assert model.conv1.stride == (2, 2, 2)
     assert model(torch.zeros(2, 1, 16, 32, 32)).shape == (2, 2)
 
@@ -28,7 +29,7 @@ def test_loads_a_medicalnet_format_file_by_name_and_shape(tmp_path):
     path = tmp_path / "resnet_18_23dataset.pth"
     torch.save({"state_dict": state}, path)
 
-    model = build_resnet18()
+    model = build_model()
     report = load_pretrained(model, path)
     assert set(report.missing) == {"fc.weight", "fc.bias", "layer1.0.conv1.weight"}
     assert set(report.skipped) == {"conv_seg.0.weight", "layer1.0.conv1.weight"}
@@ -40,15 +41,15 @@ def test_a_file_with_nothing_usable_is_an_error(tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"encoder.weight": torch.zeros(2)}, path)
     with pytest.raises(ValueError, match="no tensor matches"):
-        load_pretrained(build_resnet18(), path)
+        load_pretrained(build_model(), path)
 
 
 def test_group_norm_replaces_every_batch_norm_and_still_loads_medicalnet(tmp_path):
-    model = build_resnet18(norm="group")
+    model = build_model(norm="group")
     assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
     assert model(torch.zeros(1, 1, 16, 32, 32)).shape == (1, 2)  # batch of one is fine
     path = tmp_path / "medicalnet.pth"
-    torch.save({"state_dict": build_resnet18().state_dict()}, path)
+    torch.save({"state_dict": build_model().state_dict()}, path)
     report = load_pretrained(model, path)
     assert all(
         name.endswith(("running_mean", "running_var", "num_batches_tracked"))
@@ -56,4 +57,48 @@ def test_group_norm_replaces_every_batch_norm_and_still_loads_medicalnet(tmp_pat
     )
     assert "layer4.1.bn2.weight" in report.loaded
     with pytest.raises(ValueError, match="norm"):
-        build_resnet18(norm="layer")
+        build_model(norm="layer")
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_builds_with_the_stride_two_stem_and_counts_its_parameters(name):
+    model = build_model(name, num_classes=1)
+    assert model.conv1.stride == (2, 2, 2)
+    assert model(torch.zeros(2, 1, 16, 32, 32)).shape == (2, 1)
+    assert parameter_count(model) == sum(p.numel() for p in model.parameters())
+    assert model.get_submodule("layer3") is not None  # Grad-CAM's layers exist in every one
+
+
+def test_deeper_backbones_have_more_parameters():
+    """Basic blocks grow with depth; ResNet-50's bottlenecks (1x1x1 convolutions around each
+    3x3x3) hold fewer than ResNet-34's basic blocks in 3D: 46.2 M vs 63.3 M."""
+    counts = {name: parameter_count(build_model(name)) for name in BACKBONES}
+    assert counts["resnet10"] < counts["resnet18"] < counts["resnet34"]
+    assert counts["resnet18"] < counts["resnet50"] < counts["resnet34"]
+
+
+@pytest.mark.parametrize("name", ["resnet10", "resnet34", "resnet50"])
+def test_medicalnet_layouts_of_other_depths_load_every_backbone_tensor(tmp_path, name):
+    """MedicalNet's files for each depth (shortcut B without downsample bias for 10 and 50,
+    A with it for 18 and 34): every tensor but the new classifier loads by name."""
+    from monai.networks import nets
+    from monai.networks.nets.resnet import get_medicalnet_pretrained_resnet_args
+
+    bias, shortcut = get_medicalnet_pretrained_resnet_args(int(name[6:]))
+    backbone = getattr(nets, name)(
+        spatial_dims=3,
+        n_input_channels=1,
+        conv1_t_stride=2,
+        shortcut_type=shortcut,
+        bias_downsample=bias,
+        feed_forward=False,
+    )
+    state = {f"module.{key}": tensor for key, tensor in backbone.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / f"resnet_{name[6:]}.pth")
+    report = load_pretrained(build_model(name), tmp_path / f"resnet_{name[6:]}.pth")
+    assert set(report.missing) == {"fc.weight", "fc.bias"} and not report.skipped
+
+
+def test_an_unknown_backbone_is_named_with_the_choices():
+    with pytest.raises(ValueError, match="model 'vgg': choose one of resnet10, resnet18"):
+        build_model("vgg")

@@ -14,6 +14,7 @@ import torch
 
 from nsclc_engine.runs import validate_run_id
 from nsclc_engine.train.__main__ import main
+from nsclc_engine.train.config import BACKBONES
 from nsclc_engine.train.prepare import shuffled
 from tests.helpers import PROJECT, free_port
 
@@ -193,3 +194,22 @@ def test_protocols_and_runs_written_before_them(tmp_path):
     config = load_run_config(tmp_path)
     assert (config.monitor, config.context_mm, config.cox_bank) == ("loss", None, 0)
     assert config.protocol == "report"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_trains_an_epoch_and_records_its_size(tiny_source, tmp_path, name):
+    from nsclc_engine.train.model import build_model, parameter_count
+
+    extra = ["--epochs", "1", "--set", f"model={name}", "--set", "bootstrap_resamples=100"]
+    assert main(train_args(tiny_source, tmp_path, name, *extra, "--no-queue")) == 0
+    folder = tmp_path / "runs" / name
+    status = json.loads((folder / "status.json").read_text())
+    assert status["state"] == "finished"
+    network = status["model"]
+    assert network["name"] == name
+    assert network["parameters"] == parameter_count(build_model(name))
+    assert network["peak_memory_mb"] > 0 and network["memory_measured"] == "process peak RSS"
+    assert json.loads((folder / "config.json").read_text())["model"] == name
+    checkpoint = torch.load(folder / "checkpoint_best.pt", map_location="cpu", weights_only=True)
+    build_model(name).load_state_dict(checkpoint["model"])  # the checkpoint is that network

@@ -253,6 +253,8 @@ def test_runs_page_compares_a_trained_and_an_imported_run_on_shared_patients(
     table = at.dataframe[0].value.set_index("run_id")
     assert table.loc["imported", "kind"] == "imported"
     assert table.loc["external", "held-out part"] == "external"
+    assert table.loc["fixture", "network"] == "resnet18" and table.loc["imported", "network"] == ""
+    assert table.loc["fixture", "parameters (M)"] == pytest.approx(32.987202)
     beside = at.dataframe[1].value
     assert beside.model.tolist()[0] == "imported (this run)" and "clinical baseline" in set(
         beside.model
