@@ -157,7 +157,7 @@ def fit_cox_baseline(
 
 
 SURVIVAL_MODELS = {
-    "image": "the run's 3D ResNet-18 Cox head (the CT crop only)",
+    "image": "the run's 3D ResNet Cox head (the CT crop only)",
     "clinical": "clinical-only Cox model (age, T/N/M, overall stage, histology, gender)",
     "volume": "GTV-volume-only Cox model (log(1 + volume in cm3))",
     "fusion": "late fusion: a Cox model on the image, clinical and volume risk scores",

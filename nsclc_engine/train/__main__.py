@@ -1,10 +1,11 @@
 """Headless training: ``python -m nsclc_engine.train`` (or under ``torchrun`` for several GPUs).
 
 With no arguments it builds the embedded demo cohort if absent, preprocesses it with the
-``demo`` preset, splits it, trains the 3D ResNet-18 and writes a complete run folder (the
-layout is in :mod:`nsclc_engine.runs`): the resolved config, splits, per-epoch history,
-checkpoints, predictions, and the evaluation (``nsclc_engine.evaluate``: metrics with
-bootstrap CIs, the threshold fitted on validation, calibration, the HTML report).
+``demo`` preset, splits it, trains the 3D ResNet (``model``, ResNet-18 by default) and writes
+a complete run folder (the layout is in :mod:`nsclc_engine.runs`): the resolved config,
+splits, per-epoch history, checkpoints, predictions, and the evaluation
+(``nsclc_engine.evaluate``: metrics with bootstrap CIs, the threshold fitted on validation,
+calibration, the HTML report).
 Every file is written atomically. ``--resume RUN_ID`` continues from ``checkpoint_last.pt``.
 """
 
@@ -85,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--pretrained", help="local MedicalNet ResNet-18 weights")
+    parser.add_argument(
+        "--pretrained", help="local MedicalNet weights of the chosen depth (--set model=...)"
+    )
     parser.add_argument("--shuffle-labels", action="store_true", help="negative control")
     parser.add_argument("--deterministic", action="store_true")
     parser.add_argument(

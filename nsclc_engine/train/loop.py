@@ -210,6 +210,8 @@ def train_fold(
         task = SurvivalTask(times, device, bank_size=config.cox_bank)
     else:
         task = ClassificationTask(train_labels, config.use_class_weights, device)
+    if device.type == "cuda":  # this fold's peak, not an earlier fold's or run's
+        torch.cuda.reset_peak_memory_stats(device)
     # each fold starts from its own seed: a resumed run builds fold k as an unbroken one did
     torch.manual_seed(config.seed + 1000 * fold + dist.rank)
     model = build_model(config.model, num_classes=task.outputs, norm=config.norm)

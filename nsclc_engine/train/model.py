@@ -2,9 +2,9 @@
 pretrained weights.
 
 The first convolution has stride 2 as in standard ResNet and MedicalNet (MONAI's default of 1
-makes a CPU step about 7x slower, see ../shared/FACTS.md). ``shortcut_type="A"`` and
-``bias_downsample=True`` make the layer names and shapes match MedicalNet's ResNet-18, so its
-weights load by name. Nothing is ever downloaded.
+makes a CPU step about 7x slower, see ../shared/FACTS.md). Each depth takes MedicalNet's
+shortcut type and downsample bias for it (MONAI's table), so the layer names and shapes match
+MedicalNet's files and their weights load by name. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -125,4 +125,11 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike) -> LoadRepo
     )
     if not report.loaded:
         raise ValueError(f"{path}: no tensor matches the network by name and shape")
+    random = [name for name in report.missing if not name.startswith("fc.")]
+    if len(random) > 0.1 * len([name for name in own if not name.startswith("fc.")]):
+        raise ValueError(
+            f"{path}: {len(random)} of the network's {len(own)} tensors would stay random "
+            f"(e.g. {random[:3]}): the file is most likely for another depth; choose it with "
+            "--set model=resnet10|resnet18|resnet34|resnet50"
+        )
     return report

@@ -60,13 +60,31 @@ def test_group_norm_replaces_every_batch_norm_and_still_loads_medicalnet(tmp_pat
         build_model(norm="layer")
 
 
+# parameters with two outputs, as built: a change of layout changes these
+PARAMETERS = {
+    "resnet10": 14356546,
+    "resnet18": 32987202,
+    "resnet34": 63296834,
+    "resnet50": 46159170,
+}
+
+
 @pytest.mark.parametrize("name", BACKBONES)
-def test_every_backbone_builds_with_the_stride_two_stem_and_counts_its_parameters(name):
-    model = build_model(name, num_classes=1)
+def test_every_backbone_builds_with_the_stride_two_stem_and_medicalnets_shortcuts(name):
+    model = build_model(name)
     assert model.conv1.stride == (2, 2, 2)
-    assert model(torch.zeros(2, 1, 16, 32, 32)).shape == (2, 1)
-    assert parameter_count(model) == sum(p.numel() for p in model.parameters())
-    assert model.get_submodule("layer3") is not None  # Grad-CAM's layers exist in every one
+    assert model(torch.zeros(2, 1, 16, 32, 32)).shape == (2, 2)
+    assert parameter_count(model) == PARAMETERS[name]
+    keys = model.state_dict()
+    if name in ("resnet18", "resnet34"):  # shortcut A: zero-padded identity, no tensors
+        assert not any("downsample" in key for key in keys)
+    else:  # shortcut B: a 1x1x1 convolution without bias, then batch norm
+        first = "layer2.0.downsample.0.weight"
+        widths = (128, 64) if name == "resnet10" else (512, 256)
+        assert tuple(keys[first].shape) == (*widths, 1, 1, 1)
+        assert "layer2.0.downsample.0.bias" not in keys
+    for layer in ("layer3", "layer4"):  # Grad-CAM's
+        assert isinstance(model.get_submodule(layer), torch.nn.Sequential)
 
 
 def test_deeper_backbones_have_more_parameters():
@@ -102,3 +120,9 @@ def test_medicalnet_layouts_of_other_depths_load_every_backbone_tensor(tmp_path,
 def test_an_unknown_backbone_is_named_with_the_choices():
     with pytest.raises(ValueError, match="model 'vgg': choose one of resnet10, resnet18"):
         build_model("vgg")
+
+
+def test_a_file_of_another_depth_is_refused(tmp_path):
+    torch.save({"state_dict": build_model("resnet18").state_dict()}, tmp_path / "resnet_18.pth")
+    with pytest.raises(ValueError, match="most likely for another depth"):
+        load_pretrained(build_model("resnet50"), tmp_path / "resnet_18.pth")

@@ -202,6 +202,7 @@ def test_every_backbone_trains_an_epoch_and_records_its_size(tiny_source, tmp_pa
     from nsclc_engine.train.model import build_model, parameter_count
 
     extra = ["--epochs", "1", "--set", f"model={name}", "--set", "bootstrap_resamples=100"]
+    extra += ["--set", "device=cpu"]  # the memory measure is the CPU's
     assert main(train_args(tiny_source, tmp_path, name, *extra, "--no-queue")) == 0
     folder = tmp_path / "runs" / name
     status = json.loads((folder / "status.json").read_text())
