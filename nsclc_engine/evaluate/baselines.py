@@ -56,7 +56,8 @@ def preprocessing(kind: str):
     )
 
 
-def _features(kind: str, table: pd.DataFrame) -> pd.DataFrame:
+def baseline_features(kind: str, table: pd.DataFrame) -> pd.DataFrame:
+    """The input columns of baseline ``kind`` from a cohort or clinical table."""
     if kind == "clinical":
         missing = [c for c in (*CLINICAL_NUMERIC, *CLINICAL_CATEGORICAL) if c not in table]
         if missing:
@@ -106,7 +107,7 @@ def _prepared(
     unknown = [p for part in split.values() for p in part if p not in table.index]
     if unknown:
         raise ValueError(f"{len(unknown)} split patients are not in the table, e.g. {unknown[:3]}")
-    return table, _features(kind, table), list(split["train"])
+    return table, baseline_features(kind, table), list(split["train"])
 
 
 def _per_part(split: Mapping[str, Sequence[str]], columns) -> pd.DataFrame:

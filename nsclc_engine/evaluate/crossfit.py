@@ -22,7 +22,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.evaluate.baselines import _features, preprocessing
+from nsclc_engine.evaluate.baselines import baseline_features, preprocessing
 
 # pyradiomics names: <image type>_<feature class>_<feature>, e.g. wavelet-LLH_glcm_Imc1
 RADIOMICS_PATTERN = re.compile(
@@ -106,7 +106,7 @@ def model_inputs(
     """The inputs of one baseline for ``patients`` (rows in that order; a patient absent from
     a table gets missing values, imputed inside the folds)."""
     if kind == "clinical":
-        return _features("clinical", clinical.set_index("patient_id").reindex(patients))
+        return baseline_features("clinical", clinical.set_index("patient_id").reindex(patients))
     if features is None:
         raise ValueError(f"the {kind} baseline needs a features table (--features)")
     table = features.set_index("patient_id").reindex(patients)

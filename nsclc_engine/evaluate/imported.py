@@ -29,14 +29,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.atomic import write_json, write_text_atomic
+from nsclc_engine.atomic import write_text_atomic
 from nsclc_engine.cohort.clinical import LABELS, add_labels, positive_class, read_clinical_csv
 from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
 from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.evaluate.crossfit import CROSSFIT_MODELS, out_of_fold
 from nsclc_engine.evaluate.frozen import fit_from_record, frozen_decision
-from nsclc_engine.evaluate.report import render_report
-from nsclc_engine.evaluate.run import write_threshold_file
+from nsclc_engine.evaluate.run import write_classification_outputs
 from nsclc_engine.runs import create_run, now, read_json, run_dir, update_status, validate_run_id
 
 log = logging.getLogger(__name__)
@@ -354,31 +353,18 @@ def write_outputs(
     baselines: dict,
     source: dict,
 ) -> None:
-    """``metrics.json``, ``threshold.json`` (the source's threshold in force),
-    ``calibration.json`` and ``report.html`` of an imported or externally validated run."""
-    write_json(folder / "metrics.json", metrics)
-    write_threshold_file(
-        folder,
-        fitted={
-            "rule": metrics["thresholds"][0]["rule"],
-            "fitted_on": source["text"],
-            "thresholds": metrics["thresholds"],
-            "written": now(),
-        },
-    )
-    write_json(folder / "calibration.json", results["calibration"])
-    write_text_atomic(
-        folder / "report.html",
-        render_report(folder, run_config, metrics, results, predictions, baselines),
+    """The outputs of an imported or externally validated run, its threshold fitted on the
+    stated ``source``."""
+    fitted = {"rule": metrics["thresholds"][0]["rule"], "fitted_on": source["text"]}
+    write_classification_outputs(
+        folder, run_config, metrics, results, predictions, baselines, fitted
     )
 
 
 def reevaluate_imported(folder: Path, run_config: dict, evaluate: EvaluateConfig) -> dict:
     """Evaluate an imported run again from its saved predictions (``evaluate RUN_ID``)."""
     saved = read_json(folder / "metrics.json") or {}
-    source = run_config.get("threshold_source") or saved.get("threshold_source")  # at import
-    if source is None:
-        raise ValueError(f"{folder.name}: the import's threshold source is not recorded")
+    source = run_config["threshold_source"]  # as resolved at import
     fits = {0: fit_from_record(source)} if "threshold" in source else None
     predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})
     baselines = {}

@@ -118,23 +118,40 @@ def evaluate_classification_run(
     yardstick = _best_achievable(run_config, predictions, "classification")
     if yardstick is not None:
         metrics["best_achievable"] = yardstick
+    fitted = {"rule": config.threshold_rule, "target": config.threshold_target}
+    write_classification_outputs(
+        run_dir,
+        run_config,
+        metrics,
+        results,
+        predictions,
+        baselines,
+        fitted | {"fitted_on": "validation"},
+    )
+    return metrics
+
+
+def write_classification_outputs(
+    run_dir: Path,
+    run_config: dict,
+    metrics: dict,
+    results: dict,
+    predictions: pd.DataFrame,
+    baselines: dict,
+    fitted: dict,
+) -> None:
+    """``metrics.json``, ``threshold.json`` (``fitted``: the rule and where it came from, with
+    the per-fold thresholds), ``calibration.json`` and ``report.html`` of a classification run:
+    trained, imported or externally validated."""
     write_json(run_dir / "metrics.json", metrics)
     write_threshold_file(
-        run_dir,
-        fitted={
-            "rule": config.threshold_rule,
-            "target": config.threshold_target,
-            "fitted_on": "validation",
-            "thresholds": metrics["thresholds"],
-            "written": now(),
-        },
+        run_dir, fitted=fitted | {"thresholds": metrics["thresholds"], "written": now()}
     )
     write_json(run_dir / "calibration.json", results["calibration"])
     write_text_atomic(
         run_dir / "report.html",
         render_report(run_dir, run_config, metrics, results, predictions, baselines),
     )
-    return metrics
 
 
 def run_survival_models(run_dir: Path, run_config: dict, predictions: pd.DataFrame) -> pd.DataFrame:

@@ -161,25 +161,21 @@ def predict_frozen(
     task = source_config.get("task", "classification")
     target = _device(device)
     folds = max(int(source_config.get("folds", 0) or 0), 1)
-    scores = np.zeros(len(dataset))
-    for fold in range(folds):
-        model = load_run_model(source, fold, str(target))
-        with torch.no_grad():
-            outputs = [
-                model(
-                    torch.stack(
-                        [dataset[i][0] for i in range(start, min(start + 8, len(dataset)))]
-                    ).to(target)
-                )
-                .float()
-                .cpu()
-                for start in range(0, len(dataset), 8)
-            ]
-        if outputs:
-            scores += task_class(task).scores(torch.cat(outputs)).numpy() / folds
-    return pd.DataFrame(
-        {"patient_id": [i.patient_id for i in dataset.items], "score": scores}
-    ), failed
+    models = [load_run_model(source, fold, str(target)) for fold in range(folds)]
+    scores = []
+    with torch.no_grad():  # each volume read once, scored by every fold model
+        for start in range(0, len(dataset), 8):
+            batch = torch.stack([dataset[i][0] for i in range(start, min(start + 8, len(dataset)))])
+            batch = batch.to(target)
+            per_fold = [task_class(task).scores(model(batch).float().cpu()) for model in models]
+            scores.append(torch.stack(per_fold).mean(dim=0))
+    frame = pd.DataFrame(
+        {
+            "patient_id": [item.patient_id for item in dataset.items],
+            "score": torch.cat(scores).numpy() if scores else np.zeros(0),
+        }
+    )
+    return frame, failed
 
 
 def too_few(frame: pd.DataFrame, task: str) -> str:
@@ -240,8 +236,11 @@ def validate_run(
     labelled = scores.dropna(subset=outcome)
     predictions = external_predictions(labelled, task, label)
     unlabelled = scores[~scores.patient_id.isin(labelled.patient_id)][["patient_id", "score"]]
+    developed_on = set(
+        pd.read_csv(source / "predictions.csv", dtype={"patient_id": str}).patient_id
+    )
     case_mix = case_mix_table(
-        development_cohort(source, source_config), cohort.reset_index(), label
+        development_cohort(source_config, developed_on), cohort.reset_index(), label
     )
     evaluate = EvaluateConfig(
         bootstrap_resamples=config.bootstrap_resamples, seed=config.seed, baselines=False
@@ -259,9 +258,6 @@ def validate_run(
         "n_failed": len(failed),
         "held_out": "external",
     }
-    developed_on = set(
-        pd.read_csv(source / "predictions.csv", dtype={"patient_id": str}).patient_id
-    )
     overlap = sorted(developed_on & set(scores.patient_id))
     warnings = []
     if overlap:
@@ -320,14 +316,13 @@ def validate_run(
     return new_id, metrics
 
 
-def development_cohort(source: Path, source_config: dict) -> pd.DataFrame | None:
-    """The cohort rows of the patients the frozen run was developed on (all its parts)."""
+def development_cohort(source_config: dict, patients: set[str]) -> pd.DataFrame | None:
+    """The cohort rows of ``patients``, those the frozen run was developed on (all its parts)."""
     folder = resolved_cohort(source_config)
     if folder is None:
         return None
-    patients = pd.read_csv(source / "predictions.csv", dtype={"patient_id": str}).patient_id
     cohort = load_cohort(folder)
-    return cohort[cohort.patient_id.isin(set(patients))]
+    return cohort[cohort.patient_id.isin(patients)]
 
 
 def external_predictions(labelled: pd.DataFrame, task: str, label: str) -> pd.DataFrame:
