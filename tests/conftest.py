@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from nsclc_engine.synth.generate import write_cohort
 from tests.helpers import LUNG1_CASE, LUNG1_CLINICAL, TINY, build_synthetic, require_shared
@@ -67,4 +68,56 @@ def dashboard_artifacts(tiny_source, tmp_path_factory):
     survival = [*args, "--artifacts", str(artifacts), "--run-id", "fixture-survival"]
     survival[survival.index("os_2y")] = "deadstatus_event"  # the event of the survival task
     assert main([*survival, "--task", "survival"]) == 0
+    return artifacts
+
+
+@pytest.fixture(scope="session")
+def fmcib_trunk() -> dict[str, torch.Tensor]:
+    """A randomly initialised FMCIB trunk, built as FMCIB's own loader builds it (MONAI
+    resnet50 with its defaults of shortcut B and a biased downsample), in half precision to
+    halve the files written from it."""
+    from monai.networks.nets import resnet50
+
+    torch.manual_seed(0)
+    trunk = resnet50(n_input_channels=1, widen_factor=2, conv1_t_stride=2, feed_forward=False)
+    return {
+        key: value.half() if value.is_floating_point() else value
+        for key, value in trunk.state_dict().items()
+    }
+
+
+@pytest.fixture(scope="session")
+def fmcib_file(fmcib_trunk, tmp_path_factory):
+    """The trunk in FMCIB's VISSL layout, ``{"trunk_state_dict": ...}``."""
+    path = tmp_path_factory.mktemp("weights") / "fmcib.torch"
+    torch.save({"trunk_state_dict": fmcib_trunk}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tiny_source, tmp_path_factory) -> Path:
+    """The 40-patient tiny source built into a cohort folder (``cohort.csv``)."""
+    from nsclc_engine.cohort.build import CohortConfig, run_cohort
+
+    folder = tmp_path_factory.mktemp("tiny_cohort") / "cohort"
+    run_cohort(
+        tiny_source / "dicom",
+        tiny_source / "clinical.csv",
+        folder,
+        CohortConfig(),
+        show_progress=False,
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def feature_artifacts(tiny_cohort, fmcib_file, tmp_path_factory) -> Path:
+    """An artifacts folder holding one finished frozen-feature run, "fmcib-features": the
+    (randomly initialised) FMCIB trunk's features of the tiny cohort and a logistic model."""
+    from nsclc_engine.features.__main__ import main
+
+    artifacts = tmp_path_factory.mktemp("feature_artifacts")
+    argv = ["--weights", str(fmcib_file), "--recipe", "fmcib", "--cohort", str(tiny_cohort)]
+    argv += ["--name", "fmcib-features", "--artifacts", str(artifacts), "--quiet"]
+    assert main([*argv, "--set", "bootstrap_resamples=200"]) == 0
     return artifacts

@@ -78,3 +78,23 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+def medicalnet_state(depth: int) -> dict:
+    """A randomly initialised MedicalNet backbone of ``depth`` as MedicalNet saves it: from
+    DataParallel (``module.``), with its segmentation head."""
+    import torch
+    from monai.networks import nets
+    from monai.networks.nets.resnet import get_medicalnet_pretrained_resnet_args
+
+    bias, shortcut = get_medicalnet_pretrained_resnet_args(depth)
+    backbone = getattr(nets, f"resnet{depth}")(
+        spatial_dims=3,
+        n_input_channels=1,
+        conv1_t_stride=2,
+        shortcut_type=shortcut,
+        bias_downsample=bias,
+        feed_forward=False,
+    )
+    state = {f"module.{key}": value for key, value in backbone.state_dict().items()}
+    return state | {"module.conv_seg.0.weight": torch.zeros(32, 512, 3, 3, 3)}

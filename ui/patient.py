@@ -14,12 +14,17 @@ from ui.common import require_finished_run, stamp
 st.title("Patient")
 view = require_finished_run(allow_survival=True)
 if view.kind != "trained":
+    why = {
+        "imported": "its predictions were made elsewhere, so there is no model or CT here to show.",
+        "frozen features": "a linear model on a frozen encoder's features made its predictions; "
+        "there is no trained network whose attention could be shown.",
+    }
     st.info(
-        f"Run `{view.run_id}` is an {view.kind} run: its predictions were made "
-        + (
-            "elsewhere, so there is no model or CT here to show."
-            if view.kind == "imported"
-            else "by a frozen run on another cohort; open that run for its cases."
+        f"Run `{view.run_id}` is an {view.kind} run: "
+        + why.get(
+            view.kind,
+            "its predictions were made by a frozen run on another cohort; "
+            "open that run for its cases.",
         )
     )
     st.stop()
@@ -145,14 +150,18 @@ with images:
     show_gtv = controls[3].checkbox("GTV contour", value=True, key="pt_gtv")
     overlay = st.columns(4)
     show_map = overlay[0].toggle("Grad-CAM overlay", key="pt_cam")
+    network = view.config.get("model", "resnet18")
     method = overlay[1].selectbox(
         "Method",
-        explain.METHODS,
+        explain.methods_for(network),
         format_func=lambda m: {"gradcam": "Grad-CAM"}.get(m, m),
         key="pt_method",
     )
     layer = overlay[2].selectbox(
-        "Layer", explain.LAYERS, key="pt_layer", disabled=method != "gradcam"
+        "Layer",
+        explain.gradcam_layers(network) or ("none",),
+        key="pt_layer",
+        disabled=method != "gradcam",
     )
     opacity = overlay[3].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="pt_opacity")
 

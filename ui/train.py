@@ -81,10 +81,22 @@ with st.form("launch"):
         "Network",
         list(BACKBONES),
         field="model",
-        help="MONAI 3D ResNets of MedicalNet's family; more layers, more parameters to fit",
+        help="MONAI 3D networks: ResNets of MedicalNet's family, FMCIB's wide ResNet-50, "
+        "DenseNet-121 (demo or paper preset), SE-ResNet-50, a small ViT (saliency only)",
         key="model" + k,
     )
-    pretrained = st.text_input("Pretrained MedicalNet weights (path on this server, optional)")
+    pretrained = st.text_input(
+        "Pretrained weights (a MedicalNet or FMCIB file on this server, optional)",
+        help="Its network must be the one chosen above: resnetN for MedicalNet's resnet_N "
+        "files, fmcib for FMCIB's",
+    )
+    encoder = st.radio(
+        "Pretrained encoder",
+        ["fine-tune", "freeze"],
+        horizontal=True,
+        help="fine-tune: the encoder learns at a tenth of the learning rate; freeze: only the "
+        "new head learns",
+    )
     submitted = st.form_submit_button("Launch", type="primary")
 
 if submitted:
@@ -109,6 +121,7 @@ if submitted:
             "shuffle_labels": shuffle_labels,
             "model": model,
             "pretrained": pretrained,
+            "encoder": encoder if pretrained.strip() else "fine-tune",
         }
     )
     for error in errors:

@@ -63,7 +63,14 @@ def validate_train_form(values: dict) -> tuple[object | None, list[str]]:
     try:
         # the fields the form does not show keep the chosen protocol's values
         base = asdict(protocol_config(values.pop("protocol", "house")))
-        return TrainConfig(**(base | values)), []
+        config = TrainConfig(**(base | values))
+        from nsclc_engine.train.model import check_network
+        from nsclc_engine.train.weights import network_of
+
+        check_network(config.model, config.norm, config.preset)
+        if config.pretrained:  # the file fits the network, else its names say what differs
+            network_of(config.pretrained, (config.model,))
+        return config, []
     except (TypeError, ValueError) as error:
         return None, [str(error)]
 

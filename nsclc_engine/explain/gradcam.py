@@ -7,10 +7,12 @@ the stored :class:`~nsclc_engine.preprocess.volumes.InputGeometry`). Loading a r
 and test-time augmentation are in :mod:`~nsclc_engine.explain.inference`; the per-patient disk
 cache in :mod:`~nsclc_engine.explain.cache`.
 
-Grad-CAM layers: with the stride-2 stem, ``layer4`` is 1x2x2 at the ``demo`` preset and 4x4x4 at
-``paper``; ``layer3`` is twice as fine on every axis. ``layer3`` is the default: on a ResNet-18
-trained on planted blobs it put more of its mass on the blob (``benchmarks/bench_explain.py``
-measures it). Maps are upsampled trilinearly (Captum's default, nearest, gives blocks).
+Grad-CAM layers are the network's (:func:`gradcam_layers`): for the ResNets, with the stride-2
+stem, ``layer4`` is 1x2x2 at the ``demo`` preset and 4x4x4 at ``paper``; ``layer3`` is twice
+as fine on every axis. The finer is the default: on a ResNet-18 trained on planted blobs it put
+more of its mass on the blob (``benchmarks/bench_explain.py`` measures it). A ViT has no
+convolutional feature map: its runs are explained by saliency. Maps are upsampled trilinearly
+(Captum's default, nearest, gives blocks).
 """
 
 from __future__ import annotations
@@ -21,14 +23,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from nsclc_engine.preprocess.volumes import InputGeometry, outside_volume, resample_axis_aligned
+from nsclc_engine.train.model import NETWORKS
 
 METHODS = ("gradcam", "saliency")
 
 
-LAYERS = ("layer3", "layer4")
-
-
 DEFAULT_LAYER = "layer3"
+
+
+def gradcam_layers(model_name: str) -> tuple[str, ...]:
+    """The layers Grad-CAM can read for the network ``model_name``, finer first; empty for a
+    network without a convolutional feature map (the ViT)."""
+    if model_name not in NETWORKS:
+        raise ValueError(f"model {model_name!r}: choose one of {', '.join(NETWORKS)}")
+    return NETWORKS[model_name].gradcam_layers
+
+
+def methods_for(model_name: str) -> tuple[str, ...]:
+    """The attribution methods that apply to the network ``model_name``."""
+    return METHODS if gradcam_layers(model_name) else ("saliency",)
 
 
 @dataclass(frozen=True)
@@ -45,8 +58,8 @@ class ExplainConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method {self.method!r}: choose one of {list(METHODS)}")
-        if self.method == "gradcam" and self.layer not in LAYERS:
-            raise ValueError(f"layer {self.layer!r}: choose one of {list(LAYERS)}")
+        if self.method == "gradcam" and not self.layer:
+            raise ValueError("Grad-CAM needs a layer (gradcam_layers gives a network's)")
         if self.tta_samples < 2:
             raise ValueError("tta_samples must be at least 2 to give a spread")
 
@@ -158,8 +171,12 @@ def grad_cam(
 
     target = default_target(model) if target is None else int(target)
     batch = as_batch(volume).to(next(model.parameters()).device)
+    try:
+        module = model.get_submodule(layer)
+    except AttributeError:
+        raise ValueError(f"layer {layer!r} is not a layer of this network") from None
     with _frozen_eval(model), torch.enable_grad():
-        cam = LayerGradCam(model, model.get_submodule(layer))
+        cam = LayerGradCam(model, module)
         attribution = cam.attribute(batch, target=target, relu_attributions=True)
         upsampled = LayerAttribution.interpolate(
             attribution.detach(), tuple(batch.shape[2:]), interpolate_mode="trilinear"

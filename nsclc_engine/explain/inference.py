@@ -10,6 +10,7 @@ import numpy as np
 
 from nsclc_engine.explain.gradcam import as_batch
 from nsclc_engine.preprocess.dataset import AugmentConfig, augment_volume
+from nsclc_engine.preprocess.volumes import PRESETS
 from nsclc_engine.runs import best_checkpoint
 from nsclc_engine.train.model import build_model
 from nsclc_engine.train.tasks import task_class
@@ -23,8 +24,12 @@ def load_run_model(run_dir: str | os.PathLike, fold: int = 0, device: str = "cpu
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     config = checkpoint.get("config", {})
     outputs = task_class(config.get("task", "classification")).outputs
+    shape = PRESETS[config.get("preset", "demo")].out_shape  # the ViT's patch grid depends on it
     model = build_model(
-        config.get("model", "resnet18"), num_classes=outputs, norm=config.get("norm", "batch")
+        config.get("model", "resnet18"),
+        outputs,
+        norm=config.get("norm", "batch"),
+        input_shape=shape,
     )
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval()

@@ -87,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
-        "--pretrained", help="local MedicalNet weights of the chosen depth (--set model=...)"
+        "--pretrained",
+        help="a local weights file: MedicalNet's of the chosen depth (--set model=resnet10..50) "
+        "or FMCIB's (--set model=fmcib); --set encoder=freeze trains only the new head, the "
+        "default fine-tunes the encoder at lr x encoder_lr_scale",
     )
     parser.add_argument("--shuffle-labels", action="store_true", help="negative control")
     parser.add_argument("--deterministic", action="store_true")
@@ -164,10 +167,13 @@ def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> s
         from nsclc_engine.cohort.dicom_io import check_has_dicom
 
         check_has_dicom(config.dicom)
-    if config.pretrained:  # a file that is not weights fails now, not after the data is built
-        from nsclc_engine.train.model import read_weights
+    from nsclc_engine.train.model import check_network
 
-        read_weights(config.pretrained)
+    check_network(config.model, config.norm, config.preset)  # fails now, in one line
+    if config.pretrained:  # a file that does not fit fails now, not after the data is built
+        from nsclc_engine.train.weights import network_of
+
+        network_of(config.pretrained, (config.model,))
     if dist.is_main:
         create_run(config, artifacts, run_id)  # queued, with this process as its runner
     elif dist.world_size > 1:

@@ -13,9 +13,17 @@ from nsclc_engine.demo import DEMO_PATIENTS
 from nsclc_engine.runs import read_config
 
 NORMS = ("batch", "group")  # the network's normalisation layers (train.model)
-# MONAI's 3D ResNets of MedicalNet's family (train.model): same layer names, so Grad-CAM's
-# layer3/layer4 and MedicalNet weights apply to each
-BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")
+# the networks by name (train.model.NETWORKS says what each is)
+BACKBONES = (
+    "resnet10",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "fmcib",
+    "densenet121",
+    "seresnet50",
+    "vit",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,9 @@ class TrainConfig:
     augment: str = "all"  # all | off | minority (the report's: a label cue, see data.py)
     cox_bank: int = 64  # survival: recent training risks kept as extra (detached) risk set
     model: str = "resnet18"  # one of BACKBONES
-    pretrained: str = ""
+    pretrained: str = ""  # a local weights file (train.weights: MedicalNet, FMCIB layouts)
+    encoder: str = "fine-tune"  # with pretrained: fine-tune (lr x encoder_lr_scale) | freeze
+    encoder_lr_scale: float = 0.1  # the pretrained encoder's learning rate, relative to lr
     norm: str = "batch"  # batch (the report's, MedicalNet's) | group (batch-size independent)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
@@ -108,6 +118,7 @@ class TrainConfig:
             ("cox_bank", self.cox_bank >= 0, "0 (off) or more"),
             ("workers", self.workers >= -1, "-1 (automatic) or more"),
             ("bootstrap_resamples", self.bootstrap_resamples >= 100, "100 or more"),
+            ("encoder_lr_scale", 0 < self.encoder_lr_scale <= 1, "above 0 and at most 1"),
             (
                 "context_mm",
                 self.context_mm is None
@@ -135,6 +146,13 @@ class TrainConfig:
             raise ValueError(f"clinical {self.clinical!r}: no such file; give the clinical CSV")
         if self.pretrained and not Path(self.pretrained).is_file():
             raise ValueError(f"pretrained {self.pretrained!r}: no such file")
+        if self.encoder not in ("fine-tune", "freeze"):
+            raise ValueError(f"encoder {self.encoder!r}: choose fine-tune or freeze")
+        if self.encoder == "freeze" and not self.pretrained:
+            raise ValueError(
+                "encoder=freeze keeps the encoder as loaded: give its weights with --pretrained "
+                "(a frozen random encoder learns nothing)"
+            )
 
     @property
     def augmentation_warning(self) -> str:

@@ -195,7 +195,7 @@ def train_fold(
     from tqdm import tqdm
 
     from nsclc_engine.preprocess.dataset import AugmentConfig, CachedVolumeDataset, make_datasets
-    from nsclc_engine.train.model import build_model, load_pretrained, parameter_count
+    from nsclc_engine.train.model import build_model, check_input, freeze_encoder
     from nsclc_engine.train.tasks import ClassificationTask, SurvivalTask
 
     device = select_device(config, dist)
@@ -204,7 +204,8 @@ def train_fold(
         split, labels, data.image_paths, AugmentConfig(classes=config.augment), seed=config.seed
     )
     train_labels = [item.label for item in datasets["train"].items]
-    shape = [data.preprocess[f"out_{axis}"] for axis in ("depth", "height", "width")]
+    shape = tuple(data.preprocess[f"out_{axis}"] for axis in ("depth", "height", "width"))
+    check_input(config.model, shape, config.preset)
     input_format = memory_format(config, device, shape)
     if config.task == "survival":
         task = SurvivalTask(times, device, bank_size=config.cox_bank)
@@ -214,14 +215,11 @@ def train_fold(
         torch.cuda.reset_peak_memory_stats(device)
     # each fold starts from its own seed: a resumed run builds fold k as an unbroken one did
     torch.manual_seed(config.seed + 1000 * fold + dist.rank)
-    model = build_model(config.model, num_classes=task.outputs, norm=config.norm)
+    model = build_model(config.model, task.outputs, norm=config.norm, input_shape=shape)
+    network = _initialise(model, config)
     model = model.to(device, memory_format=input_format)
     log.info("fold %d on %s, %s", fold, device, resolved_precision(config, device))
-    if config.pretrained:
-        load_pretrained(model, config.pretrained)
-    else:
-        log.info("random initialisation (no --pretrained file)")
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimiser = torch.optim.Adam(_parameter_groups(model, config), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, mode="min", factor=config.lr_factor, patience=config.lr_patience
     )
@@ -271,6 +269,10 @@ def train_fold(
         sampler.set_epoch(epoch)
         datasets["train"].set_epoch(epoch)
         model.train()
+        if (
+            config.encoder == "freeze" and config.pretrained
+        ):  # its batch norms keep their statistics
+            freeze_encoder(_unwrap(model), config.model)
         total, count = 0.0, 0
         bar = tqdm(
             loader,
@@ -317,7 +319,7 @@ def train_fold(
             "epoch": epoch,
             "train_loss": total / max(count, 1),
             **{f"val_{k}": v for k, v in val_metrics.items()},
-            "lr": optimiser.param_groups[0]["lr"],
+            "lr": optimiser.param_groups[-1]["lr"],  # the head's (an encoder may learn slower)
             "seconds": time.perf_counter() - started,
             "best": improved,
         }
@@ -375,9 +377,42 @@ def train_fold(
         frame = predict(_unwrap(model), plain, config, device, dist, task)
         frames.append(frame.assign(split=part, fold=fold))
     if dist.is_main:  # what the network costs, for choosing one (the Runs page, status.json)
-        network = {"name": config.model, "parameters": parameter_count(_unwrap(model))}
         update_status(run_dir, model=network | peak_memory(device))
     return pd.concat(frames, ignore_index=True)
+
+
+def _initialise(model, config: TrainConfig) -> dict:
+    """Load the run's pretrained file (if any) and freeze the encoder if asked; returns what
+    the run records of its network: name, parameters (all, and trainable) and the file."""
+    from nsclc_engine.train.model import freeze_encoder, parameter_count
+    from nsclc_engine.train.weights import load_pretrained
+
+    network = {"name": config.model, "parameters": parameter_count(model)}
+    if not config.pretrained:
+        log.info("random initialisation (no --pretrained file)")
+        return network | {"trainable_parameters": network["parameters"]}
+    report = load_pretrained(model, config.pretrained, config.model)
+    if config.encoder == "freeze":
+        freeze_encoder(model, config.model)
+    return network | {
+        "trainable_parameters": parameter_count(model),
+        "encoder": config.encoder,
+        "pretrained": report.record(),
+    }
+
+
+def _parameter_groups(model, config: TrainConfig) -> list[dict]:
+    """One group at ``lr``; with a pretrained encoder that is fine-tuned, the encoder at
+    ``lr * encoder_lr_scale`` and the new head at ``lr``; a frozen encoder is left out."""
+    from nsclc_engine.train.model import encoder_parameters, head_of
+
+    head = list(head_of(model, config.model).parameters())
+    if not config.pretrained:
+        return [{"params": list(model.parameters())}]
+    if config.encoder == "freeze":
+        return [{"params": head}]
+    encoder = encoder_parameters(model, config.model)
+    return [{"params": encoder, "lr": config.lr * config.encoder_lr_scale}, {"params": head}]
 
 
 def peak_memory(device) -> dict:

@@ -9,9 +9,11 @@ import torch
 from nsclc_engine.explain.gradcam import (
     ExplainConfig,
     grad_cam,
+    gradcam_layers,
     hottest_voxel,
     input_map_to_ct,
     mass_inside,
+    methods_for,
     rank_correlation,
     saliency,
 )
@@ -142,8 +144,33 @@ def test_survival_model_explains_its_single_output():
 def test_explain_config_rejects_unknown_choices():
     with pytest.raises(ValueError, match="method"):
         ExplainConfig(method="lime")
-    with pytest.raises(ValueError, match="layer"):
-        ExplainConfig(layer="layer1")
+    with pytest.raises(ValueError, match="needs a layer"):
+        ExplainConfig(layer="")
+    with pytest.raises(ValueError, match="'layer9' is not a layer of this network"):
+        grad_cam(build_model(), torch.rand(16, 32, 32), None, "layer9")
+
+
+@pytest.mark.parametrize("name", ["densenet121", "seresnet50", "fmcib", "vit"])
+def test_each_network_is_explained_by_what_applies_to_it(name):
+    """Grad-CAM at each of the network's own layers, finer first; saliency for the ViT, which
+    has no convolutional feature map."""
+    torch.manual_seed(0)
+    model = build_model(name, input_shape=(32, 64, 64))
+    volume = torch.rand(32, 64, 64)
+    layers = gradcam_layers(name)
+    assert (methods_for(name) == ("saliency",)) == (name == "vit") == (not layers)
+    sizes = []
+    for layer in layers:
+        result = grad_cam(model, volume, None, layer)
+        assert result.scores.shape == (32, 64, 64) and result.layer == layer
+        hook = model.get_submodule(layer).register_forward_hook(
+            lambda m, i, o: sizes.append(o.shape[2:].numel())
+        )
+        with torch.no_grad():
+            model.eval()(volume[None, None])
+        hook.remove()
+    assert sizes == sorted(sizes, reverse=True)  # the first layer is the finer
+    assert saliency(model, volume).scores.shape == (32, 64, 64)
 
 
 def test_a_hot_input_voxel_lands_on_the_ct_voxels_it_was_sampled_from():
