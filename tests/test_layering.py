@@ -23,6 +23,7 @@ ALLOWED = {
     "honesty": {"runs", "evaluate", "train"},
     "validate": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain"},
     "dashboard": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain"},
+    "features": {"stats", "cohort", "synth", "demo", "preprocess", "runs", "evaluate", "train"},
 }
 
 

@@ -51,12 +51,17 @@ class RunView:
         return [part for part in ("validation", self.held_out) if part in present]
 
 
-KINDS = {"imported": "imported", "external": "external validation"}
+KINDS = {
+    "imported": "imported",
+    "external": "external validation",
+    "features": "frozen features",
+}
 
 
 def run_kind(config: dict) -> str:
-    """``trained``, ``imported`` (predictions made elsewhere) or ``external validation`` (a
-    frozen run applied to a new cohort), from a run's ``config.json``."""
+    """``trained``, ``imported`` (predictions made elsewhere), ``external validation`` (a
+    frozen run applied to a new cohort) or ``frozen features`` (a linear model on a pretrained
+    encoder's features), from a run's ``config.json``."""
     return KINDS.get(config.get("kind", ""), "trained")
 
 

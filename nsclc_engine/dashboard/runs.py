@@ -52,8 +52,7 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "protocol": config.get("protocol", "report"),  # older runs: the report's
                 "label": config.get("label"),
                 "preset": config.get("preset"),
-                # runs from before networks had names all trained the ResNet-18
-                "network": config.get("model", "resnet18") if run_kind(config) == "trained" else "",
+                "network": network_name(config),
                 "parameters (M)": (run.get("model") or {}).get("parameters", float("nan")) / 1e6,
                 "folds": config.get("folds", 0),
                 "shuffled labels": bool(config.get("shuffle_labels", False)),
@@ -241,3 +240,13 @@ def first_start(artifacts: str | os.PathLike | None = None) -> str | None:
     except FileExistsError:
         return None
     return launch_demo_jobs(root)[0]
+
+
+def network_name(config: dict) -> str:
+    """The network a run used: the one it trained, ``NAME (frozen)`` for a frozen-feature
+    run's encoder, nothing for predictions made elsewhere."""
+    kind = run_kind(config)
+    if kind == "frozen features":
+        return f"{config.get('model', '')} (frozen)"
+    # runs from before networks had names all trained the ResNet-18
+    return config.get("model", "resnet18") if kind == "trained" else ""

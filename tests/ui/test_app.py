@@ -268,3 +268,43 @@ def test_runs_page_compares_a_trained_and_an_imported_run_on_shared_patients(
     text = " ".join(m.value for m in at.markdown)
     assert f"Paired DeLong test on {len(test)} shared held-out patients" in text
     assert f"AUC difference {expected['difference']:+.3f}" in text
+
+
+@pytest.fixture()
+def feature_runs(feature_artifacts, tiny_cohort, tmp_path):
+    """The classification run "fmcib-features" and, beside it, "medicalnet-survival": a Cox
+    model on a (random) MedicalNet ResNet-10's features."""
+    import torch
+
+    from nsclc_engine.features.__main__ import main
+    from tests.helpers import medicalnet_state
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(feature_artifacts / "runs", artifacts / "runs")
+    weights = tmp_path / "resnet_10.pth"
+    torch.save({"state_dict": medicalnet_state(10)}, weights)
+    argv = ["--weights", str(weights), "--recipe", "medicalnet", "--cohort", str(tiny_cohort)]
+    argv += ["--task", "survival", "--set", "preset=smoke", "--set", "bootstrap_resamples=200"]
+    assert main([*argv, "--name", "medicalnet-survival", "--artifacts", str(artifacts)]) == 0
+    return artifacts
+
+
+def test_every_page_works_on_frozen_feature_runs(feature_runs, monkeypatch):
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(feature_runs))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at.run()
+    for run_id in ("fmcib-features", "medicalnet-survival"):
+        for page in PAGES:
+            at.session_state["run_id"] = run_id
+            at.switch_page(page).run()
+            assert not at.exception, (run_id, page, [e.value for e in at.exception])
+            assert not at.error, (run_id, page, [e.value for e in at.error])
+    at.session_state["run_id"] = "fmcib-features"
+    at.switch_page("ui/runs.py").run()
+    table = next(f.value for f in at.dataframe if "kind" in f.value.columns).set_index("run_id")
+    assert table.loc["fmcib-features", "kind"] == "frozen features"
+    assert table.loc["fmcib-features", "network"] == "fmcib (frozen)"
+    assert table.loc["medicalnet-survival", "network"] == "resnet10 (frozen)"
+    at.switch_page("ui/patient.py").run()
+    assert any("frozen encoder" in i.value for i in at.info)
