@@ -15,16 +15,18 @@ st.title("Patient")
 view = require_finished_run(allow_survival=True)
 if view.kind != "trained":
     why = {
-        "imported": "its predictions were made elsewhere, so there is no model or CT here to show.",
-        "frozen features": "a linear model on a frozen encoder's features made its predictions; "
-        "there is no trained network whose attention could be shown.",
+        "imported": "an imported run: its predictions were made elsewhere, so there is no "
+        "model or CT here to show.",
+        "frozen features": "a frozen-feature run: a linear model on a pretrained encoder's "
+        "features made its predictions, so there is no trained network whose attention could "
+        "be shown.",
     }
     st.info(
-        f"Run `{view.run_id}` is an {view.kind} run: "
+        f"Run `{view.run_id}` is "
         + why.get(
             view.kind,
-            "its predictions were made by a frozen run on another cohort; "
-            "open that run for its cases.",
+            "an external-validation run: its predictions were made by a frozen run on another "
+            "cohort; open that run for its cases.",
         )
     )
     st.stop()

@@ -69,7 +69,8 @@ if selected is not None and selected.finished:
         )
         st.caption(
             "Imported runs: the baselines are fitted out of fold (cross-validation) on exactly "
-            "the imported patients; trained runs: on the run's training split. 95% CIs by "
+            "the imported patients; trained and frozen-feature runs: on the run's training "
+            "split. 95% CIs by "
             "patient bootstrap; the difference and p by paired DeLong."
         )
 

@@ -51,7 +51,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "task": config.get("task", "classification"),
                 "protocol": config.get("protocol", "report"),  # older runs: the report's
                 "label": config.get("label"),
-                "preset": config.get("preset"),
+                # a features run's input is its recipe's (FMCIB: a 50 mm cube), not a preset
+                "preset": preset_of(config),
                 "network": network_name(config),
                 "parameters (M)": (run.get("model") or {}).get("parameters", float("nan")) / 1e6,
                 "folds": config.get("folds", 0),
@@ -250,3 +251,12 @@ def network_name(config: dict) -> str:
         return f"{config.get('model', '')} (frozen)"
     # runs from before networks had names all trained the ResNet-18
     return config.get("model", "resnet18") if kind == "trained" else ""
+
+
+def preset_of(config: dict) -> str | None:
+    """The input a run's network saw: its preset, or a features run's recipe (FMCIB's is a
+    50 mm cube whatever the preset; MedicalNet's takes the preset's size)."""
+    if config.get("kind") != "features":
+        return config.get("preset")
+    recipe = config.get("recipe", "")
+    return f"{recipe}, {config.get('preset')}" if recipe == "medicalnet" else recipe

@@ -69,7 +69,9 @@ def validate_train_form(values: dict) -> tuple[object | None, list[str]]:
 
         check_network(config.model, config.norm, config.preset)
         if config.pretrained:  # the file fits the network, else its names say what differs
-            network_of(config.pretrained, (config.model,))
+            from nsclc_engine.preprocess.volumes import PRESETS
+
+            network_of(config.pretrained, (config.model,), PRESETS[config.preset].out_shape)
         return config, []
     except (TypeError, ValueError) as error:
         return None, [str(error)]

@@ -4,7 +4,9 @@ The volumes come from the preprocessing stage (its cache, its keys); the vectors
 diskcache store under ``<cache>/features``, keyed by the volume's cache key, the weights
 file's SHA-256, the recipe and the network, so a second extraction with the same file is all
 hits and another file or recipe never reads a stale vector. Vectors are stored as raw
-little-endian float32 bytes, never pickled: reading the store runs no code.
+little-endian float32 bytes rather than pickles. (diskcache itself would still unpickle a row
+someone stored as a pickle: write access to the cache folder is trusted, as for all of
+``artifacts/``.)
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def feature_key(volume_key: str, weights_sha256: str, recipe: str, network: str)
 
 
 class FeatureStore:
-    """Vectors by key, in a diskcache (SQLite) store: raw float32 bytes, never pickles."""
+    """Vectors by key, in a diskcache (SQLite) store, as raw float32 bytes."""
 
     def __init__(self, directory: str | os.PathLike):
         import diskcache

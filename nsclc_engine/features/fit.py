@@ -97,7 +97,8 @@ def _logistic(x_train, y_train, x_all, cv_folds: int, seed: int):
 
 
 def _cox(x_train, outcomes: pd.DataFrame, x_all, cv_folds: int, seed: int):
-    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sksurv.linear_model import CoxnetSurvivalAnalysis
@@ -109,15 +110,20 @@ def _cox(x_train, outcomes: pd.DataFrame, x_all, cv_folds: int, seed: int):
         StandardScaler(),
         CoxnetSurvivalAnalysis(l1_ratio=L1_RATIO, alpha_min_ratio=0.01, n_alphas=N_ALPHAS),
     )
-    with warnings.catch_warnings():  # the path's smallest penalties may not converge: not chosen
-        warnings.simplefilter("ignore")
+    events = outcomes.event.astype(int).to_numpy()
+    with warnings.catch_warnings(record=True) as caught:  # counted and reported, not shown
+        warnings.simplefilter("always", ConvergenceWarning)
+        # every inner fold holds events (stratified on the event), else its C-index is
+        # undefined; few censored patients only draw sklearn's warning, recorded here
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        inner = list(splitter.split(x_train, events))
         path.fit(x_train, y)
         alphas = [float(a) for a in path[-1].alphas_]
         search = GridSearchCV(
             make_pipeline(StandardScaler(), CoxnetSurvivalAnalysis(l1_ratio=L1_RATIO)),
             {"coxnetsurvivalanalysis__alphas": [[a] for a in alphas]},
-            cv=KFold(folds, shuffle=True, random_state=seed),
-            error_score=0.5,
+            cv=inner,
+            error_score=np.nan,  # a fit that fails is never the one chosen
         )
         search.fit(x_train, y)
     model = search.best_estimator_
@@ -127,5 +133,6 @@ def _cox(x_train, outcomes: pd.DataFrame, x_all, cv_folds: int, seed: int):
         "inner_cv_c_index": float(search.best_score_),
         "inner_folds": folds,
         "features_used": int(np.count_nonzero(model[-1].coef_)),
+        "convergence_warnings": sum(issubclass(w.category, ConvergenceWarning) for w in caught),
     }
     return model.predict(x_all), chosen

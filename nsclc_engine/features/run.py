@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,7 +102,10 @@ def resolve_network(config: FeatureConfig) -> str:
         raise ValueError(
             f"model {config.model!r}: the {config.recipe} recipe is for {', '.join(family)}"
         )
-    return network_of(config.weights, (config.model,) if config.model else family)
+    candidates = (config.model,) if config.model else family
+    return network_of(
+        config.weights, candidates, recipe(config.recipe, config.preset).preprocess.out_shape
+    )
 
 
 def feature_run(
@@ -114,6 +118,7 @@ def feature_run(
     checked against the network before anything is made."""
     artifacts = Path(artifacts)
     network = resolve_network(config)
+    device = _device(config.device)
     run_id = create_run(
         {"config_class": "FeatureConfig", "kind": "features", **asdict(config), "model": network},
         artifacts,
@@ -128,18 +133,37 @@ def feature_run(
             started=now(),
             stage="extracting features",
         )
+        previous = signal.signal(signal.SIGTERM, _raise_cancelled)  # the dashboard's Cancel
         try:
-            metrics = _run(folder, config, network, artifacts, show_progress)
+            metrics = _run(folder, config, network, device, artifacts, show_progress)
+        except (Cancelled, KeyboardInterrupt):
+            update_status(folder, state="cancelled", finished=now())
+            raise
         except Exception as error:
             update_status(
                 folder, state="failed", finished=now(), error=f"{type(error).__name__}: {error}"
             )
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return run_id, metrics
 
 
+class Cancelled(Exception):
+    """The run was cancelled (SIGTERM) while extracting or fitting."""
+
+
+def _raise_cancelled(signum, frame):
+    raise Cancelled()
+
+
 def _run(
-    folder: Path, config: FeatureConfig, network: str, artifacts: Path, show_progress: bool
+    folder: Path,
+    config: FeatureConfig,
+    network: str,
+    device: str,
+    artifacts: Path,
+    show_progress: bool,
 ) -> dict:
     from nsclc_engine.cohort.build import load_cohort
     from nsclc_engine.cohort.splits import SplitConfig, splits_for
@@ -158,7 +182,7 @@ def _run(
         config.weights,
         network,
         cache_dir,
-        _device(config.device),
+        device,
         config.batch_size,
         show_progress,
     )
@@ -208,9 +232,15 @@ def _run(
     write_json(folder / "config.json", resolved)
     write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
     update_status(folder, stage="evaluating", progress=0.9)
-    metrics = evaluate_run(
-        folder, EvaluateConfig(bootstrap_resamples=config.bootstrap_resamples, seed=config.seed)
-    )
+    metrics = {}
+    try:
+        metrics = evaluate_run(
+            folder,
+            EvaluateConfig(bootstrap_resamples=config.bootstrap_resamples, seed=config.seed),
+        )
+    except Exception as error:  # the fitted model's predictions stay valid, as for training
+        log.exception("evaluation failed; rerun python -m nsclc_engine.evaluate %s", folder.name)
+        update_status(folder, evaluation_error=f"{type(error).__name__}: {error}")
     update_status(
         folder,
         state="finished",
@@ -220,8 +250,8 @@ def _run(
         model={
             "name": network,
             "parameters": extraction.parameters,
-            "trainable_parameters": int(extraction.features.shape[1]) + 1,
             "encoder": "frozen (features)",
+            "head": chosen[0]["model"],
             "pretrained": extraction.weights.record(),
         },
     )

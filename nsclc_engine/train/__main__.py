@@ -171,9 +171,10 @@ def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> s
 
     check_network(config.model, config.norm, config.preset)  # fails now, in one line
     if config.pretrained:  # a file that does not fit fails now, not after the data is built
+        from nsclc_engine.preprocess.volumes import PRESETS
         from nsclc_engine.train.weights import network_of
 
-        network_of(config.pretrained, (config.model,))
+        network_of(config.pretrained, (config.model,), PRESETS[config.preset].out_shape)
     if dist.is_main:
         create_run(config, artifacts, run_id)  # queued, with this process as its runner
     elif dist.world_size > 1:

@@ -148,6 +148,12 @@ class TrainConfig:
             raise ValueError(f"pretrained {self.pretrained!r}: no such file")
         if self.encoder not in ("fine-tune", "freeze"):
             raise ValueError(f"encoder {self.encoder!r}: choose fine-tune or freeze")
+        if self.encoder == "freeze" and self.norm == "group":
+            raise ValueError(
+                "encoder=freeze with norm=group: group norm drops the file's batch-norm "
+                "statistics, so the frozen encoder would not be the published one; fine-tune "
+                "it, or keep norm=batch"
+            )
         if self.encoder == "freeze" and not self.pretrained:
             raise ValueError(
                 "encoder=freeze keeps the encoder as loaded: give its weights with --pretrained "
@@ -218,5 +224,6 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     payload = read_config(run_dir)
     payload.pop("config_class", None)
     payload.pop("resolved", None)
-    # runs written before these fields existed trained this way: keep it on resume
-    return TrainConfig(**(BEFORE_PROTOCOLS | payload))
+    # runs written before these fields existed trained this way: keep it on resume (before
+    # encoder_lr_scale, a pretrained encoder learned at the head's rate, in one group)
+    return TrainConfig(**(BEFORE_PROTOCOLS | {"encoder_lr_scale": 1.0} | payload))

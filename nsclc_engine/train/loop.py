@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from nsclc_engine.parallel import available_cores
-from nsclc_engine.runs import checkpoint_paths, update_status, write_history
+from nsclc_engine.runs import checkpoint_paths, status, update_status, write_history
 from nsclc_engine.train import checkpoints
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.prepare import PreparedData
@@ -216,7 +216,12 @@ def train_fold(
     # each fold starts from its own seed: a resumed run builds fold k as an unbroken one did
     torch.manual_seed(config.seed + 1000 * fold + dist.rank)
     model = build_model(config.model, task.outputs, norm=config.norm, input_shape=shape)
-    network = _initialise(model, config)
+    loaded = None  # a resumed fold's weights come from its checkpoint, not the file
+    if last_path.exists():
+        loaded = (status(run_dir).get("model") or {}).get("pretrained") or {
+            "file": config.pretrained
+        }
+    network = _initialise(model, config, loaded)
     model = model.to(device, memory_format=input_format)
     log.info("fold %d on %s, %s", fold, device, resolved_precision(config, device))
     optimiser = torch.optim.Adam(_parameter_groups(model, config), lr=config.lr)
@@ -381,9 +386,11 @@ def train_fold(
     return pd.concat(frames, ignore_index=True)
 
 
-def _initialise(model, config: TrainConfig) -> dict:
+def _initialise(model, config: TrainConfig, loaded: dict | None) -> dict:
     """Load the run's pretrained file (if any) and freeze the encoder if asked; returns what
-    the run records of its network: name, parameters (all, and trainable) and the file."""
+    the run records of its network: name, parameters (all, and trainable) and the file. A
+    resumed fold (``loaded``: the record of its first start) takes its weights from its
+    checkpoint instead, and keeps that record."""
     from nsclc_engine.train.model import freeze_encoder, parameter_count
     from nsclc_engine.train.weights import load_pretrained
 
@@ -391,13 +398,18 @@ def _initialise(model, config: TrainConfig) -> dict:
     if not config.pretrained:
         log.info("random initialisation (no --pretrained file)")
         return network | {"trainable_parameters": network["parameters"]}
-    report = load_pretrained(model, config.pretrained, config.model)
+    if loaded is not None:
+        record = loaded
+    else:
+        record = load_pretrained(model, config.pretrained, config.model).record()
     if config.encoder == "freeze":
         freeze_encoder(model, config.model)
+    elif config.norm == "group":
+        log.warning("norm=group: the file's batch-norm statistics are not used")
     return network | {
         "trainable_parameters": parameter_count(model),
         "encoder": config.encoder,
-        "pretrained": report.record(),
+        "pretrained": record,
     }
 
 
@@ -407,7 +419,7 @@ def _parameter_groups(model, config: TrainConfig) -> list[dict]:
     from nsclc_engine.train.model import encoder_parameters, head_of
 
     head = list(head_of(model, config.model).parameters())
-    if not config.pretrained:
+    if not config.pretrained or (config.encoder != "freeze" and config.encoder_lr_scale == 1):
         return [{"params": list(model.parameters())}]
     if config.encoder == "freeze":
         return [{"params": head}]

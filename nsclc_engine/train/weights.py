@@ -132,17 +132,22 @@ def load_pretrained(model: torch.nn.Module, path: str | os.PathLike, name: str) 
     return report
 
 
-def network_of(path: str | os.PathLike, candidates: tuple[str, ...]) -> str:
+def network_of(
+    path: str | os.PathLike,
+    candidates: tuple[str, ...],
+    input_shape: tuple[int, int, int] = (32, 64, 64),
+) -> str:
     """The one network of ``candidates`` that the file fits (e.g. the depth of a MedicalNet
-    file), found from tensor names and shapes on PyTorch's meta device; ValueError with the
-    closest candidate's missing and unexpected tensors where none fits."""
+    file), found from tensor names and shapes on PyTorch's meta device, for inputs of
+    ``input_shape`` (the ViT's patch grid depends on it); ValueError with the closest
+    candidate's missing and unexpected tensors where none fits."""
     from nsclc_engine.train.model import build_model
 
     state, layout = read_weights(path)
     closest = None
     for name in candidates:
         with torch.device("meta"):
-            own = build_model(name).state_dict()
+            own = build_model(name, input_shape=input_shape).state_dict()
         usable, random, unexpected = _match(state, own, name)
         if usable and not random and not unexpected:
             return name

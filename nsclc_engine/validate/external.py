@@ -93,12 +93,20 @@ class ValidateConfig:
             raise ValueError("bootstrap_resamples must be 1 or more")
 
 
+KIND_NAMES = {
+    "imported": "an imported run",
+    "external": "an external-validation run",
+    "features": "a frozen-feature run (a linear model on an encoder's features)",
+}
+
+
 def frozen_source(source: Path) -> dict:
     """The source run's config, checked to be a finished trained run with a model."""
     config = read_config(source)
-    if config.get("kind") in ("imported", "external"):
+    if config.get("kind") in ("imported", "external", "features"):
         raise ValueError(
-            f"run {source.name} is an {config['kind']} run: it has no model of its own to apply"
+            f"run {source.name} is {KIND_NAMES[config['kind']]}: it has no network checkpoint of "
+            "its own to apply"
         )
     state = status(source).get("state")
     if state != "finished" or not (source / "predictions.csv").exists():

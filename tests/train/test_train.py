@@ -266,3 +266,25 @@ def test_a_pretrained_encoder_is_frozen_or_fine_tuned_slower_and_recorded(
     else:  # the encoder learns, at a tenth of the head's rate
         assert any(key.endswith(".weight") for key in moved)
         assert rates == pytest.approx([3e-5, 3e-4])
+
+
+def test_pretrained_options_that_cannot_hold_are_refused_and_older_runs_keep_one_rate(tmp_path):
+    from nsclc_engine.train.config import TrainConfig, load_run_config
+    from nsclc_engine.train.loop import _parameter_groups
+    from nsclc_engine.train.model import build_model
+
+    weights = tmp_path / "w.pt"
+    torch.save({}, weights)
+    with pytest.raises(ValueError, match="encoder=freeze with norm=group"):
+        TrainConfig(pretrained=str(weights), encoder="freeze", norm="group")
+    with pytest.raises(ValueError, match="give its weights with --pretrained"):
+        TrainConfig(encoder="freeze")
+    # a pretrained run written before encoder_lr_scale trained everything at lr, in one group
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"pretrained": str(weights), "lr": 1e-3}))
+    old = load_run_config(folder)
+    model = build_model()
+    groups = _parameter_groups(model, old)
+    assert old.encoder_lr_scale == 1.0 and len(groups) == 1
+    assert len(_parameter_groups(model, TrainConfig(pretrained=str(weights)))) == 2

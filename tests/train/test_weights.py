@@ -95,3 +95,13 @@ def test_a_pickled_object_is_refused_rather_than_run(tmp_path):
     torch.save({"state_dict": Payload()}, path)
     with pytest.raises(ValueError, match="not a PyTorch weights file"):
         read_weights(path)
+
+
+def test_a_vit_file_is_recognised_at_the_input_size_it_was_trained_for(tmp_path):
+    """The ViT's patch grid and position embedding depend on the preset: a file saved at the
+    paper preset fits there, and only there."""
+    path = tmp_path / "vit.pt"
+    torch.save(build_model("vit", input_shape=(100, 128, 128)).state_dict(), path)
+    assert network_of(path, ("vit",), (100, 128, 128)) == "vit"
+    with pytest.raises(ValueError, match=r"vit\.patch_embedding"):
+        network_of(path, ("vit",), (32, 64, 64))

@@ -306,5 +306,7 @@ def test_every_page_works_on_frozen_feature_runs(feature_runs, monkeypatch):
     assert table.loc["fmcib-features", "kind"] == "frozen features"
     assert table.loc["fmcib-features", "network"] == "fmcib (frozen)"
     assert table.loc["medicalnet-survival", "network"] == "resnet10 (frozen)"
+    assert table.loc["fmcib-features", "preset"] == "fmcib"
+    assert table.loc["medicalnet-survival", "preset"] == "medicalnet, smoke"
     at.switch_page("ui/patient.py").run()
-    assert any("frozen encoder" in i.value for i in at.info)
+    assert any("is a frozen-feature run" in i.value for i in at.info)

@@ -150,11 +150,12 @@ def test_bad_input_gets_one_line_and_no_run(artifacts, argv, message, capsys, mo
     assert not (artifacts / "runs" / "x").exists()
 
 
-def test_a_run_without_a_model_of_its_own_is_refused(artifacts, shifted):
+@pytest.mark.parametrize(("kind", "what"), [("imported", "an imported"), ("features", "a frozen")])
+def test_a_run_without_a_network_of_its_own_is_refused(artifacts, shifted, kind, what):
     from nsclc_engine.runs import create_run, update_status
 
-    create_run({"kind": "imported", "task": "classification"}, artifacts, "tool")
-    update_status(artifacts / "runs" / "tool", state="finished")
-    with pytest.raises(ValueError, match="imported run: it has no model of its own"):
-        validate_run("tool", "never", ValidateConfig(cohort=str(shifted)), artifacts)
+    create_run({"kind": kind, "task": "classification"}, artifacts, kind)
+    update_status(artifacts / "runs" / kind, state="finished")
+    with pytest.raises(ValueError, match=f"is {what}.*no network checkpoint of its own"):
+        validate_run(kind, "never", ValidateConfig(cohort=str(shifted)), artifacts)
     assert not (artifacts / "runs" / "never").exists()
