@@ -121,3 +121,44 @@ def feature_artifacts(tiny_cohort, fmcib_file, tmp_path_factory) -> Path:
     argv += ["--name", "fmcib-features", "--artifacts", str(artifacts), "--quiet"]
     assert main([*argv, "--set", "bootstrap_resamples=200"]) == 0
     return artifacts
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the session: Debian's binaries, ``initdb`` and ``pg_ctl``
+    (as the ``postgres`` user when the tests run as root) in a temporary folder, on a free
+    port of 127.0.0.1; skipped with a message where the binaries are absent."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests.helpers import free_port
+
+    binaries = [Path("/usr/lib/postgresql/15/bin"), *map(Path, os.get_exec_path())]
+    found = [folder for folder in binaries if (folder / "initdb").exists()]
+    if not found:
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) are absent: apt install postgresql"
+        )
+    initdb, pg_ctl = found[0] / "initdb", found[0] / "pg_ctl"
+    folder = Path(tempfile.mkdtemp(prefix="nsclc-postgres-"))
+    as_user = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = folder / "data", free_port()
+    subprocess.run(
+        [*as_user, initdb, "-D", data, "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [*as_user, pg_ctl, "-D", data, "-o", options, "-l", folder / "log", "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "fast", "-w", "stop"], capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)

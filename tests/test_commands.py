@@ -11,7 +11,7 @@ import tomllib
 from tests.helpers import PROJECT
 
 COMMANDS = ("train", "evaluate", "cohort", "preprocess", "synth", "demo", "honesty", "validate")
-COMMANDS += ("features",)
+COMMANDS += ("features", "tune")
 
 
 def test_console_scripts_name_the_commands_mains():

@@ -22,8 +22,9 @@ ALLOWED = {
     "explain": {"stats", "cohort", "preprocess", "runs", "train"},
     "honesty": {"runs", "evaluate", "train"},
     "validate": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain"},
-    "dashboard": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain"},
+    "dashboard": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain", "tune"},
     "features": {"stats", "cohort", "synth", "demo", "preprocess", "runs", "evaluate", "train"},
+    "tune": {"stats", "cohort", "synth", "demo", "preprocess", "runs", "evaluate", "train"},
 }
 
 

@@ -48,6 +48,7 @@ class TrainConfig:
     epochs: int = 6
     batch_size: int = 8
     lr: float = 3e-4
+    weight_decay: float = 0.0  # Adam's L2 penalty on the weights
     lr_factor: float = 0.5
     lr_patience: int = 2
     early_stopping_patience: int = 4
@@ -68,6 +69,11 @@ class TrainConfig:
     deterministic: bool = False
     shuffle_labels: bool = False
     bootstrap_resamples: int = 2000
+    # a search's trial (nsclc_engine.tune): the study and trial number it belongs to, and the
+    # test part held back (neither predicted nor evaluated) until the study's best is chosen
+    study: str = ""
+    trial: int = -1
+    hold_out_test: bool = False
 
     def __post_init__(self) -> None:
         from nsclc_engine.cohort.clinical import LABELS
@@ -107,6 +113,7 @@ class TrainConfig:
         """Every number in range, so a bad value fails here, not after the cohort is built."""
         rules = (
             ("lr", math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("weight_decay", 0 <= self.weight_decay < 1, "0 or more, below 1"),
             ("lr_factor", 0 < self.lr_factor < 1, "between 0 and 1 (exclusive)"),
             ("lr_patience", self.lr_patience >= 0, "0 or more"),
             ("early_stopping_patience", self.early_stopping_patience >= 1, "1 or more"),

@@ -112,9 +112,12 @@ def _first_queued(artifacts: Path) -> str | None:
     return queued[0]["run_id"] if queued else None
 
 
-def train_in_turn(run_id: str, artifacts: Path, show_progress: bool = False) -> dict:
+def train_in_turn(
+    run_id: str, artifacts: Path, show_progress: bool = False, epoch_hook=None
+) -> dict:
     """Wait for this queued run's turn on the device (see the module docstring), then train
-    it; raises :class:`Cancelled` if it is cancelled while waiting."""
+    it; raises :class:`Cancelled` if it is cancelled while waiting. ``epoch_hook``: a search
+    trial's pruner (:func:`~nsclc_engine.train.runner.run_training`)."""
     run_dir = runs.run_dir(run_id, artifacts)
     ahead = [
         run["run_id"]
@@ -132,7 +135,7 @@ def train_in_turn(run_id: str, artifacts: Path, show_progress: bool = False) -> 
             if (read_json(run_dir / "status.json") or {}).get("state") != "queued":
                 raise Cancelled()
             if _first_queued(artifacts) == run_id:
-                return run_training(run_id, artifacts, show_progress=show_progress)
+                return run_training(run_id, artifacts, show_progress, epoch_hook)
         time.sleep(POLL_SECONDS)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,6 +128,18 @@ class Cancelled(Exception):
     pass
 
 
+class Pruned(Exception):
+    """A search stopped this trial early (its epoch hook said so) after ``epoch``."""
+
+    def __init__(self, fold: int, epoch: int):
+        super().__init__(f"pruned at fold {fold} epoch {epoch}")
+        self.fold, self.epoch = fold, epoch
+
+
+# (fold, epoch, validation AUC or C-index) -> stop now? Called on rank 0 after each epoch
+EpochHook = Callable[[int, int, float], bool]
+
+
 def predict(model, dataset, config: TrainConfig, device, dist: Distributed, task) -> pd.DataFrame:
     """The task's prediction rows for every item of ``dataset``, gathered from all ranks."""
     import torch
@@ -185,10 +197,14 @@ def train_fold(
     dist: Distributed,
     show_progress: bool,
     history: dict[int, list],
+    epoch_hook: EpochHook | None = None,
 ) -> pd.DataFrame:
-    """Train one split; returns predictions of the best checkpoint for every patient in it.
+    """Train one split; returns predictions of the best checkpoint for every patient in it
+    (but the test part's, when ``config.hold_out_test``).
 
     ``history`` (fold -> epoch lines) is shared across folds to write ``history.jsonl``.
+    ``epoch_hook`` (a search's pruner) sees each epoch's validation metric and may stop the
+    trial, which raises :class:`Pruned` on every rank.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -224,7 +240,9 @@ def train_fold(
     network = _initialise(model, config, loaded)
     model = model.to(device, memory_format=input_format)
     log.info("fold %d on %s, %s", fold, device, resolved_precision(config, device))
-    optimiser = torch.optim.Adam(_parameter_groups(model, config), lr=config.lr)
+    optimiser = torch.optim.Adam(
+        _parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, mode="min", factor=config.lr_factor, patience=config.lr_patience
     )
@@ -370,6 +388,10 @@ def train_fold(
                 line["seconds"],
                 " (best)" if improved else "",
             )
+        if epoch_hook is not None:
+            metric = val_metrics.get("c_index", val_metrics.get("auc"))
+            if _shared(dist, dist.is_main and epoch_hook(fold, epoch, metric)):
+                raise Pruned(fold, epoch)
         if dist.world_size > 1:
             torch.distributed.barrier()
 
@@ -377,6 +399,8 @@ def train_fold(
     _unwrap(model).load_state_dict(best["model"])
     frames = []
     for part, dataset in datasets.items():
+        if part == "test" and config.hold_out_test:
+            continue  # a trial's: predicted once, for the study's best (runner.evaluate_test)
         # the training patients as they are: their augmented copies were for learning only
         plain = CachedVolumeDataset(dataset.items, None, (), config.seed)
         frame = predict(_unwrap(model), plain, config, device, dist, task)
@@ -453,6 +477,17 @@ def monitored_loss(config: TrainConfig, val_metrics: dict) -> float:
         return float(val_metrics["loss"])
     value = val_metrics.get("c_index", val_metrics.get("auc"))
     return float("inf") if value is None or not np.isfinite(value) else 1.0 - float(value)
+
+
+def _shared(dist: Distributed, answer: bool) -> bool:
+    """Rank 0's ``answer``, the same on every rank."""
+    if dist.world_size == 1:
+        return bool(answer)
+    import torch
+
+    shared = [bool(answer)]
+    torch.distributed.broadcast_object_list(shared, src=0)
+    return bool(shared[0])
 
 
 def _gather(value, dist: Distributed) -> list:

@@ -19,6 +19,8 @@ from nsclc_engine.train.loop import (
     DATA_SHARE,
     Cancelled,
     Distributed,
+    EpochHook,
+    Pruned,
     columns_of,
     seed_everything,
     select_device,
@@ -29,21 +31,31 @@ from nsclc_engine.train.prepare import PreparedData, prepare_data, shuffled
 log = logging.getLogger("nsclc_engine.train")
 
 
-def run_training(run_id: str, artifacts: Path, show_progress: bool = True) -> dict:
+def run_training(
+    run_id: str, artifacts: Path, show_progress: bool = True, epoch_hook: EpochHook | None = None
+) -> dict:
     """Train (or resume) the run in ``<artifacts>/runs/<run_id>`` from its ``config.json``,
     holding its run lock (:func:`nsclc_engine.runs.run_lock`: a second trainer of the same
     run raises :class:`nsclc_engine.runs.RunBusy`). A run cancelled while queued raises
-    :class:`Cancelled` without training."""
+    :class:`Cancelled` without training. ``epoch_hook``: a search's pruner (a pruned trial
+    ends ``pruned`` and raises :class:`Pruned`). A trial (``hold_out_test``) is not
+    evaluated: its metrics are its validation part's, and :func:`evaluate_test` predicts and
+    evaluates its test part once, for the study's best trial."""
     run_dir = runs.run_dir(run_id, artifacts)
     dist = Distributed.from_environment()
     with runs.run_lock(run_dir) if dist.is_main else nullcontext():
         if dist.is_main:
             remove_stale_temporaries(run_dir)
-        return _train(run_id, run_dir, Path(artifacts), dist, show_progress)
+        return _train(run_id, run_dir, Path(artifacts), dist, show_progress, epoch_hook)
 
 
 def _train(
-    run_id: str, run_dir: Path, artifacts: Path, dist: Distributed, show_progress: bool
+    run_id: str,
+    run_dir: Path,
+    artifacts: Path,
+    dist: Distributed,
+    show_progress: bool,
+    epoch_hook: EpochHook | None = None,
 ) -> dict:
     import torch
 
@@ -102,7 +114,17 @@ def _train(
         history: dict[int, list] = {}
         frames = [
             train_fold(
-                run_dir, config, split, fold, data, labels, times, dist, show_progress, history
+                run_dir,
+                config,
+                split,
+                fold,
+                data,
+                labels,
+                times,
+                dist,
+                show_progress,
+                history,
+                epoch_hook,
             )
             for fold, split in enumerate(splits)
         ]
@@ -113,6 +135,16 @@ def _train(
             from nsclc_engine.evaluate.run import evaluate_run
 
             write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+        if dist.is_main and config.hold_out_test:  # a trial: validation only, no evaluation
+            update_status(
+                run_dir,
+                state="finished",
+                progress=1.0,
+                finished=now(),
+                stage="trial: test held out",
+            )
+            return {}
+        if dist.is_main:
             update_status(run_dir, progress=0.99, stage="evaluating")
             try:
                 metrics = evaluate_run(
@@ -137,6 +169,11 @@ def _train(
         return metrics
     except runs.CancelledWhileQueued:
         raise Cancelled() from None
+    except Pruned as pruned:
+        if dist.is_main:
+            stage = f"pruned after fold {pruned.fold} epoch {pruned.epoch}"
+            update_status(run_dir, state="pruned", finished=now(), stage=stage)
+        raise
     except (Cancelled, KeyboardInterrupt):
         if dist.is_main:
             update_status(run_dir, state="cancelled", finished=now())
@@ -187,3 +224,54 @@ def _write_resolved_config(run_dir: Path, config: TrainConfig, data: PreparedDat
 def create_run(config: TrainConfig, artifacts: Path, run_id: str = "") -> str:
     """A new run folder for ``config``, queued (:func:`nsclc_engine.runs.create_run`)."""
     return runs.create_run({"config_class": "TrainConfig", **asdict(config)}, artifacts, run_id)
+
+
+def evaluate_test(run_id: str, artifacts: Path) -> dict:
+    """A finished trial's test part, predicted once with each fold's best checkpoint and then
+    evaluated like any run (threshold and recalibration fitted on validation): what a search
+    does for its best trial alone. Refuses a run whose test part was already scored."""
+    import torch
+
+    from nsclc_engine.evaluate.config import EvaluateConfig
+    from nsclc_engine.evaluate.run import evaluate_run
+    from nsclc_engine.preprocess.dataset import CachedItem, CachedVolumeDataset
+    from nsclc_engine.train.loop import predict
+    from nsclc_engine.train.model import build_model
+    from nsclc_engine.train.tasks import ClassificationTask, SurvivalTask
+
+    run_dir = runs.run_dir(run_id, artifacts)
+    config = load_run_config(run_dir)
+    predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
+    if "test" in set(predictions.split):
+        raise ValueError(f"run {run_id}: its test part has been scored already; not again")
+    data = prepare_data(config, Path(artifacts), show_progress=False)
+    labels, times = data.labels, data.times
+    if config.shuffle_labels:
+        labels, times = shuffled(data.labels, config.seed, data.times)
+    dist = Distributed.from_environment()
+    device = select_device(config, dist)
+    splits = runs.load_splits(run_dir)
+    shape = tuple(data.preprocess[f"out_{axis}"] for axis in ("depth", "height", "width"))
+    frames = [predictions]
+    for fold, split in enumerate(splits):
+        task = (
+            SurvivalTask(times, device)
+            if config.task == "survival"
+            else ClassificationTask([labels[p] for p in split["train"]], False, device)
+        )
+        model = build_model(config.model, task.outputs, norm=config.norm, input_shape=shape)
+        path = runs.best_checkpoint(run_dir, fold)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        items = [CachedItem(p, int(labels[p]), Path(data.image_paths[p])) for p in split["test"]]
+        dataset = CachedVolumeDataset(items, None, (), config.seed)
+        frame = predict(model.to(device), dataset, config, device, dist, task)
+        frames.append(frame.assign(split="test", fold=fold))
+    predictions = pd.concat(frames, ignore_index=True)[columns_of(config)]
+    write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+    update_status(run_dir, test_scored=now(), stage="evaluating its test part once")
+    metrics = evaluate_run(
+        run_dir, EvaluateConfig(bootstrap_resamples=config.bootstrap_resamples, seed=config.seed)
+    )
+    update_status(run_dir, stage="done: the study's best, its test part scored once")
+    return metrics

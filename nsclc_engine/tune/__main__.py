@@ -1,0 +1,108 @@
+"""Hyperparameter search: ``python -m nsclc_engine.tune --trials N [--storage URL] [--study
+NAME] [--space FILE] [--preset tiny|demo|paper]`` runs trials of an Optuna study over the
+training config (:mod:`nsclc_engine.tune.study`). Start the same command on several machines
+with one PostgreSQL ``--storage`` to share the study; ``--nproc-per-trial N`` trains each trial
+under torchrun on N GPUs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nsclc_engine.config import one_line
+from nsclc_engine.paths import artifacts_dir
+from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig, run_worker
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nsclc_engine.tune", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--trials", type=int, default=10, help="trials this worker runs")
+    parser.add_argument("--study", default="tune", help="the study's name (shared by workers)")
+    parser.add_argument(
+        "--storage",
+        default="",
+        help="an Optuna storage URL (postgresql://user:password@host/db); default: a SQLite "
+        "file under <artifacts>/studies/",
+    )
+    parser.add_argument("--space", default="", help="a JSON search space (default: the house one)")
+    parser.add_argument("--preset", default="demo", choices=list(STUDY_PRESETS))
+    parser.add_argument("--pruner", default="median", choices=list(PRUNERS))
+    parser.add_argument("--task", default="classification", choices=["classification", "survival"])
+    parser.add_argument("--label", default="", choices=["", "os_2y", "deadstatus_event"])
+    parser.add_argument("--folds", type=int, default=0, help="k-fold trials: the mean over folds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dicom", default="", help="real data (with --clinical); default: demo")
+    parser.add_argument("--clinical", default="")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--nproc-per-trial", type=int, default=0, help="torchrun ranks per trial")
+    parser.add_argument(
+        "--no-test", action="store_true", help="do not score the best trial's test part yet"
+    )
+    parser.add_argument(
+        "--no-queue",
+        action="store_true",
+        help="start each trial at once instead of in turn on the device (one worker per GPU, "
+        "each with its own CUDA_VISIBLE_DEVICES)",
+    )
+    parser.add_argument(
+        "--artifacts", help="artifacts folder (default $NSCLC_ARTIFACTS_DIR or ./artifacts)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        config = TuneConfig(
+            trials=args.trials,
+            study=args.study,
+            storage=args.storage,
+            space=args.space,
+            preset=args.preset,
+            pruner=args.pruner,
+            task=args.task,
+            label=args.label,
+            seed=args.seed,
+            folds=args.folds,
+            dicom=args.dicom,
+            clinical=args.clinical,
+            device=args.device,
+            nproc_per_trial=args.nproc_per_trial,
+            evaluate_best=not args.no_test,
+            queue=not args.no_queue,
+        )
+        report = run_worker(config, Path(args.artifacts or artifacts_dir()))
+    except (ValueError, OSError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    print_report(report)
+    return 0
+
+
+def print_report(report: dict) -> None:
+    counts = ", ".join(f"{n} {state}" for state, n in report["trials"].items() if n)
+    print(f"study {report['study']} ({report['storage']}): {counts or 'no trials'}")
+    best = report.get("best")
+    if not best:
+        print("no completed trial yet")
+        return
+    print(f"best: trial {best['trial']}, run {best['run_id']}, validation {best['validation']:.3f}")
+    print(f"  params: {json.dumps(best['params'])}")
+    print(f"  note: {report['selection_note']}")
+    test = report.get("test")
+    if test:
+        key = "c_index" if "c_index" in test else "auc"
+        value = test[key]
+        print(
+            f"  test, scored once: {key} {value[key]:.3f} "
+            f"(95% CI {value['ci_low']:.3f}-{value['ci_high']:.3f})"
+        )
+    elif report.get("waiting"):
+        print(f"  test: {report['waiting']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
