@@ -26,6 +26,7 @@ navigation = st.navigation(
         st.Page("ui/calibration.py", title="Calibration", icon="📐"),
         st.Page("ui/survival.py", title="Survival", icon="📉"),
         st.Page("ui/patient.py", title="Patient", icon="🩻"),
+        st.Page("ui/studies.py", title="Studies", icon="🔎"),
     ]
 )
 

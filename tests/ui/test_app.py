@@ -310,3 +310,43 @@ def test_every_page_works_on_frozen_feature_runs(feature_runs, monkeypatch):
     assert table.loc["medicalnet-survival", "preset"] == "medicalnet, smoke"
     at.switch_page("ui/patient.py").run()
     assert any("is a frozen-feature run" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_studies_page_shows_the_trials_the_best_and_optunas_figures(
+    tiny_source, tmp_path, monkeypatch
+):
+    from nsclc_engine.tune.study import TuneConfig, run_worker
+
+    artifacts = tmp_path / "artifacts"
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"lr": {"low": 1e-4, "high": 3e-3, "log": True}}))
+    config = TuneConfig(
+        trials=3,
+        study="page",
+        space=str(space),
+        preset="tiny",
+        pruner="none",
+        dicom=str(tiny_source / "dicom"),
+        clinical=str(tiny_source / "clinical.csv"),
+    )
+    report = run_worker(config, artifacts)
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(artifacts))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at.run()
+    at.switch_page("ui/studies.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert sorted(table.run_id) == ["page-t0000", "page-t0001", "page-t0002"]
+    assert set(table.state) == {"complete"} and "param lr" in table.columns
+    best = report["best"]
+    assert table.set_index("trial").validation[best["trial"]] == pytest.approx(best["validation"])
+    text = " ".join(m.value for m in at.markdown)
+    assert f"trial {best['trial']}" in text and "scored once" in text
+    assert len(at.get("plotly_chart")) >= 2  # history and parallel coordinates
+    # a trial that was not the best says so on the pages that need a test part
+    other = next(r for r in table.run_id if r != best["run_id"])
+    at.session_state["run_id"] = other
+    at.switch_page("ui/threshold.py").run()
+    assert not at.exception and any("held out" in i.value for i in at.info)

@@ -1,0 +1,74 @@
+"""The Studies page: a study's trials, its best, Optuna's own figures, start and stop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from nsclc_engine.tune.study import TuneConfig, shown_url, storage_url, study_table
+
+
+def storage(artifacts: Path) -> str:
+    """The studies the page shows: ``$NSCLC_TUNE_STORAGE`` (a shared PostgreSQL), else the
+    embedded SQLite file under ``artifacts/studies/``."""
+    return os.environ.get("NSCLC_TUNE_STORAGE") or storage_url(TuneConfig(), artifacts)
+
+
+def shared_storage() -> str:
+    """The shared storage workers started from the page use (empty: the embedded file)."""
+    return os.environ.get("NSCLC_TUNE_STORAGE", "")
+
+
+def study_names(url: str) -> list[str]:
+    import optuna
+
+    return sorted(optuna.study.get_all_study_names(url))
+
+
+def load(url: str, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def trials(study) -> pd.DataFrame:
+    """The trials table (:func:`nsclc_engine.tune.study.study_table`)."""
+    return study_table(study)
+
+
+def summary(study, url: str) -> dict:
+    """Counts by state, the best trial, its test score if scored, the settings, the storage."""
+    table = study_table(study)
+    counts = table.state.value_counts().to_dict() if not table.empty else {}
+    complete = table[table.state == "complete"]
+    best = None
+    if not complete.empty:
+        row = complete.loc[complete.validation.idxmax()]
+        best = {"trial": int(row.trial), "validation": float(row.validation), "run_id": row.run_id}
+    return {
+        "storage": shown_url(url),
+        "counts": counts,
+        "best": best,
+        "test": study.user_attrs.get("best_test"),
+        "settings": study.user_attrs.get("settings") or {},
+        "stop_requested": bool(study.user_attrs.get("stop_requested")),
+        "completed": len(complete),
+    }
+
+
+def figures(study) -> dict:
+    """Optuna's plotly figures: optimisation history, parallel coordinates and (with two
+    completed trials or more, and a parameter that varied) parameter importances."""
+    from optuna import visualization
+
+    result = {
+        "optimisation history": visualization.plot_optimization_history(study),
+        "parallel coordinates": visualization.plot_parallel_coordinate(study),
+    }
+    try:
+        result["parameter importances"] = visualization.plot_param_importances(study)
+    except (ValueError, RuntimeError):  # too few completed trials to rank parameters
+        pass
+    return result

@@ -1,0 +1,87 @@
+"""Studies: hyperparameter searches (Optuna) over the training config, their trials and best,
+started and stopped from here."""
+
+import streamlit as st
+
+from nsclc_engine.dashboard import studies as page
+from nsclc_engine.tune.jobs import launch_study, stop_study
+from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig, shown_url
+from ui.common import artifacts
+
+st.title("Studies")
+url = page.storage(artifacts())
+names = page.study_names(url)
+st.caption(
+    f"Storage: `{shown_url(url)}`. "
+    "Each trial is an ordinary run tagged with its study; its objective is its validation "
+    "AUC (C-index for survival), and only the study's best trial is scored on test, once."
+)
+
+with st.expander("Start a study", expanded=not names):
+    with st.form("start_study"):
+        left, middle, right = st.columns(3)
+        name = left.text_input("Study name", "tune")
+        trials = middle.number_input("Trials (this worker)", 1, 500, 10)
+        preset = right.selectbox("Preset", list(STUDY_PRESETS), index=0)
+        pruner = left.selectbox("Pruner", list(PRUNERS))
+        task = middle.selectbox("Task", ["classification", "survival"])
+        seed = right.number_input("Seed", 0, 10**6, 0)
+        start = st.form_submit_button("Start", type="primary")
+    if start:
+        try:
+            config = TuneConfig(
+                trials=int(trials),
+                study=name.strip(),
+                preset=preset,
+                pruner=pruner,
+                task=task,
+                seed=int(seed),
+                storage=page.shared_storage(),
+            )
+        except ValueError as error:
+            st.error(str(error))
+        else:
+            pid = launch_study(config, artifacts())
+            st.success(
+                f"Study {config.study} started (worker process {pid}); its trials appear below."
+            )
+
+if not names:
+    st.info("No study yet. Start one above, or run `python -m nsclc_engine.tune --preset tiny`.")
+    st.stop()
+
+chosen = st.selectbox("Study", names, key="study")
+study = page.load(url, chosen)
+summary = page.summary(study, url)
+counts = ", ".join(f"{n} {state}" for state, n in summary["counts"].items()) or "no trials yet"
+st.write(f"**{chosen}**: {counts}.")
+if summary["best"]:
+    best = summary["best"]
+    test = summary["test"]
+    line = (
+        f"Best: trial {best['trial']} (run `{best['run_id']}`), validation {best['validation']:.3f}"
+    )
+    if test:
+        key = "c_index" if "c_index" in test else "auc"
+        value = test[key]
+        line += (
+            f"; its test part, scored once: {value[key]:.3f} "
+            f"(95% CI {value['ci_low']:.3f}-{value['ci_high']:.3f})"
+        )
+    st.write(line + ".")
+    st.caption(
+        f"The best of {summary['completed']} trials by validation score: picking the maximum of "
+        "many noisy estimates inflates it. The test score, measured once, is the one to report."
+    )
+if st.button("Stop this study", disabled=summary["stop_requested"]):
+    cancelled = stop_study(TuneConfig(study=chosen, storage=url), artifacts())
+    st.success(
+        "No worker starts a new trial"
+        + (f"; cancelled {', '.join(cancelled)}." if cancelled else ".")
+    )
+
+table = page.trials(study)
+st.dataframe(table, hide_index=True, width="stretch")
+for title, figure in page.figures(study).items():
+    st.subheader(title.capitalize())
+    st.plotly_chart(figure, width="stretch")
