@@ -38,10 +38,10 @@ with st.expander("Start a study", expanded=not names):
                 seed=int(seed),
                 storage=page.shared_storage(),
             )
+            pid = launch_study(config, artifacts())
         except ValueError as error:
             st.error(str(error))
         else:
-            pid = launch_study(config, artifacts())
             st.success(
                 f"Study {config.study} started (worker process {pid}); its trials appear below."
             )
@@ -61,7 +61,14 @@ if summary["best"]:
     line = (
         f"Best: trial {best['trial']} (run `{best['run_id']}`), validation {best['validation']:.3f}"
     )
-    if test:
+    if test and test.get("run_id") != best["run_id"]:
+        line += (
+            f"; the test part was scored once, for run `{test['run_id']}` (the best then), and "
+            "is not looked at again"
+        )
+    elif test and test.get("error"):
+        line += f"; scoring its test part failed: {test['error']}"
+    elif test:
         key = "c_index" if "c_index" in test else "auc"
         value = test[key]
         line += (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,13 +23,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nsclc_engine.tune", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--trials", type=int, default=10, help="trials this worker runs")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=10,
+        help="trials this worker runs (0: only score the best trial's test part and report)",
+    )
     parser.add_argument("--study", default="tune", help="the study's name (shared by workers)")
     parser.add_argument(
         "--storage",
-        default="",
-        help="an Optuna storage URL (postgresql://user:password@host/db); default: a SQLite "
-        "file under <artifacts>/studies/",
+        default=os.environ.get("NSCLC_TUNE_STORAGE", ""),
+        help="an Optuna storage URL (postgresql+psycopg2://user:password@host/db; better in "
+        "$NSCLC_TUNE_STORAGE, out of the process list); default: a SQLite file under "
+        "<artifacts>/studies/",
     )
     parser.add_argument("--space", default="", help="a JSON search space (default: the house one)")
     parser.add_argument("--preset", default="demo", choices=list(STUDY_PRESETS))
@@ -43,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nproc-per-trial", type=int, default=0, help="torchrun ranks per trial")
     parser.add_argument(
         "--no-test", action="store_true", help="do not score the best trial's test part yet"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="start trials again in a study that was stopped"
     )
     parser.add_argument(
         "--no-queue",
@@ -73,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nproc_per_trial=args.nproc_per_trial,
             evaluate_best=not args.no_test,
             queue=not args.no_queue,
+            resume=args.resume,
         )
         report = run_worker(config, Path(args.artifacts or artifacts_dir()))
     except (ValueError, OSError) as error:
@@ -93,7 +104,11 @@ def print_report(report: dict) -> None:
     print(f"  params: {json.dumps(best['params'])}")
     print(f"  note: {report['selection_note']}")
     test = report.get("test")
-    if test:
+    if report.get("test_note"):
+        print(f"  test: {report['test_note']}")
+    if test and test.get("error"):
+        print(f"  test: scoring run {test['run_id']} failed: {test['error']}")
+    elif test:
         key = "c_index" if "c_index" in test else "auc"
         value = test[key]
         print(

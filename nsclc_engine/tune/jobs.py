@@ -8,22 +8,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nsclc_engine.tune.study import TuneConfig, storage_url
+from nsclc_engine.tune.study import TuneConfig
 
 
 def launch_study(config: TuneConfig, artifacts: str | os.PathLike) -> int:
     """Start ``python -m nsclc_engine.tune`` with ``config`` in its own session (it outlives
-    the dashboard; its output goes to ``studies/<study>.log``); returns its process id."""
+    the dashboard; its output goes to ``studies/<study>.log``); returns its process id. A
+    study whose settings differ from ``config``'s is refused here, not in the log."""
+    import optuna
+
+    from nsclc_engine.tune.study import settings_mismatch, storage_url
+
+    url = storage_url(config, Path(artifacts))
+    if config.study in optuna.study.get_all_study_names(url):
+        saved = optuna.load_study(study_name=config.study, storage=url).user_attrs
+        mismatch = settings_mismatch(saved.get("settings"), config)
+        if mismatch:
+            raise ValueError(mismatch)
     artifacts = Path(artifacts)
     folder = artifacts / "studies"
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "nsclc_engine.tune", "--trials", str(config.trials)]
     command += ["--study", config.study, "--preset", config.preset, "--pruner", config.pruner]
     command += ["--task", config.task, "--seed", str(config.seed), "--folds", str(config.folds)]
-    command += ["--artifacts", str(artifacts)]
-    for flag, value in (("--storage", config.storage), ("--space", config.space)):
-        if value:
-            command += [flag, value]
+    command += ["--artifacts", str(artifacts), "--resume"]  # Start from the page resumes a stop
+    if config.space:
+        command += ["--space", config.space]
     if config.label:
         command += ["--label", config.label]
     if config.dicom:
@@ -36,7 +46,8 @@ def launch_study(config: TuneConfig, artifacts: str | os.PathLike) -> int:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=os.environ | {"PYTHONPATH": search_path},
+            # the storage URL (and its password) in the environment, out of the process list
+            env=os.environ | {"PYTHONPATH": search_path, "NSCLC_TUNE_STORAGE": config.storage},
         )
     return process.pid
 
@@ -49,6 +60,7 @@ def stop_study(config: TuneConfig, artifacts: str | os.PathLike) -> list[str]:
 
     from nsclc_engine.runs import run_dir
     from nsclc_engine.train.jobs import cancel
+    from nsclc_engine.tune.study import storage_url
 
     artifacts = Path(artifacts)
     study = optuna.load_study(study_name=config.study, storage=storage_url(config, artifacts))

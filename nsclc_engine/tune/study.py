@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +40,15 @@ STUDY_PRESETS: dict[str, dict] = {
     "paper": {"preset": "paper"},
 }
 PRUNERS = ("median", "hyperband", "none")
-FIXED = ("preset", "task", "label", "seed", "folds", "dicom", "clinical", "space")
+FIXED = ("preset", "task", "label", "seed", "folds", "dicom", "clinical", "space", "pruner")
+STEPS_PER_FOLD = 1000  # a report's step: fold * STEPS_PER_FOLD + epoch, whatever the epochs
 
 
 @dataclass(frozen=True)
 class TuneConfig:
     """One worker of a study; the study's own settings (``FIXED``) must match its creator's."""
 
-    trials: int = 10  # trials this worker runs
+    trials: int = 10  # trials this worker runs (0: only score the best and report)
     study: str = "tune"
     storage: str = ""  # empty: sqlite:///<artifacts>/studies/optuna.db; or postgresql://...
     space: str = ""  # a JSON space file; empty: tune.space.DEFAULT_SPACE
@@ -62,14 +64,22 @@ class TuneConfig:
     nproc_per_trial: int = 0  # 2 or more: each trial under torchrun with that many processes
     queue: bool = True  # trials wait their turn on the device (False: a worker per GPU)
     evaluate_best: bool = True
+    resume: bool = False  # start trials again in a study stopped from the Studies page
 
     def __post_init__(self) -> None:
         if self.preset not in STUDY_PRESETS:
             raise ValueError(f"preset {self.preset!r}: choose one of {', '.join(STUDY_PRESETS)}")
         if self.pruner not in PRUNERS:
             raise ValueError(f"pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
-        if self.trials < 1:
-            raise ValueError(f"trials={self.trials}: must be 1 or more")
+        if self.trials < 0:
+            raise ValueError(f"trials={self.trials}: must be 0 (only report) or more")
+        if self.folds >= 2 and self.evaluate_best:
+            raise ValueError(
+                "folds: k-fold trials put every patient in some fold's validation part, so the "
+                "search sees every label and leaves no test part to score the chosen settings "
+                "honestly; run a k-fold study with --no-test and confirm its best on another "
+                "cohort (python -m nsclc_engine.validate), or search on one split"
+            )
         if self.nproc_per_trial == 1 or self.nproc_per_trial < 0:
             raise ValueError("nproc_per_trial: 0 (in this process) or 2 or more (torchrun)")
         if not self.study or not all(c.isalnum() or c in "-_" for c in self.study):
@@ -106,43 +116,62 @@ def shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def make_pruner(name: str):
+    """The study's pruner. Median: after 3 complete trials, from the second epoch on (the
+    first epoch's validation metric is the noisiest)."""
+    import optuna
+
+    return {
+        "median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+        "hyperband": optuna.pruners.HyperbandPruner(min_resource=2),
+        "none": optuna.pruners.NopPruner(),
+    }[name]
+
+
+def worker_seed(seed: int) -> int:
+    """The sampler's seed: ``seed`` and this worker (host and process), so workers started
+    together never propose the same first trials, and one worker is repeatable."""
+    return seed + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 10**6
+
+
+def settings_of(config: TuneConfig) -> dict:
+    settings = {key: getattr(config, key) for key in FIXED}
+    settings["space"] = load_space(config.space or None)
+    return json.loads(json.dumps(settings))
+
+
+def settings_mismatch(saved: dict | None, config: TuneConfig) -> str:
+    """Empty when ``config`` describes the study saved with ``saved`` (or a new one), else a
+    message naming the settings that differ."""
+    settings = settings_of(config)
+    if saved is None or saved == settings:
+        return ""
+    differ = sorted(key for key in settings if saved.get(key) != settings[key])
+    return (
+        f"study {config.study!r} was created with other settings ({', '.join(differ)}); "
+        "start this worker with the same ones, or name another study"
+    )
+
+
 def open_study(config: TuneConfig, artifacts: Path):
     """The study (created on first use), checked to be the one these settings describe."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner = {
-        "median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        "hyperband": optuna.pruners.HyperbandPruner(min_resource=1),
-        "none": optuna.pruners.NopPruner(),
-    }[config.pruner]
-    url = connect(storage_url(config, artifacts))
-    # a lone worker of a new study draws from --seed (repeatable); one that joins a study in
-    # progress draws from its own seed, so two workers never propose the same first trials
-    existing = optuna.study.get_all_study_names(url)
-    joining = config.study in existing and optuna.load_study(
-        study_name=config.study, storage=url
-    ).get_trials(deepcopy=False)
-    seed = config.seed + (hash((socket.gethostname(), os.getpid())) % 10**6 if joining else 0)
     study = optuna.create_study(
-        storage=url,
+        storage=connect(storage_url(config, artifacts)),
         study_name=config.study,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=pruner,
+        sampler=optuna.samplers.TPESampler(seed=worker_seed(config.seed)),
+        pruner=make_pruner(config.pruner),
         load_if_exists=True,
     )
-    settings = {key: getattr(config, key) for key in FIXED}
-    settings["space"] = load_space(config.space or None)
     saved = study.user_attrs.get("settings")
+    mismatch = settings_mismatch(saved, config)
+    if mismatch:
+        raise ValueError(mismatch)
     if saved is None:
-        study.set_user_attr("settings", settings)
-    elif saved != json.loads(json.dumps(settings)):
-        differ = sorted(k for k in settings if saved.get(k) != json.loads(json.dumps(settings[k])))
-        raise ValueError(
-            f"study {config.study!r} was created with other settings ({', '.join(differ)}); "
-            "start this worker with the same ones, or name another --study"
-        )
+        study.set_user_attr("settings", settings_of(config))
     return study
 
 
@@ -166,13 +195,15 @@ def validation_score(run_dir: Path, task: str) -> float:
     from nsclc_engine.stats.survival import harrell_c_index
 
     predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
-    assert "test" not in set(predictions.split), "a trial's test part is never scored"
     scores = []
     for _, fold in predictions[predictions.split == "validation"].groupby("fold"):
-        if task == "survival":
-            scores.append(harrell_c_index(fold.time_days, fold.event, fold.risk))
-        else:
-            scores.append(auc_score(fold.y_true, fold.y_prob))
+        try:
+            if task == "survival":
+                scores.append(harrell_c_index(fold.time_days, fold.event, fold.risk))
+            else:
+                scores.append(auc_score(fold.y_true, fold.y_prob))
+        except ValueError:  # no comparable pair, or one class
+            scores.append(float("nan"))
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -185,21 +216,33 @@ def run_worker(config: TuneConfig, artifacts: str | os.PathLike) -> dict:
 
     artifacts = Path(artifacts)
     study = open_study(config, artifacts)
-    study.set_user_attr("stop_requested", False)  # starting a worker resumes a stopped study
+    if config.resume:
+        study.set_user_attr("stop_requested", False)
     space = load_space(config.space or None)
     for _ in range(config.trials):
         if study.user_attrs.get("stop_requested"):
-            log.info("study %s: stop requested; no new trial", config.study)
+            log.warning(
+                "study %s was stopped from the Studies page: no new trial (--resume starts "
+                "trials again)",
+                config.study,
+            )
             break
         trial = study.ask(distributions(space))
-        try:
+        try:  # whatever happens, the trial is told: a trial left running blocks the scoring
             train_config = trial_config(config, trial.params, trial.number)
             check_network(train_config.model, train_config.norm, train_config.preset)
         except ValueError as error:  # a combination the network cannot take: not a result
             trial.set_user_attr("error", str(error))
             study.tell(trial, state=TrialState.FAIL)
             continue
-        state, value = _run_trial(config, study, trial, train_config, artifacts)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        try:
+            state, value = _run_trial(config, trial, train_config, artifacts)
+        except BaseException:  # interrupted: the trial failed, the worker stops
+            study.tell(trial, state=TrialState.FAIL)
+            raise
         if state == TrialState.COMPLETE and np.isfinite(value):
             study.tell(trial, value)
         else:
@@ -207,7 +250,7 @@ def run_worker(config: TuneConfig, artifacts: str | os.PathLike) -> dict:
     return finish(config, artifacts)
 
 
-def _run_trial(config: TuneConfig, study, trial, train_config, artifacts: Path):
+def _run_trial(config: TuneConfig, trial, train_config, artifacts: Path):
     from optuna.trial import TrialState
 
     from nsclc_engine.train.jobs import train_in_turn
@@ -215,21 +258,21 @@ def _run_trial(config: TuneConfig, study, trial, train_config, artifacts: Path):
     from nsclc_engine.train.runner import create_run, run_training
 
     run_id = f"{config.study}-t{trial.number:04d}"
-    if runs.run_dir(run_id, artifacts).exists():  # another study of that name used this folder
-        run_id = f"{run_id}-{socket.gethostname()}-{os.getpid()}"
-    create_run(train_config, artifacts, run_id)
-    trial.set_user_attr("run_id", run_id)
-    trial.set_user_attr("host", socket.gethostname())
-    trial.set_user_attr("artifacts", str(artifacts.resolve()))
     started = time.perf_counter()
     try:
+        if runs.run_dir(run_id, artifacts).exists():  # another study of that name used it
+            run_id = f"{run_id}-{zlib.crc32(f'{socket.gethostname()}{os.getpid()}'.encode())}"
+        create_run(train_config, artifacts, run_id)
+        trial.set_user_attr("run_id", run_id)
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("artifacts", str(artifacts.resolve()))
         if config.nproc_per_trial >= 2:
             state = _run_under_torchrun(config, trial, run_id, artifacts)
         elif config.queue:  # in its turn on the device, behind the dashboard's jobs and trials
-            train_in_turn(run_id, artifacts, False, epoch_hook(trial, train_config.epochs))
+            train_in_turn(run_id, artifacts, False, epoch_hook(trial))
             state = TrialState.COMPLETE
         else:
-            run_training(run_id, artifacts, False, epoch_hook(trial, train_config.epochs))
+            run_training(run_id, artifacts, False, epoch_hook(trial))
             state = TrialState.COMPLETE
     except Pruned:
         state = TrialState.PRUNED
@@ -238,7 +281,7 @@ def _run_trial(config: TuneConfig, study, trial, train_config, artifacts: Path):
         trial.set_user_attr("error", f"{type(error).__name__}: {error}")
         state = TrialState.FAIL
     run_dir = runs.run_dir(run_id, artifacts)
-    history = runs.read_history(run_dir)
+    history = runs.read_history(run_dir) if run_dir.is_dir() else []
     in_epochs = float(sum(line.get("seconds", 0.0) for line in history))
     trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
     trial.set_user_attr("seconds_in_epochs", round(in_epochs, 2))
@@ -249,13 +292,14 @@ def _run_trial(config: TuneConfig, study, trial, train_config, artifacts: Path):
     return state, value
 
 
-def epoch_hook(trial, epochs: int):
-    """Report each epoch's validation metric to the trial; prune when its pruner says so."""
+def epoch_hook(trial):
+    """Report each epoch's validation metric to the trial (step ``fold * STEPS_PER_FOLD +
+    epoch``, the same in every trial); prune when its pruner says so."""
 
     def hook(fold: int, epoch: int, value: float) -> bool:
         if value is None or not np.isfinite(value):
             return False
-        trial.report(float(value), fold * epochs + epoch)
+        trial.report(float(value), fold * STEPS_PER_FOLD + epoch)
         return trial.should_prune()
 
     return hook
@@ -270,12 +314,17 @@ def _run_under_torchrun(config: TuneConfig, trial, run_id: str, artifacts: Path)
         "NSCLC_TUNE_STORAGE": storage_url(config, artifacts),
         "NSCLC_TUNE_STUDY": config.study,
         "NSCLC_TUNE_TRIAL": str(trial._trial_id),
+        "NSCLC_TUNE_PRUNER": config.pruner,
     }
-    command = [sys.executable, "-m", "torch.distributed.run"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += [f"--nproc_per_node={config.nproc_per_trial}", "-m", "nsclc_engine.tune.trial"]
     command += [run_id, "--artifacts", str(artifacts)]
-    result = subprocess.run(command, env=environment, check=False)
-    return {0: TrialState.COMPLETE, 3: TrialState.PRUNED}.get(result.returncode, TrialState.FAIL)
+    subprocess.run(command, env=environment, check=False)
+    # torchrun's own exit status does not carry its ranks': the run's state does
+    state = runs.status(runs.run_dir(run_id, artifacts)).get("state")
+    return {"finished": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(
+        state, TrialState.FAIL
+    )
 
 
 def finish(config: TuneConfig, artifacts: Path) -> dict:
@@ -317,17 +366,24 @@ def finish(config: TuneConfig, artifacts: Path) -> dict:
     running = counts["running"] + counts["waiting"]
     run_dir = runs.run_dir(run_id, artifacts)
     test = study.user_attrs.get("best_test")
-    if test is None and config.evaluate_best and not running and run_dir.is_dir():
+    if test is not None and test.get("run_id") != run_id:
+        # the study looks at test once: a later, better trial is not scored as well
+        report["test_note"] = (
+            f"the test part was scored once, for run {test['run_id']}, the best when no trial "
+            f"was running; run {run_id} has since done better on validation and is not scored "
+            "(a second look at test would be a choice made on test)"
+        )
+    elif test is None and config.evaluate_best and not running and run_dir.is_dir():
         try:
             test = _score_best_once(study, run_id, artifacts, config.task)
         except runs.RunBusy:  # another worker, finishing at the same moment, scores it
             report["waiting"] = "another worker is scoring the best trial's test part"
     elif test is None and running:
         report["waiting"] = f"{running} trial(s) still running: the best is scored when they end"
-    elif test is None and not run_dir.is_dir():
+    elif test is None and config.evaluate_best:
         report["waiting"] = (
             f"the best trial's run {run_id} is on {best.user_attrs.get('host')}; run this "
-            "command there (--trials 0 is enough) to score its test part"
+            "command there with --trials 0 to score its test part"
         )
     report["test"] = test
     write_json(artifacts / "studies" / f"{config.study}.json", report)
@@ -343,9 +399,13 @@ def _score_best_once(study, run_id: str, artifacts: Path, task: str) -> dict:
         predictions = pd.read_csv(run_dir / "predictions.csv")
         if "test" in set(predictions.split):
             return study.user_attrs.get("best_test")
-        metrics = evaluate_test(run_id, artifacts)
-        key = "c_index" if task == "survival" else "auc"
-        test = {"run_id": run_id, key: metrics["splits"]["test"][key]}
+        try:
+            metrics = evaluate_test(run_id, artifacts)
+            key = "c_index" if task == "survival" else "auc"
+            test = {"run_id": run_id, key: metrics["splits"]["test"][key]}
+        except Exception as error:  # predicted but not evaluated: the look at test is spent
+            test = {"run_id": run_id, "error": f"{type(error).__name__}: {error}"}
+            log.exception("scoring run %s's test part failed", run_id)
         study.set_user_attr("best_test", test)
         return test
 

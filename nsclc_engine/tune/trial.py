@@ -1,7 +1,8 @@
 """One trial under ``torchrun``: ``python -m torch.distributed.run --nproc_per_node N -m
 nsclc_engine.tune.trial RUN_ID --artifacts DIR``, started by a study worker with the storage,
-study and trial in ``NSCLC_TUNE_*``. Rank 0 reports each epoch to the study and asks its
-pruner; every rank stops together. Exit status: 0 done, 3 pruned, 1 failed."""
+study, trial and pruner in ``NSCLC_TUNE_*``. Rank 0 reports each epoch to the study and asks
+its pruner; every rank stops together. The outcome is the run's state (``finished``,
+``pruned``, ``failed``): torchrun's exit status does not carry it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 def main(argv: Sequence[str] | None = None) -> int:
     from nsclc_engine.train.loop import Distributed, Pruned
     from nsclc_engine.train.runner import run_training
-    from nsclc_engine.tune.study import epoch_hook
+    from nsclc_engine.tune.study import epoch_hook, make_pruner
 
     parser = argparse.ArgumentParser(prog="python -m nsclc_engine.tune.trial")
     parser.add_argument("run_id")
@@ -30,18 +31,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if Distributed.from_environment().is_main:
         import optuna
 
-        from nsclc_engine.runs import run_dir
-        from nsclc_engine.train.config import load_run_config
-
         storage = optuna.storages.get_storage(os.environ["NSCLC_TUNE_STORAGE"])
-        study = optuna.load_study(study_name=os.environ["NSCLC_TUNE_STUDY"], storage=storage)
+        study = optuna.load_study(
+            study_name=os.environ["NSCLC_TUNE_STUDY"],
+            storage=storage,
+            pruner=make_pruner(os.environ.get("NSCLC_TUNE_PRUNER", "median")),
+        )
         trial = optuna.trial.Trial(study, int(os.environ["NSCLC_TUNE_TRIAL"]))
-        epochs = load_run_config(run_dir(args.run_id, Path(args.artifacts))).epochs
-        hook = epoch_hook(trial, epochs)
+        hook = epoch_hook(trial)
     try:
         run_training(args.run_id, Path(args.artifacts), False, hook)
-    except Pruned:
-        return 3
+    except Pruned:  # an outcome, not an error: the run's state says pruned
+        pass
     return 0
 
 

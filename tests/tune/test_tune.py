@@ -2,6 +2,7 @@
 scored once for the best trial, and several workers share one study."""
 
 import json
+from dataclasses import replace
 
 import optuna
 import pandas as pd
@@ -14,7 +15,7 @@ from nsclc_engine.tune.study import TuneConfig, run_worker, study_table
 SPACE = {"lr": {"low": 1e-4, "high": 3e-3, "log": True}, "batch_size": {"choices": [4, 8]}}
 
 
-def tiny_study(tiny_source, tmp_path, name="s", trials=3, **extra) -> TuneConfig:
+def tiny_study(tiny_source, tmp_path, name="s", trials=2, **extra) -> TuneConfig:
     space = tmp_path / "space.json"
     space.write_text(json.dumps(SPACE))
     return TuneConfig(
@@ -96,7 +97,7 @@ def test_the_test_labels_cannot_influence_the_search(tiny_source, tmp_path, monk
     monkeypatch.setattr(runner, "prepare_data", flipped)
     monkeypatch.setattr(split_module, "splits_for", lambda *args: splits)  # the same split
     second, best_again = trials_and_best(tmp_path / "b")
-    assert len(first) == 3 and all(value is not None for _, _, value in first)
+    assert len(first) == 2 and all(value is not None for _, _, value in first)
     assert second == first and best_again == best
 
 
@@ -153,3 +154,56 @@ def test_two_workers_share_one_study_on_postgresql(postgres_url, tiny_source, tm
     assert scored == [study.best_trial.user_attrs["run_id"]]
     assert study.user_attrs["best_test"]["run_id"] == scored[0]
     assert "postgres@127.0.0.1" in outputs[0] and "password" not in " ".join(outputs)
+
+
+def test_k_fold_studies_cannot_claim_an_honest_test_score_and_settings_must_match(tmp_path):
+    with pytest.raises(ValueError, match="every label"):
+        TuneConfig(folds=3)
+    TuneConfig(folds=3, evaluate_best=False)  # a k-fold search, confirmed elsewhere
+    first = TuneConfig(trials=0, study="fixed", preset="tiny")
+    run_worker(first, tmp_path)  # creates the study, runs nothing, reports
+    with pytest.raises(ValueError, match=r"other settings \(preset\)"):
+        run_worker(TuneConfig(trials=0, study="fixed", preset="demo"), tmp_path)
+
+
+def test_the_test_part_is_looked_at_once_even_when_a_later_trial_does_better(tmp_path):
+    from optuna.distributions import FloatDistribution
+
+    from nsclc_engine.tune.study import finish, open_study
+
+    config = TuneConfig(trials=0, study="once", preset="tiny")
+    study = open_study(config, tmp_path)
+    for number, value in enumerate((0.61, 0.74)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 1e-3},
+                distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)},
+                value=value,
+                user_attrs={"run_id": f"once-t000{number}", "host": "elsewhere"},
+            )
+        )
+    study.set_user_attr("best_test", {"run_id": "once-t0000", "auc": {"auc": 0.6}})
+    report = finish(config, tmp_path)
+    assert report["best"]["run_id"] == "once-t0001" and report["test"]["run_id"] == "once-t0000"
+    assert "not scored" in report["test_note"]
+    study.set_user_attr("best_test", None)
+    report = finish(config, tmp_path)  # the best's run is on another machine: say where
+    assert "is on elsewhere" in report["waiting"] and "--trials 0" in report["waiting"]
+
+
+@pytest.mark.slow
+def test_a_trial_on_two_processes_runs_the_trainer_under_torchrun(
+    tiny_source, tmp_path, monkeypatch
+):
+    """DDP on gloo (the CPU's backend) stands in for several GPUs: rank 0 reports each epoch
+    to the study, and the trial's outcome is read from its run."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    config = tiny_study(tiny_source, tmp_path, name="ddp", trials=1, nproc_per_trial=2)
+    report = run_worker(replace(config, device="cpu"), tmp_path / "artifacts")
+    study = optuna.load_study(
+        study_name="ddp", storage=f"sqlite:///{tmp_path}/artifacts/studies/optuna.db"
+    )
+    (trial,) = study.get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
+    assert sorted(trial.intermediate_values) == [1, 2]  # both epochs reported, from rank 0
+    assert report["test"]["run_id"] == "ddp-t0000"
