@@ -89,6 +89,13 @@ if st.button("Stop this study", disabled=summary["stop_requested"]):
 
 table = page.trials(study)
 st.dataframe(table, hide_index=True, width="stretch")
+local = page.local_runs(table, artifacts())
+if local:
+    pick, go = st.columns([3, 1], vertical_alignment="bottom")
+    run_id = pick.selectbox("A trial's run", local, key="study_run")
+    if go.button("Open its run", key="open_run"):
+        st.session_state.pending_run_id = run_id  # the sidebar picks it up on the next run
+        st.switch_page("ui/runs.py")
 for title, figure in page.figures(study).items():
     st.subheader(title.capitalize())
     st.plotly_chart(figure, width="stretch")

@@ -54,6 +54,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 # a features run's input is its recipe's (FMCIB: a 50 mm cube), not a preset
                 "preset": preset_of(config),
                 "network": network_name(config),
+                # a search's trial: its study and number (its test part is held out)
+                "study": f"{config['study']} #{config.get('trial')}" if config.get("study") else "",
                 "parameters (M)": (run.get("model") or {}).get("parameters", float("nan")) / 1e6,
                 "folds": config.get("folds", 0),
                 "shuffled labels": bool(config.get("shuffle_labels", False)),
@@ -74,6 +76,7 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
     columns += ["test AUC", "test AUC 95% CI"]
     columns += ["test C-index", "best achievable (image)", "share of achievable", "protocol"]
     columns += ["shuffled labels", "stage", "network", "parameters (M)", "preset", "folds"]
+    columns += ["study"]
     columns += ["threshold", "created", "finished"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.iloc[::-1].reset_index(drop=True)

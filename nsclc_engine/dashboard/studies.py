@@ -38,6 +38,16 @@ def trials(study) -> pd.DataFrame:
     return study_table(study)
 
 
+def local_runs(table: pd.DataFrame, artifacts: Path) -> list[str]:
+    """The trials' runs that are in this artifacts folder (a shared study's other machines
+    keep theirs)."""
+    from nsclc_engine.runs import run_dir
+
+    if table.empty:
+        return []
+    return [r for r in table.run_id.dropna() if run_dir(r, artifacts).is_dir()]
+
+
 def summary(study, url: str) -> dict:
     """Counts by state, the best trial, its test score if scored, the settings, the storage."""
     table = study_table(study)

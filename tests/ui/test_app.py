@@ -345,8 +345,13 @@ def test_studies_page_shows_the_trials_the_best_and_optunas_figures(
     text = " ".join(m.value for m in at.markdown)
     assert f"trial {best['trial']}" in text and "scored once" in text
     assert len(at.get("plotly_chart")) >= 2  # history and parallel coordinates
-    # a trial that was not the best says so on the pages that need a test part
+    # one click from a trial to its run; a trial that was not the best says on the pages
+    # that need a test part that its test part is held out
     other = next(r for r in table.run_id if r != best["run_id"])
-    at.session_state["run_id"] = other
+    at.selectbox(key="study_run").set_value(other).run()
+    at.button(key="open_run").click().run()
+    assert at.session_state["run_id"] == other
+    runs = next(f.value for f in at.dataframe if "kind" in f.value.columns).set_index("run_id")
+    assert runs.loc[other, "study"] == f"page #{int(other[-4:])}"
     at.switch_page("ui/threshold.py").run()
     assert not at.exception and any("held out" in i.value for i in at.info)
