@@ -46,56 +46,68 @@ with st.expander("Start a study", expanded=not names):
                 f"Study {config.study} started (worker process {pid}); its trials appear below."
             )
 
-if not names:
-    st.info("No study yet. Start one above, or run `python -m nsclc_engine.tune --preset tiny`.")
-    st.stop()
 
-chosen = st.selectbox("Study", names, key="study")
-study = page.load(url, chosen)
-summary = page.summary(study, url)
-counts = ", ".join(f"{n} {state}" for state, n in summary["counts"].items()) or "no trials yet"
-st.write(f"**{chosen}**: {counts}.")
-if summary["best"]:
-    best = summary["best"]
-    test = summary["test"]
-    line = (
-        f"Best: trial {best['trial']} (run `{best['run_id']}`), validation {best['validation']:.3f}"
-    )
-    if test and test.get("run_id") != best["run_id"]:
-        line += (
-            f"; the test part was scored once, for run `{test['run_id']}` (the best then), and "
-            "is not looked at again"
+@st.fragment(run_every=5)
+def study_view() -> None:
+    """The chosen study, refreshed every few seconds while its trials run (and a study just
+    started appears when its worker has created it)."""
+    names = page.study_names(url)
+    if not names:
+        st.info(
+            "No study yet. Start one above, or run `python -m nsclc_engine.tune --preset tiny`."
         )
-    elif test and test.get("error"):
-        line += f"; scoring its test part failed: {test['error']}"
-    elif test:
-        key = "c_index" if "c_index" in test else "auc"
-        value = test[key]
-        line += (
-            f"; its test part, scored once: {value[key]:.3f} "
-            f"(95% CI {value['ci_low']:.3f}-{value['ci_high']:.3f})"
+        return
+    chosen = st.selectbox("Study", names, key="study")
+    study = page.load(url, chosen)
+    summary = page.summary(study, url)
+    counts = ", ".join(f"{n} {state}" for state, n in summary["counts"].items()) or "no trials yet"
+    st.write(f"**{chosen}**: {counts}.")
+    if summary["best"]:
+        best = summary["best"]
+        test = summary["test"]
+        line = (
+            f"Best: trial {best['trial']} (run `{best['run_id']}`), "
+            f"validation {best['validation']:.3f}"
         )
-    st.write(line + ".")
-    st.caption(
-        f"The best of {summary['completed']} trials by validation score: picking the maximum of "
-        "many noisy estimates inflates it. The test score, measured once, is the one to report."
-    )
-if st.button("Stop this study", disabled=summary["stop_requested"]):
-    cancelled = stop_study(TuneConfig(study=chosen, storage=url), artifacts())
-    st.success(
-        "No worker starts a new trial"
-        + (f"; cancelled {', '.join(cancelled)}." if cancelled else ".")
-    )
+        if test and test.get("run_id") != best["run_id"]:
+            line += (
+                f"; the test part was scored once, for run `{test['run_id']}` (the best then), and "
+                "is not looked at again"
+            )
+        elif test and test.get("error"):
+            line += f"; scoring its test part failed: {test['error']}"
+        elif test:
+            key = "c_index" if "c_index" in test else "auc"
+            value = test[key]
+            line += (
+                f"; its test part, scored once: {value[key]:.3f} "
+                f"(95% CI {value['ci_low']:.3f}-{value['ci_high']:.3f})"
+            )
+        st.write(line + ".")
+        st.caption(
+            f"The best of {summary['completed']} trials by validation score: picking the maximum "
+            "of many noisy estimates inflates it. The test score, measured once, is the one to "
+            "report."
+        )
+    if st.button("Stop this study", disabled=summary["stop_requested"]):
+        cancelled = stop_study(TuneConfig(study=chosen, storage=url), artifacts())
+        st.success(
+            "No worker starts a new trial"
+            + (f"; cancelled {', '.join(cancelled)}." if cancelled else ".")
+        )
 
-table = page.trials(study)
-st.dataframe(table, hide_index=True, width="stretch")
-local = page.local_runs(table, artifacts())
-if local:
-    pick, go = st.columns([3, 1], vertical_alignment="bottom")
-    run_id = pick.selectbox("A trial's run", local, key="study_run")
-    if go.button("Open its run", key="open_run"):
-        st.session_state.pending_run_id = run_id  # the sidebar picks it up on the next run
-        st.switch_page("ui/runs.py")
-for title, figure in page.figures(study).items():
-    st.subheader(title.capitalize())
-    st.plotly_chart(figure, width="stretch")
+    table = page.trials(study)
+    st.dataframe(table, hide_index=True, width="stretch")
+    local = page.local_runs(table, artifacts())
+    if local:
+        pick, go = st.columns([3, 1], vertical_alignment="bottom")
+        run_id = pick.selectbox("A trial's run", local, key="study_run")
+        if go.button("Open its run", key="open_run"):
+            st.session_state.pending_run_id = run_id  # the sidebar picks it up on the next run
+            st.switch_page("ui/runs.py")
+    for title, figure in page.figures(study).items():
+        st.subheader(title.capitalize())
+        st.plotly_chart(figure, width="stretch")
+
+
+study_view()
