@@ -123,6 +123,14 @@ def _parse(raw: str, annotation: Any, key: str) -> Any:
     return json.loads(raw)
 
 
+def check_rules(config: Any, rules: typing.Sequence[tuple[str, bool, str]]) -> None:
+    """ValueError naming the first field of ``config`` whose rule does not hold; ``rules`` are
+    ``(field, holds, what it must be)``."""
+    for key, holds, rule in rules:
+        if not holds:
+            raise ValueError(f"{key}={getattr(config, key)!r}: must be {rule}")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
     """``--config FILE`` and repeatable ``--set KEY=VALUE`` for a stage's config class."""
     parser.add_argument("--config", help=f"{config_class.__name__} JSON file")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from nsclc_engine.atomic import write_json, write_text_atomic
+from nsclc_engine.config import check_rules
 from nsclc_engine.demo import DEMO_PATIENTS
 from nsclc_engine.features.recipes import recipe
 from nsclc_engine.runs import (
@@ -86,9 +87,7 @@ class FeatureConfig:
             ("demo_patients", self.demo_patients >= 20, "20 or more"),
             ("bootstrap_resamples", self.bootstrap_resamples >= 100, "100 or more"),
         )
-        for key, valid, rule in rules:
-            if not valid:
-                raise ValueError(f"{key}={getattr(self, key)!r}: must be {rule}")
+        check_rules(self, rules)
         recipe(self.recipe, self.preset)  # a bad recipe or preset fails here
 
 
@@ -118,7 +117,9 @@ def feature_run(
     checked against the network before anything is made."""
     artifacts = Path(artifacts)
     network = resolve_network(config)
-    device = _device(config.device)
+    from nsclc_engine.train.loop import device_named
+
+    device = str(device_named(config.device))
     run_id = create_run(
         {"config_class": "FeatureConfig", "kind": "features", **asdict(config), "model": network},
         artifacts,
@@ -279,13 +280,3 @@ def _outcomes(cohort: pd.DataFrame, patients: pd.Index, config: FeatureConfig) -
         )
     rows = rows.dropna(subset=[config.label])
     return pd.DataFrame({"label": rows[config.label].astype(int)})
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda: no CUDA device here; use --set device=cpu or auto")
-    return name

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nsclc_engine.config import load_config, read_config_file
+from nsclc_engine.config import check_rules, load_config, read_config_file
 from nsclc_engine.demo import DEMO_PATIENTS
 from nsclc_engine.runs import read_config
 
@@ -133,9 +133,7 @@ class TrainConfig:
                 "empty (the preset's) or a finite number >= 0",
             ),
         )
-        for key, valid, rule in rules:
-            if not valid:
-                raise ValueError(f"{key}={getattr(self, key)!r}: must be {rule}")
+        check_rules(self, rules)
 
     def _check_choices(self) -> None:
         from nsclc_engine.preprocess.dataset import AugmentConfig

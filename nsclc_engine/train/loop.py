@@ -42,13 +42,22 @@ class Distributed:
         )
 
 
+def device_named(name: str):
+    """The device ``name`` says: ``auto`` (CUDA where there is one), ``cpu`` or ``cuda``;
+    ValueError for ``cuda`` where there is none."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but no CUDA device is available; use cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
 def select_device(config: TrainConfig, dist: Distributed):
     import torch
 
-    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but no CUDA device is available")
-    if use_cuda:
+    if device_named(config.device).type == "cuda":
         torch.cuda.set_device(dist.local_rank)
         # fixed input shapes: let cuDNN pick its fastest kernels (off under --deterministic)
         torch.backends.cudnn.benchmark = not config.deterministic

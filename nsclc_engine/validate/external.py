@@ -56,6 +56,7 @@ from nsclc_engine.stats.calibration import (
     sigmoid,
 )
 from nsclc_engine.stats.survival import bootstrap_c_index
+from nsclc_engine.train.loop import device_named
 from nsclc_engine.train.prepare import source_key
 from nsclc_engine.train.tasks import task_class
 from nsclc_engine.validate.case_mix import case_mix_table
@@ -143,14 +144,6 @@ def external_cohort(config: ValidateConfig, artifacts: Path) -> Path:
     return folder
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def predict_frozen(
     source: Path, source_config: dict, cohort_dir: Path, cache_dir: Path, device: str = "auto"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -167,7 +160,7 @@ def predict_frozen(
     paths = items_from_cache(cache_dir, keys, dict.fromkeys(keys, 0), preprocess)
     dataset = CachedVolumeDataset([CachedItem(p, 0, Path(paths[p])) for p in sorted(paths)])
     task = source_config.get("task", "classification")
-    target = _device(device)
+    target = device_named(device)
     folds = max(int(source_config.get("folds", 0) or 0), 1)
     models = [load_run_model(source, fold, str(target)) for fold in range(folds)]
     scores = []

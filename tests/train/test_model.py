@@ -13,6 +13,7 @@ from nsclc_engine.train.model import (
     vit_patch,
 )
 from nsclc_engine.train.weights import load_pretrained
+from tests.helpers import medicalnet_state
 
 RESNETS = ("resnet10", "resnet18", "resnet34", "resnet50")
 
@@ -24,19 +25,8 @@ def test_stride_two_stem_and_two_logits():
 
 
 def test_loads_a_medicalnet_format_file_by_name_and_shape(tmp_path):
-    from monai.networks.nets import resnet18
-
-    # MedicalNet: a backbone without the classifier, saved from DataParallel, wrapped
-    backbone = resnet18(
-        spatial_dims=3,
-        n_input_channels=1,
-        conv1_t_stride=2,
-        shortcut_type="A",
-        bias_downsample=True,
-        feed_forward=False,
-    )
-    state = {f"module.{name}": tensor for name, tensor in backbone.state_dict().items()}
-    state["module.conv_seg.0.weight"] = torch.zeros(3, 3)  # MedicalNet's segmentation head
+    # MedicalNet: a backbone without the classifier, with its segmentation head, from DataParallel
+    state = medicalnet_state(18)
     path = tmp_path / "resnet_18_23dataset.pth"
     torch.save({"state_dict": state}, path)
 
@@ -44,9 +34,9 @@ def test_loads_a_medicalnet_format_file_by_name_and_shape(tmp_path):
     report = load_pretrained(model, path, "resnet18")
     assert set(report.missing) == {"fc.weight", "fc.bias"}
     assert set(report.skipped) == {"conv_seg.0.weight"}
-    assert set(report.loaded) == set(backbone.state_dict())
+    assert set(report.loaded) == {k.removeprefix("module.") for k in state} - {"conv_seg.0.weight"}
     assert report.layout == "state_dict (MedicalNet)" and len(report.sha256) == 64
-    torch.testing.assert_close(model.conv1.weight, backbone.conv1.weight)
+    torch.testing.assert_close(model.conv1.weight, state["module.conv1.weight"])
 
     state["module.layer1.0.conv1.weight"] = torch.zeros(1, 1, 1, 1, 1)  # of another shape
     torch.save({"state_dict": state}, path)
@@ -126,28 +116,6 @@ def test_deeper_backbones_have_more_parameters():
     counts = {name: parameter_count(build_model(name)) for name in RESNETS}
     assert counts["resnet10"] < counts["resnet18"] < counts["resnet34"]
     assert counts["resnet18"] < counts["resnet50"] < counts["resnet34"]
-
-
-@pytest.mark.parametrize("name", ["resnet10", "resnet34", "resnet50"])
-def test_medicalnet_layouts_of_other_depths_load_every_backbone_tensor(tmp_path, name):
-    """MedicalNet's files for each depth (shortcut B without downsample bias for 10 and 50,
-    A with it for 18 and 34): every tensor but the new classifier loads by name."""
-    from monai.networks import nets
-    from monai.networks.nets.resnet import get_medicalnet_pretrained_resnet_args
-
-    bias, shortcut = get_medicalnet_pretrained_resnet_args(int(name[6:]))
-    backbone = getattr(nets, name)(
-        spatial_dims=3,
-        n_input_channels=1,
-        conv1_t_stride=2,
-        shortcut_type=shortcut,
-        bias_downsample=bias,
-        feed_forward=False,
-    )
-    state = {f"module.{key}": tensor for key, tensor in backbone.state_dict().items()}
-    torch.save({"state_dict": state}, tmp_path / f"resnet_{name[6:]}.pth")
-    report = load_pretrained(build_model(name), tmp_path / f"resnet_{name[6:]}.pth", name)
-    assert set(report.missing) == {"fc.weight", "fc.bias"} and not report.skipped
 
 
 def test_an_unknown_backbone_is_named_with_the_choices():

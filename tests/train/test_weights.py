@@ -51,6 +51,7 @@ def test_each_medicalnet_depth_loads_every_backbone_tensor_and_is_recognised(dep
     assert report.layout == "state_dict (MedicalNet)"
     assert set(report.loaded) == {k.removeprefix("module.") for k in state} - {"conv_seg.0.weight"}
     assert report.skipped == ("conv_seg.0.weight",)
+    assert set(report.missing) == {"fc.weight", "fc.bias"}  # only the new classifier
 
 
 def test_a_file_of_another_family_names_missing_and_unexpected_tensors_and_the_architecture(
