@@ -4,9 +4,9 @@ each console script in pyproject.toml names a callable ``main``."""
 import importlib
 import subprocess
 import sys
+import tomllib
 
 import pytest
-import tomllib
 
 from tests.helpers import PROJECT
 

@@ -43,12 +43,13 @@ log = logging.getLogger(__name__)
 PARALLEL_MIN_PATIENTS = 8
 
 
-class Reason(str, Enum):
+class Reason(str, Enum):  # noqa: UP042 (its str() and format() are relied on)
     """Exclusion reason codes, in the order they are checked."""
 
     DUPLICATE_CLINICAL_ID = "duplicate_clinical_id"
     NO_CLINICAL_ROW = "no_clinical_row"
     NO_IMAGING = "no_imaging"
+    REVIEW_EXCLUDED = "review_excluded"  # a reviewer's "exclude from cohort" note
     NO_CT = "no_ct_series"
     NO_RTSTRUCT = "no_rtstruct"
     NO_MATCHING_ROI = "no_matching_roi"
@@ -288,8 +289,12 @@ def build_cohort(
     clinical: pd.DataFrame,
     config: CohortConfig,
     show_progress: bool = True,
+    review_exclusions: dict[str, str] | None = None,
 ) -> CohortResult:
-    """Join an index of DICOM headers with the clinical table (see the module docstring)."""
+    """Join an index of DICOM headers with the clinical table (see the module docstring).
+
+    ``review_exclusions``: patient -> why, the reviewers' "exclude from cohort" notes in force
+    (:func:`nsclc_engine.review.store.exclusions`); each becomes a ``review_excluded`` row."""
     exclusions: list[dict] = []
 
     def exclude(patient_id: str, reason: Reason, detail: str, scope: str = "cohort") -> None:
@@ -319,8 +324,11 @@ def build_cohort(
         )
     for patient_id in sorted(clinical_ids - set(headers_by_patient)):
         exclude(patient_id, Reason.NO_IMAGING, "clinical row but no DICOM file with this PatientID")
+    reviewed = clinical_ids & set(headers_by_patient) & set(review_exclusions or {})
+    for patient_id in sorted(reviewed):
+        exclude(patient_id, Reason.REVIEW_EXCLUDED, review_exclusions[patient_id])
 
-    to_inspect = sorted(clinical_ids & set(headers_by_patient))
+    to_inspect = sorted((clinical_ids & set(headers_by_patient)) - reviewed)
     tasks = [
         (pid, headers_by_patient[pid], config, skipped_by_series.get(pid, {})) for pid in to_inspect
     ]
@@ -492,8 +500,10 @@ def run_cohort(
     out_dir: str | os.PathLike,
     config: CohortConfig,
     show_progress: bool = True,
+    review_exclusions: dict[str, str] | None = None,
 ) -> CohortResult:
-    """Index ``dicom_dir``, read ``clinical_csv``, build the cohort and write it to ``out_dir``."""
+    """Index ``dicom_dir``, read ``clinical_csv``, build the cohort and write it to ``out_dir``
+    (``review_exclusions``: see :func:`build_cohort`)."""
     if not Path(dicom_dir).is_dir():
         kind = "is a file" if Path(dicom_dir).exists() else "does not exist"
         raise ValueError(f"--dicom {dicom_dir}: {kind}; give the folder holding the DICOM files")
@@ -504,7 +514,7 @@ def run_cohort(
     )
     if not index.headers:
         raise dicom_io.no_dicom_error(dicom_dir, len(index.skipped))
-    result = build_cohort(index, clinical, config, show_progress=show_progress)
+    result = build_cohort(index, clinical, config, show_progress, review_exclusions)
     write_outputs(result, config, out_dir)
     return result
 

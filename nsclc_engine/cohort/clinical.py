@@ -9,12 +9,15 @@ deceased) or NaN with the reason the patient has no label under that definition.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 V3_COLUMNS = (
     "PatientID",
@@ -120,12 +123,17 @@ def read_clinical_csv(path: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: the file is empty; give the Lung1 clinical CSV") from None
     except pd.errors.ParserError as error:
-        raise ValueError(f"{path}: not a readable CSV ({' '.join(str(error).split())})") from None
-    missing = [column for column in V3_COLUMNS if column not in table.columns]
-    if missing:
+        log.warning("%s: CSV parser error: %s", path, " ".join(str(error).split()))
         raise ValueError(
-            f"{path}: not a Lung1 v3 clinical table; missing columns {missing}; "
-            f"columns present: {list(table.columns)}"
+            f"{path}: not a readable CSV (the parser's detail is in the server log); give the "
+            "Lung1 clinical CSV"
+        ) from None
+    missing = [column for column in V3_COLUMNS if column not in table.columns]
+    if missing:  # the file's own header is left out: it could be any file's first line
+        log.warning("%s: columns present: %s", path, list(table.columns))
+        raise ValueError(
+            f"{path}: not a Lung1 v3 clinical table; missing columns {missing} "
+            f"({len(table.columns)} columns present, listed in the server log)"
         )
     table = table[list(V3_COLUMNS)].rename(columns=COLUMN_NAMES)
     table["patient_id"] = table["patient_id"].astype(str).str.strip()
@@ -138,9 +146,10 @@ def read_clinical_csv(path: str | os.PathLike) -> pd.DataFrame:
         if bad.any():
             examples = dict(zip(table.loc[bad, "patient_id"], table.loc[bad, column], strict=True))
             kind = "whole numbers" if column in INTEGER_COLUMNS else "numbers"
+            log.warning("%s: %s values that are not %s: %s", path, column, kind, examples)
             raise ValueError(
-                f"{path}: column {source_names[column]} must hold {kind} or NA; "
-                f"patients {list(examples)[:10]} have {list(examples.values())[:10]}"
+                f"{path}: column {source_names[column]} must hold {kind} or NA; patients "
+                f"{list(examples)[:10]} have other values (listed in the server log)"
             )
         table[column] = numeric.astype("Int64") if column in INTEGER_COLUMNS else numeric
     bad_event = table["deadstatus_event"].notna() & ~table["deadstatus_event"].isin([0, 1])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.dashboard.run_view import RunView, part_predictions
+from nsclc_engine.dashboard.run_view import RunView, part_predictions, run_kind
 from nsclc_engine.explain.cache import explain_patient, patient_uncertainty
 from nsclc_engine.explain.gradcam import CtMap, ExplainConfig, input_map_to_ct
 from nsclc_engine.explain.viewer import PatientCase, load_case
@@ -128,3 +129,47 @@ def uncertainty(view: RunView, fold: int, patient_id: str, case: PatientCase, mo
     """The prediction's spread under test-time augmentation (cached under the run)."""
     task = view.config.get("task", "classification")
     return patient_uncertainty(view.run_dir, fold, patient_id, case.input_image, task, model=model)
+
+
+def comparable_runs(artifacts: str | os.PathLike, view: RunView, patient_id: str) -> list[dict]:
+    """Other finished trained runs whose maps can stand beside ``view``'s for this patient:
+    the same data source, the patient among their predictions. Each: run id, the fold whose
+    model scored the patient (out of fold where the run has folds) and the patient's split."""
+    from nsclc_engine.dashboard.run_view import load_run
+    from nsclc_engine.review.store import source_of
+    from nsclc_engine.runs import list_runs, read_json
+    from nsclc_engine.runs import run_dir as run_folder
+
+    source = source_of(view.config)
+    found = []
+    for run in list_runs(artifacts):
+        folder = run_folder(run["run_id"], artifacts)
+        config = read_json(folder / "config.json") or {}
+        state = (read_json(folder / "status.json") or {}).get("state")
+        if run["run_id"] == view.run_id or state != "finished" or run_kind(config) != "trained":
+            continue
+        if source_of(config) != source:
+            continue
+        other = load_run(folder)
+        rows = other.predictions[other.predictions.patient_id == patient_id]
+        held = rows[rows.split != "train"] if (rows.split != "train").any() else rows
+        if not held.empty:
+            found.append(
+                {
+                    "run_id": other.run_id,
+                    "fold": int(held.fold.iloc[0]),
+                    "split": str(held.split.iloc[0]),
+                }
+            )
+    return found
+
+
+def note_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Review notes as a page lists them: newest first, readable columns, state in force."""
+    shown = frame.sort_values("note_id", ascending=False).copy()
+    shown["state"] = np.where(shown.withdrawn_at.isna(), "in force", "withdrawn")
+    shown.loc[shown.withdrawn_at.notna(), "state"] = (
+        "withdrawn by " + shown.withdrawn_by.astype(str) + " " + shown.withdrawn_at.astype(str)
+    )
+    columns = ["note_id", "patient_id", "run_id", "flag_name", "text", "author", "created_at"]
+    return shown[[*columns, "state"]].rename(columns={"flag_name": "flag"}).reset_index(drop=True)

@@ -71,10 +71,16 @@ def operating_point(metrics: dict, threshold: float) -> dict:
 
 
 def save_threshold(
-    run_dir: str | os.PathLike, value: float, rule: str, split: str, recalibration: str
+    run_dir: str | os.PathLike,
+    value: float,
+    rule: str,
+    split: str,
+    recalibration: str,
+    saved_by: str = "",
 ) -> dict:
     """Save the operating threshold into the run's ``threshold.json`` (beside the thresholds
-    evaluation fitted). Only a threshold chosen on validation predictions is accepted."""
+    evaluation fitted), with who saved it. Only a threshold chosen on validation predictions
+    is accepted."""
 
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"threshold {value} must lie in [0, 1]")
@@ -90,5 +96,29 @@ def save_threshold(
         "recalibration": recalibration,
         "written": now(),
         "source": "dashboard",
+        "saved_by": saved_by,
     }
     return write_threshold_file(run_dir, operating_point=point)["operating_point"]
+
+
+CELLS = {
+    "FN": "false negatives",
+    "FP": "false positives",
+    "TP": "true positives",
+    "TN": "true negatives",
+}
+
+
+def cell_patients(frame: pd.DataFrame, threshold: float) -> dict[str, pd.DataFrame]:
+    """The patients of each confusion-matrix cell at ``threshold`` (called positive when
+    ``y_prob >= threshold``, as the matrix counts them), each cell's rows sorted with the most
+    confident first: FN and TN by rising probability, FP and TP by falling."""
+    called = frame.y_prob.to_numpy() >= threshold
+    truth = frame.y_true.to_numpy().astype(bool)
+    masks = {"FN": truth & ~called, "FP": ~truth & called, "TP": truth & called}
+    masks["TN"] = ~truth & ~called
+    columns = [c for c in ("patient_id", "fold", "y_prob", "y_true") if c in frame.columns]
+    return {
+        cell: frame.loc[mask, columns].sort_values("y_prob", ascending=cell in ("FN", "TN"))
+        for cell, mask in masks.items()
+    }

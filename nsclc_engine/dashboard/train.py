@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from nsclc_engine import access
 from nsclc_engine.train.config import TrainConfig, protocol_config
 
 PROTOCOL_NOTES = {
@@ -33,24 +34,43 @@ def protocol_defaults(name: str) -> dict:
     return asdict(protocol_config(name))
 
 
-def validate_train_form(values: dict) -> tuple[object | None, list[str]]:
+def validate_train_form(
+    values: dict,
+    artifacts: str | os.PathLike,
+    user: access.User = access.LOCAL_USER,
+    roots: list[Path] | tuple[Path, ...] = (),
+) -> tuple[object | None, list[str]]:
     """A ``TrainConfig`` from the Train page's fields on top of the chosen protocol's
-    settings, or the messages saying what to fix."""
+    settings, or the messages saying what to fix. The DICOM folder and clinical CSV must lie
+    in a data root (``roots``; :func:`nsclc_engine.access.check_data_path`), and
+    ``pretrained`` names a file under ``<artifacts>/weights``."""
 
     errors = []
     values = dict(values)
     if values.get("source") == "demo":
         values["dicom"] = values["clinical"] = ""
     else:
-        dicom, clinical = values.get("dicom", "").strip(), values.get("clinical", "").strip()
-        if not dicom or not Path(dicom).is_dir():
-            errors.append(f"DICOM folder {dicom!r} is not a folder on this server")
-        if not clinical or not Path(clinical).is_file():
-            errors.append(f"clinical CSV {clinical!r} is not a file on this server")
-        values["dicom"], values["clinical"] = dicom, clinical
+        found = {}
+        for field, what, noun, kind in (
+            ("dicom", "DICOM folder", "folder", Path.is_dir),
+            ("clinical", "clinical CSV", "file", Path.is_file),
+        ):
+            value = values.get(field, "").strip()
+            try:
+                path = access.check_data_path(value, list(roots), what, user)
+            except (access.AccessDenied, ValueError) as error:
+                errors.append(str(error))
+                continue
+            if not kind(path):
+                errors.append(f"{what} {value!r} is not a {noun} on this server")
+            found[field] = str(path)
+        values["dicom"], values["clinical"] = found.get("dicom", ""), found.get("clinical", "")
     pretrained = values.get("pretrained", "").strip()
-    if pretrained and not Path(pretrained).is_file():
-        errors.append(f"pretrained weights {pretrained!r} are not a file on this server")
+    if pretrained:
+        try:
+            values["pretrained"] = str(access.check_weights(pretrained, artifacts))
+        except access.AccessDenied as error:
+            errors.append(str(error))
     if not 0 < float(values.get("lr", 1e-3)) < 1:
         errors.append("learning rate must lie between 0 and 1")
     if values.get("folds", 0) == 1 or values.get("folds", 0) < 0:

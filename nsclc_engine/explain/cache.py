@@ -1,16 +1,19 @@
 """Per-patient explanations of a run, cached on disk under ``<run>/explain`` (diskcache):
 keys name the run, its checkpoint as it is now, the patient, the input's bytes and what was
-computed, so a retrained run or a rebuilt cohort misses."""
+computed, so a retrained run or a rebuilt cohort misses. Values are stored as ``.npz`` bytes
+and JSON, never pickles (:mod:`nsclc_engine.diskstore`)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from nsclc_engine.diskstore import arrays_from_bytes, arrays_to_bytes, open_cache, to_json
 from nsclc_engine.explain.gradcam import AttributionMap, ExplainConfig, attribute
 from nsclc_engine.explain.inference import load_run_model, tta_interval
 from nsclc_engine.runs import best_checkpoint
@@ -56,17 +59,28 @@ def map_key(
     return result_key(run_dir, fold, patient_id, what | {"input": volume_digest(volume)})
 
 
-def _cached(run_dir: str | os.PathLike, key: str, compute):
-    """``(value, was_cached)`` from the run's ``explain`` diskcache, computing it on a miss."""
-    import diskcache
-
-    with diskcache.Cache(str(Path(run_dir) / "explain")) as cache:
+def _cached(run_dir: str | os.PathLike, key: str, compute, encode, decode):
+    """``(value, was_cached)`` from the run's ``explain`` cache, computing it on a miss;
+    ``encode`` turns a value into str or bytes and ``decode`` back."""
+    with open_cache(Path(run_dir) / "explain") as cache:
         stored = cache.get(key)
         if stored is not None:
-            return stored, True
+            return decode(stored), True
         value = compute()
-        cache.set(key, value)
+        cache.set(key, encode(value))
     return value, False
+
+
+def _encode_map(found: AttributionMap) -> bytes:
+    fields = {k: v for k, v in asdict(found).items() if k != "scores"}
+    text = np.frombuffer(to_json(fields).encode(), dtype=np.uint8)
+    return arrays_to_bytes(scores=found.scores, fields=text)
+
+
+def _decode_map(blob: bytes) -> AttributionMap:
+    arrays = arrays_from_bytes(blob)
+    fields = json.loads(arrays["fields"].tobytes().decode())
+    return AttributionMap(scores=arrays["scores"], **fields)
 
 
 def explain_patient(
@@ -83,12 +97,11 @@ def explain_patient(
 
     config = config or ExplainConfig()
 
-    def compute() -> dict:
-        return asdict(attribute(model or load_run_model(run_dir, fold), volume, config))
+    def compute() -> AttributionMap:
+        return attribute(model or load_run_model(run_dir, fold), volume, config)
 
     key = map_key(run_dir, fold, patient_id, config, volume)
-    stored, cached = _cached(run_dir, key, compute)
-    return AttributionMap(**stored), cached
+    return _cached(run_dir, key, compute, _encode_map, _decode_map)
 
 
 def patient_uncertainty(
@@ -110,4 +123,4 @@ def patient_uncertainty(
         loaded = model or load_run_model(run_dir, fold)
         return tta_interval(loaded, volume, task, config.tta_samples, config.seed)
 
-    return _cached(run_dir, key, compute)[0]
+    return _cached(run_dir, key, compute, to_json, json.loads)[0]

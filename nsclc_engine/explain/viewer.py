@@ -1,6 +1,8 @@
 """The per-patient case viewer's computation: the original CT and GTV of one patient, the network
-input it became, and RGB images of axial, coronal and sagittal planes with window/level, GTV
-contour, an attribution heat map and a crosshair. The patient page only lays these out.
+input it became (an RGB image of any of its slices with GTV and heat map), and the payload the
+browser's case viewer draws axial, coronal and sagittal planes from (:func:`case_payload`:
+the CT around the tumour, its GTV and attribution maps, compressed). The patient page only
+lays these out.
 
 Planes are shown the radiological way: axial with the patient's right on the viewer's left and
 anterior at the top; coronal and sagittal with the head at the top, rows stretched by the slice
@@ -10,13 +12,15 @@ spacing so millimetres are square. Only PatientID and the clinical fields of
 
 from __future__ import annotations
 
+import base64
 import os
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from nsclc_engine.explain.gradcam import CtMap
-from nsclc_engine.preprocess.volumes import InputGeometry, window_to_unit
+from nsclc_engine.preprocess.volumes import InputGeometry
 
 PLANES = ("axial", "coronal", "sagittal")  # the CT array axis each plane cuts: 0, 1, 2
 WINDOW_PRESETS = {
@@ -74,22 +78,6 @@ def gtv_centroid_index(mask: np.ndarray) -> tuple[int, int, int]:
     return tuple(round(float(axis.mean())) for axis in points)
 
 
-def plane(volume: np.ndarray, axis: int, index: int, superior_first: bool = True) -> np.ndarray:
-    """The 2D slice at ``index`` across ``axis`` (0 axial, 1 coronal, 2 sagittal), oriented for
-    display (head at the top for coronal and sagittal)."""
-    if not 0 <= index < volume.shape[axis]:
-        raise ValueError(f"slice {index} outside 0..{volume.shape[axis] - 1} for axis {axis}")
-    image = np.take(volume, index, axis=axis)
-    if axis != 0 and superior_first:
-        image = image[::-1]
-    return image
-
-
-def display_row(z_index: int, n_slices: int, superior_first: bool) -> int:
-    """Which unstretched row of a coronal/sagittal plane shows CT slice ``z_index``."""
-    return n_slices - 1 - z_index if superior_first else z_index
-
-
 def contour(mask2d: np.ndarray) -> np.ndarray:
     """Boundary pixels of a 2D mask: inside, with at least one 4-neighbour outside."""
     mask2d = np.asarray(mask2d, dtype=bool)
@@ -141,38 +129,6 @@ def render(
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
-def view_plane(
-    case: PatientCase,
-    axis: int,
-    position: tuple[int, int, int],
-    window: tuple[float, float],
-    show_gtv: bool = True,
-    heat: CtMap | None = None,
-    opacity: float = 0.4,
-) -> np.ndarray:
-    """One plane of the CT through ``position`` (z, y, x) with the other two planes as the
-    crosshair, windowed at ``window`` = (level, width) HU."""
-    superior_first = case.superior_first
-    gray = window_to_unit(plane(case.hu, axis, position[axis], superior_first), *window)
-    mask = plane(case.gtv, axis, position[axis], superior_first) if show_gtv else None
-    heat2d = None
-    if heat is not None:
-        heat2d = heat.plane(axis, position[axis])
-        if axis != 0 and superior_first:
-            heat2d = heat2d[::-1]
-    n_slices = case.hu.shape[0]
-    if axis == 0:
-        crosshair = (position[1], position[2])
-        row_scale = 1.0
-    else:
-        crosshair = (
-            display_row(position[0], n_slices, superior_first),
-            position[2] if axis == 1 else position[1],
-        )
-        row_scale = case.spacing_mm[0] / case.spacing_mm[2 if axis == 1 else 1]
-    return render(gray, mask, heat2d, opacity, crosshair, row_scale)
-
-
 def input_slice_for(case: PatientCase, z_index: int) -> int:
     """The axial slice of the network input nearest to CT slice ``z_index`` (clipped)."""
     k = (z_index - case.geometry.offset_zyx[0]) / case.geometry.scale_zyx[0]
@@ -200,6 +156,74 @@ def view_input(
     spacing = case.spacing_mm
     row_scale = (scale[1] * spacing[1]) / (scale[2] * spacing[2])
     return render(case.input_image[k], mask, heat2d, opacity, (None, None), row_scale)
+
+
+def viewer_box(case: PatientCase, margin_mm: float) -> tuple[int, int, int, int, int, int]:
+    """The CT voxels the case viewer sends (z0, z1, y0, y1, x0, x1): the network input's crop
+    box and the GTV, widened by ``margin_mm`` on every side and clipped to the CT."""
+    box = np.asarray(case.geometry.crop_box_zyx, dtype=int).reshape(3, 2)
+    points = np.nonzero(case.gtv)
+    if len(points[0]):
+        box[:, 0] = np.minimum(box[:, 0], [int(p.min()) for p in points])
+        box[:, 1] = np.maximum(box[:, 1], [int(p.max()) + 1 for p in points])
+    margin = np.ceil(margin_mm / np.asarray(case.spacing_mm, dtype=float)).astype(int)
+    box[:, 0] = np.maximum(box[:, 0] - margin, 0)
+    box[:, 1] = np.minimum(box[:, 1] + margin, case.hu.shape)
+    return tuple(int(v) for v in box.ravel())
+
+
+def _packed(array: np.ndarray) -> str:
+    return base64.b64encode(zlib.compress(np.ascontiguousarray(array).tobytes(), 6)).decode()
+
+
+def case_payload(
+    case: PatientCase,
+    maps: dict[str, CtMap] | None = None,
+    margin_mm: float = 30.0,
+    max_pixels: int = 384,
+) -> dict:
+    """What the browser's case viewer draws from, so that a slice change needs no server
+    round trip: the CT around the tumour (:func:`viewer_box`) as int16 HU, the GTV as uint8,
+    and each named attribution map (``maps``: label -> map on the CT) as uint8 0-255, each
+    zlib-compressed and base64-encoded, C order (z, y, x); in-plane every ``stride``-th voxel
+    so neither side exceeds ``max_pixels``. ``origin`` is the box's first CT voxel, ``start``
+    the GTV centroid in the box's voxels, ``spacing_mm`` the sent grid's spacing."""
+    z0, z1, y0, y1, x0, x1 = viewer_box(case, margin_mm)
+    stride = max(1, int(np.ceil(max(y1 - y0, x1 - x0) / max_pixels)))
+    region = (slice(z0, z1), slice(y0, y1, stride), slice(x0, x1, stride))
+    hu = np.clip(np.round(case.hu[region]), -32768, 32767).astype("<i2")
+    gtv = case.gtv[region].astype(np.uint8)
+    sent_maps = []
+    for label, found in (maps or {}).items():
+        heat = np.clip(found.full()[region], 0.0, 1.0)
+        sent_maps.append({"label": label, "data": _packed(np.round(heat * 255).astype(np.uint8))})
+    centre = (np.asarray(gtv_centroid_index(case.gtv)) - [z0, y0, x0]) // [1, stride, stride]
+    centre = np.clip(centre, 0, np.asarray(hu.shape) - 1)
+    spacing = case.spacing_mm
+    return {
+        "patient_id": case.patient_id,
+        "shape": list(hu.shape),
+        "origin": [z0, y0, x0],
+        "stride": stride,
+        "ct_shape": list(case.hu.shape),
+        "spacing_mm": [float(spacing[0]), float(spacing[1]) * stride, float(spacing[2]) * stride],
+        "superior_first": bool(case.superior_first),
+        "start": [int(v) for v in centre],
+        "ct": _packed(hu),
+        "gtv": _packed(gtv),
+        "maps": sent_maps,
+        "windows": {name: list(window) for name, window in WINDOW_PRESETS.items()},
+        "heat_lut": np.round(heat_colours(np.linspace(0, 1, 256))).astype(int).tolist(),
+        "contour_rgb": CONTOUR_RGB.astype(int).tolist(),
+    }
+
+
+def unpack(payload: dict, field: str, dtype: str, index: int | None = None) -> np.ndarray:
+    """One array of :func:`case_payload` back as numpy (``field`` "ct", "gtv", or "maps" with
+    ``index``): what the browser decodes."""
+    packed = payload[field] if index is None else payload[field][index]["data"]
+    raw = zlib.decompress(base64.b64decode(packed))
+    return np.frombuffer(raw, dtype=dtype).reshape(payload["shape"])
 
 
 def clinical_fields(row: dict) -> dict:

@@ -4,9 +4,7 @@ The volumes come from the preprocessing stage (its cache, its keys); the vectors
 diskcache store under ``<cache>/features``, keyed by the volume's cache key, the weights
 file's SHA-256, the recipe and the network, so a second extraction with the same file is all
 hits and another file or recipe never reads a stale vector. Vectors are stored as raw
-little-endian float32 bytes rather than pickles. (diskcache itself would still unpickle a row
-someone stored as a pickle: write access to the cache folder is trusted, as for all of
-``artifacts/``.)
+little-endian float32 bytes, and a pickled row is never loaded (:mod:`nsclc_engine.diskstore`).
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nsclc_engine.diskstore import open_cache
 from nsclc_engine.features.recipes import Recipe
 from nsclc_engine.preprocess.cache import VolumeCache
 from nsclc_engine.preprocess.volumes import preprocess_cohort
@@ -49,9 +48,7 @@ class FeatureStore:
     """Vectors by key, in a diskcache (SQLite) store, as raw float32 bytes."""
 
     def __init__(self, directory: str | os.PathLike):
-        import diskcache
-
-        self.index = diskcache.Cache(str(Path(directory) / "features"))
+        self.index = open_cache(Path(directory) / "features")
 
     def get(self, key: str) -> np.ndarray | None:
         raw = self.index.get(key)

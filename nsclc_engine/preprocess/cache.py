@@ -16,6 +16,7 @@ diskcache: a memory-mapped ``.npy`` costs data-loader workers no copy and no unp
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from nsclc_engine.atomic import atomic_path, remove_stale_temporaries
+from nsclc_engine.diskstore import open_cache, to_json
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +52,11 @@ class VolumeCache:
     """A process-safe cache of ``(image, mask, metadata)`` per key."""
 
     def __init__(self, directory: str | os.PathLike):
-        import diskcache
-
         self.directory = Path(directory)
         self.volumes = self.directory / "volumes"
         self.volumes.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.volumes)  # arrays of writers that died mid-write
-        self.index = diskcache.Cache(str(self.directory / "index"))
+        self.index = open_cache(self.directory / "index")  # JSON values, never pickles
 
     def close(self) -> None:
         self.index.close()
@@ -91,7 +91,7 @@ class VolumeCache:
             "checks": checks,
             "metadata": metadata,
         }
-        self.index.set(key, value)
+        self.index.set(key, to_json(value))
         return CacheEntry(key, patient_id, image_path, mask_path, metadata)
 
     def get(self, key: str, verify: bool = True) -> CacheEntry | None:
@@ -99,6 +99,7 @@ class VolumeCache:
         value = self.index.get(key)
         if value is None:
             return None
+        value = json.loads(value)
         entry = CacheEntry(
             key,
             value["patient_id"],

@@ -38,13 +38,21 @@ def source_key(dicom: Path, clinical: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def exclusions_digest(excluded: dict[str, str]) -> str:
+    """Names the cohort built with these review exclusions (a change builds a new one)."""
+    payload = "\n".join(f"{patient}\t{why}" for patient, why in sorted(excluded.items()))
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
 def prepare_data(
     config: TrainConfig,
     artifacts: Path,
     show_progress: bool,
     on_progress: Callable[[str, float], None] | None = None,
 ) -> PreparedData:
-    """Cohort (the demo is built if absent), preprocessing into the cache, labels.
+    """Cohort (the demo is built if absent), preprocessing into the cache, labels. The
+    reviewers' exclusions in force for the run's data source leave their patients out of a
+    cohort built for them (``review_excluded`` in its cleaning report).
 
     ``on_progress(stage, fraction)`` follows the slow parts (writing the demo cohort)."""
     report = on_progress or (lambda stage, fraction: None)
@@ -53,11 +61,15 @@ def prepare_data(
     from nsclc_engine.paths import default_cache_dir
     from nsclc_engine.preprocess.dataset import items_from_cache
     from nsclc_engine.preprocess.volumes import PRESETS, preprocess_cohort
+    from nsclc_engine.review.store import exclusions as review_exclusions
+    from nsclc_engine.review.store import review_url, source_of
     from nsclc_engine.synth.outcome import SynthConfig
 
+    excluded = review_exclusions(review_url(artifacts), source_of(asdict(config)))
+    reviewed = f"-reviewed-{exclusions_digest(excluded)}" if excluded else ""
     if config.dicom:
         key = source_key(Path(config.dicom), Path(config.clinical))
-        cohort_dir = artifacts / "cohorts" / f"{Path(config.dicom).name}-{key}"
+        cohort_dir = artifacts / "cohorts" / f"{Path(config.dicom).name}-{key}{reviewed}"
         if not (cohort_dir / "cohort.csv").exists():
             run_cohort(
                 config.dicom,
@@ -65,6 +77,7 @@ def prepare_data(
                 cohort_dir,
                 CohortConfig(),
                 show_progress=show_progress,
+                review_exclusions=excluded,
             )
     else:
         paths = demo_paths(artifacts)
@@ -75,6 +88,18 @@ def prepare_data(
             on_progress=lambda stage, fraction: report(stage, 0.9 * fraction),
         )
         cohort_dir = paths.cohort
+        if excluded:  # the demo's own cohort stays; the reviewed one is built beside it
+            cohort_dir = artifacts / "cohorts" / f"demo{reviewed}"
+            if not (cohort_dir / "cohort.csv").exists():
+                report("building the reviewed demo cohort (review exclusions)", 0.85)
+                run_cohort(
+                    paths.dicom,
+                    paths.clinical_csv,
+                    cohort_dir,
+                    CohortConfig(),
+                    show_progress=show_progress,
+                    review_exclusions=excluded,
+                )
     preprocess_config = PRESETS[config.preset]
     if config.crop_mode:
         preprocess_config = replace(preprocess_config, crop_mode=config.crop_mode)

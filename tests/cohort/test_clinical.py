@@ -59,7 +59,7 @@ def test_bad_event_values_name_the_patient(tmp_path):
 @pytest.mark.parametrize(
     ("column", "value", "message"),
     [
-        (1, "70,5", r"column age must hold numbers or NA; patients \['B'\] have \['70,5'\]"),
+        (1, "70,5", r"column age must hold numbers or NA; patients \['B'\] have other values"),
         (8, "10.5", r"column Survival.time must hold whole numbers"),
         (2, "T2", r"column clinical.T.Stage must hold whole numbers"),
     ],
@@ -69,3 +69,19 @@ def test_malformed_values_name_the_column_and_patient(tmp_path, column, value, m
     bad[column] = value
     with pytest.raises(ValueError, match=message):
         read_clinical_csv(write(tmp_path, [row("A", 5, 1), bad]))
+
+
+def test_messages_never_quote_the_files_contents(tmp_path, caplog):
+    """A page shows these messages: another file's first line (here an os-release) or a
+    cell's value stays out of them and goes to the server log."""
+    other = tmp_path / "os-release"
+    other.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\n')
+    with pytest.raises(ValueError, match="missing columns") as raised:
+        read_clinical_csv(other)
+    assert "Debian" not in str(raised.value) and "PRETTY_NAME" not in str(raised.value)
+    assert "PRETTY_NAME" in caplog.text
+    bad = row("B", 5, 1)
+    bad[1] = "secret-70,5"
+    with pytest.raises(ValueError, match="other values") as raised:
+        read_clinical_csv(write(tmp_path, [row("A", 5, 1), bad]))
+    assert "secret" not in str(raised.value) and "secret-70,5" in caplog.text

@@ -62,3 +62,16 @@ def test_operating_point_sits_at_one_minus_specificity():
         "recall": 0.6,
         "precision": 0.5,
     }
+
+
+def test_each_confusion_cell_lists_exactly_the_patients_it_counts(view):
+    frame = run_view.part_predictions(view.predictions, "validation", "none")
+    for threshold in (0.0, float(np.median(frame.y_prob)), 1.0):
+        cells = threshold_view.cell_patients(frame, threshold)
+        counts = metrics_at_threshold(frame.y_true, frame.y_prob, threshold)
+        for cell in ("TP", "FP", "FN", "TN"):
+            assert len(cells[cell]) == counts[cell.lower()], (threshold, cell)
+        everyone = sorted(p for rows in cells.values() for p in rows.patient_id)
+        assert everyone == sorted(frame.patient_id)
+        assert (cells["FN"].y_true == 1).all() and (cells["FN"].y_prob < threshold).all()
+        assert cells["FP"].y_prob.is_monotonic_decreasing  # the most confident mistake first

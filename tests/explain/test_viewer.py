@@ -9,8 +9,8 @@ import pytest
 from nsclc_engine.cohort.build import CohortConfig, run_cohort
 from nsclc_engine.cohort.dicom_io import ct_series_geometry, read_rtstruct_rois
 from nsclc_engine.explain import viewer
-from nsclc_engine.explain.gradcam import input_map_to_ct
-from nsclc_engine.preprocess.volumes import PRESETS
+from nsclc_engine.explain.gradcam import CtMap, input_map_to_ct
+from nsclc_engine.preprocess.volumes import PRESETS, InputGeometry
 
 
 def test_contour_of_a_square_is_its_ring():
@@ -48,18 +48,6 @@ def test_rows_are_stretched_to_square_millimetres():
     assert stretched[:, 0, 0].tolist() == [0, 0, 128, 128, 255, 255]
 
 
-def test_planes_put_the_head_at_the_top():
-    volume = np.arange(3 * 4 * 5).reshape(3, 4, 5)  # z grows towards the head
-    coronal = viewer.plane(volume, 1, 2, superior_first=True)
-    assert coronal.shape == (3, 5) and coronal[0, 0] == volume[2, 2, 0]
-    sagittal = viewer.plane(volume, 2, 1, superior_first=False)
-    assert sagittal.shape == (3, 4) and sagittal[0, 0] == volume[0, 0, 1]
-    assert np.array_equal(viewer.plane(volume, 0, 1), volume[1])
-    assert viewer.display_row(0, 3, superior_first=True) == 2
-    with pytest.raises(ValueError, match="slice 3 outside"):
-        viewer.plane(volume, 0, 3)
-
-
 def test_centroid_start_and_window_presets():
     mask = np.zeros((5, 6, 7), bool)
     mask[1:4, 2, 3:6] = True
@@ -67,6 +55,53 @@ def test_centroid_start_and_window_presets():
     assert viewer.WINDOW_PRESETS["lung"] == (-600.0, 1500.0)
     assert viewer.WINDOW_PRESETS["mediastinum"] == (40.0, 400.0)
     assert viewer.WINDOW_PRESETS["bone"] == (400.0, 1800.0)
+
+
+def hand_case(shape=(12, 40, 50), spacing=(3.0, 1.0, 1.0)) -> viewer.PatientCase:
+    hu = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) % 3000 - 1000
+    gtv = np.zeros(shape, bool)
+    gtv[5:8, 18:23, 20:26] = True
+    geometry = InputGeometry(
+        offset_zyx=(4.0, 15.0, 17.0),
+        scale_zyx=(1.0, 1.0, 1.0),
+        crop_box_zyx=(4, 9, 15, 26, 17, 29),
+        ct_shape_zyx=shape,
+        ct_spacing_mm=spacing,
+        ct_origin_mm=(0.0, 0.0, 0.0),
+        ct_direction=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    )
+    image = np.zeros((5, 11, 12), np.float32)
+    return viewer.PatientCase("P1", hu, gtv, spacing, geometry, image, image > 0, {})
+
+
+def test_the_viewer_payload_is_the_ct_around_the_tumour_with_its_gtv_and_maps():
+    case = hand_case()
+    # input box z 4-9, y 15-26, x 17-29 and the GTV, widened by 6 mm: 2 slices, 6 voxels
+    assert viewer.viewer_box(case, 6.0) == (2, 11, 9, 32, 11, 35)
+    assert viewer.viewer_box(case, 100.0) == (0, 12, 0, 40, 0, 50)  # clipped to the CT
+    scores = np.zeros((5, 11, 12), np.float32)
+    scores[2, 5, 6] = 1.0
+    heat = CtMap(scores, (4, 9, 15, 26, 17, 29), case.hu.shape)
+    payload = viewer.case_payload(case, {"run-a": heat}, margin_mm=6.0)
+    assert payload["shape"] == [9, 23, 24] and payload["origin"] == [2, 9, 11]
+    assert payload["stride"] == 1 and payload["spacing_mm"] == [3.0, 1.0, 1.0]
+    hu = viewer.unpack(payload, "ct", "<i2")
+    assert np.array_equal(hu, case.hu[2:11, 9:32, 11:35].astype(np.int16))
+    gtv = viewer.unpack(payload, "gtv", "u1")
+    assert gtv.sum() == case.gtv.sum()
+    assert payload["start"] == [6 - 2, 20 - 9, 22 - 11]  # the GTV's centroid, in the box
+    sent = viewer.unpack(payload, "maps", "u1", 0)
+    assert payload["maps"][0]["label"] == "run-a"
+    assert sent[6 - 2, 20 - 9, 23 - 11] == 255 and sent.sum() == 255  # one hot voxel
+    assert len(payload["heat_lut"]) == 256 and payload["heat_lut"][-1] == [252, 255, 164]
+
+
+def test_a_large_field_is_sent_at_a_stride_that_keeps_it_small():
+    case = hand_case(shape=(4, 300, 260), spacing=(2.5, 0.8, 0.8))
+    payload = viewer.case_payload(case, margin_mm=1000.0, max_pixels=128)
+    assert payload["stride"] == 3 and payload["shape"] == [4, 100, 87]
+    assert payload["spacing_mm"] == pytest.approx([2.5, 2.4, 2.4])
+    assert np.array_equal(viewer.unpack(payload, "ct", "<i2"), case.hu[:, ::3, ::3])
 
 
 def test_clinical_fields_never_pass_anything_else():
@@ -105,14 +140,15 @@ def test_lung1_001_opens_at_its_gtv_with_the_contour_drawn(lung1_case):
     centroid_xyz = geometry.patient_to_voxel(points).mean(axis=0)
     assert abs(start[0] - centroid_xyz[2]) <= 1.0  # within one slice of the view's start
     assert abs(start[1] - centroid_xyz[1]) <= 10 and abs(start[2] - centroid_xyz[0]) <= 10
-    # each plane through the start shows the GTV contour, and in the right place
-    for axis in range(3):
-        image = viewer.view_plane(case, axis, start, viewer.WINDOW_PRESETS["lung"])
-        green = (image == viewer.CONTOUR_RGB.astype(np.uint8)).all(axis=-1)
-        assert green.sum() > 20, f"no GTV contour drawn on plane {viewer.PLANES[axis]}"
-    axial = viewer.view_plane(case, 0, start, viewer.WINDOW_PRESETS["lung"])
-    rows, columns = np.nonzero((axial == viewer.CONTOUR_RGB.astype(np.uint8)).all(axis=-1))
-    assert rows.min() <= start[1] <= rows.max() and columns.min() <= start[2] <= columns.max()
+    # the browser's payload holds the whole GTV and opens at its centroid, in at most 384 px
+    payload = viewer.case_payload(case)
+    assert max(payload["shape"][1:]) <= 384
+    sent = viewer.unpack(payload, "gtv", "u1").astype(bool)
+    stride = payload["stride"]
+    assert sent.sum() == case.gtv[:, ::stride, ::stride].sum() > 0
+    origin = np.asarray(payload["origin"])
+    shown = origin + np.asarray(payload["start"]) * [1, stride, stride]
+    assert np.abs(shown - start).max() <= stride
     # the network input's GTV, mapped back onto the CT, lies on the CT's GTV
     back = input_map_to_ct(case.input_mask.astype(np.float32), case.geometry).full() >= 0.5
     dice = 2 * (back & case.gtv).sum() / (back.sum() + case.gtv.sum())

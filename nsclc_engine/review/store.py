@@ -1,0 +1,300 @@
+"""The review record of a team: notes on a run's patients, the data roots an admin
+registered, and an append-only audit log, in one SQL database through SQLAlchemy.
+
+The database is an SQLite file, ``<artifacts>/review.db``, unless ``$NSCLC_REVIEW_DB`` names
+another SQLAlchemy URL (``postgresql://user@host/db`` for a server shared by a team). Tables
+are created on first use. The audit table refuses UPDATE and DELETE (a trigger on either
+database), so the log only grows.
+
+A note belongs to a run and a patient, and carries the run's data source (``demo`` or the
+resolved DICOM folder): an "exclude from cohort" note excludes that patient from the next
+cohort built from the same source, until it is withdrawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+FLAGS = {
+    "contour_problem": "contour problem",
+    "image_artefact": "image artefact",
+    "label_doubt": "label doubt",
+    "exclude": "exclude from cohort",
+    "teaching_case": "teaching case",
+}
+EXCLUDE = "exclude"
+MAX_TEXT = 4000
+NOTE_COLUMNS = (
+    "note_id",
+    "run_id",
+    "patient_id",
+    "source",
+    "flag",
+    "text",
+    "author",
+    "created_at",
+    "withdrawn_by",
+    "withdrawn_at",
+)
+
+metadata = sa.MetaData()
+notes_table = sa.Table(
+    "review_notes",
+    metadata,
+    sa.Column("note_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(200), nullable=False, index=True),
+    sa.Column("patient_id", sa.String(200), nullable=False, index=True),
+    sa.Column("source", sa.String(1000), nullable=False),
+    sa.Column("flag", sa.String(40), nullable=False),
+    sa.Column("text", sa.Text, nullable=False, default=""),
+    sa.Column("author", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("withdrawn_by", sa.String(320)),
+    sa.Column("withdrawn_at", sa.String(40)),
+)
+audit_table = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(320), nullable=False),
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("target", sa.String(1000), nullable=False, default=""),
+    sa.Column("detail", sa.Text, nullable=False, default="{}"),
+)
+roots_table = sa.Table(
+    "data_roots",
+    metadata,
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("added_by", sa.String(320), nullable=False),
+    sa.Column("added_at", sa.String(40), nullable=False),
+)
+
+_APPEND_ONLY = {
+    "sqlite": [
+        f"CREATE TRIGGER IF NOT EXISTS audit_no_{verb.lower()} BEFORE {verb} ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+        for verb in ("UPDATE", "DELETE")
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql",
+        "CREATE OR REPLACE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+    ],
+}
+_engines: dict[str, sa.Engine] = {}
+_lock = threading.Lock()
+
+
+def review_url(artifacts: str | os.PathLike) -> str:
+    """``$NSCLC_REVIEW_DB``, else the SQLite file ``<artifacts>/review.db``."""
+    url = os.environ.get("NSCLC_REVIEW_DB", "").strip()
+    if url:
+        return url
+    Path(artifacts).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(artifacts).resolve() / 'review.db'}"
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for pages and logs."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def engine(url: str) -> sa.Engine:
+    """One engine per URL and process, its tables created on first use."""
+    with _lock:
+        if url not in _engines:
+            sqlite = url.startswith("sqlite")
+            created = sa.create_engine(
+                url,
+                connect_args={"timeout": 30} if sqlite else {"connect_timeout": 10},
+                pool_pre_ping=not sqlite,
+            )
+            try:
+                metadata.create_all(created)
+                with created.begin() as connection:
+                    for statement in _APPEND_ONLY.get(created.dialect.name, []):
+                        connection.exec_driver_sql(statement)
+            except sa.exc.SQLAlchemyError as error:
+                created.dispose()
+                raise ConnectionError(
+                    f"review database {shown_url(url)}: cannot open it ({type(error).__name__}); "
+                    "check $NSCLC_REVIEW_DB and that the server is up"
+                ) from None
+            _engines[url] = created
+        return _engines[url]
+
+
+def dispose(url: str) -> None:
+    """Forget the engine of ``url`` (tests that stop a server)."""
+    with _lock:
+        found = _engines.pop(url, None)
+    if found is not None:
+        found.dispose()
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def source_of(run_config: dict) -> str:
+    """The data source a run's cohort came from: ``demo`` or the resolved DICOM folder."""
+    dicom = (run_config or {}).get("dicom") or ""
+    return str(Path(dicom).resolve()) if dicom else "demo"
+
+
+def record(url: str, actor: str, action: str, target: str = "", **detail) -> None:
+    """Append one entry to the audit log: who, when, what."""
+    with engine(url).begin() as connection:
+        _record(connection, actor, action, target, detail)
+
+
+def _record(connection, actor: str, action: str, target: str, detail: dict) -> None:
+    connection.execute(
+        audit_table.insert().values(
+            at=now(),
+            actor=actor,
+            action=action,
+            target=target,
+            detail=json.dumps(detail, sort_keys=True, default=str),
+        )
+    )
+
+
+def audit_log(url: str, limit: int = 500) -> pd.DataFrame:
+    """The newest ``limit`` audit entries, newest first."""
+    query = sa.select(audit_table).order_by(audit_table.c.entry_id.desc()).limit(limit)
+    with engine(url).connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    return pd.DataFrame(rows, columns=[c.name for c in audit_table.columns])
+
+
+def add_note(
+    url: str,
+    run_id: str,
+    patient_id: str,
+    source: str,
+    flag: str,
+    text: str,
+    author: str,
+) -> int:
+    """Save a note and its audit entry in one transaction; returns the note's id."""
+    if flag not in FLAGS:
+        raise ValueError(f"flag {flag!r}: choose one of {', '.join(FLAGS)}")
+    if not author.strip():
+        raise ValueError("a note needs its author")
+    text = text.strip()
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"the note has {len(text)} characters; keep it under {MAX_TEXT}")
+    with engine(url).begin() as connection:
+        note_id = connection.execute(
+            notes_table.insert().values(
+                run_id=run_id,
+                patient_id=patient_id,
+                source=source,
+                flag=flag,
+                text=text,
+                author=author,
+                created_at=now(),
+            )
+        ).inserted_primary_key[0]
+        action = "exclude_patient" if flag == EXCLUDE else "add_note"
+        _record(connection, author, action, f"{run_id}/{patient_id}", {"note": note_id})
+    return int(note_id)
+
+
+def withdraw_note(url: str, note_id: int, by: str) -> None:
+    """Withdraw a note (an exclusion stops applying); the note itself stays on record."""
+    with engine(url).begin() as connection:
+        row = (
+            connection.execute(sa.select(notes_table).where(notes_table.c.note_id == note_id))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise ValueError(f"note {note_id}: no such note")
+        if row["withdrawn_at"]:
+            raise ValueError(f"note {note_id}: already withdrawn by {row['withdrawn_by']}")
+        connection.execute(
+            notes_table.update()
+            .where(notes_table.c.note_id == note_id)
+            .values(withdrawn_by=by, withdrawn_at=now())
+        )
+        action = "withdraw_exclusion" if row["flag"] == EXCLUDE else "withdraw_note"
+        target = f"{row['run_id']}/{row['patient_id']}"
+        _record(connection, by, action, target, {"note": note_id})
+
+
+def notes(
+    url: str,
+    run_id: str | None = None,
+    patient_id: str | None = None,
+    source: str | None = None,
+) -> pd.DataFrame:
+    """Notes, oldest first, optionally of one run, patient and source."""
+    query = sa.select(notes_table).order_by(notes_table.c.note_id)
+    for column, value in (("run_id", run_id), ("patient_id", patient_id), ("source", source)):
+        if value is not None:
+            query = query.where(notes_table.c[column] == value)
+    with engine(url).connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    frame = pd.DataFrame(rows, columns=list(NOTE_COLUMNS))
+    frame["flag_name"] = frame.flag.map(FLAGS)
+    return frame
+
+
+def exclusions(url: str, source: str) -> dict[str, str]:
+    """Patient -> why, for the source's "exclude from cohort" notes in force (one line each:
+    the reviewer, the date and the note; several notes on a patient are joined)."""
+    frame = notes(url, source=source)
+    frame = frame[(frame.flag == EXCLUDE) & frame.withdrawn_at.isna()]
+    found: dict[str, list[str]] = {}
+    for row in frame.itertuples():
+        said = f": {' '.join(row.text.split())}" if row.text else ""
+        found.setdefault(row.patient_id, []).append(
+            f"excluded on review by {row.author} on {row.created_at[:10]} "
+            f"(note {row.note_id}, run {row.run_id}){said}"
+        )
+    return {patient: "; ".join(lines) for patient, lines in sorted(found.items())}
+
+
+def notes_csv(frame: pd.DataFrame) -> bytes:
+    """Notes as CSV for download (cells that a spreadsheet would run as a formula are
+    prefixed with a quote)."""
+    safe = frame[list(NOTE_COLUMNS)].astype(object).where(frame[list(NOTE_COLUMNS)].notna(), "")
+    safe = safe.map(lambda v: f"'{v}" if isinstance(v, str) and v[:1] in "=+-@\t\r" else v)
+    buffer = io.StringIO()
+    safe.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
+    return buffer.getvalue().encode()
+
+
+def registered_roots(url: str) -> list[str]:
+    with engine(url).connect() as connection:
+        return list(connection.execute(sa.select(roots_table.c.path)).scalars())
+
+
+def register_root(url: str, path: str, by: str) -> None:
+    """Register a data root (admin); audited."""
+    with engine(url).begin() as connection:
+        exists = connection.execute(
+            sa.select(roots_table.c.path).where(roots_table.c.path == path)
+        ).first()
+        if exists is None:
+            connection.execute(roots_table.insert().values(path=path, added_by=by, added_at=now()))
+            _record(connection, by, "register_root", path, {})
+
+
+def remove_root(url: str, path: str, by: str) -> None:
+    with engine(url).begin() as connection:
+        connection.execute(roots_table.delete().where(roots_table.c.path == path))
+        _record(connection, by, "remove_root", path, {})

@@ -1,0 +1,103 @@
+"""Review notes, exclusions and the audit log round trip on SQLite and on a real PostgreSQL."""
+
+import io
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from nsclc_engine.review import store
+
+
+def test_a_note_round_trips_with_its_author_time_and_audit_entry(review_db):
+    note = store.add_note(
+        review_db, "run-a", "LUNG1-007", "demo", "contour_problem", " GTV misses the apex ", "ana"
+    )
+    found = store.notes(review_db, run_id="run-a", patient_id="LUNG1-007")
+    assert found.note_id.tolist() == [note]
+    row = found.iloc[0]
+    assert (row.flag, row.flag_name, row.text, row.author) == (
+        "contour_problem",
+        "contour problem",
+        "GTV misses the apex",
+        "ana",
+    )
+    assert row.created_at.endswith("+00:00") and pd.isna(row.withdrawn_at)
+    assert store.notes(review_db, run_id="run-b").empty
+    log = store.audit_log(review_db)
+    assert log[["actor", "action", "target"]].values.tolist() == [
+        ["ana", "add_note", "run-a/LUNG1-007"]
+    ]
+
+
+def test_bad_notes_are_refused_with_what_to_fix(review_db):
+    with pytest.raises(ValueError, match="flag 'wrong': choose one of contour_problem"):
+        store.add_note(review_db, "r", "p", "demo", "wrong", "", "ana")
+    with pytest.raises(ValueError, match="needs its author"):
+        store.add_note(review_db, "r", "p", "demo", "label_doubt", "", " ")
+    with pytest.raises(ValueError, match="keep it under 4000"):
+        store.add_note(review_db, "r", "p", "demo", "label_doubt", "x" * 4001, "ana")
+    assert store.notes(review_db).empty and store.audit_log(review_db).empty
+
+
+def test_exclusions_are_per_source_in_force_until_withdrawn(review_db):
+    first = store.add_note(review_db, "r1", "P1", "demo", "exclude", "metal artefact", "ana")
+    store.add_note(review_db, "r1", "P2", "demo", "teaching_case", "", "ana")
+    store.add_note(review_db, "r2", "P3", "/data/lung1", "exclude", "", "ben")
+    excluded = store.exclusions(review_db, "demo")
+    assert list(excluded) == ["P1"]
+    assert "by ana" in excluded["P1"] and "metal artefact" in excluded["P1"]
+    assert "note " + str(first) in excluded["P1"]
+    assert list(store.exclusions(review_db, "/data/lung1")) == ["P3"]
+
+    store.withdraw_note(review_db, first, "ben")
+    assert store.exclusions(review_db, "demo") == {}
+    with pytest.raises(ValueError, match="already withdrawn by ben"):
+        store.withdraw_note(review_db, first, "ben")
+    kept = store.notes(review_db, patient_id="P1").iloc[0]
+    assert kept.withdrawn_by == "ben" and kept.text == "metal artefact"  # on record still
+    actions = store.audit_log(review_db).action.tolist()
+    assert actions == ["withdraw_exclusion", "exclude_patient", "add_note", "exclude_patient"]
+
+
+def test_the_audit_log_refuses_updates_and_deletes(review_db):
+    store.record(review_db, "ana", "launch_job", "run-1", preset="demo")
+    engine = store.engine(review_db)
+    for statement in ("UPDATE audit_log SET actor = 'eve'", "DELETE FROM audit_log"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            with engine.begin() as connection:
+                connection.exec_driver_sql(statement)
+    entry = store.audit_log(review_db).iloc[0]
+    assert (entry.actor, entry.action, entry.target) == ("ana", "launch_job", "run-1")
+    assert entry.detail == '{"preset": "demo"}'
+
+
+def test_notes_survive_another_process(review_db):
+    """What one process wrote, a fresh process (a restarted server) reads back."""
+    store.add_note(review_db, "r", "P9", "demo", "label_doubt", "alive at 2 years?", "ana")
+    code = (
+        "from nsclc_engine.review import store; import sys; "
+        "print(store.notes(sys.argv[1]).text.tolist())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, review_db], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "['alive at 2 years?']"
+
+
+def test_csv_export_neutralises_spreadsheet_formulas(tmp_path):
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    store.add_note(url, "r", "P1", "demo", "label_doubt", "=HYPERLINK(1)", "ana")
+    frame = pd.read_csv(io.BytesIO(store.notes_csv(store.notes(url))))
+    assert frame.text.tolist() == ["'=HYPERLINK(1)"]
+    assert list(frame.columns) == list(store.NOTE_COLUMNS)
+    store.dispose(url)
+
+
+def test_an_unreachable_server_is_one_clear_error():
+    url = "postgresql+psycopg2://nobody:secret@127.0.0.1:9/none"
+    with pytest.raises(ConnectionError, match="cannot open it") as raised:
+        store.engine(url)
+    assert "secret" not in str(raised.value)
