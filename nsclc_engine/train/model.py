@@ -133,7 +133,8 @@ def vit_patch(input_shape: tuple[int, int, int]) -> tuple[int, ...]:
 
 class _ViT(torch.nn.Module):
     """MONAI's ViT with a linear head, returning the logits only (MONAI's returns them with
-    every block's hidden states)."""
+    every block's hidden states). MONAI gives every block a cross-attention norm that only
+    cross-attention uses; it is removed, since DDP refuses parameters that get no gradient."""
 
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int):
         from monai.networks.nets import ViT
@@ -152,9 +153,18 @@ class _ViT(torch.nn.Module):
             spatial_dims=3,
             post_activation=None,  # MONAI's default squashes the logits with tanh
         )
+        for block in self.vit.blocks:
+            block.norm_cross_attn = torch.nn.Identity()
+        self._register_load_state_dict_pre_hook(_drop_cross_attention_norms)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vit(x)[0]
+
+
+def _drop_cross_attention_norms(state_dict, prefix, *args) -> None:
+    """Checkpoints written before the unused norms were removed still load."""
+    for key in [k for k in state_dict if k.startswith(prefix) and ".norm_cross_attn." in k]:
+        del state_dict[key]
 
 
 def check_input(name: str, shape: tuple[int, int, int], preset: str = "") -> None:

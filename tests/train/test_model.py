@@ -76,7 +76,7 @@ PARAMETERS = {
     "fmcib": 184486018,
     "densenet121": 11244674,
     "seresnet50": 48690162,
-    "vit": 3461762,
+    "vit": 3459458,  # MONAI's 3,461,762 less the 6 blocks' unused cross-attention norms
 }
 
 

@@ -34,6 +34,7 @@ def test_fusion_reaches_the_achievable_c_index_on_a_known_cohort(tmp_path):
     write_cohort(config, source, show_progress=False)
     args = ["--dicom", str(source / "dicom"), "--clinical", str(source / "clinical.csv")]
     args += ["--task", "survival", "--preset", "smoke", "--epochs", "1", "--quiet"]
+    args += ["--set", "model=vit"]  # the image model is not what is checked here: the fastest
     assert main([*args, "--artifacts", str(tmp_path), "--run-id", "known"]) == 0
     run = tmp_path / "runs" / "known"
     models = pd.read_csv(run / "survival_models.csv")

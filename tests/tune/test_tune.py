@@ -12,7 +12,12 @@ from nsclc_engine.tune.__main__ import main
 from nsclc_engine.tune.space import load_space
 from nsclc_engine.tune.study import TuneConfig, run_worker, study_table
 
-SPACE = {"lr": {"low": 1e-4, "high": 3e-3, "log": True}, "batch_size": {"choices": [4, 8]}}
+# the small ViT: a tenth of a ResNet-18 to train and to checkpoint; the search is what is tested
+SPACE = {
+    "lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    "batch_size": {"choices": [4, 8]},
+    "model": {"choices": ["vit"]},
+}
 
 
 def tiny_study(tiny_source, tmp_path, name="s", trials=2, **extra) -> TuneConfig:
