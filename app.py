@@ -1,34 +1,54 @@
 """NSCLC survival dashboard: ``streamlit run app.py``. The pages in ``ui/`` lay out what
-``nsclc_engine.dashboard`` computes."""
+``nsclc_engine.dashboard`` computes. Who may open which page and do what:
+:mod:`nsclc_engine.access` (sign-in where ``[auth]`` is configured, roles from the roles file)."""
 
 import streamlit as st
 
 from nsclc_engine.dashboard.runs import first_start, runs_overview
-from ui.common import artifacts
+from ui.common import artifacts, audit, current_user, sign_in_configured
 
 st.set_page_config(page_title="NSCLC survival engine", page_icon="🫁", layout="wide")
 
+user = current_user()
+if sign_in_configured() and not st.user.is_logged_in:
+    st.title("NSCLC survival engine")
+    st.write("This dashboard is shared by a team: sign in to continue.")
+    providers = [k for k, v in st.secrets["auth"].items() if hasattr(v, "keys")]
+    if st.button("Sign in", type="primary"):
+        st.login(providers[0] if providers else None)
+    st.stop()
+if user.role is None:
+    st.title("NSCLC survival engine")
+    st.error(
+        f"You are signed in as {user.identity}, but you have no role here. Ask an admin to add "
+        "you to the roles file."
+    )
+    if st.button("Sign out"):
+        st.logout()
+    st.stop()
+
 if "first_start_checked" not in st.session_state:
     st.session_state.first_start_checked = True
-    launched = first_start(artifacts())
+    launched = first_start(artifacts()) if user.may_do("launch_job") else None
     if launched:
+        audit(user, "launch_job", launched, how="first start (demo)")
         st.session_state.run_id = launched
         st.toast(
             "First start: building the demo cohort and training a demo model in the background."
         )
 
-navigation = st.navigation(
-    [
-        st.Page("ui/runs.py", title="Runs", icon="🗃️", default=True),
-        st.Page("ui/dataset.py", title="Dataset and splits", icon="🗂️"),
-        st.Page("ui/train.py", title="Train", icon="🏋️"),
-        st.Page("ui/threshold.py", title="Threshold", icon="🎚️"),
-        st.Page("ui/calibration.py", title="Calibration", icon="📐"),
-        st.Page("ui/survival.py", title="Survival", icon="📉"),
-        st.Page("ui/patient.py", title="Patient", icon="🩻"),
-        st.Page("ui/studies.py", title="Studies", icon="🔎"),
-    ]
-)
+PAGES = [
+    ("runs", st.Page("ui/runs.py", title="Runs", icon="🗃️", default=True)),
+    ("dataset", st.Page("ui/dataset.py", title="Dataset and splits", icon="🗂️")),
+    ("train", st.Page("ui/train.py", title="Train", icon="🏋️")),
+    ("threshold", st.Page("ui/threshold.py", title="Threshold", icon="🎚️")),
+    ("calibration", st.Page("ui/calibration.py", title="Calibration", icon="📐")),
+    ("survival", st.Page("ui/survival.py", title="Survival", icon="📉")),
+    ("patient", st.Page("ui/patient.py", title="Patient", icon="🩻")),
+    ("studies", st.Page("ui/studies.py", title="Studies", icon="🔎")),
+    ("access", st.Page("ui/access.py", title="Access and audit", icon="🔐")),
+]
+navigation = st.navigation([page for name, page in PAGES if user.may_open(name)])
 
 runs = runs_overview(artifacts())
 with st.sidebar:
@@ -50,4 +70,7 @@ with st.sidebar:
     st.caption(
         "Data: NSCLC-Radiomics (Lung1) format. The demo cohort is synthetic; no patient data."
     )
+    st.caption(f"{user.identity} · {user.role} ({user.how})")
+    if sign_in_configured() and st.button("Sign out", key="sign_out"):
+        st.logout()
 navigation.run()

@@ -11,7 +11,8 @@ reads the audit log). An admin-owned TOML file (``$NSCLC_ROLES_FILE``, default
     "*@hospital.org" = "viewer"     # everyone of a domain
 
 Without sign-in configured the app is a single local user's tool: on a loopback address
-that user is an admin, on any other address everyone is a ``reviewer`` (no operator action).
+that user is an admin; on any other address, or through a proxy, everyone is a ``reviewer``
+(no operator action).
 
 Data paths typed on a page must resolve inside a data root: ``$NSCLC_DATA_ROOTS`` (folders
 separated by ``:``) and the roots an admin registered. With neither, a local user may read
@@ -52,6 +53,7 @@ ACTIONS = {
     "read_audit": "admin",
 }
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 
 
 @dataclass(frozen=True)
@@ -137,16 +139,22 @@ def is_loopback(address: str | None) -> bool:
 
 
 def resolve_user(
-    sign_in: bool, claims: dict, server_address: str | None, roles: dict[str, str]
+    sign_in: bool,
+    claims: dict,
+    server_address: str | None,
+    roles: dict[str, str],
+    proxied: bool = False,
 ) -> User:
     """The current user from what Streamlit knows. ``sign_in``: ``[auth]`` is configured;
-    ``claims``: ``st.user``; ``server_address``: the ``server.address`` option."""
+    ``claims``: ``st.user``; ``server_address``: the ``server.address`` option; ``proxied``:
+    the request came through a proxy (it carries a forwarding header), so a loopback address
+    does not mean a local user."""
     if sign_in:
         identity = str(claims.get("email") or claims.get("sub") or "")
         if not claims.get("is_logged_in") or not identity:
             return User("", None, "not signed in")
         return User(identity, role_of(identity, roles), "signed in")
-    if is_loopback(server_address):
+    if is_loopback(server_address) and not proxied:
         return LOCAL_USER
     return User("anyone", "reviewer", "served without sign-in")
 

@@ -18,14 +18,14 @@ def test_roles_include_the_ones_below_and_default_to_deny(tmp_path):
     assert reviewer.may_open("patient") and not reviewer.may_open("train")
     assert reviewer.may_do("add_note") and not reviewer.may_do("save_threshold")
     assert not User("x", None, "signed in").may_open("runs")
-    with pytest.raises(AccessDenied, match="launch job needs the operator role; your role is"):
+    with pytest.raises(AccessDenied, match=r"launch job needs the operator role; your role is"):
         access.refuse_unless(reviewer, "launch_job")
 
 
 def test_a_bad_roles_file_says_which_entry(tmp_path):
     path = tmp_path / "roles.toml"
     path.write_text('[users]\n"ana@hosp.org" = "superuser"\n')
-    with pytest.raises(ValueError, match="'ana@hosp.org' has role 'superuser'; use one of"):
+    with pytest.raises(ValueError, match=r"'ana@hosp\.org' has role 'superuser'; use one of"):
         access.load_roles(path)
     path.write_text("[users\n")
     with pytest.raises(ValueError, match="not readable TOML"):
@@ -38,6 +38,8 @@ def test_who_is_at_the_page():
     served = access.resolve_user(False, {}, "0.0.0.0", roles)
     assert served.role == "reviewer" and not served.may_do("launch_job")
     assert access.resolve_user(False, {}, None, roles).role == "reviewer"  # all interfaces
+    behind_a_proxy = access.resolve_user(False, {}, "127.0.0.1", roles, proxied=True)
+    assert behind_a_proxy.role == "reviewer"
     claims = {"is_logged_in": True, "email": "Ana@hosp.org"}
     assert access.resolve_user(True, claims, "127.0.0.1", roles).role == "operator"
     assert access.resolve_user(True, {"is_logged_in": False}, "127.0.0.1", roles).role is None
@@ -54,7 +56,7 @@ def test_data_paths_must_resolve_inside_a_root(tmp_path, monkeypatch):
     inside = access.check_data_path(str(root / "lung1"), roots, "DICOM folder", user)
     assert inside == (root / "lung1").resolve()
     for outside in (root / "lung1" / ".." / ".." / "x", root / "escape" / "os-release", "/etc"):
-        with pytest.raises(AccessDenied, match="DICOM folder: .* is outside the data roots"):
+        with pytest.raises(AccessDenied, match=r"DICOM folder: .* is outside the data roots"):
             access.check_data_path(str(outside), roots, "DICOM folder", user)
     with pytest.raises(AccessDenied, match="no data root is registered"):
         access.check_data_path("/etc", [], "clinical CSV", user)

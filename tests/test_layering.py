@@ -9,20 +9,24 @@ from tests.helpers import PROJECT
 
 ENGINE = PROJECT / "nsclc_engine"
 # what each part may import besides itself and the shared modules: ARCHITECTURE.md's table
-SHARED = {"config", "paths", "parallel", "atomic"}
+SHARED = {"config", "paths", "parallel", "atomic", "diskstore", "access"}
 ALLOWED = {
     "stats": set(),
     "cohort": set(),
+    "review": set(),
     "synth": {"cohort", "stats"},
     "demo": {"cohort", "synth"},
     "preprocess": {"cohort"},
     "runs": {"cohort"},
     "evaluate": {"stats", "cohort", "demo", "synth", "preprocess", "runs"},
-    "train": {"stats", "cohort", "synth", "demo", "preprocess", "runs", "evaluate"},
+    "train": {"stats", "cohort", "synth", "demo", "preprocess", "runs", "evaluate", "review"},
     "explain": {"stats", "cohort", "preprocess", "runs", "train"},
     "honesty": {"runs", "evaluate", "train"},
     "validate": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain"},
-    "dashboard": {"stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain", "tune"},
+    "dashboard": {
+        *("stats", "cohort", "preprocess", "runs", "evaluate", "train", "explain", "tune"),
+        "review",
+    },
     "features": {"stats", "cohort", "synth", "demo", "preprocess", "runs", "evaluate", "train"},
     "tune": {"stats", "cohort", "synth", "demo", "preprocess", "runs", "evaluate", "train"},
 }

@@ -5,9 +5,10 @@ import streamlit as st
 from nsclc_engine.dashboard import calibration as page
 from nsclc_engine.evaluate import figures
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
-from ui.common import part_predictions, require_finished_run, stamp
+from ui.common import part_predictions, require_finished_run, require_page, stamp
 
 st.title("Calibration")
+user = require_page("calibration")
 view = require_finished_run()
 key = stamp(view)
 

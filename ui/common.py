@@ -1,19 +1,104 @@
-"""Helpers shared by the pages: the artifacts folder, the selected run, cached engine calls."""
+"""Helpers shared by the pages: the artifacts folder, the signed-in user and their role, the
+review database, the selected run, cached engine calls."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import streamlit as st
 
+from nsclc_engine import access
 from nsclc_engine.dashboard import run_view
 from nsclc_engine.dashboard import threshold as threshold_view
 from nsclc_engine.paths import artifacts_dir
+from nsclc_engine.review import store
 from nsclc_engine.runs import run_dir
+
+log = logging.getLogger("nsclc_engine.dashboard")
 
 
 def artifacts() -> Path:
     return Path(artifacts_dir())
+
+
+def review_db() -> str:
+    return store.review_url(artifacts())
+
+
+def sign_in_configured() -> bool:
+    """Whether ``[auth]`` is in ``.streamlit/secrets.toml`` (then everyone signs in)."""
+    try:
+        return "auth" in st.secrets
+    except (FileNotFoundError, KeyError, ValueError):
+        return False
+    except Exception:  # Streamlit raises its own error type for a missing secrets file
+        return False
+
+
+def current_user() -> access.User:
+    """Who is at the page, resolved afresh on every call (the roles file is reread, so a
+    role an admin removes stops working at the next click)."""
+    sign_in = sign_in_configured()
+    claims = st.user.to_dict() if sign_in else {}
+    try:
+        roles = access.load_roles(access.roles_file()) if sign_in else {}
+    except ValueError as error:
+        log.error("%s", error)
+        st.error("The roles file cannot be read; nobody has a role until an admin fixes it.")
+        roles = {}
+    headers = {key.lower() for key in (st.context.headers or {})}
+    proxied = any(name in headers for name in access.FORWARDING_HEADERS)
+    return access.resolve_user(sign_in, claims, st.get_option("server.address"), roles, proxied)
+
+
+def require_page(page: str) -> access.User:
+    """The top of every page: stop unless the current user's role may open ``page``."""
+    user = current_user()
+    if not user.may_open(page):
+        needed = access.PAGES[page]
+        have = f"Your role is {user.role}" if user.role else "You have no role"
+        st.error(f"This page needs the {needed} role. {have} ({user.identity or 'not signed in'}).")
+        st.stop()
+    return user
+
+
+def authorize(action: str) -> access.User:
+    """Right before an action runs: the user again, refused (and the refusal audited) unless
+    their role allows ``action``, whatever the page showed."""
+    user = current_user()
+    try:
+        access.refuse_unless(user, action)
+    except access.AccessDenied as denied:
+        try:
+            store.record(review_db(), user.identity or "anonymous", "denied", action)
+        except ConnectionError as error:
+            log.error("%s", error)
+        st.error(str(denied))
+        st.stop()
+    return user
+
+
+def audit(user: access.User, action: str, target: str = "", **detail) -> None:
+    """Append the action to the audit log (a database that cannot be reached is logged and
+    shown, but does not undo what was done)."""
+    try:
+        store.record(review_db(), user.identity, action, target, **detail)
+    except ConnectionError as error:
+        log.error("audit entry %s %s by %s not written: %s", action, target, user.identity, error)
+        st.warning(f"The audit log could not be written: {error}")
+
+
+def data_roots() -> list[Path]:
+    """``$NSCLC_DATA_ROOTS`` and the roots an admin registered."""
+    return access.data_roots(store.registered_roots(review_db()))
+
+
+def show_error(what: str, error: Exception) -> None:
+    """An error on a page: the engine's one-line message (it names the file or patient and
+    never quotes file contents); the traceback goes to the server log."""
+    log.warning("%s", what, exc_info=error)
+    st.error(f"{what}: {error}")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

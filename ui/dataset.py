@@ -9,11 +9,14 @@ import streamlit as st
 from nsclc_engine.cohort.build import exclusions_by_reason, load_cleaning_report, load_cohort
 from nsclc_engine.cohort.clinical import LABELS
 from nsclc_engine.dashboard import dataset as page
+from nsclc_engine.dashboard.patient import note_table
 from nsclc_engine.demo import demo_paths
 from nsclc_engine.evaluate import figures
-from ui.common import artifacts, selected_run
+from nsclc_engine.review import store
+from ui.common import artifacts, require_page, review_db, selected_run
 
 st.title("Dataset and splits")
+user = require_page("dataset")
 view = selected_run()
 imported = page.imported_overview(view) if view is not None else {}
 if imported:
@@ -82,6 +85,33 @@ if exclusions.empty:
 else:
     st.dataframe(exclusions_by_reason(exclusions), hide_index=True)
     st.dataframe(exclusions, hide_index=True, width="stretch")
+
+st.subheader("Review notes on this data")
+source = store.source_of(view.config if view else {})
+notes = store.notes(review_db(), source=source)
+if notes.empty:
+    st.caption("No review note on this data yet (reviewers add them on the Patient page).")
+else:
+    state = page.review_exclusion_state(store.exclusions(review_db(), source), exclusions)
+    for key, text in (
+        ("applied", "excluded on review in this cohort build"),
+        (
+            "pending",
+            "flagged for exclusion: the next cohort build (the next training run on "
+            "this data) leaves them out",
+        ),
+        ("lifted", "exclusion withdrawn: the next cohort build takes them back"),
+    ):
+        if state[key]:
+            st.info(f"{len(state[key])} patient(s) {text}: {', '.join(state[key])}.")
+    st.dataframe(note_table(notes), hide_index=True, width="stretch")
+    st.download_button(
+        "Download these notes (CSV)",
+        store.notes_csv(notes),
+        "review_notes.csv",
+        "text/csv",
+        on_click="ignore",
+    )
 
 if view is not None:
     st.subheader(f"Splits of run {view.run_id}")

@@ -8,10 +8,14 @@ from nsclc_engine.dashboard import patient as page
 from nsclc_engine.explain import gradcam as explain
 from nsclc_engine.explain import viewer
 from nsclc_engine.explain.cache import checkpoint_stamp
+from nsclc_engine.explain.gradcam import CtMap
 from nsclc_engine.explain.inference import load_run_model
-from ui.common import require_finished_run, stamp
+from ui import case_viewer
+from ui.common import artifacts, load, require_finished_run, require_page, show_error, stamp
+from ui.notes import review_notes
 
 st.title("Patient")
+user = require_page("patient")
 view = require_finished_run(allow_survival=True)
 if view.kind != "trained":
     why = {
@@ -52,6 +56,23 @@ def _checkpoint(fold: int) -> str:
     return checkpoint_stamp(view.run_dir, fold)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _comparable(run_id: str, key: tuple, patient_id: str) -> list[dict]:
+    return page.comparable_runs(artifacts(), view, patient_id)
+
+
+@st.cache_data(
+    show_spinner="Preparing the case viewer…",
+    max_entries=8,
+    hash_funcs={
+        viewer.PatientCase: lambda case: (case.patient_id, id(case)),
+        CtMap: lambda found: (found.box, found.scores.tobytes()),
+    },
+)
+def _payload(run_id: str, patient_id: str, case, maps: tuple) -> dict:
+    return viewer.case_payload(case, dict(maps))
+
+
 choices = st.columns(5)
 split = choices[0].selectbox("Split", page.SPLITS, key="pt_split")
 labels = {None: "any", 0: "0", 1: "1"}
@@ -81,47 +102,129 @@ def _describe(i: int) -> str:
     return f"{row.patient_id}{fold} · {row.outcome} · p = {row.y_prob:.3f}"
 
 
+opened = st.session_state.pop("pt_open", None)  # a patient chosen on the Threshold page
+if opened in set(table.patient_id):
+    st.session_state.pt_row = int(table.index[table.patient_id == opened][0])
+if st.session_state.get("pt_row") not in table.index:
+    st.session_state.pop("pt_row", None)
 index = st.selectbox("Patient", list(table.index), format_func=_describe, key="pt_row")
 row = table.loc[index]
 patient_id, fold = str(row.patient_id), int(row.fold)
 try:
     case = _case(str(view.run_dir), patient_id, page.cohort_stamp(view))
 except (ValueError, FileNotFoundError, OSError) as error:
-    st.error(f"{patient_id}: the CT cannot be shown: {error}")
+    show_error(f"{patient_id}: the CT cannot be shown", error)
     st.stop()
 
-# a new case, or back from another page (Streamlit dropped the slider keys): start at the GTV
-if st.session_state.get("pt_shown") != (view.run_id, patient_id) or not all(
-    k in st.session_state for k in ("pt_z", "pt_y", "pt_x")
-):
-    st.session_state.pt_shown = (view.run_id, patient_id)
-    z, y, x = viewer.gtv_centroid_index(case.gtv)
-    st.session_state.update(pt_z=z, pt_y=y, pt_x=x)
+facts = st.columns([2, 2, 2, 3])
+facts[0].subheader(patient_id)
+if survival:
+    facts[1].metric("Risk score (log hazard)", f"{row.risk:+.3f}")
+    facts[2].caption(
+        f"{row.risk_percentile:.0f}th percentile of the {split} split"
+        + (" (pooled over the folds' models)" if view.config.get("folds", 0) else "")
+    )
+else:
+    facts[1].metric(
+        "Probability",
+        f"{row.y_prob:.3f}",
+        help=f"raw; recalibrated ({recalibration}): {row.y_prob_recalibrated:.3f}",
+    )
+    rule = page.threshold_in_force(view, fold)
+    facts[2].metric(
+        "Call",
+        "deceased (1)" if row.call else "alive (0)",
+        page.OUTCOME_NAMES[row.outcome],
+        delta_color="off",
+        delta_arrow="off",
+    )
+    facts[3].caption(
+        f"Recalibrated ({recalibration}) {row.y_prob_recalibrated:.3f}. Threshold in force "
+        f"{rule['threshold']:.3f} on {rule['recalibration']} probabilities: {rule['source']}. "
+        f"True label: {int(row.y_true)}."
+    )
 
-facts, images = st.columns([1, 3])
-with facts:
-    st.subheader(patient_id)
-    if survival:
-        st.metric("Risk score (log hazard)", f"{row.risk:+.3f}")
-        st.caption(
-            f"{row.risk_percentile:.0f}th percentile of the {split} split"
-            + (" (pooled over the folds' models)" if view.config.get("folds", 0) else "")
+overlay = st.columns([1, 1, 1, 2])
+show_map = overlay[0].toggle("Grad-CAM overlay", key="pt_cam")
+network = view.config.get("model", "resnet18")
+method = overlay[1].selectbox(
+    "Method",
+    explain.methods_for(network),
+    format_func=lambda m: {"gradcam": "Grad-CAM"}.get(m, m),
+    key="pt_method",
+)
+layer = overlay[2].selectbox(
+    "Layer",
+    explain.gradcam_layers(network) or ("none",),
+    key="pt_layer",
+    disabled=method != "gradcam",
+)
+others = _comparable(view.run_id, stamp(view), patient_id) if show_map else []
+compare = overlay[3].selectbox(
+    "Beside it, the map of run",
+    [None, *range(len(others))],
+    format_func=lambda i: (
+        "none"
+        if i is None
+        else f"{others[i]['run_id']} (fold {others[i]['fold']}, {others[i]['split']})"
+    ),
+    key="pt_compare",
+    disabled=not show_map,
+    help="Another finished run on the same data that scored this patient; its own network "
+    "and preprocessing, the same CT.",
+)
+
+maps, heat_input = {}, None
+if show_map:
+    config = explain.ExplainConfig(method=method, layer=layer)
+    name = {"gradcam": f"Grad-CAM {layer}"}.get(method, method)
+    with st.spinner("Computing the attribution map…"):
+        heat_input, heat_ct, flat = page.attribution_maps(
+            view, fold, patient_id, case, config, _model(str(view.run_dir), fold, _checkpoint(fold))
         )
-    else:
-        st.metric("Probability (raw)", f"{row.y_prob:.3f}")
-        st.metric(f"Recalibrated ({recalibration})", f"{row.y_prob_recalibrated:.3f}")
-        rule = page.threshold_in_force(view, fold)
-        st.metric(
-            "Call",
-            "deceased (1)" if row.call else "alive (0)",
-            page.OUTCOME_NAMES[row.outcome],
-            delta_color="off",
-            delta_arrow="off",
+    maps[f"{view.run_id} · {name}"] = heat_ct
+    if flat:
+        st.caption("The map is flat: no voxel raised the explained output at this layer.")
+    if compare is not None:
+        chosen = others[compare]
+        other = load(chosen["run_id"])
+        other_layers = explain.gradcam_layers(other.config.get("model", "resnet18"))
+        other_config = explain.ExplainConfig(
+            method=method
+            if method in explain.methods_for(other.config.get("model"))
+            else "saliency",
+            layer=layer if layer in other_layers else (other_layers or ("none",))[-1],
         )
-        st.caption(
-            f"Threshold in force {rule['threshold']:.3f} on {rule['recalibration']} "
-            f"probabilities: {rule['source']}. True label: {int(row.y_true)}."
-        )
+        try:
+            other_case = page.patient_case(other, patient_id)
+            _, other_ct, _ = page.attribution_maps(
+                other,
+                chosen["fold"],
+                patient_id,
+                other_case,
+                other_config,
+                load_run_model(str(other.run_dir), chosen["fold"]),
+            )
+        except (ValueError, FileNotFoundError, OSError) as error:
+            show_error(f"run {chosen['run_id']}: its map of {patient_id} cannot be shown", error)
+        else:
+            if other_ct.ct_shape != heat_ct.ct_shape:
+                st.warning(f"Run {chosen['run_id']} read another CT grid for {patient_id}.")
+            else:
+                other_name = {"gradcam": f"Grad-CAM {other_config.layer}"}.get(
+                    other_config.method, other_config.method
+                )
+                maps[f"{chosen['run_id']} · {other_name}"] = other_ct
+
+case_viewer.show(_payload(view.run_id, patient_id, case, tuple(maps.items())))
+
+details = st.columns([2, 2, 3])
+with details[0]:
+    st.markdown("**Clinical**")
+    clinical = pd.Series(case.clinical, name="value")
+    st.dataframe(
+        clinical.map(lambda v: "missing" if pd.isna(v) else str(v)).to_frame(), width="stretch"
+    )
     if st.toggle("Uncertainty (test-time augmentation)", key="pt_tta"):
         with st.spinner("16 augmented predictions…"):
             spread = page.uncertainty(
@@ -134,76 +237,19 @@ with facts:
             help="Spread over 16 copies rotated in-plane (within ±10°) and flipped, the "
             "project's augmentation transforms.",
         )
-    clinical = pd.Series(case.clinical, name="value")
-    st.dataframe(
-        clinical.map(lambda v: "missing" if pd.isna(v) else str(v)).to_frame(), width="stretch"
-    )
-
-with images:
-    controls = st.columns(4)
-    preset = controls[0].selectbox(
-        "Window", [*viewer.WINDOW_PRESETS, "manual"], index=0, key="pt_window"
-    )
-    if preset == "manual":
-        level = controls[1].number_input("Level (HU)", -1200, 3000, 40, key="pt_level")
-        width = controls[2].number_input("Width (HU)", 1, 5000, 400, key="pt_width")
-    else:
-        level, width = viewer.WINDOW_PRESETS[preset]
-    show_gtv = controls[3].checkbox("GTV contour", value=True, key="pt_gtv")
-    overlay = st.columns(4)
-    show_map = overlay[0].toggle("Grad-CAM overlay", key="pt_cam")
-    network = view.config.get("model", "resnet18")
-    method = overlay[1].selectbox(
-        "Method",
-        explain.methods_for(network),
-        format_func=lambda m: {"gradcam": "Grad-CAM"}.get(m, m),
-        key="pt_method",
-    )
-    layer = overlay[2].selectbox(
-        "Layer",
-        explain.gradcam_layers(network) or ("none",),
-        key="pt_layer",
-        disabled=method != "gradcam",
-    )
-    opacity = overlay[3].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="pt_opacity")
-
-    heat_ct = heat_input = None
-    if show_map:
-        with st.spinner("Computing the attribution map…"):
-            heat_input, heat_ct, flat = page.attribution_maps(
-                view,
-                fold,
-                patient_id,
-                case,
-                explain.ExplainConfig(method=method, layer=layer),
-                _model(str(view.run_dir), fold, _checkpoint(fold)),
-            )
-        if flat:
-            st.caption("The map is flat: no voxel raised the explained output at this layer.")
-
-    shape = case.hu.shape
-    position = (st.session_state.pt_z, st.session_state.pt_y, st.session_state.pt_x)
-    planes = st.columns(4)
-    for axis, (column, name, key) in enumerate(
-        zip(planes[:3], viewer.PLANES, ("pt_z", "pt_y", "pt_x"), strict=True)
-    ):
-        column.slider(f"{name.title()} slice", 0, shape[axis] - 1, key=key)
-        column.image(
-            viewer.view_plane(case, axis, position, (level, width), show_gtv, heat_ct, opacity),
-            caption=f"{name} {position[axis]} of 0-{shape[axis] - 1}",
-            width="stretch",
-            output_format="PNG",
-        )
-    k = viewer.input_slice_for(case, position[0])
-    planes[3].caption("What the network saw")
-    if not viewer.input_covers(case, position[0]):
-        planes[3].caption("This CT slice is outside the input; its nearest slice is shown.")
-    planes[3].image(
-        viewer.view_input(case, k, heat_input, opacity, show_gtv),
-        caption=f"input axial {k} of 0-{case.input_image.shape[0] - 1} (preprocessing window)",
+with details[1]:
+    st.markdown("**What the network saw**")
+    depth = case.input_image.shape[0]
+    z = viewer.gtv_centroid_index(case.input_mask)[0]
+    k = st.slider("Input slice", 0, depth - 1, z, key=f"pt_input_{patient_id}")
+    st.image(
+        viewer.view_input(case, k, heat_input, 0.45, True),
+        caption=f"input axial {k} of 0-{depth - 1} (preprocessing window)",
         width="stretch",
         output_format="PNG",
     )
+with details[2]:
+    review_notes(view, patient_id, user)
 st.caption(
     "Only the PatientID and the clinical table's fields are shown. Grad-CAM shows where the "
     "evidence for the call sits, not why; read it beside the GTV and the input the model saw."

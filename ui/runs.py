@@ -4,9 +4,10 @@ import streamlit as st
 
 from nsclc_engine.dashboard import runs as page
 from nsclc_engine.evaluate import figures
-from ui.common import artifacts, load, selected_run
+from ui.common import artifacts, audit, authorize, load, require_page, selected_run
 
 st.title("Runs")
+user = require_page("runs")
 runs = page.runs_overview(artifacts())
 if runs.empty:
     st.info(
@@ -15,8 +16,16 @@ if runs.empty:
         "(2-year survival, about 4 minutes) and a survival model on it in the background; "
         "other settings are on the Train page (headless: `python -m nsclc_engine.train`)."
     )
-    if st.button("Build the demo and train the demo models", type="primary", key="demo_job"):
-        st.session_state.pending_run_id = page.launch_demo_jobs(artifacts())[0]
+    if st.button(
+        "Build the demo and train the demo models",
+        type="primary",
+        key="demo_job",
+        disabled=not user.may_do("launch_job"),
+    ):
+        actor = authorize("launch_job")
+        launched = page.launch_demo_jobs(artifacts())
+        audit(actor, "launch_job", launched[0], how="demo jobs", runs=launched)
+        st.session_state.pending_run_id = launched[0]
         st.rerun()
     st.stop()
 

@@ -6,9 +6,10 @@ import streamlit as st
 from nsclc_engine.dashboard import studies as page
 from nsclc_engine.tune.jobs import launch_study, stop_study
 from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig, shown_url
-from ui.common import artifacts
+from ui.common import artifacts, audit, authorize, require_page
 
 st.title("Studies")
+user = require_page("studies")
 url = page.storage(artifacts())
 names = page.study_names(url)
 st.caption(
@@ -26,8 +27,11 @@ with st.expander("Start a study", expanded=not names):
         pruner = left.selectbox("Pruner", list(PRUNERS))
         task = middle.selectbox("Task", ["classification", "survival"])
         seed = right.number_input("Seed", 0, 10**6, 0)
-        start = st.form_submit_button("Start", type="primary")
+        start = st.form_submit_button(
+            "Start", type="primary", disabled=not user.may_do("start_study")
+        )
     if start:
+        actor = authorize("start_study")
         try:
             config = TuneConfig(
                 trials=int(trials),
@@ -42,6 +46,7 @@ with st.expander("Start a study", expanded=not names):
         except ValueError as error:
             st.error(str(error))
         else:
+            audit(actor, "start_study", config.study, trials=config.trials, preset=preset)
             st.success(
                 f"Study {config.study} started (worker process {pid}); its trials appear below."
             )
@@ -89,8 +94,11 @@ def study_view() -> None:
             "of many noisy estimates inflates it. The test score, measured once, is the one to "
             "report."
         )
-    if st.button("Stop this study", disabled=summary["stop_requested"]):
+    stoppable = not summary["stop_requested"] and user.may_do("stop_study")
+    if st.button("Stop this study", disabled=not stoppable):
+        actor = authorize("stop_study")
         cancelled = stop_study(TuneConfig(study=chosen, storage=url), artifacts())
+        audit(actor, "stop_study", chosen, cancelled=cancelled)
         st.success(
             "No worker starts a new trial"
             + (f"; cancelled {', '.join(cancelled)}." if cancelled else ".")

@@ -6,9 +6,10 @@ import streamlit as st
 from nsclc_engine.dashboard import run_view
 from nsclc_engine.dashboard import survival as page
 from nsclc_engine.evaluate import figures
-from ui.common import require_finished_run, stamp
+from ui.common import require_finished_run, require_page, stamp
 
 st.title("Survival")
+user = require_page("survival")
 view = require_finished_run(allow_survival=True)
 if view.config.get("task") != "survival":
     st.info(

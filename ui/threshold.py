@@ -8,14 +8,18 @@ from nsclc_engine.dashboard import threshold as page
 from nsclc_engine.evaluate import figures
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS, probability_histograms
 from ui.common import (
+    audit,
+    authorize,
     part_predictions,
     require_finished_run,
+    require_page,
     rule_thresholds,
     stamp,
     threshold_state,
 )
 
 st.title("Threshold")
+user = require_page("threshold")
 view = require_finished_run()
 key = stamp(view)
 
@@ -113,6 +117,42 @@ table.table(counts)
 table.caption(f"{view.metrics.get('positive_class', 'positive = 1')}; n = {len(frame)}")
 heatmap.plotly_chart(figures.confusion_matrix_figure(m), key="confusion")
 
+cells = page.cell_patients(frame, threshold)
+cell = st.segmented_control(
+    "Patients of a cell",
+    list(page.CELLS),
+    format_func=lambda c: f"{c}: {len(cells[c])} {page.CELLS[c]}",
+    key="thr_cell",
+)
+if cell:
+    rows = cells[cell]
+    can_open = user.may_open("patient") and split in ("validation", "test")
+    picked = st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        column_config={"y_prob": st.column_config.NumberColumn("probability", format="%.3f")},
+        on_select="rerun" if can_open else "ignore",
+        selection_mode="single-row",
+        key=f"thr_cell_rows_{cell}",
+    )
+    st.caption(
+        "Click a patient to open their case on the Patient page (its call there uses the "
+        "threshold in force, the saved one)."
+        if can_open
+        else "The Patient page needs the reviewer role and a validation or test split."
+    )
+    chosen = picked.selection.rows if can_open else []
+    if chosen:
+        st.session_state.update(
+            pt_open=str(rows.patient_id.iloc[chosen[0]]),
+            pt_split=split,
+            pt_true=None,
+            pt_pred=None,
+            pt_recal=recalibration if recalibration != "none" else "platt",
+        )
+        st.switch_page("ui/patient.py")
+
 point = [page.operating_point(m, threshold)]
 roc, pr = st.columns(2)
 roc.plotly_chart(
@@ -137,10 +177,14 @@ if st.button(
     "Save threshold",
     type="primary",
     key="save_threshold",
-    disabled=split != "validation",
+    disabled=split != "validation" or not user.may_do("save_threshold"),
     help="Only a threshold chosen on validation predictions can be saved (a run without "
-    "validation predictions keeps the threshold of its stated source).",
+    "validation predictions keeps the threshold of its stated source), by an operator.",
 ):
+    actor = authorize("save_threshold")
     rule = st.session_state.get("threshold_rule", "manual")
-    saved = page.save_threshold(view.run_dir, threshold, rule, split, recalibration)
+    saved = page.save_threshold(
+        view.run_dir, threshold, rule, split, recalibration, saved_by=actor.identity
+    )
+    audit(actor, "save_threshold", view.run_id, threshold=saved["threshold"], rule=rule)
     st.success(f"Saved {saved['threshold']:.3f} ({rule}, chosen on {split}) to threshold.json.")

@@ -1,15 +1,19 @@
 """Train: launch a training job, follow the queue and the running job live, cancel."""
 
+from pathlib import Path
+
 import streamlit as st
 
+from nsclc_engine import access
 from nsclc_engine.dashboard import runs as runs_view
 from nsclc_engine.dashboard import train as page
 from nsclc_engine.evaluate import figures
 from nsclc_engine.train import jobs
 from nsclc_engine.train.config import BACKBONES
-from ui.common import artifacts, load
+from ui.common import artifacts, audit, authorize, data_roots, load, require_page
 
 st.title("Train")
+user = require_page("train")
 
 protocol = st.selectbox(
     "Protocol (starting settings)",
@@ -28,6 +32,12 @@ def choice(column, name: str, options: list, **kwargs):
     )
 
 
+roots = data_roots()
+if not roots:
+    st.caption(
+        "No data root is registered: as the local user you may give any path on this machine "
+        "(a served dashboard reads DICOM only inside roots an admin registers)."
+    )
 with st.form("launch"):
     source = st.radio(
         "Data",
@@ -38,8 +48,17 @@ with st.form("launch"):
             "dicom": "DICOM folder + clinical CSV on this server",
         }.get,
     )
-    dicom = st.text_input("DICOM folder (for DICOM data)")
-    clinical = st.text_input("Clinical CSV (for DICOM data)")
+    if roots:
+        root = st.selectbox("Data root (registered by an admin)", [str(r) for r in roots])
+        inside = st.columns(2)
+        dicom = inside[0].text_input("DICOM folder inside the root (for DICOM data)")
+        clinical = inside[1].text_input("Clinical CSV inside the root (for DICOM data)")
+        dicom, clinical = (
+            str(Path(root) / p.strip()) if p.strip() else "" for p in (dicom, clinical)
+        )
+    else:
+        dicom = st.text_input("DICOM folder (for DICOM data)")
+        clinical = st.text_input("Clinical CSV (for DICOM data)")
     a, b, c = st.columns(3)
     k = f"_{protocol}"  # widgets open at the chosen protocol's values
     task = c.selectbox(
@@ -85,10 +104,13 @@ with st.form("launch"):
         "DenseNet-121 (demo or paper preset), SE-ResNet-50, a small ViT (saliency only)",
         key="model" + k,
     )
-    pretrained = st.text_input(
-        "Pretrained weights (a MedicalNet or FMCIB file on this server, optional)",
+    pretrained = st.selectbox(
+        "Pretrained weights (a MedicalNet or FMCIB file in artifacts/weights, optional)",
+        ["", *access.weight_files(artifacts())],
+        format_func=lambda name: name or "none: train from scratch",
         help="Its network must be the one chosen above: resnetN for MedicalNet's resnet_N "
-        "files, fmcib for FMCIB's",
+        "files, fmcib for FMCIB's. An admin puts weight files into artifacts/weights; no "
+        "other file is loaded.",
     )
     encoder = st.radio(
         "Pretrained encoder",
@@ -100,6 +122,7 @@ with st.form("launch"):
     submitted = st.form_submit_button("Launch", type="primary")
 
 if submitted:
+    actor = authorize("launch_job")
     config, errors = page.validate_train_form(
         {
             "source": source,
@@ -122,12 +145,16 @@ if submitted:
             "model": model,
             "pretrained": pretrained,
             "encoder": encoder if pretrained.strip() else "fine-tune",
-        }
+        },
+        artifacts(),
+        actor,
+        data_roots(),
     )
     for error in errors:
         st.error(error)
     if config is not None:
         run_id = jobs.launch(config, artifacts())
+        audit(actor, "launch_job", run_id, data=config.dicom or "demo", model=config.model)
         st.session_state.pending_run_id = run_id  # the sidebar picks it up on the next run
         st.success(f"Queued run {run_id}.")
 
@@ -158,7 +185,9 @@ def live() -> None:
     if tail:
         st.code(tail, language=None)
     if state in ("queued", "running") and st.button("Cancel this job", key=f"cancel_{run_id}"):
+        actor = authorize("cancel_job")
         jobs.cancel(run_id, artifacts())
+        audit(actor, "cancel_job", run_id)
         st.warning("Cancel requested; the last checkpoint is kept.")
 
 

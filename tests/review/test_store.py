@@ -27,7 +27,7 @@ def test_a_note_round_trips_with_its_author_time_and_audit_entry(review_db):
     assert row.created_at.endswith("+00:00") and pd.isna(row.withdrawn_at)
     assert store.notes(review_db, run_id="run-b").empty
     log = store.audit_log(review_db)
-    assert log[["actor", "action", "target"]].values.tolist() == [
+    assert log[["actor", "action", "target"]].to_numpy().tolist() == [
         ["ana", "add_note", "run-a/LUNG1-007"]
     ]
 

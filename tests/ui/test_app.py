@@ -1,9 +1,7 @@
 """The dashboard's pages with Streamlit's AppTest against a finished tiny run."""
 
 import json
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,25 +14,6 @@ from nsclc_engine.train import jobs
 
 PAGES = ("ui/runs.py", "ui/dataset.py", "ui/train.py", "ui/threshold.py")
 PAGES += ("ui/calibration.py", "ui/patient.py", "ui/survival.py")
-
-
-@pytest.fixture()
-def own_artifacts(dashboard_artifacts, tmp_path) -> Path:
-    """A copy of the finished runs for this test alone: what it saves (a threshold, the
-    explain cache, a launched job) stays out of every other test's runs."""
-    artifacts = tmp_path / "artifacts"
-    shutil.copytree(
-        dashboard_artifacts / "runs", artifacts / "runs", copy_function=_link_checkpoints
-    )
-    return artifacts
-
-
-def _link_checkpoints(source: str, target: str) -> None:
-    """Checkpoints (hundreds of MB, only ever replaced whole) are hard-linked, the rest copied."""
-    if source.endswith(".pt"):
-        os.link(source, target)
-    else:
-        shutil.copy2(source, target)
 
 
 @pytest.fixture()
@@ -126,48 +105,69 @@ def test_pages_wait_for_a_queued_run_without_errors(tmp_path, monkeypatch):
     assert any("fills in when it finishes" in info.value for info in at.info)
 
 
-def image_urls(at) -> dict[str, str]:
-    """Caption -> media URL (a hash of the image's bytes) of every image on the page."""
-    return {
-        element.proto.imgs[0].caption.split(" ")[0]: element.proto.imgs[0].url
-        for element in at.get("image")
-    }
+def viewer_payload(at) -> dict:
+    """What the page's case viewer draws: the payload inside its iframe's script."""
+    frames = at.get("iframe")
+    assert len(frames) == 1, [f.proto for f in frames]
+    html = frames[0].proto.srcdoc
+    start = html.index("const P = ") + len("const P = ")
+    return json.loads(html[start : html.index(";\nconst [D, H, W]")].replace("<\\/", "</"))
 
 
-def test_patient_page_follows_the_patient_the_slice_and_the_overlay(app):
+def test_patient_page_follows_the_patient_the_overlay_and_a_second_run(app):
     app.switch_page("ui/patient.py").run()
-    first = image_urls(app)
-    assert set(first) == {"axial", "coronal", "sagittal", "input"}
+    first = viewer_payload(app)
+    assert first["maps"] == [] and first["ct"] and first["gtv"]
     options = app.selectbox(key="pt_row").options
     assert len(options) > 1
     app.selectbox(key="pt_row").set_value(1).run()
     assert not app.exception
-    second = image_urls(app)
-    assert second["axial"] != first["axial"]
-    z = app.slider(key="pt_z").value
-    app.slider(key="pt_z").set_value(z - 1 if z > 0 else z + 1).run()
-    moved = image_urls(app)
-    assert moved["axial"] != second["axial"]
-    assert moved["sagittal"] != second["sagittal"]  # the crosshair follows the axial slice
-    app.slider(key="pt_z").set_value(z).run()  # back to the GTV's centre, inside the input
-    moved = image_urls(app)
-    assert moved == second
+    second = viewer_payload(app)
+    assert second["patient_id"] != first["patient_id"]
     app.toggle(key="pt_cam").set_value(True).run()
     assert not app.exception, [e.value for e in app.exception]
-    overlaid = image_urls(app)
-    # a coarse Grad-CAM of a 2-epoch model may be zero on some planes, but not on all four
-    assert overlaid != moved
+    assert [m["label"] for m in viewer_payload(app)["maps"]] == ["fixture · Grad-CAM layer3"]
     app.selectbox(key="pt_method").set_value("saliency").run()
     assert not app.exception
-    assert image_urls(app)["axial"] != moved["axial"]  # voxel-wise: on every plane it crosses
+    assert [m["label"] for m in viewer_payload(app)["maps"]] == ["fixture · saliency"]
+    # the same patient's map from the survival run (same data), side by side
+    app.selectbox(key="pt_method").set_value("gradcam").run()
+    app.selectbox(key="pt_compare").set_value(0).run()
+    assert not app.exception, [e.value for e in app.exception]
+    both = viewer_payload(app)
+    assert [m["label"] for m in both["maps"]] == [
+        "fixture · Grad-CAM layer3",
+        "fixture-survival · Grad-CAM layer3",
+    ]
+    assert both["maps"][0]["data"] != both["maps"][1]["data"]
     app.toggle(key="pt_tta").set_value(True).run()
     assert not app.exception
     assert any("TTA" in metric.label for metric in app.metric)
-    # away and back: Streamlit drops the slider keys; the page starts again at the GTV
+    # away and back
     app.switch_page("ui/runs.py").run()
     app.switch_page("ui/patient.py").run()
     assert not app.exception, [e.value for e in app.exception]
-    assert set(image_urls(app)) == {"axial", "coronal", "sagittal", "input"}
+    assert viewer_payload(app)["patient_id"]
+
+
+def test_a_confusion_cell_lists_its_patients_and_opens_one(app, own_artifacts):
+    from nsclc_engine.dashboard.threshold import cell_patients
+
+    app.switch_page("ui/threshold.py").run()
+    app.slider(key="threshold").set_value(0.5).run()
+    app.get("button_group")[0].set_value("FP").run()
+    predictions = pd.read_csv(own_artifacts / "runs" / "fixture" / "predictions.csv")
+    validation = predictions[predictions.split == "validation"].reset_index(drop=True)
+    expected = cell_patients(validation, 0.5)["FP"]
+    shown = app.dataframe[-1].value
+    assert shown.patient_id.tolist() == expected.patient_id.tolist()
+    # what a click on a row hands to the Patient page
+    patient = str(expected.patient_id.iloc[-1]) if len(expected) else "none"
+    app.session_state["pt_open"] = patient
+    app.session_state["pt_split"] = "validation"
+    app.switch_page("ui/patient.py").run()
+    if len(expected):
+        assert viewer_payload(app)["patient_id"] == patient
 
 
 def test_survival_page_shows_every_model_and_a_live_risk_cut(own_artifacts, monkeypatch):

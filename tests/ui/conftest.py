@@ -1,0 +1,35 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit import config
+
+
+@pytest.fixture(autouse=True)
+def served_on_loopback():
+    """AppTest reads no config file: the app is served on 127.0.0.1 as `.streamlit/config.toml`
+    says (a test of another address sets its own)."""
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    yield
+    config.set_option("server.address", before)
+
+
+@pytest.fixture()
+def own_artifacts(dashboard_artifacts, tmp_path) -> Path:
+    """A copy of the finished runs for this test alone: what it saves (a threshold, the
+    explain cache, a launched job) stays out of every other test's runs."""
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(
+        dashboard_artifacts / "runs", artifacts / "runs", copy_function=_link_checkpoints
+    )
+    return artifacts
+
+
+def _link_checkpoints(source: str, target: str) -> None:
+    """Checkpoints (hundreds of MB, only ever replaced whole) are hard-linked, the rest copied."""
+    if source.endswith(".pt"):
+        os.link(source, target)
+    else:
+        shutil.copy2(source, target)

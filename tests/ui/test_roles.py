@@ -1,0 +1,212 @@
+"""Sign-in and roles, enforced on the server: what each role sees and can do (AppTest with a
+signed-in user), the data roots of each path box, and a local or served app without sign-in."""
+
+import json
+
+import pytest
+from streamlit import config
+from streamlit.testing.v1 import AppTest
+
+from nsclc_engine import runs
+from nsclc_engine.review import store
+
+AUTH = {
+    "redirect_uri": "http://localhost:8501/oauth2callback",
+    "cookie_secret": "test-only",
+    "client_id": "id",
+    "client_secret": "secret",
+    "server_metadata_url": "https://id.example.org/.well-known/openid-configuration",
+}
+PEOPLE = {
+    "vera@example.org": "viewer",
+    "rui@example.org": "reviewer",
+    "olga@example.org": "operator",
+    "ada@example.org": "admin",
+}
+PAGE_FILES = {
+    "runs": "ui/runs.py",
+    "dataset": "ui/dataset.py",
+    "threshold": "ui/threshold.py",
+    "calibration": "ui/calibration.py",
+    "patient": "ui/patient.py",
+    "train": "ui/train.py",
+    "access": "ui/access.py",
+}
+# the lowest role that may open each page
+NEEDS = {"runs": 0, "dataset": 0, "threshold": 0, "calibration": 0, "patient": 1}
+NEEDS |= {"train": 2, "access": 3}
+ROLES = ("viewer", "reviewer", "operator", "admin")
+
+
+@pytest.fixture()
+def roles_file(tmp_path, monkeypatch):
+    path = tmp_path / "roles.toml"
+    lines = ["[users]", *(f'"{who}" = "{role}"' for who, role in PEOPLE.items())]
+    path.write_text("\n".join(lines) + '\n"*@partner.org" = "viewer"\n')
+    monkeypatch.setenv("NSCLC_ROLES_FILE", str(path))
+    return path
+
+
+def signed_in(own_artifacts, monkeypatch, email: str | None, script="../../app.py") -> AppTest:
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    at = AppTest.from_file(script, default_timeout=60)
+    at.secrets["auth"] = AUTH
+    at.user = {"is_logged_in": email is not None, "email": email or ""}
+    at.session_state["run_id"] = "fixture"
+    return at
+
+
+def errors(at) -> str:
+    return " ".join(e.value for e in at.error)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_opens_its_pages_and_no_other(own_artifacts, monkeypatch, roles_file, role):
+    who = {r: e for e, r in PEOPLE.items()}[role]
+    at = signed_in(own_artifacts, monkeypatch, who)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    for page, needed in NEEDS.items():
+        if ROLES.index(role) >= needed:
+            at.switch_page(PAGE_FILES[page]).run()
+            assert not at.exception, (role, page, [e.value for e in at.exception])
+            assert "This page needs the" not in errors(at), (role, page)
+            continue
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(PAGE_FILES[page])  # not in the navigation
+        # and the page itself refuses, however it is reached
+        direct = signed_in(own_artifacts, monkeypatch, who, f"../../{PAGE_FILES[page]}")
+        direct.run()
+        assert f"This page needs the {ROLES[needed]} role. Your role is {role}" in errors(direct)
+        assert not direct.dataframe and not direct.button and not direct.get("iframe")
+    if role in ("viewer", "reviewer"):  # the threshold is read, not saved
+        at.switch_page("ui/threshold.py").run()
+        assert at.button(key="save_threshold").disabled
+
+
+def test_without_a_session_or_a_role_nothing_is_shown(own_artifacts, monkeypatch, roles_file):
+    at = signed_in(own_artifacts, monkeypatch, None)
+    at.run()
+    assert [b.label for b in at.button] == ["Sign in"] and not at.dataframe
+    at = signed_in(own_artifacts, monkeypatch, "mallory@elsewhere.org")
+    at.run()
+    assert "you have no role here" in errors(at) and not at.dataframe
+    at = signed_in(own_artifacts, monkeypatch, "pat@partner.org")  # a domain's entry
+    at.run()
+    assert not at.error and at.dataframe
+
+
+def test_a_role_taken_away_is_refused_at_the_click(own_artifacts, monkeypatch, roles_file):
+    """The page rendered for an operator; the admin demotes them before they click Save:
+    nothing is saved. The check that runs right before every action refuses it whatever the
+    page showed, and the refusal is audited."""
+    at = signed_in(own_artifacts, monkeypatch, "olga@example.org")
+    at.run()
+    at.switch_page("ui/threshold.py").run()
+    at.slider(key="threshold").set_value(0.42).run()
+    assert not at.button(key="save_threshold").disabled
+    roles_file.write_text('[users]\n"olga@example.org" = "viewer"\n')
+    at.button(key="save_threshold").click().run()
+    saved = json.loads((own_artifacts / "runs" / "fixture" / "threshold.json").read_text())
+    assert "operating_point" not in saved
+    action = AppTest.from_string(
+        "import streamlit as st\n"
+        "from ui.common import authorize\n"
+        "authorize('save_threshold')\n"
+        "st.write('saved')\n"
+    )
+    action.secrets["auth"] = AUTH
+    action.user = {"is_logged_in": True, "email": "olga@example.org"}
+    action.run()
+    assert "save threshold needs the operator role; your role is viewer" in errors(action)
+    assert not action.markdown  # the action did not run
+    log = store.audit_log(store.review_url(own_artifacts))
+    assert log[["actor", "action", "target"]].iloc[0].tolist() == [
+        "olga@example.org",
+        "denied",
+        "save_threshold",
+    ]
+
+
+def test_an_operators_save_records_who_saved_it(own_artifacts, monkeypatch, roles_file):
+    at = signed_in(own_artifacts, monkeypatch, "olga@example.org")
+    at.run()
+    at.switch_page("ui/threshold.py").run()
+    at.slider(key="threshold").set_value(0.42).run()
+    at.button(key="save_threshold").click().run()
+    saved = json.loads((own_artifacts / "runs" / "fixture" / "threshold.json").read_text())
+    assert saved["operating_point"]["saved_by"] == "olga@example.org"
+    entry = store.audit_log(store.review_url(own_artifacts)).iloc[0]
+    assert (entry.actor, entry.action, entry.target) == (
+        "olga@example.org",
+        "save_threshold",
+        "fixture",
+    )
+
+
+def test_served_without_sign_in_nobody_operates(own_artifacts, monkeypatch):
+    config.set_option("server.address", "0.0.0.0")
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at.session_state["run_id"] = "fixture"
+    at.run()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("ui/train.py")
+    train = AppTest.from_file("../../ui/train.py", default_timeout=60)
+    train.run()
+    assert "needs the operator role. Your role is reviewer" in errors(train)
+    at.switch_page("ui/threshold.py").run()
+    assert at.button(key="save_threshold").disabled
+    at.switch_page("ui/patient.py").run()
+    assert not at.exception and "This page needs" not in errors(at)
+
+
+def test_locally_without_sign_in_the_single_user_is_admin(own_artifacts, monkeypatch):
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at.session_state["run_id"] = "fixture"
+    at.run()
+    at.switch_page("ui/access.py").run()
+    assert not at.exception and not at.error
+    assert any("You: local (admin, local)" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("box", ["dicom", "clinical"])
+def test_each_path_box_refuses_a_path_outside_the_data_roots(
+    own_artifacts, monkeypatch, roles_file, tiny_source, tmp_path, box
+):
+    """With a root set by the server's admin, the Train page reads paths inside it only:
+    ``..`` and absolute paths out are refused, nothing is launched, and the message quotes
+    no file (links pointing out: tests/test_access.py)."""
+    monkeypatch.setenv("NSCLC_DATA_ROOTS", str(tiny_source))
+    at = signed_in(own_artifacts, monkeypatch, "olga@example.org")
+    at.run()
+    at.switch_page("ui/train.py").run()
+    assert at.selectbox[1].label.startswith("Data root")  # a root to choose, then a path in it
+    before = {run["run_id"] for run in runs.list_runs(own_artifacts)}
+    boxes = {"dicom": 0, "clinical": 1}
+    good = {"dicom": "dicom", "clinical": "clinical.csv"}
+    for outside in ("../../../../../etc/os-release", "/etc/os-release", "/etc"):
+        at.radio[0].set_value("dicom")
+        for name, index in boxes.items():
+            at.text_input[index].set_value(outside if name == box else good[name])
+        at.button[0].click().run()
+        assert "is outside the data roots" in errors(at), (outside, errors(at))
+        assert "PRETTY_NAME" not in errors(at) and "Debian" not in errors(at)
+    assert {run["run_id"] for run in runs.list_runs(own_artifacts)} == before
+    # lawful paths launch
+    at.radio[0].set_value("dicom")
+    for name, index in boxes.items():
+        at.text_input[index].set_value(good[name])
+    at.number_input[0].set_value(1)
+    at.button[0].click().run()
+    assert not at.error, errors(at)
+    new = [r for r in runs.list_runs(own_artifacts) if r["run_id"] not in before]
+    assert len(new) == 1
+    from nsclc_engine.train import jobs
+
+    jobs.cancel(new[0]["run_id"], own_artifacts)
+    assert store.audit_log(store.review_url(own_artifacts)).action.iloc[0] == "launch_job"
