@@ -5,12 +5,16 @@
 import streamlit as st
 
 from nsclc_engine.dashboard.runs import first_start, runs_overview
-from ui.common import artifacts, audit, current_user, sign_in_configured
+from ui.common import artifacts, audit, current_user, secrets_state
 
 st.set_page_config(page_title="NSCLC survival engine", page_icon="🫁", layout="wide")
 
 user = current_user()
-if sign_in_configured() and not st.user.is_logged_in:
+secrets = secrets_state()
+if secrets == "broken":
+    st.error("The server's secrets file cannot be read: nobody gets in until an admin fixes it.")
+    st.stop()
+if secrets == "auth" and not st.user.is_logged_in:
     st.title("NSCLC survival engine")
     st.write("This dashboard is shared by a team: sign in to continue.")
     providers = [k for k, v in st.secrets["auth"].items() if hasattr(v, "keys")]
@@ -71,6 +75,6 @@ with st.sidebar:
         "Data: NSCLC-Radiomics (Lung1) format. The demo cohort is synthetic; no patient data."
     )
     st.caption(f"{user.identity} · {user.role} ({user.how})")
-    if sign_in_configured() and st.button("Sign out", key="sign_out"):
+    if secrets == "auth" and st.button("Sign out", key="sign_out"):
         st.logout()
 navigation.run()

@@ -10,9 +10,10 @@ reads the audit log). An admin-owned TOML file (``$NSCLC_ROLES_FILE``, default
     "ana@hospital.org" = "admin"
     "*@hospital.org" = "viewer"     # everyone of a domain
 
-Without sign-in configured the app is a single local user's tool: on a loopback address
-that user is an admin; on any other address, or through a proxy, everyone is a ``reviewer``
-(no operator action).
+Without sign-in configured the app is a single local user's tool: on a loopback address, to a
+browser whose page came from a loopback address too, that user is an admin; served on any
+other address or through a proxy (a forwarding header, or a page from another host), everyone
+is a ``viewer``: no note, no exclusion, no operator action.
 
 Data paths typed on a page must resolve inside a data root: ``$NSCLC_DATA_ROOTS`` (folders
 separated by ``:``) and the roots an admin registered. With neither, a local user may read
@@ -26,6 +27,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from nsclc_engine.paths import PROJECT_ROOT
 
@@ -138,25 +140,36 @@ def is_loopback(address: str | None) -> bool:
     return (address or "").strip().lower() in LOOPBACK
 
 
-def resolve_user(
-    sign_in: bool,
-    claims: dict,
-    server_address: str | None,
-    roles: dict[str, str],
-    proxied: bool = False,
-) -> User:
+def local_request(server_address: str | None, headers: dict[str, str]) -> bool:
+    """Whether a request reached the server from this machine directly: the server listens on
+    loopback only, no proxy forwarded it, and the page that opened it (``Origin``, which a
+    browser always sends) came from a loopback address."""
+    if not is_loopback(server_address):
+        return False
+    names = {key.lower(): value for key, value in headers.items()}
+    if any(header in names for header in FORWARDING_HEADERS):
+        return False
+    origin = names.get("origin")
+    if origin is None:
+        return True  # not a browser (a test client)
+    host = urlsplit(origin).hostname or ""
+    return host in LOOPBACK or host.startswith("127.")
+
+
+def resolve_user(sign_in: bool, claims: dict, local: bool, roles: dict[str, str]) -> User:
     """The current user from what Streamlit knows. ``sign_in``: ``[auth]`` is configured;
-    ``claims``: ``st.user``; ``server_address``: the ``server.address`` option; ``proxied``:
-    the request came through a proxy (it carries a forwarding header), so a loopback address
-    does not mean a local user."""
+    ``claims``: ``st.user``; ``local``: :func:`local_request`. A provider that says the
+    e-mail is not verified signs nobody in."""
     if sign_in:
-        identity = str(claims.get("email") or claims.get("sub") or "")
+        identity = str(claims.get("email") or "")
         if not claims.get("is_logged_in") or not identity:
             return User("", None, "not signed in")
+        if claims.get("email_verified") is False:
+            return User(identity, None, "signed in, e-mail not verified")
         return User(identity, role_of(identity, roles), "signed in")
-    if is_loopback(server_address) and not proxied:
+    if local:
         return LOCAL_USER
-    return User("anyone", "reviewer", "served without sign-in")
+    return User("anyone", "viewer", "served without sign-in")
 
 
 def data_roots(registered: list[str] | tuple[str, ...] = ()) -> list[Path]:

@@ -58,12 +58,14 @@ def tiny_source(tmp_path_factory):
 @pytest.fixture(scope="session")
 def dashboard_artifacts(tiny_source, tmp_path_factory):
     """An artifacts folder holding two finished runs trained for real on the tiny cohort with the
-    smoke preset: "fixture" (os_2y classification) and "fixture-survival" (Cox head)."""
+    smoke preset and a ResNet-10 (the smallest network with Grad-CAM layers): "fixture" (os_2y
+    classification) and "fixture-survival" (Cox head)."""
     from nsclc_engine.train.__main__ import main
 
     artifacts = tmp_path_factory.mktemp("dashboard_artifacts")
     args = ["--dicom", str(tiny_source / "dicom"), "--clinical", str(tiny_source / "clinical.csv")]
     args += ["--label", "os_2y", "--preset", "smoke", "--epochs", "2", "--quiet"]
+    args += ["--set", "model=resnet10"]
     assert main([*args, "--artifacts", str(artifacts), "--run-id", "fixture"]) == 0
     survival = [*args, "--artifacts", str(artifacts), "--run-id", "fixture-survival"]
     survival[survival.index("os_2y")] = "deadstatus_event"  # the event of the survival task

@@ -34,15 +34,25 @@ def test_a_bad_roles_file_says_which_entry(tmp_path):
 
 def test_who_is_at_the_page():
     roles = {"ana@hosp.org": "operator"}
-    assert access.resolve_user(False, {}, "127.0.0.1", roles) == access.LOCAL_USER
-    served = access.resolve_user(False, {}, "0.0.0.0", roles)
-    assert served.role == "reviewer" and not served.may_do("launch_job")
-    assert access.resolve_user(False, {}, None, roles).role == "reviewer"  # all interfaces
-    behind_a_proxy = access.resolve_user(False, {}, "127.0.0.1", roles, proxied=True)
-    assert behind_a_proxy.role == "reviewer"
+    assert access.resolve_user(False, {}, True, roles) == access.LOCAL_USER
+    served = access.resolve_user(False, {}, False, roles)
+    assert served.role == "viewer" and not served.may_do("add_note")
     claims = {"is_logged_in": True, "email": "Ana@hosp.org"}
-    assert access.resolve_user(True, claims, "127.0.0.1", roles).role == "operator"
-    assert access.resolve_user(True, {"is_logged_in": False}, "127.0.0.1", roles).role is None
+    assert access.resolve_user(True, claims, True, roles).role == "operator"
+    unverified = claims | {"email_verified": False}
+    assert access.resolve_user(True, unverified, True, roles).role is None
+    assert access.resolve_user(True, {"is_logged_in": False}, True, roles).role is None
+
+
+def test_only_a_direct_request_from_this_machine_is_local():
+    browser = {"Origin": "http://localhost:8501", "Host": "localhost:8501"}
+    assert access.local_request("127.0.0.1", browser)
+    assert access.local_request("127.0.0.1", {})  # no browser: a test client
+    assert not access.local_request("0.0.0.0", browser)
+    assert not access.local_request(None, browser)  # all interfaces
+    assert not access.local_request("127.0.0.1", browser | {"X-Forwarded-For": "10.0.0.7"})
+    # a proxy that adds no forwarding header: the page came from the public name
+    assert not access.local_request("127.0.0.1", {"Origin": "https://review.example.org"})
 
 
 def test_data_paths_must_resolve_inside_a_root(tmp_path, monkeypatch):

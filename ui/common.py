@@ -26,20 +26,31 @@ def review_db() -> str:
     return store.review_url(artifacts())
 
 
-def sign_in_configured() -> bool:
-    """Whether ``[auth]`` is in ``.streamlit/secrets.toml`` (then everyone signs in)."""
+def secrets_state() -> str:
+    """``auth`` when ``[auth]`` is in the secrets (everyone signs in), ``none`` without a
+    secrets file or section, ``broken`` when a secrets file exists but cannot be read (then
+    nobody gets in: a typo must not turn sign-in off)."""
     try:
-        return "auth" in st.secrets
-    except (FileNotFoundError, KeyError, ValueError):
-        return False
-    except Exception:  # Streamlit raises its own error type for a missing secrets file
-        return False
+        return "auth" if "auth" in st.secrets else "none"
+    except Exception:
+        files = [Path(p).expanduser() for p in st.get_option("secrets.files") or []]
+        if any(path.is_file() for path in files):
+            log.error("the secrets file cannot be read: nobody gets in until it is fixed")
+            return "broken"
+        return "none"
+
+
+def sign_in_configured() -> bool:
+    return secrets_state() != "none"
 
 
 def current_user() -> access.User:
     """Who is at the page, resolved afresh on every call (the roles file is reread, so a
     role an admin removes stops working at the next click)."""
-    sign_in = sign_in_configured()
+    state = secrets_state()
+    if state == "broken":
+        return access.User("", None, "the secrets file cannot be read")
+    sign_in = state == "auth"
     claims = st.user.to_dict() if sign_in else {}
     try:
         roles = access.load_roles(access.roles_file()) if sign_in else {}
@@ -47,15 +58,18 @@ def current_user() -> access.User:
         log.error("%s", error)
         st.error("The roles file cannot be read; nobody has a role until an admin fixes it.")
         roles = {}
-    headers = {key.lower() for key in (st.context.headers or {})}
-    proxied = any(name in headers for name in access.FORWARDING_HEADERS)
-    return access.resolve_user(sign_in, claims, st.get_option("server.address"), roles, proxied)
+    local = access.local_request(st.get_option("server.address"), dict(st.context.headers or {}))
+    return access.resolve_user(sign_in, claims, local, roles)
 
 
 def require_page(page: str) -> access.User:
     """The top of every page: stop unless the current user's role may open ``page``."""
     user = current_user()
     if not user.may_open(page):
+        try:
+            store.record(review_db(), user.identity or "anonymous", "denied", f"page {page}")
+        except ConnectionError as error:
+            log.error("%s", error)
         needed = access.PAGES[page]
         have = f"Your role is {user.role}" if user.role else "You have no role"
         st.error(f"This page needs the {needed} role. {have} ({user.identity or 'not signed in'}).")

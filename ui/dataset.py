@@ -13,7 +13,7 @@ from nsclc_engine.dashboard.patient import note_table
 from nsclc_engine.demo import demo_paths
 from nsclc_engine.evaluate import figures
 from nsclc_engine.review import store
-from ui.common import artifacts, require_page, review_db, selected_run
+from ui.common import artifacts, require_page, review_db, selected_run, show_error
 
 st.title("Dataset and splits")
 user = require_page("dataset")
@@ -86,32 +86,41 @@ else:
     st.dataframe(exclusions_by_reason(exclusions), hide_index=True)
     st.dataframe(exclusions, hide_index=True, width="stretch")
 
-st.subheader("Review notes on this data")
-source = store.source_of(view.config if view else {})
-notes = store.notes(review_db(), source=source)
-if notes.empty:
-    st.caption("No review note on this data yet (reviewers add them on the Patient page).")
-else:
-    state = page.review_exclusion_state(store.exclusions(review_db(), source), exclusions)
-    for key, text in (
-        ("applied", "excluded on review in this cohort build"),
-        (
-            "pending",
-            "flagged for exclusion: the next cohort build (the next training run on "
-            "this data) leaves them out",
-        ),
-        ("lifted", "exclusion withdrawn: the next cohort build takes them back"),
-    ):
-        if state[key]:
-            st.info(f"{len(state[key])} patient(s) {text}: {', '.join(state[key])}.")
-    st.dataframe(note_table(notes), hide_index=True, width="stretch")
-    st.download_button(
-        "Download these notes (CSV)",
-        store.notes_csv(notes),
-        "review_notes.csv",
-        "text/csv",
-        on_click="ignore",
-    )
+if view is None or view.kind == "trained":  # notes and exclusions apply to training data
+    st.subheader("Review notes on this data")
+    source = store.source_of(view.config if view else {})
+    try:
+        notes = store.notes(review_db(), source=source)
+        in_force = store.exclusions(review_db(), source)
+    except ConnectionError as error:
+        show_error("Review notes", error)
+        notes, in_force = None, {}
+    if notes is not None and notes.empty:
+        st.caption("No review note on this data yet (reviewers add them on the Patient page).")
+    elif notes is not None:
+        state = page.review_exclusion_state(in_force, exclusions, set(cohort.patient_id))
+        for key, text in (
+            ("applied", "excluded on review in this cohort build"),
+            (
+                "pending",
+                "flagged for exclusion: the next cohort build (the next training run on "
+                "this data) leaves them out",
+            ),
+            ("lifted", "exclusion withdrawn: the next cohort build takes them back"),
+        ):
+            if state[key]:
+                st.info(f"{len(state[key])} patient(s) {text}: {', '.join(state[key])}.")
+        if user.may_do("add_note"):
+            st.dataframe(note_table(notes), hide_index=True, width="stretch")
+            st.download_button(
+                "Download these notes (CSV)",
+                store.notes_csv(notes),
+                "review_notes.csv",
+                "text/csv",
+                on_click="ignore",
+            )
+        else:
+            st.caption(f"{len(notes)} review note(s); reviewers read them here.")
 
 if view is not None:
     st.subheader(f"Splits of run {view.run_id}")

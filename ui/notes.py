@@ -11,6 +11,8 @@ from ui.common import authorize, review_db, show_error
 
 def review_notes(view: RunView, patient_id: str, user: User) -> None:
     st.markdown("**Review notes**")
+    if "note_saved" in st.session_state:  # said after the rerun that lists the new note
+        st.success(st.session_state.pop("note_saved"))
     url = review_db()
     source = store.source_of(view.config)
     try:
@@ -34,12 +36,12 @@ def review_notes(view: RunView, patient_id: str, user: User) -> None:
             show_error("The note was not saved", error)
         else:
             if flag == store.EXCLUDE:
-                st.success(
+                st.session_state.note_saved = (
                     f"Note {note} saved: {patient_id} is left out of the next cohort built from "
                     "this data (reason review_excluded); withdraw the note to take it back."
                 )
             else:
-                st.success(f"Note {note} saved.")
+                st.session_state.note_saved = f"Note {note} saved."
             st.rerun()
     active = found[found.withdrawn_at.isna()] if not found.empty else found
     if not active.empty and user.may_do("withdraw_note"):

@@ -8,7 +8,6 @@ from nsclc_engine.dashboard import patient as page
 from nsclc_engine.explain import gradcam as explain
 from nsclc_engine.explain import viewer
 from nsclc_engine.explain.cache import checkpoint_stamp
-from nsclc_engine.explain.gradcam import CtMap
 from nsclc_engine.explain.inference import load_run_model
 from ui import case_viewer
 from ui.common import artifacts, load, require_finished_run, require_page, show_error, stamp
@@ -43,8 +42,8 @@ def _table(run_id, key, split, recalibration, true_label, predicted, errors_firs
 
 
 @st.cache_resource(show_spinner="Reading the CT and its GTV…", max_entries=4)
-def _case(run_dir: str, patient_id: str, cohort_stamp: int) -> viewer.PatientCase:
-    return page.patient_case(view, patient_id)
+def _case(run_id: str, patient_id: str, cohort_stamp: int) -> viewer.PatientCase:
+    return page.patient_case(load(run_id), patient_id)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -56,21 +55,16 @@ def _checkpoint(fold: int) -> str:
     return checkpoint_stamp(view.run_dir, fold)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16, ttl=30)  # runs that finish meanwhile appear
 def _comparable(run_id: str, key: tuple, patient_id: str) -> list[dict]:
     return page.comparable_runs(artifacts(), view, patient_id)
 
 
-@st.cache_data(
-    show_spinner="Preparing the case viewer…",
-    max_entries=8,
-    hash_funcs={
-        viewer.PatientCase: lambda case: (case.patient_id, id(case)),
-        CtMap: lambda found: (found.box, found.scores.tobytes()),
-    },
-)
-def _payload(run_id: str, patient_id: str, case, maps: tuple) -> dict:
-    return viewer.case_payload(case, dict(maps))
+@st.cache_data(show_spinner="Preparing the case viewer…", max_entries=8)
+def _payload(key: tuple, _case: viewer.PatientCase, _maps: tuple) -> dict:
+    """``key``: the run, patient, cohort build and each map's run, checkpoint and method:
+    what makes the payload (the case and maps themselves are not hashed)."""
+    return viewer.case_payload(_case, dict(_maps))
 
 
 choices = st.columns(5)
@@ -111,7 +105,7 @@ index = st.selectbox("Patient", list(table.index), format_func=_describe, key="p
 row = table.loc[index]
 patient_id, fold = str(row.patient_id), int(row.fold)
 try:
-    case = _case(str(view.run_dir), patient_id, page.cohort_stamp(view))
+    case = _case(view.run_id, patient_id, page.cohort_stamp(view))
 except (ValueError, FileNotFoundError, OSError) as error:
     show_error(f"{patient_id}: the CT cannot be shown", error)
     st.stop()
@@ -174,7 +168,7 @@ compare = overlay[3].selectbox(
     "and preprocessing, the same CT.",
 )
 
-maps, heat_input = {}, None
+maps, heat_input, made_of = {}, None, []
 if show_map:
     config = explain.ExplainConfig(method=method, layer=layer)
     name = {"gradcam": f"Grad-CAM {layer}"}.get(method, method)
@@ -183,6 +177,7 @@ if show_map:
             view, fold, patient_id, case, config, _model(str(view.run_dir), fold, _checkpoint(fold))
         )
     maps[f"{view.run_id} · {name}"] = heat_ct
+    made_of.append((view.run_id, fold, _checkpoint(fold), method, layer))
     if flat:
         st.caption("The map is flat: no voxel raised the explained output at this layer.")
     if compare is not None:
@@ -195,15 +190,16 @@ if show_map:
             else "saliency",
             layer=layer if layer in other_layers else (other_layers or ("none",))[-1],
         )
+        stamp_of_other = checkpoint_stamp(other.run_dir, chosen["fold"])
         try:
-            other_case = page.patient_case(other, patient_id)
+            other_case = _case(other.run_id, patient_id, page.cohort_stamp(other))
             _, other_ct, _ = page.attribution_maps(
                 other,
                 chosen["fold"],
                 patient_id,
                 other_case,
                 other_config,
-                load_run_model(str(other.run_dir), chosen["fold"]),
+                _model(str(other.run_dir), chosen["fold"], stamp_of_other),
             )
         except (ValueError, FileNotFoundError, OSError) as error:
             show_error(f"run {chosen['run_id']}: its map of {patient_id} cannot be shown", error)
@@ -215,8 +211,18 @@ if show_map:
                     other_config.method, other_config.method
                 )
                 maps[f"{chosen['run_id']} · {other_name}"] = other_ct
+                made_of.append(
+                    (
+                        other.run_id,
+                        chosen["fold"],
+                        stamp_of_other,
+                        other_config.method,
+                        other_config.layer,
+                    )
+                )
 
-case_viewer.show(_payload(view.run_id, patient_id, case, tuple(maps.items())))
+key = (view.run_id, patient_id, page.cohort_stamp(view), tuple(made_of))
+case_viewer.show(_payload(key, case, tuple(maps.items())))
 
 details = st.columns([2, 2, 3])
 with details[0]:

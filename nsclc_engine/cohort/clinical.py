@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-log = logging.getLogger(__name__)
+# what a file holds goes to the server's log only: outside the ``nsclc_engine`` logger, whose
+# records a run also writes to its train.log, which the Train page shows
+details = logging.getLogger("nsclc_details.clinical")
 
 V3_COLUMNS = (
     "PatientID",
@@ -123,14 +125,14 @@ def read_clinical_csv(path: str | os.PathLike) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: the file is empty; give the Lung1 clinical CSV") from None
     except pd.errors.ParserError as error:
-        log.warning("%s: CSV parser error: %s", path, " ".join(str(error).split()))
+        details.warning("%s: CSV parser error: %s", path, " ".join(str(error).split()))
         raise ValueError(
             f"{path}: not a readable CSV (the parser's detail is in the server log); give the "
             "Lung1 clinical CSV"
         ) from None
     missing = [column for column in V3_COLUMNS if column not in table.columns]
     if missing:  # the file's own header is left out: it could be any file's first line
-        log.warning("%s: columns present: %s", path, list(table.columns))
+        details.warning("%s: columns present: %s", path, list(table.columns))
         raise ValueError(
             f"{path}: not a Lung1 v3 clinical table; missing columns {missing} "
             f"({len(table.columns)} columns present, listed in the server log)"
@@ -146,7 +148,7 @@ def read_clinical_csv(path: str | os.PathLike) -> pd.DataFrame:
         if bad.any():
             examples = dict(zip(table.loc[bad, "patient_id"], table.loc[bad, column], strict=True))
             kind = "whole numbers" if column in INTEGER_COLUMNS else "numbers"
-            log.warning("%s: %s values that are not %s: %s", path, column, kind, examples)
+            details.warning("%s: %s values that are not %s: %s", path, column, kind, examples)
             raise ValueError(
                 f"{path}: column {source_names[column]} must hold {kind} or NA; patients "
                 f"{list(examples)[:10]} have other values (listed in the server log)"

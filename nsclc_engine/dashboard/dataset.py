@@ -69,13 +69,16 @@ def case_mix(view: RunView) -> pd.DataFrame:
     return pd.DataFrame((view.metrics or {}).get("case_mix", []))
 
 
-def review_exclusion_state(in_force: dict[str, str], report: pd.DataFrame) -> dict[str, list]:
-    """The reviewers' exclusions against a cohort build: ``applied`` (in force and in this
-    build's cleaning report), ``pending`` (in force, not yet built: the next build leaves them
-    out) and ``lifted`` (in this build, withdrawn since: the next build takes them back)."""
+def review_exclusion_state(
+    in_force: dict[str, str], report: pd.DataFrame, included: set[str]
+) -> dict[str, list]:
+    """The reviewers' exclusions against a cohort build (``report``: its cleaning report;
+    ``included``: its patients): ``applied`` (in force and left out on review in this build),
+    ``pending`` (in force, still in this build: the next build leaves them out) and ``lifted``
+    (left out on review in this build, withdrawn since: the next build takes them back)."""
     built = set(report.loc[report.reason == "review_excluded", "patient_id"])
     return {
         "applied": sorted(built & set(in_force)),
-        "pending": sorted(set(in_force) - built),
+        "pending": sorted(set(in_force) & set(included)),
         "lifted": sorted(built - set(in_force)),
     }

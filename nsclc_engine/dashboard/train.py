@@ -37,8 +37,8 @@ def protocol_defaults(name: str) -> dict:
 def validate_train_form(
     values: dict,
     artifacts: str | os.PathLike,
-    user: access.User = access.LOCAL_USER,
-    roots: list[Path] | tuple[Path, ...] = (),
+    user: access.User,
+    roots: list[Path] | tuple[Path, ...],
 ) -> tuple[object | None, list[str]]:
     """A ``TrainConfig`` from the Train page's fields on top of the chosen protocol's
     settings, or the messages saying what to fix. The DICOM folder and clinical CSV must lie

@@ -4,7 +4,9 @@ registered, and an append-only audit log, in one SQL database through SQLAlchemy
 The database is an SQLite file, ``<artifacts>/review.db``, unless ``$NSCLC_REVIEW_DB`` names
 another SQLAlchemy URL (``postgresql://user@host/db`` for a server shared by a team). Tables
 are created on first use. The audit table refuses UPDATE and DELETE (a trigger on either
-database), so the log only grows.
+database; TRUNCATE too on PostgreSQL), so the log only grows through this module. (Whoever owns
+the database can drop a trigger: where that matters, the dashboard's PostgreSQL role may only
+INSERT and SELECT on ``audit_log``.)
 
 A note belongs to a run and a patient, and carries the run's data source (``demo`` or the
 resolved DICOM folder): an "exclude from cohort" note excludes that patient from the next
@@ -14,6 +16,7 @@ cohort built from the same source, until it is withdrawn.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -90,7 +93,15 @@ _APPEND_ONLY = {
         "RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql",
         "CREATE OR REPLACE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_log "
         "FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+        "CREATE OR REPLACE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit_log "
+        "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()",
     ],
+}
+_TRIGGERS_PRESENT = {
+    "sqlite": "SELECT count(*) FROM sqlite_master "
+    "WHERE type = 'trigger' AND name LIKE 'audit_no_%'",
+    "postgresql": "SELECT count(*) FROM pg_trigger WHERE tgname IN "
+    "('audit_append_only', 'audit_no_truncate')",
 }
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
@@ -122,9 +133,7 @@ def engine(url: str) -> sa.Engine:
             )
             try:
                 metadata.create_all(created)
-                with created.begin() as connection:
-                    for statement in _APPEND_ONLY.get(created.dialect.name, []):
-                        connection.exec_driver_sql(statement)
+                _append_only(created)
             except sa.exc.SQLAlchemyError as error:
                 created.dispose()
                 raise ConnectionError(
@@ -133,6 +142,42 @@ def engine(url: str) -> sa.Engine:
                 ) from None
             _engines[url] = created
         return _engines[url]
+
+
+def _append_only(created: sa.Engine) -> None:
+    """The audit log's triggers, created once (a worker that loses a race to create them
+    finds them made by the other)."""
+    dialect = created.dialect.name
+    wanted = len(_APPEND_ONLY.get(dialect, [])) - (dialect == "postgresql")  # not the function
+    with created.connect() as connection:
+        present = connection.exec_driver_sql(_TRIGGERS_PRESENT[dialect]).scalar()
+    if dialect not in _APPEND_ONLY or present >= wanted:
+        return
+    try:
+        with created.begin() as connection:
+            for statement in _APPEND_ONLY[dialect]:
+                connection.exec_driver_sql(statement)
+    except sa.exc.DBAPIError:
+        with created.connect() as connection:
+            if connection.exec_driver_sql(_TRIGGERS_PRESENT[dialect]).scalar() < wanted:
+                raise
+
+
+def _database(function):
+    """Database errors after the first connection (a server gone, a locked file) become one
+    ``ConnectionError`` naming the database, as opening it does."""
+
+    @functools.wraps(function)
+    def wrapped(url: str, *args, **kwargs):
+        try:
+            return function(url, *args, **kwargs)
+        except sa.exc.SQLAlchemyError as error:
+            raise ConnectionError(
+                f"review database {shown_url(url)}: {function.__name__} failed "
+                f"({type(error).__name__}); check that the server is up and try again"
+            ) from None
+
+    return wrapped
 
 
 def dispose(url: str) -> None:
@@ -153,6 +198,7 @@ def source_of(run_config: dict) -> str:
     return str(Path(dicom).resolve()) if dicom else "demo"
 
 
+@_database
 def record(url: str, actor: str, action: str, target: str = "", **detail) -> None:
     """Append one entry to the audit log: who, when, what."""
     with engine(url).begin() as connection:
@@ -171,6 +217,7 @@ def _record(connection, actor: str, action: str, target: str, detail: dict) -> N
     )
 
 
+@_database
 def audit_log(url: str, limit: int = 500) -> pd.DataFrame:
     """The newest ``limit`` audit entries, newest first."""
     query = sa.select(audit_table).order_by(audit_table.c.entry_id.desc()).limit(limit)
@@ -179,6 +226,7 @@ def audit_log(url: str, limit: int = 500) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in audit_table.columns])
 
 
+@_database
 def add_note(
     url: str,
     run_id: str,
@@ -213,9 +261,15 @@ def add_note(
     return int(note_id)
 
 
+@_database
 def withdraw_note(url: str, note_id: int, by: str) -> None:
     """Withdraw a note (an exclusion stops applying); the note itself stays on record."""
     with engine(url).begin() as connection:
+        changed = connection.execute(
+            notes_table.update()
+            .where(notes_table.c.note_id == note_id, notes_table.c.withdrawn_at.is_(None))
+            .values(withdrawn_by=by, withdrawn_at=now())
+        ).rowcount
         row = (
             connection.execute(sa.select(notes_table).where(notes_table.c.note_id == note_id))
             .mappings()
@@ -223,18 +277,14 @@ def withdraw_note(url: str, note_id: int, by: str) -> None:
         )
         if row is None:
             raise ValueError(f"note {note_id}: no such note")
-        if row["withdrawn_at"]:
+        if not changed:  # withdrawn already, perhaps a moment ago by someone else
             raise ValueError(f"note {note_id}: already withdrawn by {row['withdrawn_by']}")
-        connection.execute(
-            notes_table.update()
-            .where(notes_table.c.note_id == note_id)
-            .values(withdrawn_by=by, withdrawn_at=now())
-        )
         action = "withdraw_exclusion" if row["flag"] == EXCLUDE else "withdraw_note"
         target = f"{row['run_id']}/{row['patient_id']}"
         _record(connection, by, action, target, {"note": note_id})
 
 
+@_database
 def notes(
     url: str,
     run_id: str | None = None,
@@ -272,28 +322,30 @@ def notes_csv(frame: pd.DataFrame) -> bytes:
     """Notes as CSV for download (cells that a spreadsheet would run as a formula are
     prefixed with a quote)."""
     safe = frame[list(NOTE_COLUMNS)].astype(object).where(frame[list(NOTE_COLUMNS)].notna(), "")
-    safe = safe.map(lambda v: f"'{v}" if isinstance(v, str) and v[:1] in "=+-@\t\r" else v)
+    safe = safe.map(lambda v: f"'{v}" if isinstance(v, str) and v and v[0] in "=+-@\t\r" else v)
     buffer = io.StringIO()
     safe.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
     return buffer.getvalue().encode()
 
 
+@_database
 def registered_roots(url: str) -> list[str]:
     with engine(url).connect() as connection:
         return list(connection.execute(sa.select(roots_table.c.path)).scalars())
 
 
+@_database
 def register_root(url: str, path: str, by: str) -> None:
     """Register a data root (admin); audited."""
-    with engine(url).begin() as connection:
-        exists = connection.execute(
-            sa.select(roots_table.c.path).where(roots_table.c.path == path)
-        ).first()
-        if exists is None:
+    try:
+        with engine(url).begin() as connection:
             connection.execute(roots_table.insert().values(path=path, added_by=by, added_at=now()))
             _record(connection, by, "register_root", path, {})
+    except sa.exc.IntegrityError:
+        pass  # registered already
 
 
+@_database
 def remove_root(url: str, path: str, by: str) -> None:
     with engine(url).begin() as connection:
         connection.execute(roots_table.delete().where(roots_table.c.path == path))

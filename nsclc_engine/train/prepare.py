@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -39,9 +40,31 @@ def source_key(dicom: Path, clinical: Path) -> str:
 
 
 def exclusions_digest(excluded: dict[str, str]) -> str:
-    """Names the cohort built with these review exclusions (a change builds a new one)."""
-    payload = "\n".join(f"{patient}\t{why}" for patient, why in sorted(excluded.items()))
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    """Names the cohort built without these patients (another set builds another one)."""
+    return hashlib.sha256("\n".join(sorted(excluded)).encode()).hexdigest()[:12]
+
+
+EXCLUSIONS_FILE = "review_exclusions.json"
+
+
+def run_exclusions(run_dir: Path, config: TrainConfig, artifacts: Path) -> dict[str, str]:
+    """The reviewers' exclusions a run trains with (patient -> why): read from the review
+    database when the run first prepares its data, then kept in the run folder, so that a
+    resume, the other DDP ranks and a later test scoring use the same cohort whatever was
+    flagged or withdrawn since. A run that had split its patients before reviews existed
+    keeps none."""
+    from nsclc_engine.atomic import write_json
+    from nsclc_engine.review.store import exclusions, review_url, source_of
+
+    path = Path(run_dir) / EXCLUSIONS_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    if (Path(run_dir) / "splits.json").exists():
+        excluded = {}
+    else:
+        excluded = exclusions(review_url(artifacts), source_of(asdict(config)))
+    write_json(path, excluded)
+    return excluded
 
 
 def prepare_data(
@@ -49,9 +72,10 @@ def prepare_data(
     artifacts: Path,
     show_progress: bool,
     on_progress: Callable[[str, float], None] | None = None,
+    excluded: dict[str, str] | None = None,
 ) -> PreparedData:
     """Cohort (the demo is built if absent), preprocessing into the cache, labels. The
-    reviewers' exclusions in force for the run's data source leave their patients out of a
+    reviewers' exclusions (``excluded``, :func:`run_exclusions`) leave their patients out of a
     cohort built for them (``review_excluded`` in its cleaning report).
 
     ``on_progress(stage, fraction)`` follows the slow parts (writing the demo cohort)."""
@@ -61,11 +85,9 @@ def prepare_data(
     from nsclc_engine.paths import default_cache_dir
     from nsclc_engine.preprocess.dataset import items_from_cache
     from nsclc_engine.preprocess.volumes import PRESETS, preprocess_cohort
-    from nsclc_engine.review.store import exclusions as review_exclusions
-    from nsclc_engine.review.store import review_url, source_of
     from nsclc_engine.synth.outcome import SynthConfig
 
-    excluded = review_exclusions(review_url(artifacts), source_of(asdict(config)))
+    excluded = excluded or {}
     reviewed = f"-reviewed-{exclusions_digest(excluded)}" if excluded else ""
     if config.dicom:
         key = source_key(Path(config.dicom), Path(config.clinical))
@@ -89,7 +111,7 @@ def prepare_data(
         )
         cohort_dir = paths.cohort
         if excluded:  # the demo's own cohort stays; the reviewed one is built beside it
-            cohort_dir = artifacts / "cohorts" / f"demo{reviewed}"
+            cohort_dir = paths.root / f"cohort{reviewed}"
             if not (cohort_dir / "cohort.csv").exists():
                 report("building the reviewed demo cohort (review exclusions)", 0.85)
                 run_cohort(

@@ -6,13 +6,14 @@ import logging
 import os
 import signal
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
 
 from nsclc_engine import runs
 from nsclc_engine.atomic import remove_stale_temporaries, write_json, write_text_atomic
+from nsclc_engine.config import one_line
 from nsclc_engine.runs import now, update_status
 from nsclc_engine.train.config import TrainConfig, load_run_config
 from nsclc_engine.train.loop import (
@@ -26,7 +27,7 @@ from nsclc_engine.train.loop import (
     select_device,
     train_fold,
 )
-from nsclc_engine.train.prepare import PreparedData, prepare_data, shuffled
+from nsclc_engine.train.prepare import PreparedData, prepare_data, run_exclusions, shuffled
 
 log = logging.getLogger("nsclc_engine.train")
 
@@ -92,11 +93,13 @@ def _train(
             def preparing(stage: str, fraction: float) -> None:
                 update_status(run_dir, stage=stage, progress=round(DATA_SHARE * fraction, 4))
 
-            data = prepare_data(config, artifacts, show_progress, preparing)
+            excluded = run_exclusions(run_dir, config, artifacts)
+            data = prepare_data(config, artifacts, show_progress, preparing, excluded)
         if dist.world_size > 1:
             torch.distributed.barrier()
         if not dist.is_main:
-            data = prepare_data(config, artifacts, show_progress=False)
+            excluded = run_exclusions(run_dir, config, artifacts)  # written by rank 0
+            data = prepare_data(config, artifacts, False, excluded=excluded)
         labels, times = data.labels, data.times
         if config.shuffle_labels:
             labels, times = shuffled(data.labels, config.seed, data.times)
@@ -181,9 +184,7 @@ def _train(
         raise
     except Exception as error:
         if dist.is_main:
-            update_status(
-                run_dir, state="failed", finished=now(), error=f"{type(error).__name__}: {error}"
-            )
+            update_status(run_dir, state="failed", finished=now(), error=shown_error(error))
             log.exception("training failed")
         raise
     finally:
@@ -193,6 +194,15 @@ def _train(
             handler.close()
         if dist.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def shown_error(error: BaseException) -> str:
+    """A failed run's error as pages show it: the engine's own messages (ValueError, OSError:
+    they name the file or patient and never quote contents) in full, any other exception by
+    its type only, its message being in the run's log and the server's."""
+    if isinstance(error, ValueError | OSError):
+        return f"{type(error).__name__}: {one_line(error)}"
+    return f"{type(error).__name__} (details in train.log)"
 
 
 def _raise_cancelled(signum, frame):
@@ -222,7 +232,15 @@ def _write_resolved_config(run_dir: Path, config: TrainConfig, data: PreparedDat
 
 
 def create_run(config: TrainConfig, artifacts: Path, run_id: str = "") -> str:
-    """A new run folder for ``config``, queued (:func:`nsclc_engine.runs.create_run`)."""
+    """A new run folder for ``config``, queued (:func:`nsclc_engine.runs.create_run`). Data
+    paths are stored absolute: the run's data source is the same folder for every process
+    that reads it (the review notes and exclusions of that source apply to it)."""
+    absolute = {
+        field: str(Path(getattr(config, field)).resolve())
+        for field in ("dicom", "clinical")
+        if getattr(config, field)
+    }
+    config = replace(config, **absolute)
     return runs.create_run({"config_class": "TrainConfig", **asdict(config)}, artifacts, run_id)
 
 
@@ -244,7 +262,8 @@ def evaluate_test(run_id: str, artifacts: Path) -> dict:
     predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
     if "test" in set(predictions.split):
         raise ValueError(f"run {run_id}: its test part has been scored already; not again")
-    data = prepare_data(config, Path(artifacts), show_progress=False)
+    excluded = run_exclusions(run_dir, config, Path(artifacts))  # those it trained without
+    data = prepare_data(config, Path(artifacts), show_progress=False, excluded=excluded)
     labels, times = data.labels, data.times
     if config.shuffle_labels:
         labels, times = shuffled(data.labels, config.seed, data.times)

@@ -85,3 +85,8 @@ def test_messages_never_quote_the_files_contents(tmp_path, caplog):
     with pytest.raises(ValueError, match="other values") as raised:
         read_clinical_csv(write(tmp_path, [row("A", 5, 1), bad]))
     assert "secret" not in str(raised.value) and "secret-70,5" in caplog.text
+    # and never through the engine's logger, which a run also writes to its train.log
+    quoting = [
+        r for r in caplog.records if "PRETTY_NAME" in r.getMessage() or "secret" in r.getMessage()
+    ]
+    assert quoting and not any(r.name.startswith("nsclc_engine") for r in quoting)

@@ -101,3 +101,61 @@ def test_an_unreachable_server_is_one_clear_error():
     with pytest.raises(ConnectionError, match="cannot open it") as raised:
         store.engine(url)
     assert "secret" not in str(raised.value)
+
+
+def test_truncating_the_audit_log_is_refused_on_postgresql(postgres_url, tmp_path):
+    import uuid
+
+    name = f"review_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        store.record(url, "ana", "launch_job", "run-1")
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            with store.engine(url).begin() as connection:
+                connection.exec_driver_sql("TRUNCATE audit_log")
+        assert len(store.audit_log(url)) == 1
+    finally:
+        store.dispose(url)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE {name}")
+        admin.dispose()
+
+
+def test_concurrent_withdrawals_withdraw_once(review_db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    note = store.add_note(review_db, "r", "P1", "demo", "exclude", "", "ana")
+
+    def withdraw(who: str) -> str:
+        try:
+            store.withdraw_note(review_db, note, who)
+        except ValueError:
+            return "refused"
+        return "withdrew"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(withdraw, [f"user{k}" for k in range(8)]))
+    assert outcomes.count("withdrew") == 1
+    assert store.audit_log(review_db).action.tolist().count("withdraw_exclusion") == 1
+
+
+def test_a_database_gone_after_opening_is_one_clear_error(postgres_url):
+    import uuid
+
+    name = f"review_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    store.record(url, "ana", "launch_job")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()
+    try:
+        with pytest.raises(ConnectionError, match=r"review database .*: notes failed"):
+            store.notes(url)
+    finally:
+        store.dispose(url)

@@ -17,6 +17,7 @@ def tiny_config(source, epochs=1):
         label="os_2y",
         preset="smoke",
         epochs=epochs,
+        model="vit",  # the queue is tested, not the network: the fastest one
     )
 
 

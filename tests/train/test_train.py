@@ -115,7 +115,7 @@ def test_two_process_ddp_on_gloo_writes_artifacts_once(tiny_source, tmp_path):
         str(free_port()),  # a fixed port collides with a parallel run of the suite
         "-m",
         "nsclc_engine.train",
-        *train_args(tiny_source, tmp_path, "ddp", "--epochs", "1"),
+        *train_args(tiny_source, tmp_path, "ddp", "--epochs", "1", "--set", "model=vit"),
     ]
     result = subprocess.run(
         command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300

@@ -2,6 +2,7 @@
 driven by Playwright with Debian's Chromium. Prints slider latency and page render times."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.helpers import PROJECT, free_port, wait_until
@@ -97,7 +99,7 @@ def confusion_text(page) -> str:
 
 
 @pytest.mark.slow
-def test_browser_slider_and_every_page(server, tmp_path, capsys):
+def test_browser_slider_and_every_page(server, dashboard_artifacts, tmp_path, capsys):
     from playwright.sync_api import sync_playwright
 
     timings = {}
@@ -137,6 +139,20 @@ def test_browser_slider_and_every_page(server, tmp_path, capsys):
             )
             latencies.append(time.perf_counter() - started)
         page.screenshot(path=str(tmp_path / "threshold_moved.png"), full_page=True)
+        # threshold 0 (the last key was Home): every survivor is a false positive; a click on
+        # the first one's row opens their case
+        predictions = pd.read_csv(dashboard_artifacts / "runs" / "fixture" / "predictions.csv")
+        validation = predictions[predictions.split == "validation"]
+        first = validation[validation.y_true == 0].sort_values("y_prob").patient_id.iloc[-1]
+        page.get_by_role("radio", name=re.compile(r"^FP: ")).click()
+        grid = page.locator("[data-testid='stDataFrame']").last
+        grid.wait_for(timeout=30_000)
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the first row's selection box
+        page.wait_for_url("**/patient", timeout=30_000)
+        heading = page.locator("[data-testid='stMain'] h3").first
+        heading.wait_for(timeout=60_000)
+        assert heading.inner_text().strip() == first
         browser.close()
     with capsys.disabled():
         print(f"\nbrowser: screenshots in {tmp_path}")

@@ -145,7 +145,7 @@ def test_an_operators_save_records_who_saved_it(own_artifacts, monkeypatch, role
     )
 
 
-def test_served_without_sign_in_nobody_operates(own_artifacts, monkeypatch):
+def test_served_without_sign_in_everyone_only_reads(own_artifacts, monkeypatch):
     config.set_option("server.address", "0.0.0.0")
     monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
     monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
@@ -154,13 +154,14 @@ def test_served_without_sign_in_nobody_operates(own_artifacts, monkeypatch):
     at.run()
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("ui/train.py")
-    train = AppTest.from_file("../../ui/train.py", default_timeout=60)
-    train.run()
-    assert "needs the operator role. Your role is reviewer" in errors(train)
+    for page, needed in (("train", "operator"), ("patient", "reviewer")):
+        direct = AppTest.from_file(f"../../ui/{page}.py", default_timeout=60)
+        direct.run()
+        assert f"needs the {needed} role. Your role is viewer" in errors(direct)
     at.switch_page("ui/threshold.py").run()
     assert at.button(key="save_threshold").disabled
-    at.switch_page("ui/patient.py").run()
-    assert not at.exception and "This page needs" not in errors(at)
+    at.switch_page("ui/dataset.py").run()
+    assert not at.exception and not at.error
 
 
 def test_locally_without_sign_in_the_single_user_is_admin(own_artifacts, monkeypatch):
@@ -210,3 +211,54 @@ def test_each_path_box_refuses_a_path_outside_the_data_roots(
 
     jobs.cancel(new[0]["run_id"], own_artifacts)
     assert store.audit_log(store.review_url(own_artifacts)).action.iloc[0] == "launch_job"
+
+
+def test_the_weights_box_offers_only_files_in_artifacts_weights(
+    own_artifacts, monkeypatch, roles_file, tmp_path
+):
+    (own_artifacts / "weights").mkdir()
+    (own_artifacts / "weights" / "resnet_18_23dataset.pth").write_bytes(b"x")
+    (tmp_path / "elsewhere.pth").write_bytes(b"x")
+    (own_artifacts / "weights" / "link.pth").symlink_to(tmp_path / "elsewhere.pth")
+    at = signed_in(own_artifacts, monkeypatch, "olga@example.org")
+    at.run()
+    at.switch_page("ui/train.py").run()
+    weights = next(box for box in at.selectbox if box.label.startswith("Pretrained weights"))
+    assert weights.options == ["none: train from scratch", "resnet_18_23dataset.pth"]
+
+
+def test_the_register_root_box_takes_folders_only_from_an_admin(
+    own_artifacts, monkeypatch, roles_file, tmp_path
+):
+    at = signed_in(own_artifacts, monkeypatch, "ada@example.org")
+    at.run()
+    at.switch_page("ui/access.py").run()
+    at.text_input[0].set_value(str(tmp_path / "absent"))
+    at.button[0].click().run()
+    assert "is not a folder on this server" in errors(at)
+    at.text_input[0].set_value("/")
+    at.button[0].click().run()
+    assert "The whole file system cannot be a data root" in errors(at)
+    folder = tmp_path / "lung1"
+    folder.mkdir()
+    at.text_input[0].set_value(str(folder))
+    at.button[0].click().run()
+    url = store.review_url(own_artifacts)
+    assert store.registered_roots(url) == [str(folder.resolve())]
+    assert store.audit_log(url).action.iloc[0] == "register_root"
+
+
+def test_an_unreadable_secrets_file_lets_nobody_in(own_artifacts, monkeypatch, tmp_path):
+    """A typo in secrets.toml must not turn sign-in off and make everyone the local admin."""
+    broken = tmp_path / "secrets.toml"
+    broken.write_text("[auth\nclient_id = 'x'\n")
+    before = config.get_option("secrets.files")
+    config.set_option("secrets.files", [str(broken)])
+    try:
+        monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
+        monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+        at = AppTest.from_file("../../app.py", default_timeout=60)
+        at.run()
+        assert "secrets file cannot be read" in errors(at) and not at.dataframe
+    finally:
+        config.set_option("secrets.files", before)
