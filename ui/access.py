@@ -9,7 +9,7 @@ import streamlit as st
 from nsclc_engine import access
 from nsclc_engine.dashboard.patient import note_table
 from nsclc_engine.review import store
-from ui.common import authorize, data_roots, require_page, review_db, sign_in_configured
+from ui.common import authorize, require_page, review_db, sign_in_configured
 
 st.title("Access and audit")
 user = require_page("access")
@@ -27,12 +27,15 @@ st.caption(
 )
 from_env = access.data_roots()
 registered = store.registered_roots(url)
-st.dataframe(
-    [{"root": str(r), "from": "NSCLC_DATA_ROOTS"} for r in from_env]
-    + [{"root": r, "from": "registered here"} for r in registered],
-    hide_index=True,
-    width="stretch",
-)
+listed = [{"root": str(r), "from": "NSCLC_DATA_ROOTS"} for r in from_env]
+listed += [{"root": r, "from": "registered here"} for r in registered]
+if listed:
+    st.dataframe(listed, hide_index=True, width="stretch")
+else:
+    st.caption(
+        "No data root yet: a local user may give any path; a served dashboard reads no DICOM "
+        "until an admin registers one."
+    )
 with st.form("add_root", clear_on_submit=True):
     new_root = st.text_input("Register a folder as a data root")
     added = st.form_submit_button("Register")
@@ -53,7 +56,6 @@ if registered:
         actor = authorize("register_root")
         store.remove_root(url, gone, actor.identity)
         st.rerun()
-st.caption(f"In force now: {', '.join(map(str, data_roots())) or 'none'}.")
 
 st.subheader("Review notes")
 notes = store.notes(url)

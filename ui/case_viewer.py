@@ -14,5 +14,12 @@ def show(payload: dict) -> None:
     """The viewer for ``payload``: a 512 px axial plane with coronal and sagittal beside it,
     or, with two maps, both axial planes side by side and the other planes below."""
     data = json.dumps(payload).replace("</", "<\\/")  # no "</script>" inside the script
-    height = 600 if len(payload["maps"]) < 2 else 880
-    st.iframe(TEMPLATE.replace("__PAYLOAD__", data), height=height, alt="CT case viewer")
+    compare = len(payload["maps"]) > 1
+    if compare:  # two 512 px planes side by side: narrower page margins make room for them
+        st.html(
+            "<style>[data-testid='stMainBlockContainer']"
+            "{padding-left: 1.5rem; padding-right: 1.5rem}</style>"
+        )
+    st.iframe(
+        TEMPLATE.replace("__PAYLOAD__", data), height=880 if compare else 600, alt="CT case viewer"
+    )

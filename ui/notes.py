@@ -23,7 +23,13 @@ def review_notes(view: RunView, patient_id: str, user: User) -> None:
     if found.empty:
         st.caption("No note on this patient yet.")
     else:
-        st.dataframe(note_table(found), hide_index=True, width="stretch")
+        shown = note_table(found)[["flag", "text", "author", "created_at", "state", "run_id"]]
+        st.dataframe(
+            shown,
+            hide_index=True,
+            width="stretch",
+            column_config={"text": st.column_config.TextColumn("note", width="large")},
+        )
     with st.form(f"note_{patient_id}", clear_on_submit=True):
         flag = st.selectbox("Flag", list(store.FLAGS), format_func=store.FLAGS.get)
         text = st.text_area("Note", max_chars=store.MAX_TEXT, height=80)
