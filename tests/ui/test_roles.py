@@ -29,11 +29,14 @@ PAGE_FILES = {
     "threshold": "ui/threshold.py",
     "calibration": "ui/calibration.py",
     "patient": "ui/patient.py",
+    "survival": "ui/survival.py",
+    "studies": "ui/studies.py",
     "train": "ui/train.py",
     "access": "ui/access.py",
 }
 # the lowest role that may open each page
-NEEDS = {"runs": 0, "dataset": 0, "threshold": 0, "calibration": 0, "patient": 1}
+NEEDS = {"runs": 0, "dataset": 0, "threshold": 0, "calibration": 0, "survival": 0}
+NEEDS |= {"studies": 0, "patient": 1}
 NEEDS |= {"train": 2, "access": 3}
 ROLES = ("viewer", "reviewer", "operator", "admin")
 
