@@ -27,6 +27,8 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from nsclc_engine.paths import REVIEW_DB_FILE
+
 FLAGS = {
     "contour_problem": "contour problem",
     "image_artefact": "image artefact",
@@ -113,7 +115,7 @@ def review_url(artifacts: str | os.PathLike) -> str:
     if url:
         return url
     Path(artifacts).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{Path(artifacts).resolve() / 'review.db'}"
+    return f"sqlite:///{Path(artifacts).resolve() / REVIEW_DB_FILE}"
 
 
 def shown_url(url: str) -> str:

@@ -54,14 +54,16 @@ def run_exclusions(run_dir: Path, config: TrainConfig, artifacts: Path) -> dict[
     flagged or withdrawn since. A run that had split its patients before reviews existed
     keeps none."""
     from nsclc_engine.atomic import write_json
-    from nsclc_engine.review.store import exclusions, review_url, source_of
+    from nsclc_engine.paths import review_database_exists
 
     path = Path(run_dir) / EXCLUSIONS_FILE
     if path.is_file():
         return json.loads(path.read_text())
-    if (Path(run_dir) / "splits.json").exists():
-        excluded = {}
-    else:
+    excluded = {}
+    # a run split before reviews existed keeps none; without a database nothing was flagged
+    if not (Path(run_dir) / "splits.json").exists() and review_database_exists(artifacts):
+        from nsclc_engine.review.store import exclusions, review_url, source_of
+
         excluded = exclusions(review_url(artifacts), source_of(asdict(config)))
     write_json(path, excluded)
     return excluded
