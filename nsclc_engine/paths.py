@@ -24,6 +24,7 @@ REVIEW_DB_FILE = "review.db"  # the review database when $NSCLC_REVIEW_DB names 
 def review_database_exists(artifacts: str | os.PathLike) -> bool:
     """Whether there is a review database to read: ``$NSCLC_REVIEW_DB`` is set, or the SQLite
     file of ``artifacts`` exists (without either, nothing was ever flagged)."""
-    return bool(os.environ.get("NSCLC_REVIEW_DB", "").strip()) or (
-        Path(artifacts) / REVIEW_DB_FILE
-    ).is_file()
+    return (
+        bool(os.environ.get("NSCLC_REVIEW_DB", "").strip())
+        or (Path(artifacts) / REVIEW_DB_FILE).is_file()
+    )
