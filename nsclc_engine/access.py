@@ -23,6 +23,7 @@ This module is pure: the pages pass in what Streamlit knows (claims, server addr
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -149,11 +150,22 @@ def local_request(server_address: str | None, headers: dict[str, str]) -> bool:
     names = {key.lower(): value for key, value in headers.items()}
     if any(header in names for header in FORWARDING_HEADERS):
         return False
-    origin = names.get("origin")
-    if origin is None:
+    origin, host = names.get("origin"), names.get("host")
+    if origin is None and host is None:
         return True  # not a browser (a test client)
-    host = urlsplit(origin).hostname or ""
-    return host in LOOPBACK or host.startswith("127.")
+    return all(_loopback_url(value) for value in (origin, host and f"http://{host}") if value)
+
+
+def _loopback_url(url: str) -> bool:
+    """Whether ``url`` names this machine: ``localhost`` or a loopback IP address (a name such
+    as ``127.0.0.1.example.org`` is not)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def resolve_user(sign_in: bool, claims: dict, local: bool, roles: dict[str, str]) -> User:
@@ -164,7 +176,7 @@ def resolve_user(sign_in: bool, claims: dict, local: bool, roles: dict[str, str]
         identity = str(claims.get("email") or "")
         if not claims.get("is_logged_in") or not identity:
             return User("", None, "not signed in")
-        if claims.get("email_verified") is False:
+        if str(claims.get("email_verified", True)).lower() in {"false", "0"}:
             return User(identity, None, "signed in, e-mail not verified")
         return User(identity, role_of(identity, roles), "signed in")
     if local:

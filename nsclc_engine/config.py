@@ -149,3 +149,12 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, OSError) and error.filename is not None:
         return f"{error.filename}: {error.strerror}"
     return " ".join(str(error).split())
+
+
+def shown_error(error: BaseException) -> str:
+    """A failed run's error as pages show it: the engine's own messages (ValueError, OSError:
+    they name the file or patient and never quote contents) in full, any other exception by
+    its type only, its message being in the run's log and the server's."""
+    if isinstance(error, ValueError | OSError):
+        return f"{type(error).__name__}: {one_line(error)}"
+    return f"{type(error).__name__} (details in train.log)"

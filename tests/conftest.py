@@ -17,11 +17,12 @@ from tests.helpers import LUNG1_CASE, LUNG1_CLINICAL, TINY, build_synthetic, req
 def _own_artifacts_and_no_autostart(tmp_path_factory):
     """No test writes into the project's artifacts/ or launches the demo jobs by accident: a
     stray first start during the suite once trained the full demo beside it. Tests that want
-    either set it up themselves."""
+    either set it up themselves. A developer's shared review database is never written."""
     patch = pytest.MonkeyPatch()
     patch.setenv("NSCLC_ARTIFACTS_DIR", str(tmp_path_factory.mktemp("artifacts")))
     patch.setenv("NSCLC_NO_AUTOSTART", "1")
     patch.delenv("NSCLC_CACHE_DIR", raising=False)
+    patch.delenv("NSCLC_REVIEW_DB", raising=False)
     yield
     patch.undo()
 

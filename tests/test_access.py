@@ -39,8 +39,9 @@ def test_who_is_at_the_page():
     assert served.role == "viewer" and not served.may_do("add_note")
     claims = {"is_logged_in": True, "email": "Ana@hosp.org"}
     assert access.resolve_user(True, claims, True, roles).role == "operator"
-    unverified = claims | {"email_verified": False}
-    assert access.resolve_user(True, unverified, True, roles).role is None
+    for unverified in (False, "false", "False", 0):
+        said = claims | {"email_verified": unverified}
+        assert access.resolve_user(True, said, True, roles).role is None, unverified
     assert access.resolve_user(True, {"is_logged_in": False}, True, roles).role is None
 
 
@@ -53,6 +54,13 @@ def test_only_a_direct_request_from_this_machine_is_local():
     assert not access.local_request("127.0.0.1", browser | {"X-Forwarded-For": "10.0.0.7"})
     # a proxy that adds no forwarding header: the page came from the public name
     assert not access.local_request("127.0.0.1", {"Origin": "https://review.example.org"})
+    assert access.local_request("::1", {"Origin": "http://[::1]:8501", "Host": "[::1]:8501"})
+    assert access.local_request("127.0.0.1", {"Origin": "http://127.0.0.1:8501"})
+    # a name that merely starts like a loopback address is not this machine
+    for name in ("127.0.0.1.attacker.example", "127.1.2.3.sslip.io"):
+        headers = {"Origin": f"http://{name}:8501", "Host": f"{name}:8501"}
+        assert not access.local_request("127.0.0.1", headers), name
+    assert not access.local_request("127.0.0.1", {"Host": "review.example.org"})
 
 
 def test_data_paths_must_resolve_inside_a_root(tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ def secrets_state() -> str:
         return "auth" if "auth" in st.secrets else "none"
     except Exception:
         files = [Path(p).expanduser() for p in st.get_option("secrets.files") or []]
-        if any(path.is_file() for path in files):
+        if any(path.exists() for path in files):
             log.error("the secrets file cannot be read: nobody gets in until it is fixed")
             return "broken"
         return "none"

@@ -190,8 +190,8 @@ if show_map:
             else "saliency",
             layer=layer if layer in other_layers else (other_layers or ("none",))[-1],
         )
-        stamp_of_other = checkpoint_stamp(other.run_dir, chosen["fold"])
         try:
+            stamp_of_other = checkpoint_stamp(other.run_dir, chosen["fold"])
             other_case = _case(other.run_id, patient_id, page.cohort_stamp(other))
             _, other_ct, _ = page.attribution_maps(
                 other,
@@ -214,6 +214,7 @@ if show_map:
                 made_of.append(
                     (
                         other.run_id,
+                        page.cohort_stamp(other),
                         chosen["fold"],
                         stamp_of_other,
                         other_config.method,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from nsclc_engine.atomic import write_json, write_text_atomic
-from nsclc_engine.config import check_rules
+from nsclc_engine.config import check_rules, shown_error
 from nsclc_engine.demo import DEMO_PATIENTS
 from nsclc_engine.features.recipes import recipe
 from nsclc_engine.runs import (
@@ -141,9 +141,7 @@ def feature_run(
             update_status(folder, state="cancelled", finished=now())
             raise
         except Exception as error:
-            update_status(
-                folder, state="failed", finished=now(), error=f"{type(error).__name__}: {error}"
-            )
+            update_status(folder, state="failed", finished=now(), error=shown_error(error))
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)

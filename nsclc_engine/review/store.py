@@ -102,8 +102,8 @@ _APPEND_ONLY = {
 _TRIGGERS_PRESENT = {
     "sqlite": "SELECT count(*) FROM sqlite_master "
     "WHERE type = 'trigger' AND name LIKE 'audit_no_%'",
-    "postgresql": "SELECT count(*) FROM pg_trigger WHERE tgname IN "
-    "('audit_append_only', 'audit_no_truncate')",
+    "postgresql": "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass "
+    "AND tgname IN ('audit_append_only', 'audit_no_truncate')",
 }
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
@@ -150,10 +150,12 @@ def _append_only(created: sa.Engine) -> None:
     """The audit log's triggers, created once (a worker that loses a race to create them
     finds them made by the other)."""
     dialect = created.dialect.name
-    wanted = len(_APPEND_ONLY.get(dialect, [])) - (dialect == "postgresql")  # not the function
+    if dialect not in _APPEND_ONLY:
+        return
+    wanted = len(_APPEND_ONLY[dialect]) - (dialect == "postgresql")  # less the function
     with created.connect() as connection:
         present = connection.exec_driver_sql(_TRIGGERS_PRESENT[dialect]).scalar()
-    if dialect not in _APPEND_ONLY or present >= wanted:
+    if present >= wanted:
         return
     try:
         with created.begin() as connection:
@@ -174,9 +176,11 @@ def _database(function):
         try:
             return function(url, *args, **kwargs)
         except sa.exc.SQLAlchemyError as error:
+            unreachable = isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError)
+            hint = "; check that the server is up and try again" if unreachable else ""
             raise ConnectionError(
                 f"review database {shown_url(url)}: {function.__name__} failed "
-                f"({type(error).__name__}); check that the server is up and try again"
+                f"({type(error).__name__}){hint}"
             ) from None
 
     return wrapped

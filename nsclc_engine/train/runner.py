@@ -13,7 +13,7 @@ import pandas as pd
 
 from nsclc_engine import runs
 from nsclc_engine.atomic import remove_stale_temporaries, write_json, write_text_atomic
-from nsclc_engine.config import one_line
+from nsclc_engine.config import shown_error
 from nsclc_engine.runs import now, update_status
 from nsclc_engine.train.config import TrainConfig, load_run_config
 from nsclc_engine.train.loop import (
@@ -194,15 +194,6 @@ def _train(
             handler.close()
         if dist.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-
-
-def shown_error(error: BaseException) -> str:
-    """A failed run's error as pages show it: the engine's own messages (ValueError, OSError:
-    they name the file or patient and never quote contents) in full, any other exception by
-    its type only, its message being in the run's log and the server's."""
-    if isinstance(error, ValueError | OSError):
-        return f"{type(error).__name__}: {one_line(error)}"
-    return f"{type(error).__name__} (details in train.log)"
 
 
 def _raise_cancelled(signum, frame):

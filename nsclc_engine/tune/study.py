@@ -28,6 +28,7 @@ import pandas as pd
 
 from nsclc_engine import runs
 from nsclc_engine.atomic import write_json
+from nsclc_engine.config import shown_error
 from nsclc_engine.tune.space import distributions, load_space
 
 log = logging.getLogger(__name__)
@@ -404,7 +405,7 @@ def _score_best_once(study, run_id: str, artifacts: Path, task: str) -> dict:
             key = "c_index" if task == "survival" else "auc"
             test = {"run_id": run_id, key: metrics["splits"]["test"][key]}
         except Exception as error:  # predicted but not evaluated: the look at test is spent
-            test = {"run_id": run_id, "error": f"{type(error).__name__}: {error}"}
+            test = {"run_id": run_id, "error": shown_error(error)}
             log.exception("scoring run %s's test part failed", run_id)
         study.set_user_attr("best_test", test)
         return test
