@@ -21,5 +21,5 @@ def show(payload: dict) -> None:
             "{padding-left: 1.5rem; padding-right: 1.5rem}</style>"
         )
     st.iframe(
-        TEMPLATE.replace("__PAYLOAD__", data), height=880 if compare else 600, alt="CT case viewer"
+        TEMPLATE.replace("__PAYLOAD__", data), height=900 if compare else 620, alt="CT case viewer"
     )
