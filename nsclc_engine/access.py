@@ -55,7 +55,6 @@ ACTIONS = {
     "register_root": "admin",
     "read_audit": "admin",
 }
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 
 
@@ -136,9 +135,17 @@ def role_of(identity: str, roles: dict[str, str]) -> str | None:
     return roles.get(f"*@{domain}") if "@" in identity else None
 
 
-def is_loopback(address: str | None) -> bool:
-    """Whether the server listens on loopback only (an empty address listens on all)."""
-    return (address or "").strip().lower() in LOOPBACK
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine only: ``localhost`` or a loopback IP address (an
+    empty server address listens on all interfaces; a name such as ``127.0.0.1.example.org``
+    is not this machine)."""
+    host = (host or "").strip().lower().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def local_request(server_address: str | None, headers: dict[str, str]) -> bool:
@@ -153,19 +160,8 @@ def local_request(server_address: str | None, headers: dict[str, str]) -> bool:
     origin, host = names.get("origin"), names.get("host")
     if origin is None and host is None:
         return True  # not a browser (a test client)
-    return all(_loopback_url(value) for value in (origin, host and f"http://{host}") if value)
-
-
-def _loopback_url(url: str) -> bool:
-    """Whether ``url`` names this machine: ``localhost`` or a loopback IP address (a name such
-    as ``127.0.0.1.example.org`` is not)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    urls = [url for url in (origin, host and f"http://{host}") if url]
+    return all(is_loopback(urlsplit(url).hostname) for url in urls)
 
 
 def resolve_user(sign_in: bool, claims: dict, local: bool, roles: dict[str, str]) -> User:

@@ -18,6 +18,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("NSCLC_CACHE_DIR") or artifacts_dir() / "cache")
 
 
+def shown_url(url: str) -> str:
+    """A database URL without its password, for pages, reports and logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 REVIEW_DB_FILE = "review.db"  # the review database when $NSCLC_REVIEW_DB names none
 
 

@@ -98,3 +98,13 @@ def medicalnet_state(depth: int) -> dict:
     )
     state = {f"module.{key}": value for key, value in backbone.state_dict().items()}
     return state | {"module.conv_seg.0.weight": torch.zeros(32, 512, 3, 3, 3)}
+
+
+def open_app(monkeypatch, artifacts, script: str = "app.py"):
+    """The dashboard (or one page, ``script``) under Streamlit's AppTest on ``artifacts``,
+    without the first-start demo jobs; not run yet."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(artifacts))
+    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
+    return AppTest.from_file(str(PROJECT / script), default_timeout=60)  # pages import torch

@@ -9,14 +9,14 @@ import streamlit as st
 from nsclc_engine import access
 from nsclc_engine.dashboard.patient import note_table
 from nsclc_engine.review import store
-from ui.common import authorize, require_page, review_db, sign_in_configured
+from ui.common import authorize, require_page, review_db, secrets_state
 
 st.title("Access and audit")
 user = require_page("access")
 url = review_db()
 st.caption(
     f"You: {user.identity} ({user.role}, {user.how}). Sign-in: "
-    + ("OIDC through `[auth]` in .streamlit/secrets.toml" if sign_in_configured() else "off")
+    + ("OIDC through `[auth]` in .streamlit/secrets.toml" if secrets_state() == "auth" else "off")
     + f". Roles file: `{access.roles_file()}`. Review database: `{store.shown_url(url)}`."
 )
 

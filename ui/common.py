@@ -40,10 +40,6 @@ def secrets_state() -> str:
         return "none"
 
 
-def sign_in_configured() -> bool:
-    return secrets_state() != "none"
-
-
 def current_user() -> access.User:
     """Who is at the page, resolved afresh on every call (the roles file is reread, so a
     role an admin removes stops working at the next click)."""
@@ -66,10 +62,7 @@ def require_page(page: str) -> access.User:
     """The top of every page: stop unless the current user's role may open ``page``."""
     user = current_user()
     if not user.may_open(page):
-        try:
-            store.record(review_db(), user.identity or "anonymous", "denied", f"page {page}")
-        except ConnectionError as error:
-            log.error("%s", error)
+        _record_refusal(user, f"page {page}")
         needed = access.PAGES[page]
         have = f"Your role is {user.role}" if user.role else "You have no role"
         st.error(f"This page needs the {needed} role. {have} ({user.identity or 'not signed in'}).")
@@ -84,13 +77,19 @@ def authorize(action: str) -> access.User:
     try:
         access.refuse_unless(user, action)
     except access.AccessDenied as denied:
-        try:
-            store.record(review_db(), user.identity or "anonymous", "denied", action)
-        except ConnectionError as error:
-            log.error("%s", error)
+        _record_refusal(user, action)
         st.error(str(denied))
         st.stop()
     return user
+
+
+def _record_refusal(user: access.User, what: str) -> None:
+    """Audit a refused page or action (an unreachable database only goes to the log: the
+    refusal stands either way)."""
+    try:
+        store.record(review_db(), user.identity or "anonymous", "denied", what)
+    except ConnectionError as error:
+        log.error("%s", error)
 
 
 def audit(user: access.User, action: str, target: str = "", **detail) -> None:

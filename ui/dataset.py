@@ -91,13 +91,13 @@ if view is None or view.kind == "trained":  # notes and exclusions apply to trai
     source = store.source_of(view.config if view else {})
     try:
         notes = store.notes(review_db(), source=source)
-        in_force = store.exclusions(review_db(), source)
     except ConnectionError as error:
         show_error("Review notes", error)
-        notes, in_force = None, {}
+        notes = None
     if notes is not None and notes.empty:
         st.caption("No review note on this data yet (reviewers add them on the Patient page).")
     elif notes is not None:
+        in_force = store.exclusions_in(notes)
         state = page.review_exclusion_state(in_force, exclusions, set(cohort.patient_id))
         for key, text in (
             ("applied", "excluded on review in this cohort build"),

@@ -52,10 +52,11 @@ def review_notes(view: RunView, patient_id: str, user: User) -> None:
     active = found[found.withdrawn_at.isna()] if not found.empty else found
     if not active.empty and user.may_do("withdraw_note"):
         left, right = st.columns([3, 1])
+        flags = dict(zip(active.note_id, active.flag, strict=True))
         chosen = left.selectbox(
             "Withdraw a note",
-            active.note_id.tolist(),
-            format_func=lambda n: f"note {n}: {store.FLAGS[active.set_index('note_id').flag[n]]}",
+            list(flags),
+            format_func=lambda n: f"note {n}: {store.FLAGS[flags[n]]}",
             key=f"withdraw_{patient_id}",
         )
         if right.button("Withdraw", key=f"withdraw_go_{patient_id}"):

@@ -60,6 +60,10 @@ def _comparable(run_id: str, key: tuple, patient_id: str) -> list[dict]:
     return page.comparable_runs(artifacts(), view, patient_id)
 
 
+def _map_name(config: explain.ExplainConfig) -> str:
+    return f"Grad-CAM {config.layer}" if config.method == "gradcam" else config.method
+
+
 @st.cache_data(show_spinner="Preparing the case viewer…", max_entries=8)
 def _payload(key: tuple, _case: viewer.PatientCase, _maps: tuple) -> dict:
     """``key``: the run, patient, cohort build and each map's run, checkpoint and method:
@@ -171,13 +175,13 @@ compare = overlay[3].selectbox(
 maps, heat_input, made_of = {}, None, []
 if show_map:
     config = explain.ExplainConfig(method=method, layer=layer)
-    name = {"gradcam": f"Grad-CAM {layer}"}.get(method, method)
+    checkpoint = _checkpoint(fold)
     with st.spinner("Computing the attribution map…"):
         heat_input, heat_ct, flat = page.attribution_maps(
-            view, fold, patient_id, case, config, _model(str(view.run_dir), fold, _checkpoint(fold))
+            view, fold, patient_id, case, config, _model(str(view.run_dir), fold, checkpoint)
         )
-    maps[f"{view.run_id} · {name}"] = heat_ct
-    made_of.append((view.run_id, fold, _checkpoint(fold), method, layer))
+    maps[f"{view.run_id} · {_map_name(config)}"] = heat_ct
+    made_of.append((view.run_id, fold, checkpoint, method, layer))
     if flat:
         st.caption("The map is flat: no voxel raised the explained output at this layer.")
     if compare is not None:
@@ -207,10 +211,7 @@ if show_map:
             if other_ct.ct_shape != heat_ct.ct_shape:
                 st.warning(f"Run {chosen['run_id']} read another CT grid for {patient_id}.")
             else:
-                other_name = {"gradcam": f"Grad-CAM {other_config.layer}"}.get(
-                    other_config.method, other_config.method
-                )
-                maps[f"{chosen['run_id']} · {other_name}"] = other_ct
+                maps[f"{chosen['run_id']} · {_map_name(other_config)}"] = other_ct
                 made_of.append(
                     (
                         other.run_id,

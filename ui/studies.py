@@ -4,8 +4,9 @@ started and stopped from here."""
 import streamlit as st
 
 from nsclc_engine.dashboard import studies as page
+from nsclc_engine.paths import shown_url
 from nsclc_engine.tune.jobs import launch_study, stop_study
-from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig, shown_url
+from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig
 from ui.common import artifacts, audit, authorize, require_page
 
 st.title("Studies")

@@ -167,9 +167,9 @@ def comparable_runs(artifacts: str | os.PathLike, view: RunView, patient_id: str
 def note_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Review notes as a page lists them: newest first, readable columns, state in force."""
     shown = frame.sort_values("note_id", ascending=False).copy()
-    shown["state"] = np.where(shown.withdrawn_at.isna(), "in force", "withdrawn")
-    shown.loc[shown.withdrawn_at.notna(), "state"] = (
+    withdrawn = (
         "withdrawn by " + shown.withdrawn_by.astype(str) + " " + shown.withdrawn_at.astype(str)
     )
+    shown["state"] = np.where(shown.withdrawn_at.isna(), "in force", withdrawn)
     columns = ["note_id", "patient_id", "run_id", "flag_name", "text", "author", "created_at"]
     return shown[[*columns, "state"]].rename(columns={"flag_name": "flag"}).reset_index(drop=True)

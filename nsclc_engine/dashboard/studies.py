@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from nsclc_engine.tune.study import TuneConfig, shown_url, storage_url, study_table
+from nsclc_engine.paths import shown_url
+from nsclc_engine.tune.study import TuneConfig, storage_url, study_table
 
 
 def storage(artifacts: Path) -> str:

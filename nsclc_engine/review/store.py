@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from nsclc_engine.paths import REVIEW_DB_FILE
+from nsclc_engine.paths import REVIEW_DB_FILE, shown_url
 
 FLAGS = {
     "contour_problem": "contour problem",
@@ -99,11 +99,17 @@ _APPEND_ONLY = {
         "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()",
     ],
 }
-_TRIGGERS_PRESENT = {
-    "sqlite": "SELECT count(*) FROM sqlite_master "
-    "WHERE type = 'trigger' AND name LIKE 'audit_no_%'",
-    "postgresql": "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass "
-    "AND tgname IN ('audit_append_only', 'audit_no_truncate')",
+_TRIGGERS = {  # the triggers _APPEND_ONLY makes, and how to count those present
+    "sqlite": (
+        ("audit_no_update", "audit_no_delete"),
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_log' "
+        "AND name IN ({names})",
+    ),
+    "postgresql": (
+        ("audit_append_only", "audit_no_truncate"),
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'audit_log'::regclass "
+        "AND tgname IN ({names})",
+    ),
 }
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
@@ -116,11 +122,6 @@ def review_url(artifacts: str | os.PathLike) -> str:
         return url
     Path(artifacts).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(artifacts).resolve() / REVIEW_DB_FILE}"
-
-
-def shown_url(url: str) -> str:
-    """The URL without its password, for pages and logs."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def engine(url: str) -> sa.Engine:
@@ -152,19 +153,22 @@ def _append_only(created: sa.Engine) -> None:
     dialect = created.dialect.name
     if dialect not in _APPEND_ONLY:
         return
-    wanted = len(_APPEND_ONLY[dialect]) - (dialect == "postgresql")  # less the function
-    with created.connect() as connection:
-        present = connection.exec_driver_sql(_TRIGGERS_PRESENT[dialect]).scalar()
-    if present >= wanted:
+    names, count = _TRIGGERS[dialect]
+    count = count.format(names=", ".join(f"'{name}'" for name in names))
+
+    def all_present() -> bool:
+        with created.connect() as connection:
+            return connection.exec_driver_sql(count).scalar() == len(names)
+
+    if all_present():
         return
     try:
         with created.begin() as connection:
             for statement in _APPEND_ONLY[dialect]:
                 connection.exec_driver_sql(statement)
     except sa.exc.DBAPIError:
-        with created.connect() as connection:
-            if connection.exec_driver_sql(_TRIGGERS_PRESENT[dialect]).scalar() < wanted:
-                raise
+        if not all_present():
+            raise
 
 
 def _database(function):
@@ -310,9 +314,14 @@ def notes(
 
 
 def exclusions(url: str, source: str) -> dict[str, str]:
-    """Patient -> why, for the source's "exclude from cohort" notes in force (one line each:
-    the reviewer, the date and the note; several notes on a patient are joined)."""
-    frame = notes(url, source=source)
+    """Patient -> why, for the source's "exclude from cohort" notes in force
+    (:func:`exclusions_in` of its notes)."""
+    return exclusions_in(notes(url, source=source))
+
+
+def exclusions_in(frame: pd.DataFrame) -> dict[str, str]:
+    """Patient -> why, for the "exclude from cohort" notes in force among ``frame`` (one line
+    each: the reviewer, the date and the note; several notes on a patient are joined)."""
     frame = frame[(frame.flag == EXCLUDE) & frame.withdrawn_at.isna()]
     found: dict[str, list[str]] = {}
     for row in frame.itertuples():

@@ -92,17 +92,9 @@ def prepare_data(
     excluded = excluded or {}
     reviewed = f"-reviewed-{exclusions_digest(excluded)}" if excluded else ""
     if config.dicom:
-        key = source_key(Path(config.dicom), Path(config.clinical))
-        cohort_dir = artifacts / "cohorts" / f"{Path(config.dicom).name}-{key}{reviewed}"
-        if not (cohort_dir / "cohort.csv").exists():
-            run_cohort(
-                config.dicom,
-                config.clinical,
-                cohort_dir,
-                CohortConfig(),
-                show_progress=show_progress,
-                review_exclusions=excluded,
-            )
+        dicom, clinical = config.dicom, config.clinical
+        key = source_key(Path(dicom), Path(clinical))
+        cohort_dir = artifacts / "cohorts" / f"{Path(dicom).name}-{key}{reviewed}"
     else:
         paths = demo_paths(artifacts)
         build_demo(
@@ -111,19 +103,18 @@ def prepare_data(
             show_progress=show_progress,
             on_progress=lambda stage, fraction: report(stage, 0.9 * fraction),
         )
-        cohort_dir = paths.cohort
-        if excluded:  # the demo's own cohort stays; the reviewed one is built beside it
-            cohort_dir = paths.root / f"cohort{reviewed}"
-            if not (cohort_dir / "cohort.csv").exists():
-                report("building the reviewed demo cohort (review exclusions)", 0.85)
-                run_cohort(
-                    paths.dicom,
-                    paths.clinical_csv,
-                    cohort_dir,
-                    CohortConfig(),
-                    show_progress=show_progress,
-                    review_exclusions=excluded,
-                )
+        dicom, clinical = paths.dicom, paths.clinical_csv
+        # the demo's own cohort stays; one without the reviewers' exclusions is built beside it
+        cohort_dir = paths.root / f"cohort{reviewed}" if excluded else paths.cohort
+    if not (cohort_dir / "cohort.csv").exists():
+        run_cohort(
+            dicom,
+            clinical,
+            cohort_dir,
+            CohortConfig(),
+            show_progress=show_progress,
+            review_exclusions=excluded,
+        )
     preprocess_config = PRESETS[config.preset]
     if config.crop_mode:
         preprocess_config = replace(preprocess_config, crop_mode=config.crop_mode)

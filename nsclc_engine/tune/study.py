@@ -29,6 +29,7 @@ import pandas as pd
 from nsclc_engine import runs
 from nsclc_engine.atomic import write_json
 from nsclc_engine.config import shown_error
+from nsclc_engine.paths import shown_url
 from nsclc_engine.tune.space import distributions, load_space
 
 log = logging.getLogger(__name__)
@@ -108,13 +109,6 @@ def connect(url: str, attempts: int = 6):
         except SQLAlchemyError:
             time.sleep(0.2 * 2**attempt)
     return optuna.storages.RDBStorage(url)
-
-
-def shown_url(url: str) -> str:
-    """The storage URL without its password, for reports and logs."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def make_pruner(name: str):

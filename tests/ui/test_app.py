@@ -6,11 +6,11 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from nsclc_engine import runs
 from nsclc_engine.stats.metrics import metrics_at_threshold
 from nsclc_engine.train import jobs
+from tests.helpers import open_app
 
 PAGES = ("ui/runs.py", "ui/dataset.py", "ui/train.py", "ui/threshold.py")
 PAGES += ("ui/calibration.py", "ui/patient.py", "ui/survival.py")
@@ -18,9 +18,7 @@ PAGES += ("ui/calibration.py", "ui/patient.py", "ui/survival.py")
 
 @pytest.fixture()
 def app(own_artifacts, monkeypatch):
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../../app.py", default_timeout=60)  # pages import torch: > 3 s
+    at = open_app(monkeypatch, own_artifacts)
     at.session_state["run_id"] = "fixture"
     at.run()
     assert not at.exception
@@ -92,9 +90,7 @@ def test_pages_wait_for_a_queued_run_without_errors(tmp_path, monkeypatch):
     from nsclc_engine.train.runner import create_run
 
     create_run(TrainConfig(), tmp_path, "waiting")
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(tmp_path))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at = open_app(monkeypatch, tmp_path)
     at.run()
     assert at.session_state["run_id"] == "waiting"
     for page in PAGES:
@@ -171,9 +167,7 @@ def test_a_confusion_cell_lists_its_patients_and_opens_one(app, own_artifacts):
 
 
 def test_survival_page_shows_every_model_and_a_live_risk_cut(own_artifacts, monkeypatch):
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    app = AppTest.from_file("../../app.py", default_timeout=60)
+    app = open_app(monkeypatch, own_artifacts)
     app.session_state["run_id"] = "fixture-survival"
     app.run()
     app.switch_page("ui/survival.py").run()
@@ -223,9 +217,7 @@ def outside_runs(own_artifacts, tiny_source):
 
 @pytest.mark.parametrize("run_id", ["imported", "external", "external-survival"])
 def test_every_page_works_on_imported_and_external_runs(outside_runs, monkeypatch, run_id):
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(outside_runs))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at = open_app(monkeypatch, outside_runs)
     at.run()
     for page in PAGES:
         at.session_state["run_id"] = run_id
@@ -245,9 +237,7 @@ def test_runs_page_compares_a_trained_and_an_imported_run_on_shared_patients(
 ):
     from nsclc_engine.stats.metrics import delong_test
 
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(outside_runs))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at = open_app(monkeypatch, outside_runs)
     at.session_state["run_id"] = "imported"
     at.run()
     table = at.dataframe[0].value.set_index("run_id")
@@ -290,9 +280,7 @@ def feature_runs(feature_artifacts, tiny_cohort, tmp_path):
 
 
 def test_every_page_works_on_frozen_feature_runs(feature_runs, monkeypatch):
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(feature_runs))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at = open_app(monkeypatch, feature_runs)
     at.run()
     for run_id in ("fmcib-features", "medicalnet-survival"):
         for page in PAGES:
@@ -331,9 +319,7 @@ def test_studies_page_shows_the_trials_the_best_and_optunas_figures(
         clinical=str(tiny_source / "clinical.csv"),
     )
     report = run_worker(config, artifacts)
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(artifacts))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at = open_app(monkeypatch, artifacts)
     at.run()
     at.switch_page("ui/studies.py").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from nsclc_engine import runs
 from nsclc_engine.review import store
+from tests.helpers import open_app
 
 AUTH = {
     "redirect_uri": "http://localhost:8501/oauth2callback",
@@ -50,10 +51,8 @@ def roles_file(tmp_path, monkeypatch):
     return path
 
 
-def signed_in(own_artifacts, monkeypatch, email: str | None, script="../../app.py") -> AppTest:
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file(script, default_timeout=60)
+def signed_in(own_artifacts, monkeypatch, email: str | None, script="app.py") -> AppTest:
+    at = open_app(monkeypatch, own_artifacts, script)
     at.secrets["auth"] = AUTH
     at.user = {"is_logged_in": email is not None, "email": email or ""}
     at.session_state["run_id"] = "fixture"
@@ -79,7 +78,7 @@ def test_each_role_opens_its_pages_and_no_other(own_artifacts, monkeypatch, role
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(PAGE_FILES[page])  # not in the navigation
         # and the page itself refuses, however it is reached
-        direct = signed_in(own_artifacts, monkeypatch, who, f"../../{PAGE_FILES[page]}")
+        direct = signed_in(own_artifacts, monkeypatch, who, PAGE_FILES[page])
         direct.run()
         assert f"This page needs the {ROLES[needed]} role. Your role is {role}" in errors(direct)
         assert not direct.dataframe and not direct.button and not direct.get("iframe")
@@ -150,15 +149,13 @@ def test_an_operators_save_records_who_saved_it(own_artifacts, monkeypatch, role
 
 def test_served_without_sign_in_everyone_only_reads(own_artifacts, monkeypatch):
     config.set_option("server.address", "0.0.0.0")
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at = open_app(monkeypatch, own_artifacts)
     at.session_state["run_id"] = "fixture"
     at.run()
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("ui/train.py")
     for page, needed in (("train", "operator"), ("patient", "reviewer")):
-        direct = AppTest.from_file(f"../../ui/{page}.py", default_timeout=60)
+        direct = open_app(monkeypatch, own_artifacts, f"ui/{page}.py")
         direct.run()
         assert f"needs the {needed} role. Your role is viewer" in errors(direct)
     at.switch_page("ui/threshold.py").run()
@@ -168,9 +165,7 @@ def test_served_without_sign_in_everyone_only_reads(own_artifacts, monkeypatch):
 
 
 def test_locally_without_sign_in_the_single_user_is_admin(own_artifacts, monkeypatch):
-    monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
-    monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    at = AppTest.from_file("../../app.py", default_timeout=60)
+    at = open_app(monkeypatch, own_artifacts)
     at.session_state["run_id"] = "fixture"
     at.run()
     at.switch_page("ui/access.py").run()
@@ -258,9 +253,7 @@ def test_an_unreadable_secrets_file_lets_nobody_in(own_artifacts, monkeypatch, t
     before = config.get_option("secrets.files")
     config.set_option("secrets.files", [str(broken)])
     try:
-        monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(own_artifacts))
-        monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-        at = AppTest.from_file("../../app.py", default_timeout=60)
+        at = open_app(monkeypatch, own_artifacts)
         at.run()
         assert "secrets file cannot be read" in errors(at) and not at.dataframe
     finally:
