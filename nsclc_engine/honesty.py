@@ -6,8 +6,10 @@ test patients* (:mod:`nsclc_engine.yardstick`; the image part of the true risk, 
 model sees only the image):
 
 * learns: the lower end of the real run's 95 % bootstrap CI is above 0.5;
-* no leak: its CI is not wholly above the best achievable (better than the truth is a bug);
-* share: ``(value - 0.5) / (best - 0.5)``, the share of the achievable signal recovered;
+* no leak: the paired bootstrap CI of model minus best achievable (both scored on each
+  resample of the same patients) is not wholly above 0 (better than the truth is a bug);
+* share: ``(value - 0.5) / (best - 0.5)``, the share of the achievable signal recovered, with
+  its 95 % CI from the same paired resamples;
 * the shuffled run's CI is not wholly above 0.5 (a shuffled run "learning" is the report's AUC
   1.00 bug); whether it contains 0.5 is printed too, beside the true risk's score on the same
   shuffled test labels, which explains a control below chance (the permutation's luck).
@@ -75,7 +77,7 @@ def format_verdicts(verdicts: Sequence[Verdict]) -> str:
 
     metric = verdicts[0].metric if verdicts else "auc"
     lines = [
-        f"seed  test {metric} (95% CI)   best: image / full  learns  no leak  share  "
+        f"seed  test {metric} (95% CI)   best: image / full  learns  no leak  share (95% CI)  "
         "shuffled (95% CI)      truth on shuffled  CI has 0.5  not above chance"
     ]
     for v in verdicts:
@@ -83,7 +85,7 @@ def format_verdicts(verdicts: Sequence[Verdict]) -> str:
         lines.append(
             f"{v.seed:>4}  {r.value:.3f} ({r.ci_low:.3f}-{r.ci_high:.3f})  "
             f"{number(r.best):>9} / {number(v.best_full):<5}  {mark(r.learns):>6}  "
-            f"{mark(r.no_leak):>7}  {number(r.share, '{:.0%}'):>5}  "
+            f"{mark(r.no_leak):>7}  {share_text(r):>14}  "
             f"{c.value:.3f} ({c.ci_low:.3f}-{c.ci_high:.3f})  {number(c.best):>17}  "
             f"{mark(v.shuffled_contains_chance):>10}  {mark(v.shuffled_no_signal):>16}"
         )
@@ -95,6 +97,15 @@ def format_verdicts(verdicts: Sequence[Verdict]) -> str:
         f"{passed} of {len(verdicts)} seeds pass (learns, no leak, control not above chance)"
     )
     return "\n".join(lines)
+
+
+def share_text(judgement: Judgement) -> str:
+    """``80% (45%-115%)``: the share of the achievable signal with its paired CI."""
+    if judgement.share is None:
+        return "n/a"
+    if judgement.share_ci_low is None:
+        return f"{judgement.share:.0%}"
+    return f"{judgement.share:.0%} ({judgement.share_ci_low:.0%}-{judgement.share_ci_high:.0%})"
 
 
 def run_pair(seed: int, overrides: Sequence[str], artifacts: Path, prefix: str) -> Verdict:

@@ -154,16 +154,28 @@ def test_verdict(metrics: dict) -> dict | None:
 
 
 def verdict_text(verdict: dict) -> str:
-    """One sentence for a page: the test metric against the best achievable on its patients."""
-    share = "" if verdict["share"] is None else f", {verdict['share']:.0%} of the achievable signal"
+    """One sentence for a page: the test metric against the best achievable on its patients,
+    the paired difference and the share of the achievable signal, each with its 95 % CI."""
+    share = ""
+    if verdict["share"] is not None:
+        share = f", {verdict['share']:.0%} of the achievable signal"
+        if verdict.get("share_ci_low") is not None:
+            share += f" (95% CI {verdict['share_ci_low']:.0%}-{verdict['share_ci_high']:.0%})"
+    difference = ""
+    if verdict.get("difference_ci_low") is not None:
+        difference = (
+            f" Model minus truth on the same resamples: {verdict['difference']:+.3f} "
+            f"({verdict['difference_ci_low']:+.3f} to {verdict['difference_ci_high']:+.3f})."
+        )
     leak = (
         ""
         if verdict["no_leak"]
-        else " Its CI lies wholly above what the truth reaches: treat it as a leak until explained."
+        else " It beats what the truth reaches beyond chance: treat it as a leak until explained."
     )
     return (
         f"Test {verdict['metric']} {verdict['value']:.3f} ({verdict['ci_low']:.3f}-"
         f"{verdict['ci_high']:.3f}). On these test patients the image part of the true risk "
         f"reaches {verdict['best']:.3f} (the full true risk {verdict['best_full']:.3f}): "
-        f"{'above chance' if verdict['learns'] else 'not clearly above chance'}{share}.{leak}"
+        f"{'above chance' if verdict['learns'] else 'not clearly above chance'}{share}."
+        f"{difference}{leak}"
     )

@@ -181,6 +181,8 @@ def print_summary(metrics: dict) -> None:
     verdict = judge_run(metrics)
     if verdict is not None and verdict.best is not None:
         share = "n/a" if verdict.share is None else f"{verdict.share:.0%}"
+        if verdict.share is not None and verdict.share_ci_low is not None:
+            share += f" (95% CI {verdict.share_ci_low:.0%}-{verdict.share_ci_high:.0%})"
         print(
             f"test verdict: learns {'yes' if verdict.learns else 'NO'}, no leak "
             f"{'yes' if verdict.no_leak else 'NO'}, share of the image signal recovered {share}"

@@ -42,15 +42,20 @@ def describe_split(
     threshold: float | None,
     config: EvaluateConfig,
     calls: ArrayLike = None,
+    strata: ArrayLike = None,
 ) -> dict:
     """Discrimination with CIs, and metrics with CIs at 0.5 and at ``threshold``.
 
     ``calls`` (0/1 per patient) replaces ``y_prob >= threshold`` where each patient had its own
-    fold's threshold (pooled out-of-fold predictions).
+    fold's threshold (pooled out-of-fold predictions); ``strata`` (the fold of each patient)
+    makes the AUC fold-stratified: each fold model's patients are ranked against each other
+    only.
     """
     y_true = np.asarray(y_true, dtype=int)
     y_prob = np.asarray(y_prob, dtype=float)
-    boot = bootstrap_metrics(y_true, y_prob, 0.5, config.bootstrap_resamples, config.seed)
+    boot = bootstrap_metrics(
+        y_true, y_prob, 0.5, config.bootstrap_resamples, config.seed, strata=strata
+    )
     if calls is None:
         at_threshold = metrics_at_threshold(y_true, y_prob, threshold)
         boot_t = bootstrap_metrics(
@@ -145,17 +150,26 @@ def evaluate_predictions(
         recalibrated[rows] = fit.recalibrator.apply(predictions.y_prob[rows])
     splits, calibration = {}, {}
     # k-fold: only the out-of-fold test part holds each patient once (train and validation
-    # rows repeat patients across folds, which a patient-level bootstrap must not resample)
+    # rows repeat patients across folds, which a patient-level bootstrap must not resample).
+    # Its rows come from k different models: the AUC compares patients within a fold only,
+    # and the probabilities are pooled only after each fold's own recalibration.
     parts = predictions[predictions.split == held_out] if k_fold else predictions
     for part, frame in parts.groupby("split"):
         rows = frame.index
         splits[part] = describe_split(
             frame.y_true,
-            frame.y_prob,
+            recalibrated[rows] if k_fold else frame.y_prob,
             None if k_fold else fits[next(iter(fits))].threshold.threshold,
             config,
             calls=calls[rows] if k_fold else None,
+            strata=frame.fold if k_fold else None,
         )
+        if k_fold:
+            splits[part]["pooling"] = {
+                "auc": "fold-stratified: pairs within a fold's model only",
+                "probabilities": f"recalibrated per fold on validation ({config.recalibration})",
+                "at_threshold": "each fold's own validation threshold",
+            }
         calibration[part] = {
             name: {
                 **calibration_summary(frame.y_true, probabilities, config.n_bins),
@@ -176,7 +190,9 @@ def evaluate_predictions(
     if k_fold:
         result["folds"] = fold_summary(predictions, fits)
     if baselines:
-        result["baselines"] = compare_baselines(predictions, baselines, config, held_out)
+        result["baselines"] = compare_baselines(
+            predictions.assign(y_prob=recalibrated), baselines, config, held_out
+        )
     calibration_payload = {
         "method": config.recalibration,
         "recalibrators": [fit.recalibrator.to_dict() | {"fold": f} for f, fit in fits.items()],
@@ -236,9 +252,12 @@ def compare_baselines(
     held_out: str = "test",
 ) -> dict:
     """Each baseline's AUC with CI per split and, on the held-out part (test or external),
-    DeLong against the image model."""
+    DeLong against the image model. k-fold: the AUCs are fold-stratified (each fold's
+    baseline model ranks its own patients), and DeLong compares the image model's
+    probabilities recalibrated per fold (pass them as ``y_prob``) with the baseline's."""
     result = {}
     image = predictions[predictions.split == held_out].set_index("patient_id")  # once each
+    k_fold = predictions.fold.max() > predictions.fold.min()
     for name, frame in baselines.items():
         entry = {}
         for part, rows in frame.groupby("split"):
@@ -250,6 +269,7 @@ def compare_baselines(
                 config.bootstrap_resamples,
                 config.seed,
                 groups=rows.patient_id,
+                strata=rows.fold if k_fold else None,
             )
             entry[part] = {
                 "n": len(rows),

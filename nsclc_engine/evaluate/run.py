@@ -115,7 +115,7 @@ def evaluate_classification_run(
         **_augmentation_warning(run_config),
         **results["metrics"],
     }
-    yardstick = _best_achievable(run_config, predictions, "classification")
+    yardstick = _best_achievable(run_config, predictions, "classification", config)
     if yardstick is not None:
         metrics["best_achievable"] = yardstick
     fitted = {"rule": config.threshold_rule, "target": config.threshold_target}
@@ -181,7 +181,7 @@ def evaluate_survival_run(
 ) -> dict:
     """``metrics.json``, ``survival_models.csv`` and ``report.html`` of a survival run."""
     result = evaluate_survival_predictions(predictions, config)
-    yardstick = _best_achievable(run_config, predictions, "survival")
+    yardstick = _best_achievable(run_config, predictions, "survival", config)
     metrics = {
         "task": "survival",
         "risk": "higher = earlier death (Cox log hazard ratio)",
@@ -234,7 +234,9 @@ def _augmentation_warning(run_config: dict) -> dict:
     return {"augmentation_warning": warning} if warning else {}
 
 
-def _best_achievable(run_config: dict, predictions: pd.DataFrame, task: str) -> dict | None:
+def _best_achievable(
+    run_config: dict, predictions: pd.DataFrame, task: str, config: EvaluateConfig
+) -> dict | None:
     """The yardstick (:mod:`nsclc_engine.evaluate.yardstick`) on the run's own patients,
     splits and (possibly shuffled) outcomes; ``None`` for real data."""
     if run_config.get("dicom"):
@@ -243,7 +245,7 @@ def _best_achievable(run_config: dict, predictions: pd.DataFrame, task: str) -> 
     if truth is None:
         return None
     try:
-        return best_achievable(predictions, truth, task)
+        return best_achievable(predictions, truth, task, config.bootstrap_resamples, config.seed)
     except ValueError as error:
         log.warning("best achievable not computed: %s", error)
         return None

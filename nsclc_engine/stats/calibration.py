@@ -95,25 +95,52 @@ def _log_likelihood(eta: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
 
 
-def _logistic_fit(x, y, offset=None, fit_slope: bool = True) -> tuple[float, float]:
-    """Maximum-likelihood (intercept, slope) of ``y ~ intercept + slope * x + offset``: Newton
-    steps halved until the likelihood rises. NaN where no finite estimate exists: a constant
-    ``x`` (no slope), or separated data (the estimate runs off to infinity)."""
+@dataclass(frozen=True)
+class LogisticFit:
+    """Maximum-likelihood ``intercept`` and ``slope`` with Wald standard errors (from the
+    inverse Fisher information at the estimate); NaN where no finite estimate exists."""
+
+    intercept: float
+    slope: float
+    intercept_se: float
+    slope_se: float
+
+    @classmethod
+    def undefined(cls) -> LogisticFit:
+        return cls(float("nan"), float("nan"), float("nan"), float("nan"))
+
+
+def separates(x: ArrayLike, y: ArrayLike) -> bool:
+    """Whether a threshold on ``x`` splits the classes of ``y`` without error (ties allowed at
+    the cut: quasi-complete separation): then a logistic slope has no finite estimate."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y)
+    return bool(x[y == 0].max() <= x[y == 1].min() or x[y == 1].max() <= x[y == 0].min())
+
+
+def _logistic_fit(x, y, offset=None, fit_slope: bool = True) -> LogisticFit:
+    """Maximum-likelihood fit of ``y ~ intercept + slope * x + offset`` (``fit_slope`` False:
+    the slope stays 1, i.e. ``x`` enters only through ``offset``): Newton steps halved until
+    the likelihood rises. Undefined (NaN) only where no finite estimate exists: a constant
+    ``x`` (no slope), separated data (the estimate runs off to infinity), or a fit that does
+    not converge. A large slope is no sign of separation: predictions spread over a narrow
+    logit range need one (statsmodels' ``Logit`` is the oracle in the tests)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     offset = np.zeros_like(x) if offset is None else np.asarray(offset, dtype=np.float64)
-    if fit_slope and np.ptp(x) == 0:
-        return float("nan"), float("nan")
-    if fit_slope and (x[y == 0].max() <= x[y == 1].min() or x[y == 1].max() <= x[y == 0].min()):
-        return float("nan"), float("nan")  # x separates the classes: the slope is infinite
+    if fit_slope and (np.ptp(x) == 0 or separates(x, y)):
+        return LogisticFit.undefined()
     design = np.stack([np.ones_like(x), x], axis=1) if fit_slope else np.ones((len(x), 1))
     beta = np.zeros(design.shape[1])
     current = _log_likelihood(design @ beta + offset, y)
-    for _ in range(200):
+    converged = False
+    for _ in range(500):
         p = sigmoid(design @ beta + offset)
         gradient = design.T @ (y - p)
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-12 * np.eye(len(beta))
-        step = np.linalg.solve(hessian, gradient)
+        hessian = design.T @ (design * (p * (1 - p))[:, None])
+        try:
+            step = np.linalg.solve(hessian, gradient)
+        except np.linalg.LinAlgError:
+            return LogisticFit.undefined()
         scale = 1.0
         while scale > 1e-6:
             candidate = _log_likelihood(design @ (beta + scale * step) + offset, y)
@@ -121,23 +148,43 @@ def _logistic_fit(x, y, offset=None, fit_slope: bool = True) -> tuple[float, flo
                 break
             scale /= 2
         beta, current = beta + scale * step, candidate
-        if np.max(np.abs(scale * step)) < 1e-10:
+        if np.max(np.abs(scale * step)) < 1e-10 * max(1.0, np.max(np.abs(beta))):
+            converged = True
             break
-    if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 50:  # separated
-        return float("nan"), float("nan")
-    return float(beta[0]), float(beta[1]) if fit_slope else 1.0
+    if not converged or not np.all(np.isfinite(beta)):
+        return LogisticFit.undefined()
+    p = sigmoid(design @ beta + offset)
+    information = design.T @ (design * (p * (1 - p))[:, None])
+    try:
+        se = np.sqrt(np.diag(np.linalg.inv(information)))
+    except np.linalg.LinAlgError:
+        se = np.full(len(beta), np.nan)
+    if fit_slope:
+        return LogisticFit(float(beta[0]), float(beta[1]), float(se[0]), float(se[1]))
+    return LogisticFit(float(beta[0]), 1.0, float(se[0]), 0.0)
+
+
+def _wald_ci(estimate: float, se: float, z: float = 1.959964) -> list[float]:
+    return [estimate - z * se, estimate + z * se]
 
 
 def calibration_intercept_slope(y_true: ArrayLike, y_prob: ArrayLike) -> dict:
     """Calibration slope (logistic regression of the outcome on the logit, 1 = ideal) and
-    calibration-in-the-large intercept (slope fixed at 1, logit as offset; 0 = ideal)."""
+    calibration-in-the-large intercept (slope fixed at 1, logit as offset; 0 = ideal), each
+    with a Wald 95 % CI (``slope_ci``, ``intercept_ci``)."""
     y_true, y_prob = check_binary(y_true, y_prob, "y_prob")
+    nan = float("nan")
     if y_true.min() == y_true.max():
-        return {"intercept": float("nan"), "slope": float("nan")}
+        return {"intercept": nan, "slope": nan, "intercept_ci": [nan, nan], "slope_ci": [nan, nan]}
     z = logit(y_prob)
-    _, slope = _logistic_fit(z, y_true)
-    intercept, _ = _logistic_fit(np.zeros_like(z), y_true, offset=z, fit_slope=False)
-    return {"intercept": intercept, "slope": slope}
+    slope = _logistic_fit(z, y_true)
+    in_the_large = _logistic_fit(np.zeros_like(z), y_true, offset=z, fit_slope=False)
+    return {
+        "intercept": in_the_large.intercept,
+        "slope": slope.slope,
+        "intercept_ci": _wald_ci(in_the_large.intercept, in_the_large.intercept_se),
+        "slope_ci": _wald_ci(slope.slope, slope.slope_se),
+    }
 
 
 def calibration_summary(
@@ -245,13 +292,17 @@ def fit_recalibrator(y_true: ArrayLike, y_prob: ArrayLike, method: str) -> Recal
         raise ValueError("recalibration needs both classes among the fitting predictions")
     z = logit(y_prob)
     if method == "platt":
-        b, a = _logistic_fit(z, y_true)
-        if not np.isfinite(a):
+        if np.ptp(z) == 0:
+            raise ValueError("Platt scaling cannot be fitted: the predictions are constant")
+        if separates(z, y_true):
             raise ValueError(
-                "Platt scaling cannot be fitted: the predictions are constant or separate the "
-                "classes perfectly"
+                "Platt scaling cannot be fitted: the predictions separate the classes "
+                "perfectly (no finite slope exists)"
             )
-        return Recalibrator("platt", {"a": a, "b": b}, n)
+        fit = _logistic_fit(z, y_true)
+        if not np.isfinite(fit.slope):
+            raise ValueError("Platt scaling cannot be fitted: the logistic fit did not converge")
+        return Recalibrator("platt", {"a": fit.slope, "b": fit.intercept}, n)
     if method == "temperature":
         from scipy.optimize import minimize_scalar
 

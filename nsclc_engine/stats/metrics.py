@@ -9,6 +9,8 @@ earlier event. Everything here is exact with tied scores.
   counts, O(n log n)); arrays a slider indexes with :meth:`Sweep.row`; ROC and PR curves.
 * :func:`choose_threshold`: a threshold rule fitted on (validation) predictions, then frozen.
 * :func:`bootstrap_metrics`: patient-level percentile bootstrap CIs, vectorised.
+* :func:`stratified_auc`, :func:`resampled_auc`: the AUC over pairs within strata (k-fold:
+  within each fold's model) and per bootstrap resample (paired comparisons).
 * :func:`delong_test`: two models' AUCs on the same patients.
 """
 
@@ -278,11 +280,9 @@ def weighted_metrics(
     negatives = np.add.reduceat(w * (1 - labels), starts, axis=1)
     cum_pos, cum_neg = np.cumsum(positives, axis=1), np.cumsum(negatives, axis=1)
     n_pos, n_neg = cum_pos[:, -1], cum_neg[:, -1]
+    concordant = _concordant_weight(positives, negatives, cum_neg, n_neg)
     with np.errstate(divide="ignore", invalid="ignore"):
-        # a positive beats the negatives scored below its group and ties half of its own
-        auc = (positives * (n_neg[:, None] - cum_neg + 0.5 * negatives)).sum(axis=1) / (
-            n_pos * n_neg
-        )
+        auc = concordant / (n_pos * n_neg)
         called_so_far = cum_pos + cum_neg  # 0 only before any drawn patient: no positives
         precision = cum_pos / np.where(called_so_far > 0, called_so_far, 1.0)
         average_precision = (positives * precision).sum(axis=1) / n_pos
@@ -298,6 +298,65 @@ def weighted_metrics(
     }
 
 
+def _concordant_weight(positives, negatives, cum_neg, n_neg) -> np.ndarray:
+    """Weighted count of (positive, negative) pairs ranked right, ties half: a positive beats
+    the negatives scored below its tie group and ties half of its own ([B, groups] inputs)."""
+    return (positives * (n_neg[:, None] - cum_neg + 0.5 * negatives)).sum(axis=1)
+
+
+def auc_pair_counts(
+    y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray, strata: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(concordant, pairs)`` per row of ``weights[B, n]``: the weighted (positive,
+    negative) pairs ranked right (ties half) and all such pairs. With ``strata`` (a label per
+    patient) only pairs within one stratum count: the fold-stratified AUC of pooled k-fold
+    predictions, whose folds' models put their scores on different scales."""
+    labels = [None] if strata is None else np.unique(strata)
+    concordant, pairs = np.zeros(len(weights)), np.zeros(len(weights))
+    for label in labels:
+        rows = slice(None) if label is None else np.flatnonzero(strata == label)
+        y, s, w = y_true[rows], y_score[rows], weights[:, rows].astype(np.float64)
+        order = np.argsort(-s, kind="stable")
+        s, y, w = s[order], y[order], w[:, order]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        positives = np.add.reduceat(w * y, starts, axis=1)
+        negatives = np.add.reduceat(w * (1 - y), starts, axis=1)
+        cum_neg = np.cumsum(negatives, axis=1)
+        concordant += _concordant_weight(positives, negatives, cum_neg, cum_neg[:, -1])
+        pairs += positives.sum(axis=1) * cum_neg[:, -1]
+    return concordant, pairs
+
+
+def stratified_auc(y_true: ArrayLike, y_score: ArrayLike, strata: ArrayLike) -> float:
+    """ROC AUC over the (positive, negative) pairs within each stratum: the pair-weighted mean
+    of the strata's AUCs; NaN when no stratum holds both classes."""
+    y_true, y_score = check_binary(y_true, y_score)
+    concordant, pairs = auc_pair_counts(
+        y_true, y_score, np.ones((1, len(y_true))), np.asarray(strata)
+    )
+    return float(concordant[0] / pairs[0]) if pairs[0] else float("nan")
+
+
+def resampled_auc(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    n_resamples: int,
+    seed: int,
+    strata: ArrayLike | None = None,
+) -> np.ndarray:
+    """The AUC (``strata``: stratified) of each patient-level bootstrap resample of
+    :func:`~nsclc_engine.stats.bootstrap.bootstrap_weights`; NaN where a resample has no
+    pair. Two scores of the same patients resampled with one seed are paired."""
+    y_true, y_score = check_binary(y_true, y_score)
+    strata = None if strata is None else np.asarray(strata)
+    values = []
+    for counts in bootstrap_weights(len(y_true), n_resamples, seed):
+        concordant, pairs = auc_pair_counts(y_true, y_score, counts, strata)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values.append(np.where(pairs > 0, concordant / np.where(pairs > 0, pairs, 1), np.nan))
+    return np.concatenate(values)
+
+
 def bootstrap_metrics(
     y_true: ArrayLike,
     y_prob: ArrayLike,
@@ -306,6 +365,7 @@ def bootstrap_metrics(
     seed: int = 0,
     level: float = 0.95,
     groups: ArrayLike | None = None,
+    strata: ArrayLike | None = None,
 ) -> dict:
     """Patient-level percentile bootstrap CIs of :data:`BOOTSTRAP_KEYS` (threshold metrics at
     ``y_prob >= threshold``), vectorised over resamples.
@@ -317,13 +377,29 @@ def bootstrap_metrics(
     Policy for resamples that hold a single class: they are counted (``n_single_class``) and
     excluded from every metric, so all CIs come from the same resamples. A metric undefined in
     a kept resample (precision with no positive call) is left out of that metric only.
+    ``strata`` (a label per row: the k-fold model that scored it) makes the AUC
+    fold-stratified (:func:`auc_pair_counts`); the other metrics pool the rows as given, so
+    pass probabilities recalibrated per fold.
     Returns ``{metric: {"value", "ci_low", "ci_high"}, "n_resamples", "n_single_class"}``.
     """
     y_true, y_prob = check_binary(y_true, y_prob, "y_prob")
     n = len(y_true)
     if n == 0:
         raise ValueError("no predictions to bootstrap")
-    point = weighted_metrics(y_true, y_prob, np.ones((1, n)), threshold)
+    if strata is not None:
+        strata = np.asarray(strata)
+        if strata.shape != y_true.shape:
+            raise ValueError(f"strata has shape {strata.shape}; expected one per row ({n})")
+
+    def measure(weights: np.ndarray) -> dict[str, np.ndarray]:
+        values = weighted_metrics(y_true, y_prob, weights, threshold)
+        if strata is not None:
+            concordant, pairs = auc_pair_counts(y_true, y_prob, weights, strata)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values["auc"] = concordant / pairs
+        return values
+
+    point = measure(np.ones((1, n)))
     if groups is None:
         row_group = np.arange(n)
     else:
@@ -342,7 +418,7 @@ def bootstrap_metrics(
         n_rows = weights.sum(axis=1)
         both = (n_pos > 0) & (n_pos < n_rows)
         single_class += int((~both).sum())
-        values = weighted_metrics(y_true, y_prob, weights[both], threshold)
+        values = measure(weights[both])
         for key in BOOTSTRAP_KEYS:
             collected[key].append(values[key])
     alpha = (1 - level) / 2

@@ -45,25 +45,37 @@ def check_survival(
 
 
 def concordance_pairs(
-    time: ArrayLike, event: ArrayLike, risk: ArrayLike
+    time: ArrayLike, event: ArrayLike, risk: ArrayLike, strata: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(comparable, concordant)`` n x n: pair (i, j) is comparable when patient ``i`` died
     while ``j`` was still known alive: ``event[i]`` and either ``time[i] < time[j]``, or the
     same time with ``j`` censored then (censoring after the death on the same day, as lifelines
     and scikit-survival count it); concordant scores 1 when ``risk[i] > risk[j]``, 0.5 when
-    tied. Two deaths at the same time are not comparable."""
+    tied. Two deaths at the same time are not comparable.
+
+    ``strata`` (one label per patient, e.g. the k-fold model that scored it): only pairs
+    within one stratum are comparable. Risks of different Cox models have no common location,
+    so pooled k-fold test risks are compared within each fold only."""
     time, event, risk = check_survival(time, event, risk)
     later = time[:, None] < time[None, :]
     censored_same_time = (time[:, None] == time[None, :]) & ~event[None, :]
     comparable = (later | censored_same_time) & event[:, None]
+    if strata is not None:
+        strata = np.asarray(strata)
+        if strata.shape != time.shape:
+            raise ValueError(f"strata has shape {strata.shape}; expected one per patient")
+        comparable &= strata[:, None] == strata[None, :]
     difference = risk[:, None] - risk[None, :]
     concordant = comparable * ((difference > 0) + 0.5 * (difference == 0))
     return comparable.astype(np.float64), concordant
 
 
-def harrell_c_index(time: ArrayLike, event: ArrayLike, risk: ArrayLike) -> float:
-    """Harrell's concordance index; raises when no pair is comparable."""
-    comparable, concordant = concordance_pairs(time, event, risk)
+def harrell_c_index(
+    time: ArrayLike, event: ArrayLike, risk: ArrayLike, strata: ArrayLike | None = None
+) -> float:
+    """Harrell's concordance index (``strata``: pairs within a stratum only, see
+    :func:`concordance_pairs`); raises when no pair is comparable."""
+    comparable, concordant = concordance_pairs(time, event, risk, strata)
     total = comparable.sum()
     if total == 0:
         raise ValueError("no comparable pair: every patient is censored or all times are equal")
@@ -85,6 +97,20 @@ def resampled_ratios(
     return np.concatenate(values)
 
 
+def resampled_c_index(
+    time: ArrayLike,
+    event: ArrayLike,
+    risk: ArrayLike,
+    n_resamples: int,
+    seed: int,
+    strata: ArrayLike | None = None,
+) -> np.ndarray:
+    """Harrell's C of each patient-level bootstrap resample (NaN where a resample has no
+    comparable pair). Two risks of the same patients resampled with one seed are paired."""
+    comparable, concordant = concordance_pairs(time, event, risk, strata)
+    return resampled_ratios(concordant, comparable, n_resamples, seed)
+
+
 def bootstrap_c_index(
     time: ArrayLike,
     event: ArrayLike,
@@ -92,14 +118,16 @@ def bootstrap_c_index(
     n_resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    strata: ArrayLike | None = None,
 ) -> dict:
-    """Harrell's C with a patient-level percentile bootstrap CI.
+    """Harrell's C with a patient-level percentile bootstrap CI (``strata``: the
+    fold-stratified C of pooled k-fold predictions, pairs within a fold only).
 
     A resample draws patient ``i`` ``w_i`` times; its concordant and comparable pair counts
     are ``w' A w`` and ``w' C w`` (two copies of one patient are never comparable: equal
     times). Resamples without a comparable pair are counted (``n_undefined``) and left out.
     """
-    comparable, concordant = concordance_pairs(time, event, risk)
+    comparable, concordant = concordance_pairs(time, event, risk, strata)
     values = resampled_ratios(concordant, comparable, n_resamples, seed)
     defined = values[np.isfinite(values)]
     alpha = (1 - level) / 2
@@ -123,13 +151,14 @@ def paired_c_index_difference(
     n_resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    strata: ArrayLike | None = None,
 ) -> dict:
     """Harrell's C of ``risk_a`` minus that of ``risk_b`` on the same patients, with a paired
     bootstrap CI (each resample weights both models' pairs alike) and a two-sided bootstrap
     p-value for "no difference" (twice the smaller share of resamples on either side of 0, at
-    least 1 / resamples)."""
-    comparable, concordant_a = concordance_pairs(time, event, risk_a)
-    _, concordant_b = concordance_pairs(time, event, risk_b)
+    least 1 / resamples). ``strata``: pairs within a stratum only."""
+    comparable, concordant_a = concordance_pairs(time, event, risk_a, strata)
+    _, concordant_b = concordance_pairs(time, event, risk_b, strata)
     if comparable.sum() == 0:
         raise ValueError("no comparable pair: every patient is censored or all times are equal")
     difference = concordant_a - concordant_b
@@ -382,6 +411,12 @@ def evaluate_risks(
 
     Harrell's C with a bootstrap CI; Uno's C (IPCW, truncated at the last horizon);
     time-dependent AUC at each horizon; the integrated Brier score over the horizons' range.
+
+    Every IPCW metric here looks no further than the last horizon, so test follow-up is
+    censored just after it first: a test patient followed beyond the last training time
+    would otherwise need the censoring distribution where it is not estimated, and
+    scikit-survival raises ("censoring survival function is zero"). The values are those of
+    the untruncated data wherever those exist.
     """
     from sksurv.metrics import (
         concordance_index_ipcw,
@@ -393,8 +428,13 @@ def evaluate_risks(
     surv_train = Surv.from_arrays(
         np.asarray(train["event"], bool), np.asarray(train["time"], float)
     )
-    surv_test = Surv.from_arrays(np.asarray(test["event"], bool), np.asarray(test["time"], float))
     horizons = np.asarray(horizons_days, dtype=float)
+    # just after the last horizon: still "alive at the horizon" for td-AUC's controls (time > t)
+    end = np.nextafter(horizons.max(), np.inf)
+    test_time = np.asarray(test["time"], float)
+    surv_test = Surv.from_arrays(
+        np.asarray(test["event"], bool) & (test_time <= end), np.minimum(test_time, end)
+    )
     result = {"harrell": bootstrap_c_index(test["time"], test["event"], test["risk"], seed=seed)}
     result["uno_c_index"] = float(
         concordance_index_ipcw(surv_train, surv_test, np.asarray(test["risk"]), tau=horizons.max())[
@@ -406,7 +446,7 @@ def evaluate_risks(
         f"{int(h)}d": float(a) for h, a in zip(horizons, aucs, strict=True)
     }
     grid = np.linspace(
-        max(np.min(test["time"]), 1.0), min(horizons.max(), np.max(test["time"]) - 1e-6), 50
+        max(np.min(test_time), 1.0), min(horizons.max(), np.max(test_time) - 1e-6), 50
     )
     survival = breslow_survival(baseline["time"], baseline["event"], baseline["risk"])
     result["integrated_brier_score"] = float(

@@ -30,6 +30,25 @@ def test_test_verdict_against_the_best_achievable_on_the_same_patients():
     assert run_view.test_verdict({"splits": metrics["splits"]}) is None  # real data
 
 
+def test_the_verdict_states_the_shares_ci_and_the_paired_difference():
+    paired = {
+        "difference": {"value": -0.047, "ci_low": -0.132, "ci_high": 0.030},
+        "share": {"value": 0.80, "ci_low": 0.45, "ci_high": 1.15},
+    }
+    metrics = {
+        "splits": {"test": {"auc": {"auc": 0.692, "ci_low": 0.575, "ci_high": 0.799}}},
+        "best_achievable": {
+            "splits": {"test": {"n": 84, "eta": 0.76, "eta_image": 0.739}},
+            "paired": {"test": paired},
+        },
+    }
+    text = run_view.verdict_text(run_view.test_verdict(metrics))
+    assert "(95% CI 45%-115%)" in text and "-0.047 (-0.132 to +0.030)" in text
+    assert "leak" not in text
+    paired["difference"] |= {"value": 0.06, "ci_low": 0.01, "ci_high": 0.11}
+    assert "leak" in run_view.verdict_text(run_view.test_verdict(metrics))
+
+
 def test_training_curves_show_the_c_index_of_a_survival_run(survival_view, view):
     from nsclc_engine.evaluate.figures import training_curves_figure
 

@@ -64,8 +64,17 @@ def test_k_fold_pools_the_out_of_fold_test_rows_and_keeps_each_fold():
     pooled = pd.concat(folds, ignore_index=True)
     result = best_achievable(pooled, truth, "classification")
     assert list(result["splits"]) == ["test"] and result["splits"]["test"]["n"] == 100
-    expected = roc_auc_score(predictions.y_true, truth.eta)
-    assert result["splits"]["test"]["eta"] == pytest.approx(expected)
+    # pairs within a fold only, as the model's own k-fold test AUC: each fold's sklearn AUC
+    # weighted by its (positive, negative) pairs
+    test = pooled[pooled.split == "test"]
+    eta = truth.set_index("patient_id").eta
+    weights = aucs = 0.0
+    for _, rows in test.groupby("fold"):
+        pairs = rows.y_true.sum() * (1 - rows.y_true).sum()
+        weights += pairs
+        aucs += pairs * roc_auc_score(rows.y_true, eta[rows.patient_id])
+    assert result["fold_stratified"]
+    assert result["splits"]["test"]["eta"] == pytest.approx(aucs / weights)
     assert [entry["fold"] for entry in result["folds"]] == [0, 1]
     assert result["folds"][1]["test"]["n"] == 50
 
@@ -104,3 +113,66 @@ def test_judgement_three_parts():
     # shuffled outcomes: the truth itself is near chance, a share would only amplify noise
     assert judge(block, "auc", 0.53).share is None
     assert json.dumps(honest.to_dict())  # JSON-ready for metrics files and pages
+
+
+def test_paired_difference_and_share_use_the_same_resamples():
+    """Model - best achievable on each resample of the test patients (sklearn's AUC on the
+    drawn patients is the oracle), its CI and the share's CI from the same draws."""
+    from nsclc_engine.stats.bootstrap import bootstrap_weights
+
+    truth, predictions = cohort(n=200, seed=3)
+    rng = np.random.default_rng(5)
+    indexed = truth.set_index("patient_id")
+    model = indexed.eta_image[predictions.patient_id].to_numpy() + rng.normal(0, 1.0, 200)
+    predictions["y_prob"] = 1 / (1 + np.exp(-model))
+    result = best_achievable(predictions, truth, "classification", n_resamples=300, seed=4)
+    paired = result["paired"]["test"]
+    test = predictions[predictions.split == "test"].reset_index(drop=True)
+    best = indexed.eta_image[test.patient_id].to_numpy()
+    differences, shares = [], []
+    for counts in bootstrap_weights(len(test), 300, 4):
+        for row in counts:
+            drawn = np.repeat(np.arange(len(test)), row)
+            y = test.y_true.to_numpy()[drawn]
+            if y.min() == y.max():
+                continue
+            a = roc_auc_score(y, test.y_prob.to_numpy()[drawn])
+            b = roc_auc_score(y, best[drawn])
+            differences.append(a - b)
+            if b - 0.5 >= 0.05:
+                shares.append((a - 0.5) / (b - 0.5))
+    expected = roc_auc_score(test.y_true, test.y_prob) - roc_auc_score(test.y_true, best)
+    assert paired["difference"]["value"] == pytest.approx(expected)
+    assert paired["difference"]["ci_low"] == pytest.approx(np.quantile(differences, 0.025))
+    assert paired["difference"]["ci_high"] == pytest.approx(np.quantile(differences, 0.975))
+    assert paired["share"]["ci_low"] == pytest.approx(np.quantile(shares, 0.025))
+    assert paired["share"]["ci_high"] == pytest.approx(np.quantile(shares, 0.975))
+    assert paired["share"]["ci_low"] < paired["share"]["value"] < paired["share"]["ci_high"]
+
+
+def test_a_model_better_than_the_truth_is_a_leak_even_when_cis_overlap():
+    """The unpaired rule (model CI wholly above the best) misses a leak the paired one finds:
+    a score that holds the label beats the truth on every resample."""
+    truth, predictions = cohort(n=200, seed=6)
+    rng = np.random.default_rng(7)
+    test = predictions.split == "test"
+    eta_image = truth.eta_image.to_numpy()[test]  # cohort(): rows in truth's order
+    predictions.loc[test, "y_true"] = (eta_image + rng.normal(0, 1.2, 60) > 0).astype(int)
+    leaked = eta_image + 0.4 * predictions.y_true[test]  # the truth plus a label cue
+    predictions.loc[test, "y_prob"] = 1 / (1 + np.exp(-leaked))
+    metrics = {
+        "splits": {"test": {"auc": {"auc": 0.0, "ci_low": 0.0, "ci_high": 0.0}}},
+        "best_achievable": best_achievable(predictions, truth, "classification", 500),
+    }
+    from nsclc_engine.evaluate.yardstick import judge_run
+    from nsclc_engine.stats.metrics import bootstrap_metrics
+
+    boot = bootstrap_metrics(predictions.y_true[test], predictions.y_prob[test], 0.5, 500)
+    metrics["splits"]["test"]["auc"] = {
+        "auc": boot["auc"]["value"],
+        "ci_low": boot["auc"]["ci_low"],
+        "ci_high": boot["auc"]["ci_high"],
+    }
+    verdict = judge_run(metrics)
+    assert verdict.ci_low <= verdict.best  # unpaired: "no leak"
+    assert verdict.difference_ci_low > 0 and not verdict.no_leak  # paired: a leak

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
+import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss
+from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from nsclc_engine.stats.calibration import (
     calibration_intercept_slope,
@@ -57,9 +58,8 @@ def test_intercept_and_slope_recover_a_known_miscalibration():
     reference = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(z[:, None], y)
     assert result["slope"] == pytest.approx(reference.coef_[0, 0], rel=1e-4)
     well = (rng.random(20000) < sigmoid(z)).astype(int)
-    assert calibration_intercept_slope(well, sigmoid(z)) == pytest.approx(
-        {"intercept": 0.0, "slope": 1.0}, abs=0.06
-    )
+    result = calibration_intercept_slope(well, sigmoid(z))
+    assert (result["intercept"], result["slope"]) == pytest.approx((0.0, 1.0), abs=0.06)
 
 
 def test_recalibrators_fit_on_validation_and_improve_test_calibration():
@@ -130,3 +130,49 @@ def test_logistic_fits_say_nan_where_no_estimate_exists():
     assert calibration_intercept_slope(y2, p)["slope"] == pytest.approx(
         reference.coef_[0, 0], rel=1e-3
     )
+
+
+def _narrow_but_informative(seed: int = 3, n: int = 120):
+    """Validation predictions squeezed into a narrow probability range (an overfit network's
+    shrunk logits): AUC about 0.67, far from separated, yet the maximum-likelihood calibration
+    slope is large (statsmodels: about 77 on the fold the review found)."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(0, 1, n)
+    y = (rng.random(n) < sigmoid(0.3 + 0.9 * signal)).astype(int)
+    return y, sigmoid(-2.1 + 0.012 * signal)  # mean about 0.11 against prevalence ~0.55
+
+
+def test_platt_fits_a_large_slope_that_is_not_separation():
+    """Oracle: statsmodels' Logit. Before the fix any |slope| > 50 counted as separation and
+    the fold kept raw probabilities with mean 0.1 against a prevalence of 0.55."""
+    y, p = _narrow_but_informative()
+    assert 0.6 < roc_auc_score(y, p) < 0.8
+    reference = sm.Logit(y, sm.add_constant(logit(p))).fit(disp=0)
+    assert abs(reference.params[1]) > 50  # the case the old rule refused
+    platt = fit_recalibrator(y, p, "platt")
+    assert platt.parameters["a"] == pytest.approx(reference.params[1], rel=1e-6)
+    assert platt.parameters["b"] == pytest.approx(reference.params[0], rel=1e-6)
+    assert platt.apply(p).mean() == pytest.approx(y.mean(), abs=1e-6)  # the MLE's property
+    result = calibration_intercept_slope(y, p)
+    assert result["slope"] == pytest.approx(reference.params[1], rel=1e-6)
+    np.testing.assert_allclose(result["slope_ci"], reference.conf_int()[1], rtol=1e-5)
+
+
+def test_calibration_intercept_has_the_glm_offset_ci():
+    """Calibration-in-the-large: an intercept-only logistic GLM with the logit as offset
+    (statsmodels' GLM is the oracle, estimate and Wald CI)."""
+    rng = np.random.default_rng(4)
+    z = rng.normal(0, 1.5, 300)
+    y = (rng.random(300) < sigmoid(z - 0.4)).astype(int)
+    result = calibration_intercept_slope(y, sigmoid(z))
+    glm = sm.GLM(y, np.ones((300, 1)), family=sm.families.Binomial(), offset=z).fit()
+    assert result["intercept"] == pytest.approx(glm.params[0], rel=1e-6)
+    np.testing.assert_allclose(result["intercept_ci"], glm.conf_int()[0], rtol=1e-5)
+
+
+def test_separated_predictions_are_still_refused_by_name():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.3, 0.8, 0.9])  # quasi-complete: tie at the cut
+    with pytest.raises(ValueError, match="separate the classes"):
+        fit_recalibrator(y, p, "platt")
+    assert np.isnan(calibration_intercept_slope(y, p)["slope"])

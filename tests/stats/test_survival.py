@@ -264,3 +264,60 @@ def test_brier_baseline_comes_from_held_out_patients_not_in_sample_risks():
         grid,
     )
     assert held_out < null_ibs < in_sample
+
+
+def test_fold_stratified_c_index_sums_each_folds_pairs():
+    """Pooled k-fold test risks of different Cox models have no common location: only pairs
+    within a fold are compared. Oracle: scikit-survival's per-fold pair counts, summed."""
+    rng = np.random.default_rng(11)
+    n = 90
+    fold = np.repeat([0, 1, 2], n // 3)
+    x = rng.normal(0, 1, n)
+    time = rng.exponential(700 * np.exp(-0.9 * x)).round() + 1
+    event = rng.random(n) < 0.75
+    risk = 0.1 * x + np.array([-2.7, -0.4, -1.4])[fold]  # each fold's model, its own location
+    concordant = comparable = 0.0
+    for k in range(3):
+        rows = fold == k
+        _, c, d, tied_risk, _ = concordance_index_censored(event[rows], time[rows], risk[rows])
+        concordant, comparable = concordant + c + 0.5 * tied_risk, comparable + c + d + tied_risk
+    stratified = harrell_c_index(time, event, risk, strata=fold)
+    assert stratified == pytest.approx(concordant / comparable)
+    assert harrell_c_index(time, event, x, strata=fold) == pytest.approx(stratified)
+    pooled = harrell_c_index(time, event, risk)  # the old, wrong number
+    assert pooled < stratified - 0.03
+    boot = bootstrap_c_index(time, event, risk, 200, 0, strata=fold)
+    assert boot["c_index"] == pytest.approx(stratified)
+    assert boot["ci_low"] < stratified < boot["ci_high"]
+
+
+def test_ipcw_metrics_survive_a_test_patient_followed_beyond_training():
+    """A test death after the last training time made scikit-survival raise and the fold
+    lose Uno's C, time-dependent AUC and the IBS. The metrics look no further than the last
+    horizon, so they equal those of the same data without that patient's late follow-up."""
+    from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc
+    from sksurv.util import Surv
+
+    from nsclc_engine.stats.survival import evaluate_risks
+
+    rng = np.random.default_rng(12)
+
+    def draw(n):
+        x = rng.normal(0, 1, n)
+        event_time = rng.exponential(600 * np.exp(-0.7 * x))
+        censor = rng.uniform(300, 1000, n)
+        return {"time": np.minimum(event_time, censor), "event": event_time <= censor, "risk": x}
+
+    train, validation, test = draw(120), draw(40), draw(60)
+    test["time"][0], test["event"][0] = train["time"].max() + 400, True
+    result = evaluate_risks(train, test, validation)
+    # the oracle: the same test data censored at 731 days, where scikit-survival is defined
+    surv_train = Surv.from_arrays(train["event"], train["time"])
+    late = test["time"] > 731
+    surv_test = Surv.from_arrays(test["event"] & ~late, np.where(late, 731.0, test["time"]))
+    assert result["uno_c_index"] == pytest.approx(
+        concordance_index_ipcw(surv_train, surv_test, test["risk"], tau=730.0)[0]
+    )
+    aucs, _ = cumulative_dynamic_auc(surv_train, surv_test, test["risk"], [365.0, 730.0])
+    assert list(result["time_dependent_auc"].values()) == pytest.approx(list(aucs))
+    assert 0 < result["integrated_brier_score"] < 0.3

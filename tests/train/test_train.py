@@ -94,15 +94,6 @@ def test_shuffled_labels_keep_the_class_balance_and_move_labels():
 
 
 @pytest.mark.slow
-def test_k_fold_predictions_cover_every_patient_once_out_of_fold(tiny_source, tmp_path):
-    assert main(train_args(tiny_source, tmp_path, "cv", "--folds", "2", "--epochs", "1")) == 0
-    predictions = pd.read_csv(tmp_path / "runs" / "cv" / "predictions.csv")
-    tested = predictions[predictions.split == "test"]
-    assert tested.patient_id.is_unique and set(tested.fold) == {0, 1}
-    assert set(tested.patient_id) == set(predictions.patient_id)
-
-
-@pytest.mark.slow
 def test_two_process_ddp_on_gloo_writes_artifacts_once(tiny_source, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "OMP_NUM_THREADS": "1"}
     command = [
