@@ -1,10 +1,12 @@
-"""Runs: every training run with its status and test AUC; compare two side by side."""
+"""Runs: every run with its status, ranked by validation (test held out, never for choosing);
+compare two side by side."""
 
 import streamlit as st
 
 from nsclc_engine.dashboard import runs as page
 from nsclc_engine.evaluate import figures
-from ui.common import artifacts, audit, authorize, load, require_page, selected_run
+from nsclc_engine.evaluate.multiplicity import comparisons_note
+from ui.common import artifacts, audit, authorize, load, require_page, selected_run, stamp
 
 st.title("Runs")
 user = require_page("runs")
@@ -35,13 +37,23 @@ def table() -> None:
     """The runs table; refreshes itself while a job is queued or running."""
     current = page.runs_overview(artifacts())
     st.dataframe(
-        current,
+        page.ranked_by_validation(current),
         hide_index=True,
         width="stretch",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-            "test AUC": st.column_config.NumberColumn("test AUC", format="%.3f"),
-            "test C-index": st.column_config.NumberColumn("test C-index", format="%.3f"),
+            page.VALIDATION_RANK: st.column_config.NumberColumn(
+                help="1 = best validation AUC (C-index) among finished runs of the same task "
+                "and label: choose runs by this, never by test"
+            ),
+            "validation AUC": st.column_config.NumberColumn(format="%.3f"),
+            "validation C-index": st.column_config.NumberColumn(format="%.3f"),
+            page.TEST_AUC: st.column_config.NumberColumn(
+                format="%.3f", help="held out: read it for the run you chose, do not choose by it"
+            ),
+            page.TEST_C: st.column_config.NumberColumn(
+                format="%.3f", help="held out: read it for the run you chose, do not choose by it"
+            ),
             "best achievable (image)": st.column_config.NumberColumn(
                 "best achievable (image)",
                 format="%.3f",
@@ -54,6 +66,11 @@ def table() -> None:
                 help="(test value - 0.5) / (best achievable - 0.5)",
             ),
         },
+    )
+    st.caption(
+        "Ranked by validation (optimistic: each run's best epoch was chosen on it, but it is "
+        "the part meant for choosing). Test columns are held out: they describe a run already "
+        "chosen and must not pick one."
     )
     if set(current[current.state == "finished"].run_id) != set(
         runs[runs.state == "finished"].run_id
@@ -74,8 +91,10 @@ if selected is not None and selected.finished:
             column_config={
                 "AUC": st.column_config.NumberColumn(format="%.3f"),
                 "p (DeLong)": st.column_config.NumberColumn(format="%.3f"),
+                "p (Holm)": st.column_config.NumberColumn(format="%.3f"),
             },
         )
+        st.caption(comparisons_note(beside.attrs["n_comparisons"], "DeLong tests"))
         st.caption(
             "Imported runs: the baselines are fitted out of fold (cross-validation) on exactly "
             "the imported patients; trained and frozen-feature runs: on the run's training "
@@ -83,8 +102,36 @@ if selected is not None and selected.finished:
             "patient bootstrap; the difference and p by paired DeLong."
         )
 
-finished = runs[(runs.state == "finished") & runs["test AUC"].notna()].run_id.tolist()
-survival = runs[(runs.state == "finished") & runs["test C-index"].notna()].run_id.tolist()
+finished = runs[(runs.state == "finished") & runs[page.TEST_AUC].notna()].run_id.tolist()
+survival = runs[(runs.state == "finished") & runs[page.TEST_C].notna()].run_id.tolist()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _pairwise(run_ids: tuple[str, ...], stamps: tuple):
+    return page.pairwise_tests([load(run_id) for run_id in run_ids])
+
+
+def pairwise(run_ids: list[str]):
+    """Every pairwise test among ``run_ids`` (the family the Holm adjustment covers)."""
+    return _pairwise(tuple(run_ids), tuple(stamp(load(r)) for r in run_ids))
+
+
+def show_pairwise(tests, a: str, b: str) -> None:
+    line = page.pair_line(tests, a, b)
+    if line:
+        st.markdown(line)
+    with st.expander(f"All {len(tests)} pairwise tests among the finished runs"):
+        st.dataframe(
+            tests,
+            hide_index=True,
+            column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in ("difference (a - b)", "p", "p (Holm)")
+            },
+        )
+        st.caption(comparisons_note(len(tests), "pairwise comparisons"))
+
+
 st.subheader("Compare runs")
 kind = "classification"
 if survival:
@@ -103,6 +150,7 @@ if kind == "survival":
                 f"{d['difference']:+.3f} (95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
                 f"p = {d['p_value']:.3f}."
             )
+            show_pairwise(pairwise(survival), *chosen)
         else:
             st.caption(comparison["note"])
     else:
@@ -121,6 +169,7 @@ if len(chosen) == 2:
             f"{d['difference']:+.3f} (95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
             f"p = {d['p_value']:.3f}."
         )
+        show_pairwise(pairwise(finished), *chosen)
     else:
         st.caption(comparison["note"])
 elif finished:

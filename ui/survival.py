@@ -1,5 +1,6 @@
 """Survival: does the CT add anything over clinical data? Image, clinical, volume and fusion
-Cox models on the same patients, Kaplan-Meier curves by risk group with a live risk cut."""
+Cox models on the same patients; Kaplan-Meier curves by risk group, the cut explored on
+validation and test shown only at the cut frozen before test was read."""
 
 import streamlit as st
 
@@ -40,8 +41,8 @@ def _models(run_id: str, key: tuple):
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _groups(run_id: str, key: tuple, model: str, split: str, quantile: float) -> dict:
-    return page.risk_group_state(_models(run_id, key), model, split, quantile)
+def _cut_views(run_id: str, key: tuple, model: str, quantile: float) -> dict:
+    return page.risk_cut_views(_models(run_id, key), model, quantile)
 
 
 key = stamp(view)
@@ -71,34 +72,49 @@ for line in page.comparison_lines(view.metrics):
     st.markdown(line)
 
 st.subheader("Kaplan-Meier by risk group")
-k_fold = view.config.get("folds", 0) > 1
-left, middle, right = st.columns(3)
+left, right = st.columns(2)
 model = left.selectbox("Model", list(view.metrics["models"]["c_index"]), key="sv_model")
-split = middle.radio(
-    "Patients", ["test"] if k_fold else ["test", "validation"], horizontal=True, key="sv_split"
-)
 quantile = right.slider(
-    "Risk cut: quantile of the validation risks",
+    "Risk cut to explore: quantile of the validation risks",
     0.1,
     0.9,
     0.5,
     0.05,
     key="sv_cut",
-    help="Fitted on validation patients, applied to the patients shown (0.5 = median).",
+    help="Moves the cut on validation patients only; the test figure below keeps the frozen cut.",
 )
-state = _groups(view.run_id, key, model, split, round(float(quantile), 2))
-columns = st.columns(3)
-logrank = state["logrank"]
-columns[0].metric("Log-rank p", f"{logrank['p_value']:.3g}" if logrank else "—")
-columns[1].metric("High risk", state["n_high"])
-columns[2].metric("Low risk", state["n_low"])
-st.plotly_chart(figures.kaplan_meier_figure(state["groups"], logrank), key="sv_km", width="stretch")
-if split == "validation":
-    st.caption("Validation: the cut-off was fitted on these same patients; read test instead.")
+cuts = _cut_views(view.run_id, key, model, round(float(quantile), 2))
+
+
+def show_groups(state: dict, name: str) -> None:
+    columns = st.columns(3)
+    logrank = state["logrank"]
+    columns[0].metric(f"Log-rank p ({name})", f"{logrank['p_value']:.3g}" if logrank else "—")
+    columns[1].metric("High risk", state["n_high"])
+    columns[2].metric("Low risk", state["n_low"])
+    st.plotly_chart(
+        figures.kaplan_meier_figure(state["groups"], logrank), key=f"sv_km_{name}", width="stretch"
+    )
+
+
+st.markdown("**Choosing the cut: validation patients**")
+show_groups(cuts["choosing"], "validation")
+st.caption(
+    "The cut is fitted on these same patients, so this p-value is optimistic: it is for "
+    "choosing, not for reporting."
+    + (" k-fold run: the first fold's validation patients." if cuts["k_fold"] else "")
+    + " Cut-off on the risk score: "
+    + ", ".join(f"{c:+.3f}" for c in cuts["choosing"]["cuts"])
+)
+st.markdown(
+    f"**Test patients, at the frozen cut** (quantile {cuts['frozen_quantile']:.2f} of the "
+    "validation risks, fixed before test was read; the slider does not move it)"
+)
+show_groups(cuts["frozen"], "test, frozen cut")
 st.caption(
     "Cut-off(s) on the risk score: "
-    + ", ".join(f"{c:+.3f}" for c in state["cuts"])
-    + (" (one per fold)" if k_fold else "")
+    + ", ".join(f"{c:+.3f}" for c in cuts["frozen"]["cuts"])
+    + (" (one per fold, each from its own validation patients)" if cuts["k_fold"] else "")
 )
 
 st.subheader("Time-dependent discrimination and calibration (test)")

@@ -69,9 +69,10 @@ def _os_2y(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     event = table["deadstatus_event"].astype("Float64")
     label = pd.Series(pd.NA, index=table.index, dtype="Float64")
     label[(event == 1) & (time <= OS_2Y_HORIZON_DAYS)] = 1.0
-    label[time > OS_2Y_HORIZON_DAYS] = 0.0
+    # alive at the last follow-up on day 730 itself: known to have survived two years
+    label[(time > OS_2Y_HORIZON_DAYS) | ((event == 0) & (time == OS_2Y_HORIZON_DAYS))] = 0.0
     reason = pd.Series("", index=table.index, dtype=object)
-    censored_early = (event == 0) & (time <= OS_2Y_HORIZON_DAYS)
+    censored_early = (event == 0) & (time < OS_2Y_HORIZON_DAYS)
     reason[censored_early] = [
         f"censored at {int(t)} d, before the {OS_2Y_HORIZON_DAYS}-day horizon: "
         "2-year status unknown"
@@ -90,8 +91,8 @@ LABELS: dict[str, LabelDefinition] = {
     ),
     "os_2y": LabelDefinition(
         "os_2y",
-        f"1 = died within {OS_2Y_HORIZON_DAYS} days; 0 = alive beyond {OS_2Y_HORIZON_DAYS} days; "
-        "censored before then = no label",
+        f"1 = died within {OS_2Y_HORIZON_DAYS} days (day {OS_2Y_HORIZON_DAYS} included); "
+        f"0 = alive on day {OS_2Y_HORIZON_DAYS} or later; censored before then = no label",
         _os_2y,
         "1 = died within 2 years",
     ),

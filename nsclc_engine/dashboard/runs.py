@@ -4,26 +4,34 @@ and the demo jobs queued on the first start."""
 from __future__ import annotations
 
 import os
+from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nsclc_engine.dashboard.run_view import (
     RunView,
     curves,
+    load_run,
     part_predictions,
     run_kind,
     test_verdict,
 )
+from nsclc_engine.evaluate.multiplicity import holm_adjust
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import list_runs, new_run_id, read_json
 from nsclc_engine.runs import run_dir as run_folder
-from nsclc_engine.stats.metrics import delong_test
-from nsclc_engine.stats.survival import paired_c_index_difference
+from nsclc_engine.stats.metrics import delong_test, threshold_sweep
+from nsclc_engine.stats.survival import harrell_c_index, paired_c_index_difference
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.jobs import launch
 
 FIRST_START_MARKER = ".first_start_done"
+HELD_OUT = "(held out, not for choosing)"
+TEST_AUC = f"test AUC {HELD_OUT}"
+TEST_C = f"test C-index {HELD_OUT}"
+VALIDATION_RANK = "rank on validation"
 
 
 def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -39,7 +47,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
         test_split = metrics.get("splits", {}).get(held_out, {})
         test = test_split.get("auc", {})
         c_index = test_split.get("c_index", {}).get("c_index")
-        yardstick = test_verdict(metrics)
+        yardstick = test_verdict(metrics) or {}
+        share_low, share_high = yardstick.get("share_ci_low"), yardstick.get("share_ci_high")
         rows.append(
             {
                 "run_id": run["run_id"],
@@ -59,27 +68,88 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "parameters (M)": (run.get("model") or {}).get("parameters", float("nan")) / 1e6,
                 "folds": config.get("folds", 0),
                 "shuffled labels": bool(config.get("shuffle_labels", False)),
-                "test AUC": test.get("auc"),
+                "validation AUC": validation_score(run_dir, metrics, "auc"),
+                "validation C-index": validation_score(run_dir, metrics, "c_index"),
+                TEST_AUC: test.get("auc"),
                 "test AUC 95% CI": (
                     f"{test['ci_low']:.3f}-{test['ci_high']:.3f}" if test else None
                 ),
-                "test C-index": c_index,
-                "best achievable (image)": yardstick["best"] if yardstick else None,
-                "share of achievable": yardstick["share"] if yardstick else None,
+                TEST_C: c_index,
+                "best achievable (image)": yardstick.get("best"),
+                "share of achievable": yardstick.get("share"),
+                "share 95% CI": (
+                    f"{share_low:.0%}-{share_high:.0%}"
+                    if share_low is not None and share_high is not None
+                    else None
+                ),
                 "threshold": threshold,
                 "created": run.get("created"),
                 "finished": run.get("finished"),
             }
         )
-    # the results first: the table is wider than a page
-    columns = ["run_id", "state", "progress", "kind", "task", "label", "held-out part"]
-    columns += ["test AUC", "test AUC 95% CI"]
-    columns += ["test C-index", "best achievable (image)", "share of achievable", "protocol"]
+    # the results first (validation, the one to choose by): the table is wider than a page
+    columns = ["run_id", "state", "progress", "kind", "task", "label", VALIDATION_RANK]
+    columns += ["validation AUC", "validation C-index", "held-out part", TEST_AUC]
+    columns += ["test AUC 95% CI", TEST_C, "best achievable (image)", "share of achievable"]
+    columns += ["share 95% CI", "protocol"]
     columns += ["shuffled labels", "stage", "network", "parameters (M)", "preset", "folds"]
     columns += ["study"]
     columns += ["threshold", "created", "finished"]
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.iloc[::-1].reset_index(drop=True)
+    frame = pd.DataFrame(rows, columns=[c for c in columns if c != VALIDATION_RANK])
+    frame = frame.iloc[::-1].reset_index(drop=True)
+    frame.insert(columns.index(VALIDATION_RANK), VALIDATION_RANK, validation_rank(frame))
+    return frame
+
+
+def validation_score(run_dir: Path, metrics: dict, key: str) -> float | None:
+    """A finished run's validation AUC (``key`` ``auc``) or C-index (``c_index``): from
+    ``metrics.json`` for a single split, else the mean over folds of each fold's validation
+    predictions; ``None`` without validation predictions (imported, external) or another
+    task. Optimistic (the best epoch was chosen on it), but the number to choose runs by."""
+    if (key == "c_index") != (metrics.get("task") == "survival") or not metrics.get("splits"):
+        return None
+    block = metrics["splits"].get("validation", {}).get(key)
+    if block:
+        return float(block[key])
+    view = load_run(run_dir)
+    if view.predictions is None:
+        return None
+    values = []
+    for _, rows in view.predictions[view.predictions.split == "validation"].groupby("fold"):
+        try:
+            if key == "auc":
+                values.append(threshold_sweep(rows.y_true, rows.y_prob).roc_auc())
+            else:
+                values.append(harrell_c_index(rows.time_days, rows.event, rows.risk))
+        except ValueError:  # one class, no comparable pair: that fold has no value
+            continue
+    return float(np.mean(values)) if values else None
+
+
+def validation_rank(frame: pd.DataFrame) -> pd.Series:
+    """1 = best validation AUC (or C-index) among finished runs of the same task and label;
+    empty where a run has no validation value. Test never ranks runs."""
+    score = frame["validation AUC"].astype(float).fillna(frame["validation C-index"].astype(float))
+    score = score.where(frame.state == "finished")
+    rank = score.groupby([frame.task, frame.label.fillna("")]).rank(ascending=False, method="min")
+    return rank.astype("Int64")
+
+
+def ranked_by_validation(frame: pd.DataFrame) -> pd.DataFrame:
+    """The overview for choosing: queued and running runs first, then finished runs by their
+    rank on validation (within task and label), then the rest newest first."""
+    active = frame.state.isin(["queued", "running"])
+    order = pd.DataFrame(
+        {
+            "group": np.where(active, 0, np.where(frame[VALIDATION_RANK].notna(), 1, 2)),
+            "task": frame.task.fillna(""),
+            "label": frame.label.fillna("").astype(str),
+            "rank": frame[VALIDATION_RANK].astype(float).fillna(np.inf),
+            "position": np.arange(len(frame)),
+        }
+    )
+    chosen = order.sort_values(["group", "task", "label", "rank", "position"]).index
+    return frame.loc[chosen].reset_index(drop=True)
 
 
 def compare_runs(a: RunView, b: RunView) -> dict:
@@ -162,6 +232,47 @@ def compare_survival_runs(a: RunView, b: RunView) -> dict:
     return result
 
 
+def pairwise_tests(views: list[RunView]) -> pd.DataFrame:
+    """Every paired test the Runs page can show among ``views`` (finished runs of one task):
+    each pair sharing held-out patients with the same outcomes, DeLong's AUC difference
+    (classification) or the paired bootstrap C-index difference (survival), a - b, with raw
+    and Holm-adjusted p-values over all the pairs tested (the family a reader picks from)."""
+    rows = []
+    for a, b in combinations(views, 2):
+        survival = a.config.get("task") == "survival"
+        if survival != (b.config.get("task") == "survival"):
+            continue
+        result = compare_survival_runs(a, b) if survival else compare_runs(a, b)
+        test = result["difference"] if survival else result["delong"]
+        if test:
+            rows.append(
+                {
+                    "a": a.run_id,
+                    "b": b.run_id,
+                    "shared patients": test.get("n_shared", test.get("n")),
+                    "difference (a - b)": test["difference"],
+                    "95% CI": f"{test['ci_low']:+.3f} to {test['ci_high']:+.3f}",
+                    "p": test["p_value"],
+                }
+            )
+    columns = ["a", "b", "shared patients", "difference (a - b)", "95% CI", "p", "p (Holm)"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["p (Holm)"] = holm_adjust(frame.p.astype(float))
+    return frame
+
+
+def pair_line(tests: pd.DataFrame, a: str, b: str) -> str:
+    """The Holm-adjusted p of the pair (a, b) among ``tests`` (:func:`pairwise_tests`), as one
+    sentence saying how many comparisons the adjustment covers."""
+    chosen = tests[((tests.a == a) & (tests.b == b)) | ((tests.a == b) & (tests.b == a))]
+    if chosen.empty:
+        return ""
+    return (
+        f"One of {len(tests)} pairwise comparisons among the finished runs: Holm-adjusted "
+        f"p = {chosen['p (Holm)'].iloc[0]:.3f} (raw p = {chosen.p.iloc[0]:.3f})."
+    )
+
+
 def compare_roc(a: RunView, b: RunView) -> list[dict]:
     """The held-out ROC curve of each of two classification runs, with its AUC."""
     result = []
@@ -189,6 +300,7 @@ def baseline_table(view: RunView) -> pd.DataFrame:
             "95% CI": f"{run['auc']['ci_low']:.3f}-{run['auc']['ci_high']:.3f}",
             "run - model (95% CI)": "",
             "p (DeLong)": None,
+            "p (Holm)": None,
         }
     ]
     for name, entry in metrics["baselines"].items():
@@ -210,7 +322,10 @@ def baseline_table(view: RunView) -> pd.DataFrame:
                 "p (DeLong)": delong["p_value"] if delong else None,
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["p (Holm)"] = holm_adjust(frame["p (DeLong)"].astype(float))
+    frame.attrs["n_comparisons"] = int(frame["p (DeLong)"].notna().sum())
+    return frame
 
 
 DEMO_JOBS = (("demo", "classification"), ("demo-survival", "survival"))

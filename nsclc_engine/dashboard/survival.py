@@ -1,4 +1,5 @@
-"""The Survival page: C-indices per model and split, time-dependent metrics, risk groups."""
+"""The Survival page: C-indices per model and split, time-dependent metrics, risk groups: a
+risk cut explored on validation, test shown only at the cut frozen before test was read."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 
 from nsclc_engine.dashboard.run_view import RunView
 from nsclc_engine.evaluate.baselines import in_sample
+from nsclc_engine.evaluate.multiplicity import comparisons_note, holm_adjust
 from nsclc_engine.stats.survival import groups_at
 
 
@@ -80,6 +82,26 @@ def risk_group_state(models: pd.DataFrame, model: str, split: str, quantile: flo
     }
 
 
+FROZEN_QUANTILE = 0.5  # the cut metrics.json's risk groups use: the median of validation risks
+
+
+def risk_cut_views(models: pd.DataFrame, model: str, quantile: float) -> dict:
+    """The Survival page's two views of a risk cut for ``model``.
+
+    ``choosing``: the validation patients split at the ``quantile`` of their own risks, to
+    explore a cut (a k-fold run: the first fold's validation patients, since the folds'
+    validation parts share patients). ``frozen``: the test patients split at the frozen cut,
+    :data:`FROZEN_QUANTILE` of each fold's validation risks, whatever ``quantile`` is: moving
+    the slider never changes a test number."""
+    first = models[models.fold == models.fold.min()]
+    return {
+        "choosing": risk_group_state(first, model, "validation", quantile),
+        "frozen": risk_group_state(models, model, "test", FROZEN_QUANTILE),
+        "frozen_quantile": FROZEN_QUANTILE,
+        "k_fold": bool(models.fold.min() != models.fold.max()),
+    }
+
+
 def fusion_weights_text(weights: list[dict]) -> str:
     """The fusion model's weights per fold, e.g. ``image +0.52, clinical +0.31; ...``."""
     return "; ".join(
@@ -88,9 +110,16 @@ def fusion_weights_text(weights: list[dict]) -> str:
 
 
 def comparison_lines(metrics: dict) -> list[str]:
-    """One line per paired test comparison of two models' C-index (markdown)."""
-    return [
+    """One line per paired test comparison of two models' C-index (markdown), with the
+    p-value Holm-adjusted over the comparisons shown, and a last line saying how many."""
+    comparisons = ((metrics or {}).get("models") or {}).get("comparisons", [])
+    if not comparisons:
+        return []
+    adjusted = holm_adjust([c["p_value"] for c in comparisons])
+    lines = [
         f"**{c['a']} − {c['b']}** on test: C difference {c['difference']:+.3f} (95% CI "
-        f"{c['ci_low']:+.3f} to {c['ci_high']:+.3f}), bootstrap p = {c['p_value']:.3f}"
-        for c in ((metrics or {}).get("models") or {}).get("comparisons", [])
+        f"{c['ci_low']:+.3f} to {c['ci_high']:+.3f}), bootstrap p = {c['p_value']:.3f}, "
+        f"Holm-adjusted p = {p:.3f}"
+        for c, p in zip(comparisons, adjusted, strict=True)
     ]
+    return [*lines, comparisons_note(len(comparisons), "paired comparisons")]

@@ -100,16 +100,29 @@ def _model(kind: str, n_train: int, n_features: int, seed: int):
     return make_pipeline(preprocessing(kind), LogisticRegression(max_iter=1000))
 
 
+def _rows_of(table: pd.DataFrame, patients: list[str], what: str) -> pd.DataFrame:
+    """``table``'s rows for ``patients``, in that order; a PatientID on several rows is an
+    error naming it (which row holds the patient's values is ambiguous)."""
+    repeated = sorted(set(table.patient_id[table.patient_id.duplicated()]))
+    if repeated:
+        raise ValueError(
+            f"the {what} repeats PatientID {', '.join(map(str, repeated[:5]))}"
+            f"{' ...' if len(repeated) > 5 else ''} ({len(repeated)} in all): leave those "
+            "patients out first, as the cohort builder does (duplicate_clinical_id)"
+        )
+    return table.set_index("patient_id").reindex(patients)
+
+
 def model_inputs(
     kind: str, clinical: pd.DataFrame, features: pd.DataFrame | None, patients: list[str]
 ) -> pd.DataFrame:
     """The inputs of one baseline for ``patients`` (rows in that order; a patient absent from
     a table gets missing values, imputed inside the folds)."""
     if kind == "clinical":
-        return baseline_features("clinical", clinical.set_index("patient_id").reindex(patients))
+        return baseline_features("clinical", _rows_of(clinical, patients, "clinical table"))
     if features is None:
         raise ValueError(f"the {kind} baseline needs a features table (--features)")
-    table = features.set_index("patient_id").reindex(patients)
+    table = _rows_of(features, patients, "features table")
     if kind == "volume":
         return pd.DataFrame({"gtv_volume_cm3": volume_cm3(table)})
     columns = radiomics_columns(table)

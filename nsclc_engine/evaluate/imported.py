@@ -13,8 +13,9 @@ an *external* test set (split ``external``): nothing here was trained on them.
   by default, no recalibration), another run's saved threshold and recalibrator, or a seeded
   patient-level validation part of the imported rows (the rest stays ``external``).
 * Bad rows are counted with examples in ``metrics.json`` and listed in ``excluded.csv``: no
-  PatientID, an ID repeated in the file, an ID not in the clinical table, a missing or
-  out-of-range score, no label. They are left out; the rest is evaluated.
+  PatientID, an ID repeated in the file, an ID repeated in the clinical table (excluded as
+  the cohort builder excludes it, baselines included), an ID not in the clinical table, a
+  missing or out-of-range score, no label. They are left out; the rest is evaluated.
 * Baselines (:mod:`nsclc_engine.evaluate.crossfit`): clinical, volume and radiomics models
   fitted out of fold on exactly the imported patients, compared by paired DeLong.
 """
@@ -233,6 +234,24 @@ def _parts(kept: pd.DataFrame, config: ImportConfig) -> pd.Series:
     return split
 
 
+def unique_clinical_rows(clinical: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``(table, notes)``: the clinical table without every PatientID it repeats (all their
+    rows), and a sentence naming them when there are any."""
+    counts = clinical.patient_id.value_counts()
+    repeated = sorted(counts[counts > 1].index)
+    if not repeated:
+        return clinical, []
+    examples = ", ".join(f"{p} ({counts[p]} rows)" for p in repeated[:5])
+    more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+    note = (
+        f"the clinical table repeats {len(repeated)} PatientID{'s' if len(repeated) > 1 else ''}"
+        f" ({examples}{more}): left out as duplicate_clinical_id (label ambiguous), as the "
+        "cohort builder does; their predictions are listed in excluded.csv and the baselines "
+        "are fitted on the other patients"
+    )
+    return clinical[~clinical.patient_id.isin(repeated)], [note]
+
+
 def crossfit_baselines(
     kept: pd.DataFrame, clinical: pd.DataFrame, features: pd.DataFrame | None, config: ImportConfig
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
@@ -304,11 +323,16 @@ def import_predictions(
     predictions = kept.assign(fold=0, y_prob=kept.score)[
         ["patient_id", "split", "fold", "y_true", "y_prob"]
     ]
-    baselines, notes = {}, []
+    # a PatientID on several clinical rows has an ambiguous label and covariates: the cohort
+    # builder excludes it (duplicate_clinical_id), screen_rows lists its predictions so, and
+    # the baselines are fitted on the other patients' single rows
+    unique_clinical, notes = unique_clinical_rows(clinical)
+    baselines = {}
     if config.baselines:
-        baselines, notes = crossfit_baselines(
-            kept, clinical, _features_table(config, table), config
+        baselines, baseline_notes = crossfit_baselines(
+            kept, unique_clinical, _features_table(config, table), config
         )
+        notes += baseline_notes
     results = evaluate_predictions(predictions, evaluate, baselines, fits)
     metrics = {
         "kind": "imported",

@@ -10,21 +10,22 @@ import pandas as pd
 from nsclc_engine.cohort.build import load_cleaning_report
 from nsclc_engine.evaluate import figures
 from nsclc_engine.evaluate.baselines import in_sample
-from nsclc_engine.runs import read_history, resolved_cohort
-from nsclc_engine.stats.calibration import decision_curve, probability_histograms
-from nsclc_engine.stats.metrics import metrics_at_threshold, threshold_sweep
-
-TRIPOD_ITEMS = (
-    ("Data: source, dates, eligibility", "cohort summary and exclusions with reasons"),
-    ("Outcome definition", "label and positive class stated"),
-    ("Sample size and missing data", "per-split counts, class balance, excluded patients"),
-    ("Data splitting (development / evaluation)", "patient-level splits, sizes and balance"),
-    ("Model performance: discrimination", "AUC and AP with bootstrap 95 % CIs"),
-    ("Model performance: calibration", "reliability diagram, Brier, ECE, intercept, slope"),
-    ("Clinical utility", "decision curve with treat-all / treat-none"),
-    ("Comparison with simpler models", "clinical-only and volume-only baselines, DeLong"),
-    ("Threshold choice", "rule fitted on validation, applied frozen to test"),
+from nsclc_engine.evaluate.multiplicity import comparisons_note, holm_adjust
+from nsclc_engine.evaluate.report_tables import (
+    PART_ORDER,
+    SURVIVAL_READING,
+    baseline_rows,
+    calibration_rows,
+    fmt_ci,
+    report_decision_curves,
+    sample_size_answer,
+    sample_size_table,
+    split_reading,
+    tripod_table,
 )
+from nsclc_engine.runs import read_history, resolved_cohort
+from nsclc_engine.stats.calibration import probability_histograms
+from nsclc_engine.stats.metrics import metrics_at_threshold, threshold_sweep
 
 
 def _embedder(height: str):
@@ -39,10 +40,6 @@ def _embedder(height: str):
         return out
 
     return figure
-
-
-def _fmt_ci(block: dict, key: str = "value") -> str:
-    return f"{block[key]:.3f} ({block['ci_low']:.3f}-{block['ci_high']:.3f})"
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -77,7 +74,7 @@ def _survival_models_section(models: dict) -> str:
             "model": name,
             "what": models["description"][name],
             **{
-                f"{part} C (95% CI)": _fmt_ci(v, "c_index") + ("*" if in_sample(name, part) else "")
+                f"{part} C (95% CI)": fmt_ci(v, "c_index") + ("*" if in_sample(name, part) else "")
                 for part, v in per_split.items()
             },
         }
@@ -89,17 +86,24 @@ def _survival_models_section(models: dict) -> str:
         "<p>* optimistic: fitted on these patients (every model on train; the fusion weights "
         "and the image model's best epoch on validation). Compare models on test.</p>"
     )
+    comparisons = models.get("comparisons", [])
+    adjusted = holm_adjust([c["p_value"] for c in comparisons])
     differences = [
         {
             "comparison": f"{c['a']} - {c['b']}",
             "C difference (95% CI)": f"{c['difference']:+.3f} ({c['ci_low']:+.3f} to "
             f"{c['ci_high']:+.3f})",
             "bootstrap p": f"{c['p_value']:.3f}",
+            f"p (Holm, {len(comparisons)} tests)": f"{p:.3f}",
         }
-        for c in models.get("comparisons", [])
+        for c, p in zip(comparisons, adjusted, strict=True)
     ]
     if differences:
-        parts.append("<h3>Paired differences on test</h3>" + _table(pd.DataFrame(differences)))
+        parts.append(
+            "<h3>Paired differences on test</h3>"
+            + _table(pd.DataFrame(differences))
+            + f"<p>{html.escape(comparisons_note(len(differences), 'paired comparisons'))}</p>"
+        )
     timed = []
     for entry in models["folds"]:
         for name in models["c_index"]:
@@ -131,6 +135,21 @@ def _survival_models_section(models: dict) -> str:
             + "</p>"
         )
     return "\n".join(parts)
+
+
+def _baselines_section(metrics: dict, held_out: str) -> str:
+    rows = baseline_rows(metrics, held_out)
+    tested = sum("delong_image_vs_baseline" in e for e in metrics["baselines"].values())
+    where = (
+        "fitted out of fold on exactly the imported patients"
+        if metrics.get("kind") == "imported"
+        else "on the same splits"
+    )
+    return (
+        f"<h2>Baselines {where}</h2>"
+        + _table(pd.DataFrame(rows))
+        + f"<p>{html.escape(comparisons_note(tested, 'DeLong tests'))}</p>"
+    )
 
 
 def _imported_section(metrics: dict) -> str:
@@ -192,28 +211,26 @@ def render_report(
         exclusions = pd.DataFrame(report.get("exclusions", []))
         if len(exclusions):
             sections.append("<h3>Excluded patients</h3>" + _table(exclusions))
-    sizes = pd.DataFrame(
-        [
-            {
-                "split": part,
-                "patients": v["n"],
-                "positive": v["n_positive"],
-                "positive %": 100 * v["n_positive"] / v["n"],
-            }
-            for part, v in metrics["splits"].items()
-        ]
+    sizes = sample_size_table(predictions)
+    outcome = f"{label}: {metrics['positive_class']}"
+    sections.append(
+        f"<h2>Sample size</h2><p>Patients and events (patients with the outcome, "
+        f"{html.escape(outcome)}) per split, each patient counted once.</p>" + _table(sizes)
     )
-    sections.append("<h2>Splits</h2>" + _table(sizes))
     history = read_history(run_dir)
     if history:
         sections.append("<h2>Training</h2>" + figure(figures.training_curves_figure(history)))
     rows = []
-    for part, v in metrics["splits"].items():
+    for part, v in sorted(
+        metrics["splits"].items(),
+        key=lambda item: PART_ORDER.index(item[0]) if item[0] in PART_ORDER else 9,
+    ):
         row = {
             "split": part,
-            "AUC (95% CI)": _fmt_ci(v["auc"], "auc"),
-            "AP (95% CI)": _fmt_ci(v["average_precision"]),
-            "Brier (95% CI)": _fmt_ci(v["brier"]),
+            "how to read": split_reading(part),
+            "AUC (95% CI)": fmt_ci(v["auc"], "auc"),
+            "AP (95% CI)": fmt_ci(v["average_precision"]),
+            "Brier (95% CI)": fmt_ci(v["brier"]),
         }
         for where in ("at_0.5", "at_threshold"):
             for key in ("sensitivity", "specificity", "f1", "accuracy"):
@@ -233,9 +250,12 @@ def render_report(
         f"@threshold ({thresholds}): {chosen}, applied unchanged. Patient-level bootstrap, "
         f"{setup['bootstrap_resamples']} resamples.</p>" + _table(pd.DataFrame(rows))
     )
-    if "validation" in metrics["splits"]:
+    if set(metrics["splits"]) & {"train", "validation"}:
         sections.append(
-            "<p>Validation rows @threshold are in-sample: the threshold was fitted on them.</p>"
+            "<p>Train figures are in-sample (the model was fitted on those patients). "
+            "Validation figures are optimistic: the best epoch was chosen on them, and the "
+            "threshold and recalibration were fitted on them. Judge the model on "
+            f"{html.escape(held_out)} only.</p>"
         )
     if metrics.get("augmentation_warning"):
         sections.append(f"<p><b>Warning:</b> {html.escape(metrics['augmentation_warning'])}</p>")
@@ -335,14 +355,12 @@ def render_report(
         )
         calibration = results["calibration"]["splits"][held_out]
         sections.append(f"<h2>Calibration ({held_out})</h2>")
-        cal_rows = [
-            {
-                "probabilities": name,
-                **{k: calibration[name][k] for k in ("brier", "ece", "intercept", "slope")},
-            }
-            for name in ("raw", "recalibrated")
-        ]
-        sections.append(_table(pd.DataFrame(cal_rows)))
+        cal_rows = calibration_rows(calibration)
+        sections.append(
+            _table(pd.DataFrame(cal_rows))
+            + "<p>Intercept: calibration-in-the-large (0 ideal); slope: 1 ideal, below 1 "
+            "predictions too extreme. 95% CIs as computed at evaluation.</p>"
+        )
         warnings = [
             r.get("warning") for r in results["calibration"]["recalibrators"] if r.get("warning")
         ]
@@ -360,37 +378,25 @@ def render_report(
                 )
             )
         )
-        curves = {model: decision_curve(test.y_true, test.y_prob)}
-        for name, frame in baselines.items():
-            rows_b = frame[frame.split == held_out]
-            curves[f"{name} baseline"] = decision_curve(rows_b.y_true, rows_b.y_prob)
+        curves = report_decision_curves(
+            test,
+            results["recalibrated"],
+            results["calibration"]["recalibrators"],
+            baselines,
+            held_out,
+            model,
+        )
         sections.append(
-            f"<h2>Clinical utility ({held_out})</h2>"
+            f"<h2>Clinical utility ({held_out})</h2><p>Net benefit of the recalibrated "
+            "probabilities (each fold's recalibrator fitted on its validation patients, applied "
+            "unchanged; the same probabilities as the Calibration page), not the raw ones.</p>"
             + figure(figures.decision_curve_figure(curves))
         )
     if "baselines" in metrics:
-        rows = []
-        for name, entry in metrics["baselines"].items():
-            row = {"model": f"{name} baseline"}
-            for part in ("validation", held_out):
-                if part in entry:
-                    row[f"{part} AUC (95% CI)"] = _fmt_ci(entry[part]["auc"])
-            if "delong_image_vs_baseline" in entry:
-                d = entry["delong_image_vs_baseline"]
-                row["run - baseline (95% CI), p"] = (
-                    f"{d['difference']:+.3f} ({d['ci_low']:+.3f} to {d['ci_high']:+.3f}), "
-                    f"p={d['p_value']:.3f}"
-                )
-            rows.append(row)
-        where = (
-            "fitted out of fold on exactly the imported patients"
-            if metrics.get("kind") == "imported"
-            else "on the same splits"
-        )
-        sections.append(f"<h2>Baselines {where}</h2>" + _table(pd.DataFrame(rows)))
+        sections.append(_baselines_section(metrics, held_out))
     sections.append(
         "<h2>TRIPOD+AI items covered</h2>"
-        + _table(pd.DataFrame(TRIPOD_ITEMS, columns=["item", "where in this report"]))
+        + _table(tripod_table(sample_size_answer(sizes, outcome)))
     )
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -412,17 +418,34 @@ def render_survival_report(run_id: str, metrics: dict) -> str:
     rows = [
         {
             "split": part,
-            "n": v["n"],
+            "how to read": SURVIVAL_READING.get(part, split_reading(part)),
+            "patients": v["n"],
             "events": v["n_events"],
-            "Harrell C (95% CI)": _fmt_ci(v["c_index"], "c_index"),
+            "Harrell C (95% CI)": fmt_ci(v["c_index"], "c_index"),
         }
         for part, v in metrics["splits"].items()
     ]
-    sections = ["<h2>Concordance</h2>" + _table(pd.DataFrame(rows))]
-    if "best_achievable" in metrics:
-        sections.append(_yardstick_section(metrics["best_achievable"], "C-index"))
+    sections = []
+    if metrics.get("shuffled_labels"):
+        sections.append(
+            "<p><b>Labels shuffled (negative control):</b> the outcomes were shuffled across "
+            "patients before training; a C-index near 0.5 is the expected result.</p>"
+        )
+    for warning in metrics.get("warnings", []):
+        sections.append(f"<p><b>Warning:</b> {html.escape(str(warning))}</p>")
     if metrics.get("augmentation_warning"):
         sections.append(f"<p><b>Warning:</b> {html.escape(metrics['augmentation_warning'])}</p>")
+    total = sum(v["n"] for v in metrics["splits"].values())
+    events = sum(v["n_events"] for v in metrics["splits"].values())
+    sections.append(
+        "<h2>Sample size and concordance</h2><p>Sample size (TRIPOD): "
+        + "; ".join(f"{r['split']} {r['patients']} patients, {r['events']} events" for r in rows)
+        + (f"; {total} patients, {events} events (deaths) in all." if len(rows) > 1 else ".")
+        + "</p>"
+        + _table(pd.DataFrame(rows))
+    )
+    if "best_achievable" in metrics:
+        sections.append(_yardstick_section(metrics["best_achievable"], "C-index"))
     figure = _embedder("480px")
     if "models" in metrics:
         sections.append(_survival_models_section(metrics["models"]))
@@ -437,7 +460,9 @@ def render_survival_report(run_id: str, metrics: dict) -> str:
         if entry.get("risk_groups"):
             groups = entry["risk_groups"]
             sections.append(
-                figure(figures.kaplan_meier_figure(groups["groups"], groups["logrank"]))
+                f"<p>Fold {entry['fold']}, test: risk groups cut at the median of that fold's "
+                "validation risks, frozen before test was read.</p>"
+                + figure(figures.kaplan_meier_figure(groups["groups"], groups["logrank"]))
             )
     body = "\n".join(sections)
     return (

@@ -34,6 +34,7 @@ from nsclc_engine.runs import (
     start_running,
     update_status,
 )
+from nsclc_engine.train.prepare import run_exclusions
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,11 @@ def _run(
         show_progress,
     )
     cohort = load_cohort(cohort_dir).set_index("patient_id")
+    # the reviewers' exclusions, as a training run leaves them out: read when the run first
+    # splits its patients and kept in its folder (review_exclusions.json)
+    excluded = run_exclusions(folder, config, artifacts, _images_under(config, cohort, artifacts))
     outcomes = _outcomes(cohort, extraction.features.index, config)
+    outcomes = outcomes.drop(index=outcomes.index.intersection(list(excluded)))
     patients = sorted(outcomes.index)
     label_column = "event" if config.task == "survival" else "label"
     labels = [int(outcomes.loc[p, label_column]) for p in patients]
@@ -214,6 +219,7 @@ def _run(
             "recipe": the_recipe.description,
             "features": int(extraction.features.shape[1]),
             "patients": len(patients),
+            "review_excluded": sorted(set(excluded) & set(cohort.index)),
             "vectors_from_store": extraction.hits,
             "folds": chosen,
         },
@@ -265,6 +271,19 @@ def _cohort(config: FeatureConfig, artifacts: Path, show_progress: bool) -> Path
 
     build_demo(artifacts, SynthConfig(n_patients=config.demo_patients), show_progress=show_progress)
     return demo_paths(artifacts).cohort
+
+
+def _images_under(config: FeatureConfig, cohort: pd.DataFrame, artifacts: Path) -> str | None:
+    """Where the reviewers' notes that apply are filed: ``None`` for the embedded demo (its
+    source, ``demo``, as for a training run on it); for another cohort folder, the folder
+    holding all its CT series (the notes of any DICOM source folder containing it apply)."""
+    from nsclc_engine.demo import demo_paths
+
+    demo_cohort = demo_paths(artifacts).cohort.resolve()
+    if not config.cohort or Path(config.cohort).resolve() == demo_cohort:
+        return None
+    folders = [str(Path(f).resolve()) for f in cohort.get("ct_folder", pd.Series()).dropna()]
+    return os.path.commonpath(folders) if folders else str(Path(config.cohort).resolve())
 
 
 def _outcomes(cohort: pd.DataFrame, patients: pd.Index, config: FeatureConfig) -> pd.DataFrame:

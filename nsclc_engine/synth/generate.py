@@ -108,7 +108,7 @@ def oracle_metrics(eta: dict[str, np.ndarray], time_days: np.ndarray, event: np.
     """C-index and AUCs of the true risk scores: the best any model can reach on these labels."""
     from sklearn.metrics import roc_auc_score
 
-    os_2y_known = (event == 1) | (time_days > OS_2Y_HORIZON_DAYS)
+    os_2y_known = (event == 1) | (time_days >= OS_2Y_HORIZON_DAYS)  # as cohort.clinical
     os_2y = ((event == 1) & (time_days <= OS_2Y_HORIZON_DAYS)).astype(int)
 
     def auc(y_true: np.ndarray, y_score: np.ndarray) -> float | None:

@@ -6,7 +6,7 @@ import logging
 import os
 import signal
 from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -27,9 +27,65 @@ from nsclc_engine.train.loop import (
     select_device,
     train_fold,
 )
-from nsclc_engine.train.prepare import PreparedData, prepare_data, run_exclusions, shuffled
+from nsclc_engine.train.prepare import (
+    EXCLUSIONS_FILE,
+    PreparedData,
+    prepare_data,
+    run_exclusions,
+    shuffled,
+)
 
 log = logging.getLogger("nsclc_engine.train")
+
+
+@dataclass(frozen=True)
+class FixedSplit:
+    """Patients and their splits fixed once for several runs (a study's trials): the cohort
+    built without the reviewers' ``excluded`` patients (patient -> why) held ``patients``
+    (sorted; ``labels_hash`` of their labels), split into ``splits`` with ``seed`` and
+    ``folds`` on ``label``. A run created with it (:func:`create_run`) trains, validates and
+    tests on exactly these patients."""
+
+    excluded: dict[str, str]
+    seed: int
+    folds: int
+    label: str
+    patients: list[str]
+    labels_hash: str
+    splits: list[dict[str, list[str]]]
+
+
+def review_exclusions_now(config: TrainConfig, artifacts: Path) -> dict[str, str]:
+    """The reviewers' exclusions in force now for ``config``'s data source (patient -> why);
+    none without a review database."""
+    from nsclc_engine.paths import review_database_exists
+
+    if not review_database_exists(artifacts):
+        return {}
+    from nsclc_engine.review.store import exclusions, review_url, source_of
+
+    return exclusions(review_url(artifacts), source_of(asdict(config)))
+
+
+def fix_split(config: TrainConfig, artifacts: Path, excluded: dict[str, str]) -> FixedSplit:
+    """The patients a run of ``config`` trains on without ``excluded``, split now as the run
+    would split them: what a study draws once for all its trials."""
+    from nsclc_engine.cohort.splits import SplitConfig, labels_fingerprint, make_splits
+
+    data = prepare_data(config, Path(artifacts), show_progress=False, excluded=excluded)
+    labels = shuffled(data.labels, config.seed) if config.shuffle_labels else data.labels
+    patients = sorted(labels)
+    values = [labels[p] for p in patients]
+    splits = make_splits(patients, values, SplitConfig(folds=config.folds, seed=config.seed))
+    return FixedSplit(
+        dict(excluded),
+        config.seed,
+        config.folds,
+        config.label,
+        patients,
+        labels_fingerprint(patients, values),
+        splits,
+    )
 
 
 def run_training(
@@ -104,6 +160,7 @@ def _train(
         if config.shuffle_labels:
             labels, times = shuffled(data.labels, config.seed, data.times)
         patients = sorted(labels)
+        _check_split_patients(run_dir, patients)
         split_config = SplitConfig(folds=config.folds, seed=config.seed)
         splits = splits_for(
             run_dir / "splits.json",
@@ -222,17 +279,54 @@ def _write_resolved_config(run_dir: Path, config: TrainConfig, data: PreparedDat
     write_json(run_dir / "config.json", existing)
 
 
-def create_run(config: TrainConfig, artifacts: Path, run_id: str = "") -> str:
+def _check_split_patients(run_dir: Path, patients: list[str]) -> None:
+    """A run split before it prepared its data (a study's trial, a resume) must find exactly
+    the patients of its ``splits.json``: raise naming those that differ."""
+    if not (run_dir / "splits.json").exists():
+        return
+    split = runs.load_splits(run_dir)[0]
+    fixed = {patient for part in split.values() for patient in part}
+    missing, new = sorted(fixed - set(patients)), sorted(set(patients) - fixed)
+    if missing or new:
+        raise ValueError(
+            f"run {run_dir.name}: its splits.json holds {len(fixed)} patients, its cohort "
+            f"{len(patients)} (missing from the cohort: {', '.join(missing[:5]) or 'none'}; "
+            f"not in the splits: {', '.join(new[:5]) or 'none'}); a run trains only on the "
+            "patients it was split on (a study's trial on the study's split, fixed before its "
+            "first trial), and its data or its settings changed them"
+        )
+
+
+def create_run(
+    config: TrainConfig, artifacts: Path, run_id: str = "", fixed: FixedSplit | None = None
+) -> str:
     """A new run folder for ``config``, queued (:func:`nsclc_engine.runs.create_run`). Data
     paths are stored absolute: the run's data source is the same folder for every process
-    that reads it (the review notes and exclusions of that source apply to it)."""
+    that reads it (the review notes and exclusions of that source apply to it). ``fixed``:
+    the run's exclusions and splits, given (a study's), not read and drawn when it starts."""
+    from nsclc_engine.cohort.splits import SplitConfig, save_splits
+
     absolute = {
         field: str(Path(getattr(config, field)).resolve())
         for field in ("dicom", "clinical")
         if getattr(config, field)
     }
     config = replace(config, **absolute)
-    return runs.create_run({"config_class": "TrainConfig", **asdict(config)}, artifacts, run_id)
+    drawn = (config.seed, config.folds, config.label)
+    if fixed is not None and (fixed.seed, fixed.folds, fixed.label) != drawn:
+        raise ValueError(
+            f"the given split was drawn with (seed, folds, label) "
+            f"{(fixed.seed, fixed.folds, fixed.label)}, the run's are {drawn}"
+        )
+    run_id = runs.create_run({"config_class": "TrainConfig", **asdict(config)}, artifacts, run_id)
+    if fixed is not None:
+        folder = runs.run_dir(run_id, artifacts)
+        write_json(folder / EXCLUSIONS_FILE, fixed.excluded)
+        split_config = SplitConfig(folds=config.folds, seed=config.seed)
+        save_splits(
+            folder / "splits.json", fixed.splits, split_config, config.label, fixed.labels_hash
+        )
+    return run_id
 
 
 def evaluate_test(run_id: str, artifacts: Path) -> dict:

@@ -2,8 +2,8 @@
 
 A space is a JSON object ``{setting: spec}``; a spec is ``{"low": a, "high": b}`` (a float, with
 ``"log": true`` for a log scale; ``"int": true`` for integers) or ``{"choices": [...]}``. Every
-setting must be a field of :class:`~nsclc_engine.train.config.TrainConfig`; ``--space FILE``
-replaces the default below.
+setting must be a field of :class:`~nsclc_engine.train.config.TrainConfig` and not one of the
+study's own (:data:`STUDY_SETTINGS`); ``--space FILE`` replaces the default below.
 """
 
 from __future__ import annotations
@@ -12,6 +12,26 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+
+# the study's own settings, the same for every trial: varied, they would change the patients,
+# the split, the outcome or the objective between trials (setting -> what it fixes)
+STUDY_SETTINGS: dict[str, str] = {
+    "dicom": "the cohort (--dicom)",
+    "clinical": "the cohort (--clinical)",
+    "demo_patients": "the demo cohort",
+    "task": "the outcome and the objective, AUC or C-index (--task)",
+    "label": "the outcome (--label)",
+    "folds": "the split, and the guard on k-fold test scores (--folds)",
+    "seed": "the split and the sampler (--seed)",
+    "preset": "the input volumes (the study's --preset)",
+    "shuffle_labels": "the negative control: a study of its own, not a trial's option",
+    "monitor": "the best epoch, by validation metric in every trial",
+    "hold_out_test": "the test part, held out in every trial",
+    "bootstrap_resamples": "the test part's confidence interval (the study's --preset)",
+    "device": "where the trials run (--device)",
+    "study": "the study's name",
+    "trial": "the trial's number",
+}
 
 DEFAULT_SPACE: dict[str, dict] = {
     "lr": {"low": 1e-5, "high": 3e-3, "log": True},
@@ -41,10 +61,13 @@ def load_space(path: str | os.PathLike | None = None) -> dict[str, dict]:
     if not isinstance(space, dict) or not space:
         raise ValueError(f"{path}: a space is a non-empty JSON object of settings")
     for name, spec in space.items():
+        if name in STUDY_SETTINGS:
+            raise ValueError(
+                f"space: {name!r} is a study setting, fixed for a whole study, not searched: it "
+                f"sets {STUDY_SETTINGS[name]}; remove it from the space"
+            )
         if name not in fields:
             raise ValueError(f"space: {name!r} is not a training setting (TrainConfig field)")
-        if name in ("study", "trial", "hold_out_test", "seed", "dicom", "clinical", "label"):
-            raise ValueError(f"space: {name!r} is fixed for a whole study, not searched")
         if not isinstance(spec, dict):
             raise ValueError(f"space: {name}: give {{'low', 'high'}} or {{'choices'}}")
         if "choices" in spec:

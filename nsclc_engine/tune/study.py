@@ -3,7 +3,10 @@
 Each trial is an ordinary run folder (``<study>-t<number>``, its config tagged with the study
 and trial number) trained with the test part held out (``hold_out_test``): the objective is the
 validation AUC (C-index for survival) of the best checkpoint, the mean over folds for a k-fold
-study; pruning follows each epoch's validation metric. Any number of workers, on any number
+study; pruning follows each epoch's validation metric. The split is the study's, fixed once:
+the reviewers' exclusions in force when the study is created, then (before its first trial)
+the patients and their splits with the study's seed, are kept in the study's storage, and
+every trial trains, validates and tests on exactly them. Any number of workers, on any number
 of machines, run the same command against one storage: an embedded SQLite file under
 ``artifacts/studies/`` by default, or a PostgreSQL URL. When a worker finds no trial left
 running, it scores the best trial's test part once (if that run is in its artifacts folder)
@@ -20,7 +23,7 @@ import subprocess
 import sys
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ from nsclc_engine import runs
 from nsclc_engine.atomic import write_json
 from nsclc_engine.config import shown_error
 from nsclc_engine.paths import shown_url
+from nsclc_engine.train.runner import FixedSplit, fix_split, review_exclusions_now
 from nsclc_engine.tune.space import distributions, load_space
 
 log = logging.getLogger(__name__)
@@ -167,7 +171,22 @@ def open_study(config: TuneConfig, artifacts: Path):
         raise ValueError(mismatch)
     if saved is None:
         study.set_user_attr("settings", settings_of(config))
+    if "review_exclusions" not in study.user_attrs:  # a flag raised later never reaches it
+        excluded = review_exclusions_now(trial_config(config, {}, -1), artifacts)
+        study.set_user_attr("review_exclusions", excluded)
     return study
+
+
+def study_split(study, config: TuneConfig, artifacts: Path) -> FixedSplit:
+    """The study's split: drawn by the first worker to run a trial, on the cohort built
+    without the exclusions recorded at the study's creation, with the study's seed, and kept
+    in the study (user attribute ``split``); every later trial, on any machine, reads it back.
+    Workers drawing it together draw the same split (the same data, exclusions and seed)."""
+    excluded = study.user_attrs["review_exclusions"]
+    if "split" not in study.user_attrs:
+        fixed = fix_split(trial_config(config, {}, -1), artifacts, excluded)
+        study.set_user_attr("split", {k: v for k, v in asdict(fixed).items() if k != "excluded"})
+    return FixedSplit(excluded=excluded, **study.user_attrs["split"])
 
 
 def trial_config(config: TuneConfig, params: dict, number: int):
@@ -180,7 +199,8 @@ def trial_config(config: TuneConfig, params: dict, number: int):
     if config.label:
         base["label"] = config.label
     tags = {"study": config.study, "trial": number, "hold_out_test": True, "monitor": "metric"}
-    return TrainConfig(**(STUDY_PRESETS[config.preset] | base | params | tags))
+    # the study's settings go over the trial's (a space cannot hold them: tune.space)
+    return TrainConfig(**(STUDY_PRESETS[config.preset] | params | base | tags))
 
 
 def validation_score(run_dir: Path, task: str) -> float:
@@ -222,6 +242,7 @@ def run_worker(config: TuneConfig, artifacts: str | os.PathLike) -> dict:
                 config.study,
             )
             break
+        fixed = study_split(study, config, artifacts)
         trial = study.ask(distributions(space))
         try:  # whatever happens, the trial is told: a trial left running blocks the scoring
             train_config = trial_config(config, trial.params, trial.number)
@@ -234,7 +255,7 @@ def run_worker(config: TuneConfig, artifacts: str | os.PathLike) -> dict:
             study.tell(trial, state=TrialState.FAIL)
             raise
         try:
-            state, value = _run_trial(config, trial, train_config, artifacts)
+            state, value = _run_trial(config, trial, train_config, artifacts, fixed)
         except BaseException:  # interrupted: the trial failed, the worker stops
             study.tell(trial, state=TrialState.FAIL)
             raise
@@ -245,7 +266,7 @@ def run_worker(config: TuneConfig, artifacts: str | os.PathLike) -> dict:
     return finish(config, artifacts)
 
 
-def _run_trial(config: TuneConfig, trial, train_config, artifacts: Path):
+def _run_trial(config: TuneConfig, trial, train_config, artifacts: Path, fixed: FixedSplit):
     from optuna.trial import TrialState
 
     from nsclc_engine.train.jobs import train_in_turn
@@ -257,7 +278,7 @@ def _run_trial(config: TuneConfig, trial, train_config, artifacts: Path):
     try:
         if runs.run_dir(run_id, artifacts).exists():  # another study of that name used it
             run_id = f"{run_id}-{zlib.crc32(f'{socket.gethostname()}{os.getpid()}'.encode())}"
-        create_run(train_config, artifacts, run_id)
+        create_run(train_config, artifacts, run_id, fixed)  # the study's split, not its own
         trial.set_user_attr("run_id", run_id)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("artifacts", str(artifacts.resolve()))
@@ -339,6 +360,15 @@ def finish(config: TuneConfig, artifacts: Path) -> dict:
         "trials": counts,
         "settings": study.user_attrs.get("settings"),
     }
+    split = study.user_attrs.get("split")
+    if split is not None:
+        report["split"] = {
+            "seed": split["seed"],
+            "patients": len(split["patients"]),
+            "test_patients": [len(fold["test"]) for fold in split["splits"]],
+            "review_excluded": sorted(study.user_attrs.get("review_exclusions") or {}),
+            "note": "fixed before the first trial; every trial trains, validates and tests on it",
+        }
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         report["best"] = None

@@ -15,7 +15,11 @@ DIR)`` writes a run of kind ``external`` whose predictions form one split, ``ext
   the metrics say "too few patients".
 * ``case_mix.csv``, ``threshold.json`` (the frozen one), ``calibration.json``, ``report.html``.
 
-A k-fold run is applied as the mean probability (or risk) of its fold models.
+A k-fold run is applied as the mean probability (or risk) of its fold models, at the mean
+of their validation thresholds: an ensemble and a threshold that were never evaluated on the
+run's own patients. Its metrics say so in a warning and, under ``fold_models``, evaluate each
+fold model on its own (its AUC, its calls at its own validation threshold, or its C-index)
+with the mean, SD and range across folds: the figures the internal evaluation stands behind.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from nsclc_engine.runs import (
     create_run,
     now,
     read_config,
+    read_json,
     resolved_cohort,
     run_dir,
     status,
@@ -55,7 +60,8 @@ from nsclc_engine.stats.calibration import (
     logit,
     sigmoid,
 )
-from nsclc_engine.stats.survival import bootstrap_c_index
+from nsclc_engine.stats.metrics import auc_score, metrics_at_threshold
+from nsclc_engine.stats.survival import bootstrap_c_index, harrell_c_index
 from nsclc_engine.train.loop import device_named
 from nsclc_engine.train.prepare import source_key
 from nsclc_engine.train.tasks import task_class
@@ -64,6 +70,7 @@ from nsclc_engine.validate.case_mix import case_mix_table
 log = logging.getLogger(__name__)
 
 MIN_PATIENTS = 10  # and both classes (classification) or two events (survival)
+FOLD_PREFIX = "score_fold"  # predict_frozen's per-fold-model score columns
 
 
 @dataclass(frozen=True)
@@ -148,8 +155,9 @@ def predict_frozen(
     source: Path, source_config: dict, cohort_dir: Path, cache_dir: Path, device: str = "auto"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(scores, failed)``: one row per preprocessed patient of the new cohort with the
-    source run's score (probability of class 1, or Cox risk), the mean over fold models; the
-    patients whose preprocessing failed, with the error."""
+    source run's score (probability of class 1, or Cox risk), the mean over fold models, and
+    for a k-fold run each fold model's own score (``score_fold<k>``); the patients whose
+    preprocessing failed, with the error."""
     import torch
 
     preprocess = PreprocessConfig(**source_config["resolved"]["preprocess"])
@@ -169,14 +177,101 @@ def predict_frozen(
             batch = torch.stack([dataset[i][0] for i in range(start, min(start + 8, len(dataset)))])
             batch = batch.to(target)
             per_fold = [task_class(task).scores(model(batch).float().cpu()) for model in models]
-            scores.append(torch.stack(per_fold).mean(dim=0))
+            scores.append(torch.stack(per_fold, dim=1))  # patients x folds
+    # float64, as every other run's predictions.csv is read back (a float32 column refuses
+    # recalibrated values in place)
+    by_fold = torch.cat(scores).double().numpy() if scores else np.zeros((0, folds))
     frame = pd.DataFrame(
-        {
-            "patient_id": [item.patient_id for item in dataset.items],
-            "score": torch.cat(scores).numpy() if scores else np.zeros(0),
-        }
+        {"patient_id": [item.patient_id for item in dataset.items], "score": by_fold.mean(axis=1)}
     )
+    if folds > 1:
+        for fold in range(folds):
+            frame[f"{FOLD_PREFIX}{fold}"] = by_fold[:, fold]
     return frame, failed
+
+
+def fold_columns(scores: pd.DataFrame) -> list[str]:
+    """The per-fold-model score columns of :func:`predict_frozen`'s frame (none: one model)."""
+    columns = [column for column in scores.columns if column.startswith(FOLD_PREFIX)]
+    return sorted(columns, key=lambda column: int(column[len(FOLD_PREFIX) :]))
+
+
+def ensemble_warning(run_id: str, folds: int, task: str) -> str:
+    """What an external figure of a k-fold run is, in a sentence."""
+    what = (
+        "the mean of its fold models' risks"
+        if task == "survival"
+        else "the mean of its fold models' probabilities, called at the mean of their "
+        "validation thresholds"
+    )
+    return (
+        f"run {run_id} has {folds} fold models: the external figures are of {what}, an "
+        "ensemble (and threshold) never evaluated on the run's own patients; each fold "
+        "model's own figures, and their mean and spread, are under fold_models"
+    )
+
+
+def fold_model_metrics(
+    labelled: pd.DataFrame, task: str, label: str, thresholds: dict[int, float]
+) -> dict:
+    """Each fold model on its own on the external patients: AUC and the calls at that fold's
+    own validation threshold (raw probabilities; ``thresholds``: fold -> threshold, a fold
+    without one gets AUC only), or Harrell's C; with mean, SD (ddof 1) and range per metric.
+    A metric undefined for a fold is NaN there and left out of the summary, which counts it."""
+    per_fold = []
+    for column in fold_columns(labelled):
+        fold = int(column[len(FOLD_PREFIX) :])
+        score = labelled[column].to_numpy(dtype=float)
+        entry: dict = {"fold": fold}
+        if task == "survival":
+            time = labelled.survival_time_days.to_numpy(dtype=float)
+            event = labelled.deadstatus_event.to_numpy(dtype=int)
+            entry["c_index"] = _defined(harrell_c_index, time, event, score)
+        else:
+            y_true = labelled[label].to_numpy(dtype=int)
+            entry["auc"] = _defined(auc_score, y_true, score)
+            if fold in thresholds:
+                at = metrics_at_threshold(y_true, score, thresholds[fold])
+                entry["threshold"] = float(thresholds[fold])
+                for key in ("sensitivity", "specificity", "balanced_accuracy"):
+                    entry[key] = float(at[key])
+        per_fold.append(entry)
+    keys = [key for key in per_fold[0] if key not in ("fold", "threshold")] if per_fold else []
+    summary = {}
+    for key in keys:
+        values = np.array([entry.get(key, np.nan) for entry in per_fold], dtype=float)
+        defined = values[np.isfinite(values)]
+        summary[key] = {
+            "mean": float(defined.mean()) if len(defined) else None,
+            "sd": float(defined.std(ddof=1)) if len(defined) > 1 else None,
+            "min": float(defined.min()) if len(defined) else None,
+            "max": float(defined.max()) if len(defined) else None,
+            "n_folds": len(defined),
+            "n_undefined": int(len(values) - len(defined)),
+        }
+    return {
+        "label": (
+            "each fold model applied on its own to the external patients (what the run's "
+            "internal evaluation scored), its calls at its own validation threshold"
+        ),
+        "folds": per_fold,
+        "summary": summary,
+    }
+
+
+def _defined(metric, *arrays) -> float:
+    try:
+        value = float(metric(*arrays))
+    except ValueError:  # one class, or no comparable pair
+        return float("nan")
+    return value if math.isfinite(value) else float("nan")
+
+
+def fold_thresholds(source: Path) -> dict[int, float]:
+    """Fold -> the threshold the run's evaluation fitted on that fold's validation part."""
+    saved = read_json(source / "threshold.json") or {}
+    fitted = (saved.get("fitted") or {}).get("thresholds") or []
+    return {int(entry.get("fold", 0)): float(entry["threshold"]) for entry in fitted}
 
 
 def too_few(frame: pd.DataFrame, task: str) -> str:
@@ -261,6 +356,9 @@ def validate_run(
     }
     overlap = sorted(developed_on & set(scores.patient_id))
     warnings = []
+    per_fold = fold_columns(scores)
+    if per_fold:
+        warnings.append(ensemble_warning(run_id, len(per_fold), task))
     if overlap:
         warnings.append(
             f"{len(overlap)} of these patients (e.g. {', '.join(overlap[:3])}) were in run "
@@ -284,6 +382,10 @@ def validate_run(
         )
         curve = decision_curve(predictions.y_true, deployed)
         metrics["decision_curve"] = {key: np.asarray(v).tolist() for key, v in curve.items()}
+    if per_fold and not reason:
+        metrics["fold_models"] = fold_model_metrics(
+            labelled, task, label, {} if task == "survival" else fold_thresholds(source)
+        )
     metrics["case_mix"] = case_mix.to_dict(orient="records")
     run_config = {
         "kind": "external",

@@ -32,17 +32,22 @@ def row(patient_id, time, event):
 
 
 def test_os_2y_boundaries(tmp_path):
+    """Oracle: the definition read off each hand-built row (1 = death on or before day 730;
+    0 = known alive on day 730, i.e. a death after it or follow-up reaching it)."""
     rows = [
         row("A", 730, 1),  # died on day 730: within two years
         row("B", 731, 1),  # died later: alive at two years
-        row("C", 730, 0),  # censored on day 730: unknown
+        row("C", 730, 0),  # alive at the last follow-up on day 730: survived two years
         row("D", 731, 0),  # censored after two years: alive
         row("E", 10, "NA"),  # no event status: no label at all
+        row("F", 729, 0),  # censored the day before: 2-year status unknown
     ]
     table, unlabelled = add_labels(read_clinical_csv(write(tmp_path, rows)))
-    assert table.os_2y.tolist() == [1, 0, pd.NA, 0, pd.NA]
-    assert table.deadstatus_event.tolist() == [1, 1, 0, 0, pd.NA]
-    assert set(unlabelled[unlabelled.label == "os_2y"].patient_id) == {"C", "E"}
+    assert table.os_2y.tolist() == [1, 0, 0, 0, pd.NA, pd.NA]
+    assert table.deadstatus_event.tolist() == [1, 1, 0, 0, pd.NA, 0]
+    os_2y = unlabelled[unlabelled.label == "os_2y"].set_index("patient_id").detail
+    assert set(os_2y.index) == {"E", "F"}
+    assert os_2y["F"].startswith("censored at 729 d, before the 730-day horizon")
 
 
 def test_missing_columns_are_named(tmp_path):

@@ -1,5 +1,7 @@
 """The Runs page: the overview, comparing runs, and the first start."""
 
+import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -11,9 +13,88 @@ def test_runs_overview_lists_the_finished_run(dashboard_artifacts, view):
     table = runs_view.runs_overview(dashboard_artifacts)
     row = table.set_index("run_id").loc["fixture"]
     assert row.state == "finished" and row.label == "os_2y" and row.preset == "smoke"
-    assert row["test AUC"] == pytest.approx(view.metrics["splits"]["test"]["auc"]["auc"])
+    assert row[runs_view.TEST_AUC] == pytest.approx(view.metrics["splits"]["test"]["auc"]["auc"])
+    assert "held out, not for choosing" in runs_view.TEST_AUC
     assert view.finished and view.history
     assert row.threshold == pytest.approx(view.threshold["threshold"])  # the one in force
+    # runs are ranked on validation: sklearn on the validation rows is the oracle
+    validation = view.predictions[view.predictions.split == "validation"]
+    assert row["validation AUC"] == pytest.approx(
+        roc_auc_score(validation.y_true, validation.y_prob)
+    )
+    assert row[runs_view.VALIDATION_RANK] == 1
+    assert pd.isna(row["validation C-index"])
+
+
+def overview(rows: list[dict]) -> pd.DataFrame:
+    base = {"state": "finished", "task": "classification", "label": "os_2y"}
+    frame = pd.DataFrame([base | r for r in rows])
+    frame["validation AUC"] = frame.get("validation AUC", np.nan)
+    frame["validation C-index"] = frame.get("validation C-index", np.nan)
+    frame[runs_view.TEST_AUC] = frame.get(runs_view.TEST_AUC, np.nan)
+    frame.insert(0, runs_view.VALIDATION_RANK, runs_view.validation_rank(frame))
+    return frame
+
+
+def test_runs_are_ranked_by_validation_never_by_test():
+    frame = overview(
+        [
+            {"run_id": "newest", "validation AUC": 0.60, runs_view.TEST_AUC: 0.90},
+            {"run_id": "queued", "state": "queued"},
+            {"run_id": "best", "validation AUC": 0.80, runs_view.TEST_AUC: 0.55},
+            {"run_id": "other label", "label": "x", "validation AUC": 0.70},
+            {"run_id": "cox", "task": "survival", "validation C-index": 0.65},
+            {"run_id": "imported", runs_view.TEST_AUC: 0.99},  # no validation: not ranked
+        ]
+    )
+    ranks = frame.set_index("run_id")[runs_view.VALIDATION_RANK]
+    assert ranks["best"] == 1 and ranks["newest"] == 2  # test 0.90 does not lift it
+    assert ranks["other label"] == 1 and ranks["cox"] == 1  # ranked within task and label
+    assert pd.isna(ranks["imported"]) and pd.isna(ranks["queued"])
+    ordered = runs_view.ranked_by_validation(frame).run_id.tolist()
+    assert ordered == ["queued", "best", "newest", "other label", "cox", "imported"]
+
+
+def test_baselines_carry_holm_adjusted_p_values(view):
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    table = runs_view.baseline_table(view)
+    if table.empty:
+        pytest.skip("the fixture run has no baselines")
+    tested = table["p (DeLong)"].notna()
+    assert table.attrs["n_comparisons"] == tested.sum()
+    expected = multipletests(table.loc[tested, "p (DeLong)"].astype(float), method="holm")[1]
+    np.testing.assert_allclose(table.loc[tested, "p (Holm)"].astype(float), expected)
+
+
+def test_pairwise_tests_adjust_over_every_pair_shown(view):
+    from dataclasses import replace
+
+    from nsclc_engine.stats.metrics import delong_test
+
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    rng = np.random.default_rng(0)
+    noisy = [
+        replace(
+            view,
+            run_id=f"noisy{i}",
+            predictions=view.predictions.assign(
+                y_prob=lambda f: np.clip(f.y_prob + rng.normal(0, 0.2, len(f)), 0, 1)
+            ),
+        )
+        for i in range(2)
+    ]
+    views = [view, *noisy]
+    tests = runs_view.pairwise_tests(views)
+    assert len(tests) == 3  # every pair of three runs
+    first = tests.iloc[0]
+    test_a = view.predictions[view.predictions.split == "test"]
+    test_b = noisy[0].predictions[noisy[0].predictions.split == "test"]
+    oracle = delong_test(test_a.y_true, test_a.y_prob, test_b.y_prob)
+    assert (first.a, first.b) == ("fixture", "noisy0")
+    assert first.p == pytest.approx(oracle["p_value"])
+    np.testing.assert_allclose(tests["p (Holm)"], multipletests(tests.p, method="holm")[1])
+    line = runs_view.pair_line(tests, "noisy0", "fixture")
+    assert line.startswith("One of 3 pairwise comparisons") and "Holm-adjusted" in line
 
 
 def test_first_start_launches_the_demo_job_once(tmp_path, monkeypatch):

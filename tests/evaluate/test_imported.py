@@ -205,6 +205,47 @@ def test_baselines_read_another_features_table(tmp_path, tiny_source, labelled):
         import_predictions(wrong, "never", tmp_path / "art", QUICK)
 
 
+def test_a_repeated_clinical_id_is_excluded_and_the_baseline_fitted_on_the_rest(
+    tmp_path, tiny_source, labelled
+):
+    """Issue 26, item 4: a PatientID on two clinical rows used to cost the imported run its
+    clinical baseline ("cannot reindex"). Now the patient is excluded as the cohort builder
+    excludes it (duplicate_clinical_id), and the baseline is the one fitted out of fold on
+    the other patients alone (oracle: ``out_of_fold`` on the table without that patient)."""
+    frame = scored(labelled)
+    clinical = pd.read_csv(tiny_source / "clinical.csv", dtype=str, keep_default_na=False)
+    twice = frame.Patient[4]
+    clinical = pd.concat([clinical, clinical[clinical.PatientID == twice]])
+    clinical.to_csv(tmp_path / "clinical.csv", index=False)
+    config = config_for(tmp_path, frame, tmp_path / "clinical.csv", baselines=True, cv_folds=3)
+    _, metrics = import_predictions(config, "repeated", tmp_path / "art", QUICK)
+
+    assert metrics["excluded"]["duplicate_clinical_id"]["count"] == 1
+    excluded = pd.read_csv(tmp_path / "art" / "runs" / "repeated" / "excluded.csv")
+    rows = excluded[["patient_id", "reason"]].to_numpy().tolist()
+    assert rows == [[twice, "duplicate_clinical_id"]]
+    assert "clinical" in metrics["baselines"]
+    assert metrics["baselines"]["clinical"]["external"]["n"] == len(labelled) - 1
+    assert not any("cannot reindex" in w for w in metrics["warnings"])
+    assert any(f"repeats 1 PatientID ({twice} (2 rows))" in w for w in metrics["warnings"])
+    saved = pd.read_csv(tmp_path / "art" / "runs" / "repeated" / "baselines.csv", dtype=str)
+    saved = saved[saved.model == "clinical"]
+    rest = labelled[labelled.patient_id != twice]
+    expected = out_of_fold(
+        "clinical", rest, None, rest.set_index("patient_id").os_2y, n_folds=3, seed=0
+    )
+    assert saved.patient_id.tolist() == expected.patient_id.tolist()
+    np.testing.assert_allclose(saved.y_prob.astype(float), expected.y_prob, rtol=1e-9)
+
+
+def test_out_of_fold_names_a_repeated_patient_rather_than_failing_to_reindex(labelled):
+    clinical = pd.concat([labelled, labelled.iloc[[2]]])
+    with pytest.raises(
+        ValueError, match=f"clinical table repeats PatientID {labelled.patient_id[2]}"
+    ):
+        out_of_fold("clinical", clinical, None, labelled.set_index("patient_id").os_2y, 3)
+
+
 def test_feature_selection_stays_inside_the_cross_validation():
     """600 noise features and random labels: selecting the best features on all patients
     before cross-validating gives a high AUC by chance every time; selecting inside the

@@ -2,6 +2,7 @@
 on training patients only, and the run the dashboard shows."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ from nsclc_engine.features.extract import FeatureStore, extract_features
 from nsclc_engine.features.fit import fit_fold
 from nsclc_engine.features.recipes import recipe
 from nsclc_engine.preprocess.volumes import cohort_sources, preprocess_patient
+from nsclc_engine.review import store
+from nsclc_engine.train.prepare import run_exclusions
 from tests.helpers import SHARED, medicalnet_state, require_shared
 
 FMCIB_SEEDS = SHARED / "data" / "lung1-fmcib-annotations" / "annotations.csv"
@@ -170,6 +173,48 @@ def test_the_same_splits_as_a_training_run_of_the_same_cohort(feature_artifacts,
     table = load_cohort(tiny_cohort).sort_values("patient_id")
     expected = make_splits(table.patient_id.tolist(), table.os_2y.astype(int).tolist(), config)
     assert splits == expected and label == "os_2y"
+
+
+def test_a_feature_run_leaves_out_the_reviewers_exclusions(
+    feature_artifacts, tiny_source, tiny_cohort, fmcib_file, tmp_path
+):
+    """Issue 26, item 10: as a training run does, a feature run leaves out the patients a
+    reviewer excluded from its data source (here the DICOM folder the cohort was built from;
+    a note on another source does not apply), keeps that set in review_exclusions.json, and
+    splits the rest as a training run would (oracle: ``make_splits`` on the other patients)."""
+    artifacts = tmp_path / "art"
+    shutil.copytree(feature_artifacts / "cache", artifacts / "cache")  # the vectors, extracted
+    url = store.review_url(artifacts)
+    patients = sorted(load_cohort(tiny_cohort).patient_id)
+    source = store.source_of({"dicom": str(tiny_source / "dicom")})
+    store.add_note(url, "fixture", patients[3], source, "exclude", "contour on the heart", "ana")
+    store.add_note(url, "fixture", patients[4], "demo", "exclude", "another source", "ana")
+    argv = ["--weights", str(fmcib_file), "--recipe", "fmcib", "--cohort", str(tiny_cohort)]
+    argv += ["--name", "reviewed", "--artifacts", str(artifacts), "--quiet"]
+    assert main([*argv, "--set", "bootstrap_resamples=200"]) == 0
+
+    folder = artifacts / "runs" / "reviewed"
+    kept = json.loads((folder / "review_exclusions.json").read_text())
+    assert list(kept) == [patients[3]] and "contour on the heart" in kept[patients[3]]
+    predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})
+    unreviewed = pd.read_csv(
+        feature_artifacts / "runs" / "fmcib-features" / "predictions.csv", dtype={"patient_id": str}
+    )
+    assert set(predictions.patient_id) == set(unreviewed.patient_id) - {patients[3]}
+    model = json.loads((folder / "feature_model.json").read_text())
+    assert model["review_excluded"] == [patients[3]]
+    from nsclc_engine.cohort.splits import load_splits
+
+    splits, config, _, _ = load_splits(folder / "splits.json")
+    table = load_cohort(tiny_cohort)
+    table = table[table.patient_id.isin(predictions.patient_id)].sort_values("patient_id")
+    assert splits == make_splits(
+        table.patient_id.tolist(), table.os_2y.astype(int).tolist(), config
+    )
+    # a flag added after the run split its patients does not reach it
+    store.add_note(url, "fixture", patients[5], source, "exclude", "", "ana")
+    assert list(run_exclusions(folder, None, artifacts, str(tiny_source))) == [patients[3]]
+    store.dispose(url)
 
 
 @pytest.mark.parametrize(

@@ -174,12 +174,16 @@ def test_survival_page_shows_every_model_and_a_live_risk_cut(own_artifacts, monk
     assert not app.exception, [e.value for e in app.exception]
     models = set(app.dataframe[0].value.model)
     assert models == {"image", "clinical", "volume", "fusion"}
-    sizes = []
+    sizes, frozen = [], []
     for quantile in (0.2, 0.8):
         app.slider(key="sv_cut").set_value(quantile).run()
         assert not app.exception
+        shown = {m.label: m.value for m in app.metric}
         sizes.append(int(app.metric[1].value))
-    assert sizes[0] > sizes[1]  # a higher cut leaves fewer patients in the high-risk group
+        frozen.append((shown["Log-rank p (test, frozen cut)"], app.metric[4].value))
+        assert "Log-rank p (validation)" in shown
+    assert sizes[0] > sizes[1]  # a higher cut leaves fewer validation patients at high risk
+    assert frozen[0] == frozen[1]  # the slider never moves a test number
     app.selectbox(key="sv_model").set_value("clinical").run()
     assert not app.exception
     app.switch_page("ui/patient.py").run()  # survival runs open in case review too
@@ -187,6 +191,16 @@ def test_survival_page_shows_every_model_and_a_live_risk_cut(own_artifacts, monk
     for page in PAGES:  # and no page breaks on a survival run
         app.switch_page(page).run()
         assert not app.exception, (page, [e.value for e in app.exception])
+
+
+def test_calibration_method_is_compared_on_validation_and_test_shows_the_one_in_force(app):
+    app.switch_page("ui/calibration.py").run()
+    assert not app.exception
+    choice = app.dataframe[0].value
+    assert choice.method.tolist() == ["none", "platt", "temperature", "isotonic"]
+    held_out = app.dataframe[1].value
+    assert held_out.probabilities.tolist() == ["raw", "platt"]  # the evaluation's method only
+    assert any("method in force only (platt)" in h.value for h in app.subheader)
 
 
 @pytest.fixture()

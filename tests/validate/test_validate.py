@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from nsclc_engine.stats.calibration import calibration_intercept_slope
+from nsclc_engine.stats.calibration import calibration_intercept_slope, recalibrator_from_dict
 from nsclc_engine.synth.generate import write_cohort
 from nsclc_engine.validate.__main__ import main as validate_main
 from nsclc_engine.validate.external import ValidateConfig, validate_run
@@ -72,7 +72,12 @@ def test_a_frozen_run_on_a_shifted_cohort(artifacts, shifted, capsys):
     )
     # calibration on the new cohort, against the stats oracle; the in-the-large update is
     # labelled and leaves no intercept
-    expected = calibration_intercept_slope(predictions.y_true, predictions.y_prob)
+    # (the probabilities as deployed: the source run's validation-fitted recalibrator applied)
+    saved = json.loads((artifacts / "runs" / "fixture" / "calibration.json").read_text())
+    recalibrator = recalibrator_from_dict(saved["recalibrators"][0])
+    expected = calibration_intercept_slope(
+        predictions.y_true, recalibrator.apply(predictions.y_prob)
+    )
     deployed = metrics["calibration_external"]["deployed"]
     assert deployed["intercept"] == pytest.approx(expected["intercept"])
     updated = metrics["calibration_external"]["recalibrated_in_the_large"]
@@ -159,3 +164,72 @@ def test_a_run_without_a_network_of_its_own_is_refused(artifacts, shifted, kind,
     with pytest.raises(ValueError, match=f"is {what}.*no network checkpoint of its own"):
         validate_run(kind, "never", ValidateConfig(cohort=str(shifted)), artifacts)
     assert not (artifacts / "runs" / "never").exists()
+
+
+def test_each_fold_model_is_scored_on_its_own_with_mean_and_spread():
+    """Issue 26, item 10: a k-fold run's external figures were only those of an ensemble (mean
+    probability, mean threshold) never evaluated internally. Each fold model's own AUC and
+    calls at its own validation threshold, against scikit-learn and hand counts; Harrell's C
+    against scikit-survival."""
+    from sksurv.metrics import concordance_index_censored
+
+    from nsclc_engine.validate.external import fold_model_metrics
+
+    y_true = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    fold0 = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.3, 0.2, 0.9])
+    fold1 = np.array([0.6, 0.2, 0.5, 0.4, 0.9, 0.7, 0.1, 0.3])
+    frame = pd.DataFrame(
+        {"os_2y": y_true, "score_fold0": fold0, "score_fold1": fold1, "score": (fold0 + fold1) / 2}
+    )
+    result = fold_model_metrics(frame, "classification", "os_2y", {0: 0.5, 1: 0.5})
+    aucs = [roc_auc_score(y_true, fold0), roc_auc_score(y_true, fold1)]
+    assert [entry["auc"] for entry in result["folds"]] == pytest.approx(aucs)
+    # fold 0 at 0.5: positives 0.8, 0.7, 0.9 called (3 of 4), no negative called (0 of 4)
+    assert result["folds"][0]["sensitivity"] == pytest.approx(3 / 4)
+    assert result["folds"][0]["specificity"] == pytest.approx(1.0)
+    summary = result["summary"]["auc"]
+    assert summary["mean"] == pytest.approx(np.mean(aucs))
+    assert summary["sd"] == pytest.approx(np.std(aucs, ddof=1))
+    assert (summary["min"], summary["max"], summary["n_folds"]) == (min(aucs), max(aucs), 2)
+
+    time = np.array([100.0, 300, 250, 800, 50, 400, 900, 120])
+    event = np.array([1, 1, 0, 1, 1, 0, 0, 1])
+    frame = frame.assign(survival_time_days=time, deadstatus_event=event)
+    result = fold_model_metrics(frame, "survival", "deadstatus_event", {})
+    expected = [concordance_index_censored(event.astype(bool), time, s)[0] for s in (fold0, fold1)]
+    assert [entry["c_index"] for entry in result["folds"]] == pytest.approx(expected)
+    assert result["summary"]["c_index"]["mean"] == pytest.approx(np.mean(expected))
+
+
+@pytest.mark.slow
+def test_a_k_fold_run_says_its_ensemble_was_never_evaluated_and_scores_each_fold(
+    tiny_source, shifted, tmp_path
+):
+    from nsclc_engine.train.__main__ import main as train_main
+    from nsclc_engine.validate.external import external_cohort, predict_frozen
+
+    args = ["--dicom", str(tiny_source / "dicom"), "--clinical", str(tiny_source / "clinical.csv")]
+    args += ["--label", "os_2y", "--preset", "smoke", "--epochs", "1", "--folds", "2", "--quiet"]
+    args += ["--set", "model=resnet10", "--artifacts", str(tmp_path), "--run-id", "cv"]
+    assert train_main(args) == 0
+    config = ValidateConfig(cohort=str(shifted), bootstrap_resamples=100)
+    _, metrics = validate_run("cv", "cv-site-b", config, tmp_path)
+    assert any("never evaluated on the run's own patients" in w for w in metrics["warnings"])
+    folds = metrics["fold_models"]["folds"]
+    assert [entry["fold"] for entry in folds] == [0, 1]
+    # oracle: each fold model's own scores, and the ensemble as their mean
+    source = tmp_path / "runs" / "cv"
+    source_config = json.loads((source / "config.json").read_text())
+    scores, _ = predict_frozen(
+        source, source_config, external_cohort(config, tmp_path), tmp_path / "cache"
+    )
+    predictions = pd.read_csv(tmp_path / "runs" / "cv-site-b" / "predictions.csv")
+    scores = scores.set_index("patient_id").loc[predictions.patient_id]
+    np.testing.assert_allclose(
+        predictions.y_prob, scores[["score_fold0", "score_fold1"]].mean(axis=1), atol=1e-6
+    )
+    for entry in folds:
+        auc = roc_auc_score(predictions.y_true, scores[f"score_fold{entry['fold']}"])
+        assert entry["auc"] == pytest.approx(auc)
+    fitted = json.loads((source / "threshold.json").read_text())["fitted"]["thresholds"]
+    assert [entry["threshold"] for entry in folds] == [t["threshold"] for t in fitted]
