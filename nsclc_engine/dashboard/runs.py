@@ -154,7 +154,9 @@ def ranked_by_validation(frame: pd.DataFrame) -> pd.DataFrame:
 
 def compare_runs(a: RunView, b: RunView) -> dict:
     """Side-by-side held-out metrics (test, or external) of two finished runs and, on their
-    shared held-out patients with the same labels, DeLong's test of the AUC difference (a - b)."""
+    shared held-out patients with the same labels, DeLong's test of the AUC difference (a - b).
+    A k-fold run's pooled test probabilities come from several models: they are compared only
+    after each fold's own recalibration (Platt, fitted on that fold's validation rows)."""
     rows = []
     for view in (a, b):
         splits = (view.metrics or {}).get("splits", {})
@@ -172,8 +174,8 @@ def compare_runs(a: RunView, b: RunView) -> dict:
                     }
                 )
     result: dict = {"table": pd.DataFrame(rows), "delong": None, "note": ""}
-    test_a = part_predictions(a.predictions, a.held_out).set_index("patient_id")
-    test_b = part_predictions(b.predictions, b.held_out).set_index("patient_id")
+    test_a = part_predictions(a.predictions, a.held_out, _pooling(a)).set_index("patient_id")
+    test_b = part_predictions(b.predictions, b.held_out, _pooling(b)).set_index("patient_id")
     shared = test_a.index.intersection(test_b.index)
     same_labels = a.config.get("label") == b.config.get("label")
     same_labels &= bool((test_a.loc[shared, "y_true"] == test_b.loc[shared, "y_true"]).all())
@@ -193,9 +195,18 @@ def compare_runs(a: RunView, b: RunView) -> dict:
     return result
 
 
+def _pooling(view: RunView) -> str:
+    """How a run's held-out probabilities are pooled for a comparison: per-fold Platt for a
+    k-fold run, as they are (one model) otherwise."""
+    held_out = view.predictions[view.predictions.split == view.held_out]
+    return "platt" if held_out.fold.max() > held_out.fold.min() else "none"
+
+
 def compare_survival_runs(a: RunView, b: RunView) -> dict:
     """Side-by-side C-indices of two finished survival runs and, on their shared test patients
-    with the same times and events, the paired bootstrap difference of Harrell's C (a - b)."""
+    with the same times and events, the paired bootstrap difference of Harrell's C (a - b).
+    Where either run is k-fold, only pairs of patients scored by the same fold model in each
+    run are compared: the risks of two Cox models have no common location."""
 
     rows = []
     for view in (a, b):
@@ -220,12 +231,18 @@ def compare_survival_runs(a: RunView, b: RunView) -> dict:
             "The runs share too few test patients, or their times/events differ: no paired test."
         )
         return result
+    strata = None
+    if any(t.fold.max() > t.fold.min() for t in (test_a, test_b)):
+        strata = (
+            test_a.loc[shared, "fold"].astype(str) + "/" + test_b.loc[shared, "fold"].astype(str)
+        ).to_numpy()
     try:
         result["difference"] = paired_c_index_difference(
             test_a.loc[shared, "time_days"],
             test_a.loc[shared, "event"],
             test_a.loc[shared, "risk"],
             test_b.loc[shared, "risk"],
+            strata=strata,
         )
     except ValueError as error:
         result["note"] = str(error)

@@ -151,6 +151,31 @@ def test_compare_survival_runs_pairs_patients_and_keeps_the_sign(survival_view):
     assert "differ" in runs_view.compare_survival_runs(survival_view, other_times)["note"]
 
 
+def test_k_fold_survival_runs_are_compared_within_folds(survival_view):
+    """A k-fold run's test risks come from one Cox model per fold, each on its own location:
+    the paired difference counts only pairs scored by one fold model in each run (oracle: the
+    same-fold pairs counted by hand with harrell_c_index per fold)."""
+    from dataclasses import replace
+
+    from nsclc_engine.stats.survival import concordance_pairs
+
+    test = survival_view.predictions[survival_view.predictions.split == "test"]
+    fold = np.arange(len(test)) % 2
+    k_fold = test.assign(fold=fold, risk=test.risk + np.where(fold == 1, 5.0, 0.0))
+    a = replace(survival_view, predictions=k_fold)
+    b = replace(survival_view, predictions=k_fold.assign(risk=-k_fold.risk))
+    comparable, concordant_a = concordance_pairs(k_fold.time_days, k_fold.event, k_fold.risk, fold)
+    _, concordant_b = concordance_pairs(k_fold.time_days, k_fold.event, -k_fold.risk, fold)
+    expected = (concordant_a.sum() - concordant_b.sum()) / comparable.sum()
+    difference = runs_view.compare_survival_runs(a, b)["difference"]["difference"]
+    assert difference == pytest.approx(expected)
+    # pooling the shifted fold's risks with the other's would rank folds, not patients
+    pooled = runs_view.compare_survival_runs(
+        replace(a, predictions=k_fold.assign(fold=0)), replace(b, predictions=k_fold.assign(fold=0))
+    )["difference"]["difference"]
+    assert abs(pooled - difference) > 0.05
+
+
 def test_compare_roc_draws_each_runs_test_curve(view):
     curves = runs_view.compare_roc(view, view)
     test = view.predictions[view.predictions.split == "test"]
