@@ -24,8 +24,9 @@ view = require_finished_run()
 key = stamp(view)
 
 saved_point = (view.threshold or {}).get("operating_point") or {}
-if "thr_recal" not in st.session_state and saved_point.get("recalibration"):
-    st.session_state.thr_recal = saved_point["recalibration"]  # the scale it was chosen on
+scale = page.default_scale(saved_point, view.config.get("folds", 0))
+if "thr_recal" not in st.session_state and scale:
+    st.session_state.thr_recal = scale
 
 left, right = st.columns(2)
 if st.session_state.get("thr_split") not in view.parts:
@@ -56,7 +57,8 @@ if split != "validation":
 if view.config.get("folds", 0) > 1:
     st.caption(
         "k-fold run: one threshold over the pooled out-of-fold predictions here; the report "
-        "applies each fold's own validation threshold to that fold."
+        "applies each fold's own validation threshold to that fold. Pooled rows come from "
+        "several fold models: read them recalibrated (each fold's own fit), not raw."
     )
 rules = rule_thresholds(view.run_id, key, recalibration)
 if "threshold" not in st.session_state:

@@ -21,6 +21,15 @@ RULE_BUTTONS = (
 )
 
 
+def default_scale(saved_point: dict, folds: int) -> str | None:
+    """The probability scale the page opens on: the one a saved operating point was chosen on;
+    else per-fold Platt for a k-fold run (its pooled rows come from several models, comparable
+    only after each fold's own recalibration); else ``None`` (the page's first, raw)."""
+    if saved_point.get("recalibration"):
+        return saved_point["recalibration"]
+    return "platt" if folds > 1 else None
+
+
 def rule_thresholds(predictions: pd.DataFrame, recalibration: str = "none") -> dict[str, float]:
     """The threshold of each rule of :data:`RULE_BUTTONS`, fitted on validation predictions
     (the first fold's for k-fold runs); a rule whose target cannot be met is left out."""

@@ -75,3 +75,11 @@ def test_each_confusion_cell_lists_exactly_the_patients_it_counts(view):
         assert everyone == sorted(frame.patient_id)
         assert (cells["FN"].y_true == 1).all() and (cells["FN"].y_prob < threshold).all()
         assert cells["FP"].y_prob.is_monotonic_decreasing  # the most confident mistake first
+
+
+def test_the_page_opens_a_k_fold_run_on_recalibrated_probabilities():
+    from nsclc_engine.dashboard.threshold import default_scale
+
+    assert default_scale({}, 3) == "platt"  # several models' rows: comparable after each fold's fit
+    assert default_scale({}, 0) is None and default_scale({}, 1) is None
+    assert default_scale({"recalibration": "isotonic"}, 3) == "isotonic"  # the saved point's
