@@ -29,12 +29,19 @@ from nsclc_engine.stats.calibration import (
 from nsclc_engine.stats.metrics import ThresholdChoice
 
 
+def fitted_thresholds(saved: dict) -> dict[int, float]:
+    """Fold -> the threshold the run's evaluation fitted on that fold's validation part, from
+    a ``threshold.json`` payload (empty before the run was evaluated)."""
+    entries = (saved.get("fitted") or {}).get("thresholds") or []
+    return {int(entry.get("fold", 0)): float(entry["threshold"]) for entry in entries}
+
+
 def frozen_decision(source: Path) -> tuple[FoldFit, dict]:
     """``(fit, record)`` of run folder ``source``; ``record`` holds the raw threshold, the
     recalibrator's parameters and a sentence saying where they came from (JSON-ready; rebuild
     the fit with :func:`fit_from_record`)."""
     saved = read_json(source / "threshold.json") or {}
-    fitted = (saved.get("fitted") or {}).get("thresholds") or []
+    fitted = fitted_thresholds(saved)
     point = saved.get("operating_point") or {}
     if point.get("threshold") is None and not fitted:
         raise ValueError(f"run {source.name}: no threshold in threshold.json; evaluate it first")
@@ -70,10 +77,10 @@ def frozen_decision(source: Path) -> tuple[FoldFit, dict]:
         where = f"saved operating point {chosen:.3f}"
         where += f" on {method} probabilities" if method != "none" else ""
     elif k_fold:
-        threshold = float(np.mean([entry["threshold"] for entry in fitted]))
+        threshold = float(np.mean(list(fitted.values())))
         where = f"mean of the {len(fitted)} folds' validation thresholds"
     else:
-        threshold = float(fitted[0]["threshold"])
+        threshold = next(iter(fitted.values()))
         where = f"{saved['fitted'].get('rule', 'rule')} fitted on validation"
     record = {
         "kind": "frozen run",

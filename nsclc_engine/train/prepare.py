@@ -47,46 +47,46 @@ def exclusions_digest(excluded: dict[str, str]) -> str:
 EXCLUSIONS_FILE = "review_exclusions.json"
 
 
+def exclusions_now(
+    config: TrainConfig, artifacts: Path, images_under: str | None = None
+) -> dict[str, str]:
+    """The reviewers' exclusions in force now for ``config``'s data source (patient -> why);
+    none without a review database. ``config`` is a run's config dataclass (a training or a
+    frozen-feature run); its data source (``review.store.source_of``) names the notes that
+    apply. ``images_under``: for a run on an already built cohort folder, the folder holding
+    its CT series; the notes of every DICOM source folder that contains it apply."""
+    from nsclc_engine.paths import review_database_exists
+
+    if not review_database_exists(artifacts):
+        return {}
+    from nsclc_engine.review.store import exclusions, exclusions_in, notes, review_url, source_of
+
+    url = review_url(artifacts)
+    if images_under is None:
+        return exclusions(url, source_of(asdict(config)))
+    frame = notes(url)
+    images = Path(images_under).resolve()
+    inside = frame.source.map(
+        lambda source: source != "demo" and images.is_relative_to(Path(source))
+    )
+    return exclusions_in(frame[inside.astype(bool)])
+
+
 def run_exclusions(
     run_dir: Path, config: TrainConfig, artifacts: Path, images_under: str | None = None
 ) -> dict[str, str]:
-    """The reviewers' exclusions a run trains with (patient -> why): read from the review
-    database when the run first prepares its data, then kept in the run folder, so that a
-    resume, the other DDP ranks and a later test scoring use the same cohort whatever was
-    flagged or withdrawn since. A run that had split its patients before reviews existed
-    keeps none.
-
-    ``config`` is the run's config dataclass (a training or a frozen-feature run); its data
-    source (``review.store.source_of``) names the notes that apply. ``images_under``: for a
-    run on an already built cohort folder, the folder holding its CT series; the notes of
-    every DICOM source folder that contains it apply."""
+    """The reviewers' exclusions a run trains with (:func:`exclusions_now` when the run first
+    prepares its data), then kept in the run folder, so that a resume, the other DDP ranks and
+    a later test scoring use the same cohort whatever was flagged or withdrawn since. A run
+    that had split its patients before reviews existed keeps none."""
     from nsclc_engine.atomic import write_json
-    from nsclc_engine.paths import review_database_exists
 
     path = Path(run_dir) / EXCLUSIONS_FILE
     if path.is_file():
         return json.loads(path.read_text())
     excluded = {}
-    # a run split before reviews existed keeps none; without a database nothing was flagged
-    if not (Path(run_dir) / "splits.json").exists() and review_database_exists(artifacts):
-        from nsclc_engine.review.store import (
-            exclusions,
-            exclusions_in,
-            notes,
-            review_url,
-            source_of,
-        )
-
-        url = review_url(artifacts)
-        if images_under is None:
-            excluded = exclusions(url, source_of(asdict(config)))
-        else:
-            frame = notes(url)
-            images = Path(images_under).resolve()
-            inside = frame.source.map(
-                lambda source: source != "demo" and images.is_relative_to(Path(source))
-            )
-            excluded = exclusions_in(frame[inside.astype(bool)])
+    if not (Path(run_dir) / "splits.json").exists():
+        excluded = exclusions_now(config, artifacts, images_under)
     write_json(path, excluded)
     return excluded
 

@@ -55,18 +55,6 @@ class FixedSplit:
     splits: list[dict[str, list[str]]]
 
 
-def review_exclusions_now(config: TrainConfig, artifacts: Path) -> dict[str, str]:
-    """The reviewers' exclusions in force now for ``config``'s data source (patient -> why);
-    none without a review database."""
-    from nsclc_engine.paths import review_database_exists
-
-    if not review_database_exists(artifacts):
-        return {}
-    from nsclc_engine.review.store import exclusions, review_url, source_of
-
-    return exclusions(review_url(artifacts), source_of(asdict(config)))
-
-
 def fix_split(config: TrainConfig, artifacts: Path, excluded: dict[str, str]) -> FixedSplit:
     """The patients a run of ``config`` trains on without ``excluded``, split now as the run
     would split them: what a study draws once for all its trials."""

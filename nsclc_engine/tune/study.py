@@ -33,7 +33,8 @@ from nsclc_engine import runs
 from nsclc_engine.atomic import write_json
 from nsclc_engine.config import shown_error
 from nsclc_engine.paths import shown_url
-from nsclc_engine.train.runner import FixedSplit, fix_split, review_exclusions_now
+from nsclc_engine.train.prepare import exclusions_now
+from nsclc_engine.train.runner import FixedSplit, fix_split
 from nsclc_engine.tune.space import distributions, load_space
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def open_study(config: TuneConfig, artifacts: Path):
     if saved is None:
         study.set_user_attr("settings", settings_of(config))
     if "review_exclusions" not in study.user_attrs:  # a flag raised later never reaches it
-        excluded = review_exclusions_now(trial_config(config, {}, -1), artifacts)
+        excluded = exclusions_now(trial_config(config, {}, -1), artifacts)
         study.set_user_attr("review_exclusions", excluded)
     return study
 

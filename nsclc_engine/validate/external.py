@@ -38,7 +38,7 @@ from nsclc_engine.cohort.build import CohortConfig, load_cohort, run_cohort
 from nsclc_engine.cohort.clinical import positive_class
 from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
 from nsclc_engine.evaluate.config import EvaluateConfig
-from nsclc_engine.evaluate.frozen import frozen_decision
+from nsclc_engine.evaluate.frozen import fitted_thresholds, frozen_decision
 from nsclc_engine.evaluate.imported import write_outputs
 from nsclc_engine.explain.inference import load_run_model
 from nsclc_engine.paths import artifacts_dir, default_cache_dir
@@ -267,13 +267,6 @@ def _defined(metric, *arrays) -> float:
     return value if math.isfinite(value) else float("nan")
 
 
-def fold_thresholds(source: Path) -> dict[int, float]:
-    """Fold -> the threshold the run's evaluation fitted on that fold's validation part."""
-    saved = read_json(source / "threshold.json") or {}
-    fitted = (saved.get("fitted") or {}).get("thresholds") or []
-    return {int(entry.get("fold", 0)): float(entry["threshold"]) for entry in fitted}
-
-
 def too_few(frame: pd.DataFrame, task: str) -> str:
     """Why these patients cannot support the metrics, or ``""``."""
     if task == "survival":
@@ -383,9 +376,8 @@ def validate_run(
         curve = decision_curve(predictions.y_true, deployed)
         metrics["decision_curve"] = {key: np.asarray(v).tolist() for key, v in curve.items()}
     if per_fold and not reason:
-        metrics["fold_models"] = fold_model_metrics(
-            labelled, task, label, {} if task == "survival" else fold_thresholds(source)
-        )
+        saved = {} if task == "survival" else read_json(source / "threshold.json") or {}
+        metrics["fold_models"] = fold_model_metrics(labelled, task, label, fitted_thresholds(saved))
     metrics["case_mix"] = case_mix.to_dict(orient="records")
     run_config = {
         "kind": "external",

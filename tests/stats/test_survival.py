@@ -28,6 +28,15 @@ def brute_force_c_index(time, event, risk):
     return concordant / comparable
 
 
+def cox_sample(rng, n: int, scale_days: float, beta: float, censor_days: tuple) -> dict:
+    """``time``, ``event``, ``risk`` of ``n`` patients: exponential death times with log hazard
+    ``beta * risk`` (risk standard normal), censored uniformly over ``censor_days``."""
+    x = rng.normal(0, 1, n)
+    event_time = rng.exponential(scale_days * np.exp(-beta * x))
+    censor = rng.uniform(*censor_days, n)
+    return {"time": np.minimum(event_time, censor), "event": event_time <= censor, "risk": x}
+
+
 def test_hand_computed_four_patients():
     time = np.array([1.0, 2.0, 3.0, 4.0])
     event = np.array([1, 0, 1, 0])
@@ -168,14 +177,7 @@ def test_evaluate_risks_and_risk_groups_on_a_known_model():
     from nsclc_engine.stats.survival import evaluate_risks, risk_groups
 
     rng = np.random.default_rng(8)
-
-    def draw(n):
-        x = rng.normal(0, 1, n)
-        event_time = rng.exponential(700 * np.exp(-0.8 * x))
-        censor = rng.uniform(200, 2000, n)
-        return {"time": np.minimum(event_time, censor), "event": event_time <= censor, "risk": x}
-
-    train, validation, test = draw(300), draw(100), draw(200)
+    train, validation, test = (cox_sample(rng, n, 700, 0.8, (200, 2000)) for n in (300, 100, 200))
     result = evaluate_risks(train, test, validation, seed=1)
     assert 0.6 < result["harrell"]["c_index"] < 0.8
     assert abs(result["uno_c_index"] - result["harrell"]["c_index"]) < 0.05
@@ -301,14 +303,7 @@ def test_ipcw_metrics_survive_a_test_patient_followed_beyond_training():
     from nsclc_engine.stats.survival import evaluate_risks
 
     rng = np.random.default_rng(12)
-
-    def draw(n):
-        x = rng.normal(0, 1, n)
-        event_time = rng.exponential(600 * np.exp(-0.7 * x))
-        censor = rng.uniform(300, 1000, n)
-        return {"time": np.minimum(event_time, censor), "event": event_time <= censor, "risk": x}
-
-    train, validation, test = draw(120), draw(40), draw(60)
+    train, validation, test = (cox_sample(rng, n, 600, 0.7, (300, 1000)) for n in (120, 40, 60))
     test["time"][0], test["event"][0] = train["time"].max() + 400, True
     result = evaluate_risks(train, test, validation)
     # the oracle: the same test data censored at 731 days, where scikit-survival is defined
