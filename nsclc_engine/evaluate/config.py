@@ -20,6 +20,9 @@ class EvaluateConfig:
     bootstrap_resamples: int = 2000
     seed: int = 0
     baselines: bool = True
+    # survival runs: S(t) at these days in predictions.csv; calibration and the threshold at
+    # each (the threshold at the last)
+    horizons_days: tuple[float, ...] = (365.0, 730.0)
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in THRESHOLD_RULES:
@@ -35,5 +38,11 @@ class EvaluateConfig:
         target = self.threshold_target
         if target is not None and not (math.isfinite(target) and 0 <= target <= 1):
             raise ValueError(f"threshold_target={target!r}: must be between 0 and 1")
+        horizons = tuple(float(h) for h in self.horizons_days)
+        if not horizons or any(not (math.isfinite(h) and h > 0) for h in horizons):
+            raise ValueError(
+                f"horizons_days={self.horizons_days!r}: give positive days, e.g. [365, 730]"
+            )
+        object.__setattr__(self, "horizons_days", tuple(sorted(set(horizons))))
         if self.seed < 0:
             raise ValueError(f"seed={self.seed}: must be 0 or more")

@@ -30,6 +30,7 @@ from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.evaluate.report import render_report, render_survival_report
 from nsclc_engine.evaluate.survival import (
     evaluate_survival_predictions,
+    evaluate_survival_probabilities,
     survival_model_metrics,
 )
 from nsclc_engine.evaluate.yardstick import best_achievable, load_truth
@@ -181,6 +182,11 @@ def evaluate_survival_run(
 ) -> dict:
     """``metrics.json``, ``survival_models.csv`` and ``report.html`` of a survival run."""
     result = evaluate_survival_predictions(predictions, config)
+    horizons, baselines, predictions = evaluate_survival_probabilities(predictions, config)
+    write_json(run_dir / "survival_baseline.json", {"fitted_on": "validation", "folds": baselines})
+    write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+    result["horizons"] = horizons
+    write_threshold_file(run_dir, fitted=_survival_fitted(horizons))
     yardstick = _best_achievable(run_config, predictions, "survival", config)
     metrics = {
         "task": "survival",
@@ -203,6 +209,13 @@ def evaluate_survival_run(
     write_json(run_dir / "metrics.json", metrics)
     write_text_atomic(run_dir / "report.html", render_survival_report(run_dir.name, metrics))
     return metrics
+
+
+def _survival_fitted(horizons: dict) -> dict:
+    """``threshold.json``'s fitted part for a survival run: the rule, its horizon and scale,
+    and each fold's threshold on P(death by the horizon), fitted on validation."""
+    fitted = {k: v for k, v in horizons.get("threshold", {}).items() if k != "held_out"}
+    return fitted | {"thresholds": fitted.get("thresholds", []), "written": now()}
 
 
 def write_threshold_file(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
 
 from nsclc_engine.evaluate.baselines import SURVIVAL_MODELS
@@ -16,6 +17,19 @@ from nsclc_engine.stats.survival import (
     harrell_c_index,
     paired_c_index_difference,
     risk_groups,
+)
+from nsclc_engine.stats.survival_probability import (
+    Baseline,
+    HorizonOutcome,
+    calibration_in_the_large,
+    d_calibration,
+    fit_baseline,
+    horizon_counts,
+    horizon_outcome,
+    observed_by_group,
+    smoothed_calibration,
+    td_roc,
+    td_sensitivity_specificity,
 )
 
 
@@ -158,3 +172,254 @@ def _survival_set(frame: pd.DataFrame, model: str) -> dict:
         "event": frame.event.to_numpy().astype(bool),
         "risk": frame[model].to_numpy(),
     }
+
+
+# --- survival probabilities at the horizons ----------------------------------------------
+
+BASELINE_KINDS = {
+    "raw": "Breslow baseline on validation, the model's risk as it is",
+    "recalibrated": "Breslow baseline on validation after refitting the risk's slope there",
+}
+
+
+def survival_column(horizon: float) -> str:
+    """The ``predictions.csv`` column of S(horizon): ``survival_730d``."""
+    return f"survival_{horizon:g}d"
+
+
+def horizon_columns(predictions: pd.DataFrame) -> dict[float, str]:
+    """Horizon (days) -> its column, for the survival-probability columns a table holds."""
+    found = {}
+    for column in predictions.columns:
+        number = column.removeprefix("survival_").removesuffix("d")
+        if column.startswith("survival_") and column.endswith("d"):
+            try:
+                found[float(number)] = column
+            except ValueError:
+                continue
+    return dict(sorted(found.items()))
+
+
+def fit_fold_baselines(predictions: pd.DataFrame) -> list[dict]:
+    """Per fold, the baselines of :data:`BASELINE_KINDS` fitted on that fold's validation rows
+    (never test, never the patients the model learned from), as ``Baseline.to_dict``; a kind
+    that cannot be fitted gives ``{kind}_note`` instead."""
+    result = []
+    for fold, frame in predictions.groupby("fold"):
+        validation = frame[frame.split == "validation"]
+        entry: dict = {"fold": int(fold)}
+        for kind in BASELINE_KINDS:
+            try:
+                entry[kind] = fit_baseline(
+                    validation.time_days,
+                    validation.event,
+                    validation.risk,
+                    recalibrate=kind == "recalibrated",
+                ).to_dict()
+            except ValueError as error:
+                entry[f"{kind}_note"] = f"fold {fold}: {error}"
+        result.append(entry)
+    return result
+
+
+def baselines_of(saved: list[dict], kind: str = "raw") -> dict[int, Baseline]:
+    """Fold -> :class:`Baseline` of ``kind`` from :func:`fit_fold_baselines`' payload."""
+    return {int(e["fold"]): Baseline.from_dict(e[kind]) for e in saved if kind in e}
+
+
+def survival_at(
+    rows: pd.DataFrame, baselines: dict[int, Baseline], times: float | np.ndarray
+) -> np.ndarray:
+    """S(t | risk) of each row under its own fold's baseline: ``times`` one horizon, or one
+    time per row (each patient's own time, for D-calibration)."""
+    result = np.full(len(rows), np.nan)
+    per_row = np.ndim(times) > 0
+    for fold in rows.fold.unique():
+        mask = (rows.fold == fold).to_numpy()
+        if int(fold) not in baselines:
+            continue
+        baseline = baselines[int(fold)]
+        if per_row:
+            risk, own = rows.risk.to_numpy()[mask], np.asarray(times)[mask]
+            result[mask] = baseline.survival_at_own_times(risk, own)
+        else:
+            result[mask] = baseline.survival(rows.risk.to_numpy()[mask], [times])[:, 0]
+    return result
+
+
+def with_survival_columns(
+    predictions: pd.DataFrame, baselines: dict[int, Baseline], horizons: tuple[float, ...]
+) -> pd.DataFrame:
+    """``predictions`` with one ``survival_{h}d`` column per horizon (earlier ones replaced)."""
+    frame = predictions.drop(columns=list(horizon_columns(predictions).values()))
+    for horizon in horizons:
+        frame[survival_column(horizon)] = survival_at(frame, baselines, horizon)
+    return frame
+
+
+def outcome_of(predictions: pd.DataFrame, rows: pd.DataFrame, horizon: float) -> HorizonOutcome:
+    """The cumulative/dynamic outcome of ``rows`` at ``horizon``, with IPCW weights from the
+    censoring of each fold's training rows (rows of runs without a training split, imported
+    or external: the censoring of the rows themselves)."""
+    train = predictions[predictions.split == "train"]
+    if train.empty:
+        return horizon_outcome(rows.time_days, rows.event, horizon)
+    parts = {}
+    for fold in rows.fold.unique():
+        mask = (rows.fold == fold).to_numpy()
+        censoring = train[train.fold == fold]
+        parts[fold] = (
+            mask,
+            horizon_outcome(
+                rows.time_days[mask],
+                rows.event[mask],
+                horizon,
+                censoring.time_days,
+                censoring.event,
+                censoring_from="the training split",
+            ),
+        )
+    fields = {}
+    for name in ("case", "control", "censored", "weight"):
+        values = np.zeros(len(rows), dtype=float if name == "weight" else bool)
+        for mask, outcome in parts.values():
+            values[mask] = getattr(outcome, name)
+        fields[name] = values
+    return HorizonOutcome(float(horizon), **fields, censoring_from="the training split")
+
+
+def fit_horizon_threshold(outcome: HorizonOutcome, p: np.ndarray) -> float:
+    """The threshold on P(death by the horizon) maximising Youden's J of the
+    cumulative/dynamic sensitivity and specificity: one of the predicted values (the highest
+    of equal J), so ``p >= threshold`` makes the calls that reached it."""
+    roc = td_roc(outcome, p)
+    youden = roc["sensitivity"] - roc["false_positive_rate"]
+    best = int(np.argmax(youden))
+    return float(roc["threshold"][best]) if np.isfinite(roc["threshold"][best]) else 1.0
+
+
+def horizon_calibration(
+    p: np.ndarray, rows: pd.DataFrame, horizon: float, config: EvaluateConfig
+) -> dict:
+    """Calibration of P(death by ``horizon``) on ``rows``: smoothed curve with ICI/E50/E90
+    (bootstrap CI over at most 200 resamples: each refits the smoother), observed against
+    predicted by quintile, calibration-in-the-large; each block says why where it is
+    undefined."""
+    time, event = rows.time_days.to_numpy(), rows.event.to_numpy()
+    result: dict = {
+        "n": len(rows),
+        "n_deaths_by_horizon": int(((time <= horizon) & (event == 1)).sum()),
+        "n_censored_before_horizon": int(((time <= horizon) & (event == 0)).sum()),
+        "mean_predicted": float(np.mean(p)),
+    }
+    blocks = {
+        "smoothed": lambda: smoothed_calibration(
+            p, time, event, horizon, min(config.bootstrap_resamples, 200), config.seed
+        ),
+        "groups": lambda: observed_by_group(p, time, event, horizon),
+        "in_the_large": lambda: calibration_in_the_large(
+            p, time, event, horizon, config.bootstrap_resamples, config.seed
+        ),
+    }
+    for name, compute in blocks.items():
+        try:
+            result[name] = compute()
+        except ValueError as error:
+            result[f"{name}_note"] = str(error)
+    if "smoothed" in result:
+        result["smoothed"].pop("observed")
+    return result
+
+
+def evaluate_survival_probabilities(
+    predictions: pd.DataFrame, config: EvaluateConfig, saved: list[dict] | None = None
+) -> tuple[dict, list[dict], pd.DataFrame]:
+    """Survival probabilities at ``config.horizons_days`` for every scored patient, and what
+    they are worth on the held-out part: ``(metrics block, baselines, predictions with the
+    survival columns)``.
+
+    The baselines are fitted on each fold's validation rows (``saved``: frozen ones, carried
+    from another run, as external validation applies them). On the held-out part, per
+    baseline kind and horizon: time-dependent AUC, calibration (:func:`horizon_calibration`)
+    and D-calibration; at the last horizon, the threshold on P(death) fitted on each fold's
+    validation rows (Youden's J of cumulative/dynamic sensitivity and specificity) and the
+    held-out calls at it with bootstrap CIs."""
+    from nsclc_engine.evaluate.classification import held_out_part
+
+    saved = fit_fold_baselines(predictions) if saved is None else saved
+    horizons = config.horizons_days
+    raw = baselines_of(saved, "raw")
+    if not raw:
+        notes = "; ".join(v for e in saved for k, v in e.items() if k.endswith("_note"))
+        return {"horizons_days": list(horizons), "note": notes or "no baseline"}, saved, predictions
+    table = with_survival_columns(predictions, raw, horizons)
+    part = held_out_part(predictions)
+    rows = table[table.split == part]
+    missing = sorted(set(rows.fold) - set(raw))
+    if missing:
+        notes = "; ".join(v for e in saved for k, v in e.items() if k == "raw_note")
+        return {"horizons_days": list(horizons), "note": notes}, saved, table
+    block: dict = {
+        "horizons_days": list(horizons),
+        "held_out": part,
+        "baselines": dict(BASELINE_KINDS),
+        "follow_up_days": {str(f): b.follow_up for f, b in raw.items()},
+    }
+    for kind in BASELINE_KINDS:
+        baselines = baselines_of(saved, kind)
+        if set(baselines) != set(raw):
+            continue
+        entry: dict = {}
+        own = survival_at(rows, baselines, rows.time_days.to_numpy())
+        entry["d_calibration"] = d_calibration(own, rows.event.to_numpy())
+        for horizon in horizons:
+            p = 1 - survival_at(rows, baselines, horizon)
+            at = horizon_calibration(p, rows, horizon, config)
+            try:
+                at["td_auc"] = td_roc(outcome_of(table, rows, horizon), p)["auc"]
+            except ValueError as error:
+                at["td_auc_note"] = str(error)
+            entry[f"{horizon:g}d"] = at
+        block[kind] = entry
+    block["threshold"] = horizon_threshold(table, rows, raw, max(horizons), config)
+    return block, saved, table
+
+
+def horizon_threshold(
+    table: pd.DataFrame,
+    rows: pd.DataFrame,
+    baselines: dict[int, Baseline],
+    horizon: float,
+    config: EvaluateConfig,
+) -> dict:
+    """Per fold, the Youden threshold on P(death by ``horizon``) fitted on validation; the
+    held-out ``rows`` called at their fold's threshold: counts (the censored-before-horizon
+    patients apart) and cumulative/dynamic sensitivity and specificity with CIs."""
+    thresholds = []
+    for fold, frame in table[table.split == "validation"].groupby("fold"):
+        try:
+            p = 1 - survival_at(frame, baselines, horizon)
+            value = fit_horizon_threshold(outcome_of(table, frame, horizon), p)
+        except ValueError:
+            continue
+        thresholds.append({"fold": int(fold), "threshold": value})
+    result: dict = {
+        "rule": "youden",
+        "horizon_days": float(horizon),
+        "scale": f"probability of death by day {horizon:g}",
+        "fitted_on": "validation",
+        "thresholds": thresholds,
+    }
+    by_fold = {entry["fold"]: entry["threshold"] for entry in thresholds}
+    if not by_fold or not set(rows.fold) <= set(by_fold):
+        result["note"] = "no threshold fitted on validation for every fold"
+        return result
+    p = 1 - survival_at(rows, baselines, horizon)
+    cut = rows.fold.map(by_fold).to_numpy()
+    outcome = outcome_of(table, rows, horizon)
+    result["held_out"] = {
+        "counts": horizon_counts(outcome, p, cut),
+        **td_sensitivity_specificity(outcome, p, cut, config.bootstrap_resamples, config.seed),
+    }
+    result["held_out"]["threshold"] = thresholds[0]["threshold"] if len(by_fold) == 1 else None
+    return result

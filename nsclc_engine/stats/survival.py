@@ -8,8 +8,6 @@ earlier death. scikit-survival is the oracle in the tests.
 * :func:`kaplan_meier` (Greenwood variance, numbers at risk) and :func:`logrank_test`.
 * :func:`cox_loss`: negative Cox partial log-likelihood (Efron or Breslow ties) for a network's
   risks; :class:`RiskBank` widens its risk sets beyond a mini-batch.
-* :func:`breslow_survival`: survival curves from risks (Breslow baseline fitted on held-out
-  patients).
 * :func:`evaluate_risks`: Harrell's and Uno's C, time-dependent AUC, integrated Brier score.
 * :func:`risk_groups`: a cut-off fitted on validation risks, KM curves and log-rank on test.
 """
@@ -377,24 +375,6 @@ class RiskBank:
         self.patient_ids = (kept_ids + patient_ids)[start:]
 
 
-def breslow_survival(train_time: ArrayLike, train_event: ArrayLike, train_risk: ArrayLike):
-    """Breslow's baseline cumulative hazard from training risks; returns ``survival(risk,
-    times) -> [n, len(times)]`` with ``S(t | r) = exp(-H0(t) exp(r))``."""
-    time, event, risk = check_survival(train_time, train_event, train_risk)
-    death_times = np.unique(time[event])
-    hazard = np.array(
-        [(event & (time == t)).sum() / np.exp(risk[time >= t]).sum() for t in death_times]
-    )
-    cumulative = np.cumsum(hazard)
-
-    def survival(risk_new: ArrayLike, times: ArrayLike) -> np.ndarray:
-        index = np.searchsorted(death_times, np.asarray(times, dtype=float), side="right")
-        h0 = np.r_[0.0, cumulative][index]
-        return np.exp(-np.outer(np.exp(np.asarray(risk_new, dtype=float)), h0))
-
-    return survival
-
-
 def evaluate_risks(
     train: dict,
     test: dict,
@@ -448,9 +428,11 @@ def evaluate_risks(
     grid = np.linspace(
         max(np.min(test_time), 1.0), min(horizons.max(), np.max(test_time) - 1e-6), 50
     )
-    survival = breslow_survival(baseline["time"], baseline["event"], baseline["risk"])
+    from nsclc_engine.stats.survival_probability import fit_baseline
+
+    curves = fit_baseline(baseline["time"], baseline["event"], baseline["risk"])
     result["integrated_brier_score"] = float(
-        integrated_brier_score(surv_train, surv_test, survival(test["risk"], grid), grid)
+        integrated_brier_score(surv_train, surv_test, curves.survival(test["risk"], grid), grid)
     )
     result["ibs_range_days"] = [float(grid[0]), float(grid[-1])]
     return result

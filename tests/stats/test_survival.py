@@ -160,13 +160,13 @@ def test_cox_loss_by_hand_and_its_gradient_points_the_right_way():
 def test_breslow_baseline_by_hand_and_against_scikit_survival():
     from sksurv.linear_model.coxph import BreslowEstimator
 
-    from nsclc_engine.stats.survival import breslow_survival
+    from nsclc_engine.stats.survival_probability import fit_baseline
 
-    survival = breslow_survival([1.0, 2.0, 3.0], [1, 1, 1], [0.0, 0.0, 0.0])
+    survival = fit_baseline([1.0, 2.0, 3.0], [1, 1, 1], [0.0, 0.0, 0.0]).survival
     # H0(1) = 1/3, H0(2) = 1/3 + 1/2: exp(-H0) at 1.5 and 2.5 for risk 0
     np.testing.assert_allclose(survival([0.0], [1.5, 2.5])[0], np.exp([-1 / 3, -(1 / 3 + 1 / 2)]))
     time, event, risk = random_survival(6, n=80, tied=False)
-    ours = breslow_survival(time, event, risk)
+    ours = fit_baseline(time, event, risk).survival
     oracle = BreslowEstimator().fit(risk, event, time)
     grid = np.quantile(time, [0.2, 0.5, 0.8])
     expected = np.array([f(grid) for f in oracle.get_survival_function(risk[:5])])
