@@ -364,3 +364,87 @@ def kaplan_meier_figure(
     figure.update_xaxes(title_text="days", row=2, col=1)
     figure.update_layout(title=title, **LAYOUT)
     return figure
+
+
+def survival_calibration_figure(at: Mapping, horizon_days: float) -> go.Figure:
+    """Predicted against observed probability of death by the horizon: the smoothed
+    calibration curve (lifelines' CRC smoother) and the Kaplan-Meier observed share of each
+    risk group (Greenwood 95 % CI) at its mean predicted probability; ``at`` one horizon's
+    calibration block (``horizon_calibration``)."""
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfect calibration",
+            line={"dash": "dot", "color": "grey"},
+        )
+    )
+    if "smoothed" in at:
+        smoothed = at["smoothed"]
+        figure.add_trace(
+            go.Scatter(
+                x=smoothed["curve"]["predicted"],
+                y=smoothed["curve"]["observed"],
+                mode="lines",
+                name=f"smoothed (ICI {smoothed['ici']:.3f})",
+                line={"color": COLOURS[1]},
+            )
+        )
+    groups = [g for g in at.get("groups", []) if g["observed"] is not None]
+    if groups:
+        observed = np.array([g["observed"] for g in groups])
+        figure.add_trace(
+            go.Scatter(
+                x=[g["predicted"] for g in groups],
+                y=observed,
+                mode="markers",
+                name="risk groups (Kaplan-Meier)",
+                marker={"size": 10, "color": COLOURS[0]},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": np.array([g["observed_ci"][1] for g in groups]) - observed,
+                    "arrayminus": observed - np.array([g["observed_ci"][0] for g in groups]),
+                },
+                customdata=[g["n"] for g in groups],
+                hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f}<br>n = %{customdata}",
+            )
+        )
+    figure.update_layout(
+        title=f"Probability of death by day {horizon_days:g}: predicted and observed",
+        xaxis={"title": "predicted", "range": [0, 1]},
+        yaxis={"title": "observed (Kaplan-Meier)", "range": [0, 1]},
+        **LAYOUT,
+    )
+    return figure
+
+
+def d_calibration_figure(d_calibration: Mapping) -> go.Figure:
+    """D-calibration: patients per tenth of predicted survival at their own time (censored
+    patients spread over the tenths below their survival at censoring) against the flat
+    line a calibrated model gives."""
+    edges = np.asarray(d_calibration["bins"])
+    centres = (edges[:-1] + edges[1:]) / 2
+    figure = go.Figure(
+        go.Bar(
+            x=centres,
+            y=d_calibration["counts"],
+            width=0.09,
+            name="patients",
+            marker={"color": COLOURS[0]},
+        )
+    )
+    figure.add_hline(
+        y=d_calibration["expected"],
+        line={"dash": "dot", "color": "grey"},
+        annotation_text="expected if calibrated",
+    )
+    figure.update_layout(
+        title=f"D-calibration: chi-square p = {d_calibration['p_value']:.3f}",
+        xaxis={"title": "predicted survival at the patient's own time", "range": [0, 1]},
+        yaxis={"title": "patients"},
+        **LAYOUT,
+    )
+    return figure

@@ -412,6 +412,78 @@ def render_report(
     )
 
 
+def _ci(block: dict, key: str) -> str:
+    interval = block.get(f"{key}_ci")
+    value = f"{block[key]:.3f}"
+    return value + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+
+
+def _horizons_section(horizons: dict, figure) -> str:
+    """Survival at the horizons: per baseline and horizon, time-dependent AUC, the smoothed
+    calibration (ICI, E50, E90), calibration-in-the-large and D-calibration; the threshold on
+    P(death) fitted on validation and the held-out calls at it; the calibration figures."""
+    part = horizons.get("held_out", "test")
+    if "note" in horizons:
+        return (
+            "<h2>Survival at the horizons</h2><p>Not computed: "
+            f"{html.escape(str(horizons['note']))}</p>"
+        )
+    rows = []
+    for kind, description in horizons.get("baselines", {}).items():
+        for horizon in horizons["horizons_days"]:
+            at = horizons.get(kind, {}).get(f"{horizon:g}d")
+            if at is None:
+                continue
+            large = at.get("in_the_large")
+            rows.append(
+                {
+                    "baseline": kind,
+                    "horizon (days)": f"{horizon:g}",
+                    "deaths / censored before": (
+                        f"{at['n_deaths_by_horizon']} / {at['n_censored_before_horizon']}"
+                    ),
+                    "time-dependent AUC": at.get("td_auc"),
+                    "ICI (95% CI)": _ci(at["smoothed"], "ici") if "smoothed" in at else "-",
+                    "E50": at["smoothed"]["e50"] if "smoothed" in at else None,
+                    "E90": at["smoothed"]["e90"] if "smoothed" in at else None,
+                    "observed - predicted (95% CI)": _ci(large, "difference") if large else "-",
+                    "D-calibration p": horizons[kind]["d_calibration"]["p_value"],
+                }
+            )
+    text = [
+        f"<h2>Survival at the horizons ({html.escape(part)})</h2>",
+        "<p>Each patient's survival curve is the model's risk on a baseline hazard fitted on "
+        "the validation patients (never on test): "
+        + "; ".join(f"<b>{k}</b>: {html.escape(v)}" for k, v in horizons["baselines"].items())
+        + ". ICI is the mean distance between predicted and observed probability of death by "
+        "the horizon (0 = perfect), E50 and E90 its median and 90th percentile; observed - "
+        "predicted compares the Kaplan-Meier share who died with the mean prediction; a "
+        "D-calibration p below 0.05 says the survival curves do not match the follow-up.</p>",
+        _table(pd.DataFrame(rows)) if rows else "",
+    ]
+    threshold = horizons.get("threshold", {})
+    held = threshold.get("held_out")
+    if held:
+        counts = held["counts"]
+        fitted = ", ".join(f"{e['threshold']:.3f}" for e in threshold["thresholds"])
+        text.append(
+            f"<p>Threshold on the {html.escape(threshold['scale'])}, fitted on validation "
+            f"(Youden's J): {fitted}. On {html.escape(part)}: {counts['tp']} of the patients who "
+            f"died by then called high risk, {counts['fn']} not; {counts['tn']} of those alive "
+            f"after it called low risk, {counts['fp']} not; {counts['censored_pos']} + "
+            f"{counts['censored_neg']} censored before it (neither). Sensitivity "
+            f"{_ci(held, 'sensitivity')}, specificity {_ci(held, 'specificity')} "
+            "(cumulative/dynamic, inverse-probability-of-censoring weights).</p>"
+        )
+    last = horizons["horizons_days"][-1]
+    raw = horizons.get("raw", {})
+    if f"{last:g}d" in raw:
+        text.append(figure(figures.survival_calibration_figure(raw[f"{last:g}d"], last)))
+    if "d_calibration" in raw:
+        text.append(figure(figures.d_calibration_figure(raw["d_calibration"])))
+    return "\n".join(text)
+
+
 def render_survival_report(run_id: str, metrics: dict) -> str:
     """The survival run's page: concordance per split, the yardstick, the image / clinical /
     volume / fusion comparison, per-fold time-dependent metrics and Kaplan-Meier curves."""
@@ -447,6 +519,8 @@ def render_survival_report(run_id: str, metrics: dict) -> str:
     if "best_achievable" in metrics:
         sections.append(_yardstick_section(metrics["best_achievable"], "C-index"))
     figure = _embedder("480px")
+    if metrics.get("horizons"):
+        sections.append(_horizons_section(metrics["horizons"], figure))
     if "models" in metrics:
         sections.append(_survival_models_section(metrics["models"]))
     for entry in metrics["folds"]:

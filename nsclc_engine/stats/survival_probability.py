@@ -182,7 +182,7 @@ def _negative_log_likelihood(params, log_t, event, x, knots, weights, center=0.0
     slope = g1 + g2 * db  # d log H / d log t
     if np.any(slope[event] <= 0):
         return np.inf, np.zeros(5)
-    cumulative = np.exp(np.minimum(log_cumulative, 700.0))
+    cumulative = np.exp(np.minimum(log_cumulative, 200.0))  # a far-off step: large, finite
     safe = np.where(event, slope, 1.0)
     total = weights.sum()
     log_hazard = log_cumulative + np.log(safe) - log_t
