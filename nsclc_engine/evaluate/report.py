@@ -429,7 +429,7 @@ def _horizons_section(horizons: dict, figure) -> str:
             f"{html.escape(str(horizons['note']))}</p>"
         )
     rows = []
-    for kind, description in horizons.get("baselines", {}).items():
+    for kind in horizons.get("baselines", {}):
         for horizon in horizons["horizons_days"]:
             at = horizons.get(kind, {}).get(f"{horizon:g}d")
             if at is None:

@@ -86,7 +86,7 @@ def test_baselines_and_threshold_never_read_test_outcomes():
 
 def test_threshold_is_youden_on_validation_and_test_is_called_at_it():
     table = predictions(2, folds=2)
-    block, saved, written = evaluate_survival_probabilities(table, CONFIG)
+    block, _, written = evaluate_survival_probabilities(table, CONFIG)
     threshold = block["threshold"]
     assert threshold["horizon_days"] == 730.0
     cut = {}
