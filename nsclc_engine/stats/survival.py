@@ -8,7 +8,6 @@ earlier death. scikit-survival is the oracle in the tests.
 * :func:`kaplan_meier` (Greenwood variance, numbers at risk) and :func:`logrank_test`.
 * :func:`cox_loss`: negative Cox partial log-likelihood (Efron or Breslow ties) for a network's
   risks; :class:`RiskBank` widens its risk sets beyond a mini-batch.
-* :func:`evaluate_risks`: Harrell's and Uno's C, time-dependent AUC, integrated Brier score.
 * :func:`risk_groups`: a cut-off fitted on validation risks, KM curves and log-rank on test.
 """
 
@@ -373,69 +372,6 @@ class RiskBank:
             [self.event.to(risk.device)[keep], event.to(device=risk.device, dtype=torch.bool)]
         )[start:]
         self.patient_ids = (kept_ids + patient_ids)[start:]
-
-
-def evaluate_risks(
-    train: dict,
-    test: dict,
-    baseline: dict,
-    horizons_days: tuple[float, ...] = (365.0, 730.0),
-    seed: int = 0,
-) -> dict:
-    """Discrimination and calibration of risks on ``test`` (dicts of ``time``, ``event``,
-    ``risk`` arrays); censoring weights come from ``train`` (times and events only) and the
-    Breslow baseline hazard from ``baseline``: patients the model did not learn from (the
-    validation split). A network's training risks are in-sample: an overfit model spreads
-    them far wider than on new patients, and a baseline fitted on them mis-scales every
-    survival curve, so its integrated Brier score looked no better than a null model's.
-
-    Harrell's C with a bootstrap CI; Uno's C (IPCW, truncated at the last horizon);
-    time-dependent AUC at each horizon; the integrated Brier score over the horizons' range.
-
-    Every IPCW metric here looks no further than the last horizon, so test follow-up is
-    censored just after it first: a test patient followed beyond the last training time
-    would otherwise need the censoring distribution where it is not estimated, and
-    scikit-survival raises ("censoring survival function is zero"). The values are those of
-    the untruncated data wherever those exist.
-    """
-    from sksurv.metrics import (
-        concordance_index_ipcw,
-        cumulative_dynamic_auc,
-        integrated_brier_score,
-    )
-    from sksurv.util import Surv
-
-    surv_train = Surv.from_arrays(
-        np.asarray(train["event"], bool), np.asarray(train["time"], float)
-    )
-    horizons = np.asarray(horizons_days, dtype=float)
-    # just after the last horizon: still "alive at the horizon" for td-AUC's controls (time > t)
-    end = np.nextafter(horizons.max(), np.inf)
-    test_time = np.asarray(test["time"], float)
-    surv_test = Surv.from_arrays(
-        np.asarray(test["event"], bool) & (test_time <= end), np.minimum(test_time, end)
-    )
-    result = {"harrell": bootstrap_c_index(test["time"], test["event"], test["risk"], seed=seed)}
-    result["uno_c_index"] = float(
-        concordance_index_ipcw(surv_train, surv_test, np.asarray(test["risk"]), tau=horizons.max())[
-            0
-        ]
-    )
-    aucs, _ = cumulative_dynamic_auc(surv_train, surv_test, np.asarray(test["risk"]), horizons)
-    result["time_dependent_auc"] = {
-        f"{int(h)}d": float(a) for h, a in zip(horizons, aucs, strict=True)
-    }
-    grid = np.linspace(
-        max(np.min(test_time), 1.0), min(horizons.max(), np.max(test_time) - 1e-6), 50
-    )
-    from nsclc_engine.stats.survival_probability import fit_baseline
-
-    curves = fit_baseline(baseline["time"], baseline["event"], baseline["risk"])
-    result["integrated_brier_score"] = float(
-        integrated_brier_score(surv_train, surv_test, curves.survival(test["risk"], grid), grid)
-    )
-    result["ibs_range_days"] = [float(grid[0]), float(grid[-1])]
-    return result
 
 
 def risk_groups(

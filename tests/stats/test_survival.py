@@ -174,7 +174,8 @@ def test_breslow_baseline_by_hand_and_against_scikit_survival():
 
 
 def test_evaluate_risks_and_risk_groups_on_a_known_model():
-    from nsclc_engine.stats.survival import evaluate_risks, risk_groups
+    from nsclc_engine.stats.survival import risk_groups
+    from nsclc_engine.stats.survival_probability import evaluate_risks
 
     rng = np.random.default_rng(8)
     train, validation, test = (cox_sample(rng, n, 700, 0.8, (200, 2000)) for n in (300, 100, 200))
@@ -240,7 +241,7 @@ def test_brier_baseline_comes_from_held_out_patients_not_in_sample_risks():
     from sksurv.nonparametric import kaplan_meier_estimator
     from sksurv.util import Surv
 
-    from nsclc_engine.stats.survival import evaluate_risks
+    from nsclc_engine.stats.survival_probability import evaluate_risks
 
     rng = np.random.default_rng(3)
 
@@ -300,7 +301,7 @@ def test_ipcw_metrics_survive_a_test_patient_followed_beyond_training():
     from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc
     from sksurv.util import Surv
 
-    from nsclc_engine.stats.survival import evaluate_risks
+    from nsclc_engine.stats.survival_probability import evaluate_risks
 
     rng = np.random.default_rng(12)
     train, validation, test = (cox_sample(rng, n, 600, 0.7, (300, 1000)) for n in (120, 40, 60))

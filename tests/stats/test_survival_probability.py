@@ -6,18 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nsclc_engine.stats.survival_probability import (
-    Baseline,
+from nsclc_engine.stats.survival_calibration import (
     SplineFit,
     calibration_errors,
     calibration_in_the_large,
-    cox_slope,
     d_calibration,
+    observed_by_group,
+    smoothed_calibration,
+)
+from nsclc_engine.stats.survival_probability import (
+    Baseline,
+    cox_slope,
     fit_baseline,
     horizon_counts,
     horizon_outcome,
-    observed_by_group,
-    smoothed_calibration,
     td_roc,
     td_sensitivity_specificity,
 )
@@ -112,7 +114,7 @@ def _lifelines_calibration(frame, horizon):
 def test_ici_and_e50_equal_lifelines(seed):
     """Times in years: lifelines' optimiser starts from H = t^2, which in days is too far off
     to converge (its ICI then comes out near 0.5 for a correct model)."""
-    from nsclc_engine.stats import survival_probability as module
+    from nsclc_engine.stats import survival_calibration as module
 
     frame = exponential_cohort(seed, scale=1.5)
     frame["time"] = frame.time / 365.0 + 0.01
