@@ -11,6 +11,9 @@ others. It depends only on the shared modules and the splits below it::
         history.jsonl      one line per epoch
         checkpoint_last[_fold<k>].pt, checkpoint_best[_fold<k>].pt
         predictions.csv, metrics.json, threshold.json, calibration.json, report.html
+        survival_baseline.json
+                           a survival run's Breslow baselines per fold, fitted on validation
+                           (an external run: its source's, frozen)
         train.log, job.out
         .train.lock        held (flock) by the one process training the run
 
@@ -144,6 +147,24 @@ def resolved_cohort(config: dict) -> Path | None:
     where it still holds its ``cohort.csv``."""
     cohort = config.get("resolved", {}).get("cohort_dir")
     return Path(cohort) if cohort and (Path(cohort) / "cohort.csv").exists() else None
+
+
+SURVIVAL_BASELINES = "survival_baseline.json"
+
+
+def read_survival_baselines(folder: Path) -> list[dict]:
+    """The fold entries of a survival run's ``survival_baseline.json``: per fold ``{"fold",
+    "raw", "recalibrated"}`` (each a ``Baseline.to_dict``, or ``{kind}_note`` where that kind
+    could not be fitted); ``[]`` where the run has none (evaluated before baselines were
+    saved, imported, or an external run of a k-fold source)."""
+    return (read_json(folder / SURVIVAL_BASELINES) or {}).get("folds") or []
+
+
+def write_survival_baselines(folder: Path, folds: list[dict], fitted_on: str, **extra) -> None:
+    """Write ``survival_baseline.json`` atomically: ``fitted_on`` (the patients the baselines
+    were fitted on), ``folds`` (the entries :func:`read_survival_baselines` returns) and any
+    ``extra`` fields (an external run's ``source_run``, ``fold_models``, ``note``)."""
+    write_json(folder / SURVIVAL_BASELINES, {"fitted_on": fitted_on, "folds": folds, **extra})
 
 
 def load_splits(folder: Path) -> list[Split]:

@@ -22,6 +22,7 @@ from nsclc_engine.runs import (
     process_started,
     read_config,
     read_history,
+    read_survival_baselines,
     run_dir,
     run_lock,
     runs_dir,
@@ -29,6 +30,7 @@ from nsclc_engine.runs import (
     update_status,
     validate_run_id,
     write_history,
+    write_survival_baselines,
 )
 
 
@@ -248,6 +250,22 @@ def test_history_round_trip_in_fold_order(tmp_path):
         {"fold": 1, "epoch": 1, "val_auc": 0.5},
     ]
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_survival_baselines_round_trip_and_read_as_empty_where_absent(tmp_path):
+    assert read_survival_baselines(tmp_path) == []  # evaluated before baselines existed
+    folds = [
+        {"fold": 0, "raw": {"times": [10.0], "slope": np.float64(1.0)}, "recalibrated_note": "x"}
+    ]
+    write_survival_baselines(tmp_path, folds, fitted_on="validation")
+    assert read_survival_baselines(tmp_path) == [
+        {"fold": 0, "raw": {"times": [10.0], "slope": 1.0}, "recalibrated_note": "x"}
+    ]
+    # an external run of a k-fold source: its models' baselines aside, no fold entry applies
+    write_survival_baselines(tmp_path, [], "validation of run cv (frozen)", fold_models=folds)
+    written = json.loads((tmp_path / "survival_baseline.json").read_text())
+    assert written["fitted_on"] == "validation of run cv (frozen)" and written["fold_models"]
+    assert read_survival_baselines(tmp_path) == []
 
 
 KILLED_WITH_WORKERS = """

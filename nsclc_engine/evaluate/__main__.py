@@ -4,7 +4,9 @@
 
 Import predictions made elsewhere as a run: ``python -m nsclc_engine.evaluate --import FILE
 --name NAME --clinical CSV --patient-column COL --score-column COL --label LABEL
-[--invert-score]`` (:mod:`nsclc_engine.evaluate.imported`).
+[--invert-score]``, or survival predictions: ``--import FILE --task survival --risk-column COL
+[--survival-column 730=COL ...] [--death-column 365=COL ...] --name NAME --clinical CSV
+--patient-column COL`` (:mod:`nsclc_engine.evaluate.imported`).
 
 Thresholds and recalibrators are fitted on validation predictions only and applied frozen to
 test; test labels are read only to score.
@@ -90,7 +92,42 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--invert-score",
         action="store_true",
-        help="use 1 - score (the file scores the other class)",
+        help=(
+            "use 1 - score (the file scores the other class); survival: use -risk (the file's "
+            "column is higher for longer survival, e.g. a predicted survival time)"
+        ),
+    )
+    group.add_argument(
+        "--task",
+        choices=("classification", "survival"),
+        default="classification",
+        help=(
+            "survival: the outcome is the clinical table's Survival.time and deadstatus.event, "
+            "scored by --risk-column (default classification)"
+        ),
+    )
+    group.add_argument(
+        "--risk-column", help="survival: the risk, higher = earlier death (see --invert-score)"
+    )
+    group.add_argument(
+        "--survival-column",
+        action="append",
+        default=[],
+        metavar="DAYS=COL",
+        help=(
+            "survival: COL holds S(DAYS), the probability of being ALIVE on day DAYS (values "
+            "in [0, 1]); repeat for more horizons"
+        ),
+    )
+    group.add_argument(
+        "--death-column",
+        action="append",
+        default=[],
+        metavar="DAYS=COL",
+        help=(
+            "survival: COL holds the probability of DEATH by day DAYS (values in [0, 1]; "
+            "stored as S(DAYS) = 1 - value); repeat for more horizons"
+        ),
     )
     source = group.add_mutually_exclusive_group()
     source.add_argument(
@@ -110,23 +147,35 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def import_main(args: argparse.Namespace, evaluate: EvaluateConfig) -> int:
+    survival = args.task == "survival"
+    score = (
+        ("--risk-column", args.risk_column) if survival else ("--score-column", args.score_column)
+    )
     missing = [
         option
         for option, value in (
             ("--name", args.name),
             ("--clinical", args.clinical),
             ("--patient-column", args.patient_column),
-            ("--score-column", args.score_column),
+            score,
         )
         if not value
     ]
     if missing:
-        raise ValueError(f"--import needs {', '.join(missing)}")
+        raise ValueError(
+            f"--import{' --task survival' if survival else ''} needs {', '.join(missing)}"
+        )
+    wrong = "--score-column" if survival else "--risk-column"
+    if args.score_column if survival else args.risk_column:
+        raise ValueError(
+            f"{wrong} is for {'classification' if survival else 'survival'} imports; give "
+            f"{score[0]}"
+        )
     config = ImportConfig(
         file=args.import_file,
         clinical=args.clinical,
         patient_column=args.patient_column,
-        score_column=args.score_column,
+        score_column=score[1],
         label=args.label,
         invert_score=args.invert_score,
         threshold=args.threshold,
@@ -135,8 +184,11 @@ def import_main(args: argparse.Namespace, evaluate: EvaluateConfig) -> int:
         seed=evaluate.seed,
         features=args.features or "",
         features_patient_column=args.features_patient_column or "",
-        baselines=not args.no_baselines,
+        baselines=not args.no_baselines and not survival,
         cv_folds=args.cv_folds,
+        task=args.task,
+        survival_columns=tuple(args.survival_column),
+        death_columns=tuple(args.death_column),
     )
     artifacts = args.artifacts or artifacts_dir()
     run_id, metrics = import_predictions(config, args.name, artifacts, evaluate)

@@ -18,6 +18,17 @@ an *external* test set (split ``external``): nothing here was trained on them.
   missing or out-of-range score, no label. They are left out; the rest is evaluated.
 * Baselines (:mod:`nsclc_engine.evaluate.crossfit`): clinical, volume and radiomics models
   fitted out of fold on exactly the imported patients, compared by paired DeLong.
+
+Survival predictions (``--task survival --risk-column COL [--survival-column 730=COL ...]``):
+the outcome is the clinical table's ``Survival.time`` and ``deadstatus.event``; the risk is
+higher for earlier death (``--invert-score`` negates it, e.g. for a predicted survival time or
+a probability of being alive). ``--survival-column DAYS=COL`` names a column holding S(DAYS),
+the probability of being alive on that day; ``--death-column DAYS=COL`` one holding the
+probability of death by that day (stored as ``1 - value``). ``predictions.csv`` has
+``patient_id, split, fold, risk, time_days, event`` and ``survival_{DAYS}d``; ``metrics.json``
+Harrell's C with its CI, and under ``horizons`` the time-dependent AUC and the calibration
+at each horizon (:mod:`nsclc_engine.evaluate.survival_frozen`). A survival import has no
+threshold source, no crossfit baselines and no D-calibration (that needs whole curves).
 """
 
 from __future__ import annotations
@@ -30,13 +41,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.atomic import write_text_atomic
+from nsclc_engine.atomic import write_json, write_text_atomic
 from nsclc_engine.cohort.clinical import LABELS, add_labels, positive_class, read_clinical_csv
 from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
 from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.evaluate.crossfit import CROSSFIT_MODELS, out_of_fold
 from nsclc_engine.evaluate.frozen import fit_from_record, frozen_decision
+from nsclc_engine.evaluate.report import render_survival_report
 from nsclc_engine.evaluate.run import write_classification_outputs
+from nsclc_engine.evaluate.survival import survival_column
+from nsclc_engine.evaluate.survival_frozen import imported_survival_metrics
 from nsclc_engine.runs import create_run, now, read_json, run_dir, update_status, validate_run_id
 
 log = logging.getLogger(__name__)
@@ -48,7 +62,11 @@ EXCLUSION_REASONS = {
     "duplicate_clinical_id": "PatientID repeated in the clinical table (label ambiguous)",
     "bad_score": "score missing, not a number, or outside [0, 1]",
     "no_label": "no label in the clinical table",
+    "bad_risk": "risk missing or not a number",
+    "no_outcome": "no survival time or event in the clinical table",
+    "bad_survival": "survival probability missing or not a number",
 }
+TASKS = ("classification", "survival")
 
 
 @dataclass(frozen=True)
@@ -69,8 +87,23 @@ class ImportConfig:
     features_patient_column: str = ""  # default: patient_column
     baselines: bool = True
     cv_folds: int = 5
+    task: str = "classification"  # survival: score_column is the risk (higher = earlier death)
+    survival_columns: tuple[str, ...] = ()  # "730=COL": the file's S(730 d), P(alive on day 730)
+    death_columns: tuple[str, ...] = ()  # "730=COL": the file's P(death by day 730)
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r}: choose one of {TASKS}")
+        if self.task == "survival":
+            if self.threshold is not None or self.threshold_from or self.validation_fraction:
+                raise ValueError(
+                    "a survival import takes no --threshold, --threshold-from or "
+                    "--validation-fraction: it is judged by its C-index, time-dependent AUC "
+                    "and calibration at the horizons"
+                )
+            self.probability_columns()  # a bad DAYS=COLUMN fails here, before any file is read
+        elif self.survival_columns or self.death_columns:
+            raise ValueError("--survival-column and --death-column need --task survival")
         if self.label not in LABELS:
             raise ValueError(f"label {self.label!r}: choose one of {sorted(LABELS)}")
         sources = [
@@ -92,6 +125,27 @@ class ImportConfig:
             )
         if self.cv_folds < 2:
             raise ValueError(f"cv_folds={self.cv_folds}: must be 2 or more")
+
+    def probability_columns(self) -> dict[float, tuple[str, str]]:
+        """Horizon (days) -> ``(column, option)`` of the file's survival probabilities
+        (``option``: ``--survival-column`` for S(h), ``--death-column`` for P(death by h))."""
+        found: dict[float, tuple[str, str]] = {}
+        for option, specs in (
+            ("--survival-column", self.survival_columns),
+            ("--death-column", self.death_columns),
+        ):
+            for spec in specs:
+                days, _, column = str(spec).partition("=")
+                try:
+                    horizon = float(days)
+                except ValueError:
+                    horizon = float("nan")
+                if not (column and math.isfinite(horizon) and horizon > 0):
+                    raise ValueError(f"{option} {spec!r}: give DAYS=COLUMN, e.g. 730=surv2yr")
+                if horizon in found:
+                    raise ValueError(f"{option} {spec!r}: day {horizon:g} is given twice")
+                found[horizon] = (column, option)
+        return dict(sorted(found.items()))
 
 
 def read_table(path: str | Path, what: str) -> pd.DataFrame:
@@ -117,18 +171,49 @@ def _require_columns(table: pd.DataFrame, path: str, columns: dict[str, str]) ->
             raise ValueError(f"{path}: no column {column!r} ({option}); columns: {present}")
 
 
+def survival_values(table: pd.DataFrame, config: ImportConfig) -> dict[float, pd.Series]:
+    """Horizon -> each row's S(horizon) from the file's probability columns (a death column
+    as ``1 - value``; NaN where missing or not a number). A value outside [0, 1] is an error
+    naming the file, the column and examples: a percentage or a risk is never read as one."""
+    values = {}
+    for horizon, (column, option) in config.probability_columns().items():
+        numbers = pd.to_numeric(table[column], errors="coerce").astype(float)
+        outside = numbers.notna() & ((numbers < 0) | (numbers > 1))
+        if outside.any():
+            ids = table[config.patient_column].astype(str)[outside]
+            pairs = list(zip(ids, numbers[outside], strict=True))[:3]
+            examples = ", ".join(f"PatientID {i}: {v:g}" for i, v in pairs)
+            raise ValueError(
+                f"{config.file}: column {column!r} ({option} {horizon:g}={column}) has "
+                f"{int(outside.sum())} value{'s' if outside.sum() > 1 else ''} outside [0, 1] "
+                f"(e.g. {examples}); give "
+                "probabilities, not percentages or risks"
+            )
+        values[horizon] = 1.0 - numbers if option == "--death-column" else numbers
+    return values
+
+
 def screen_rows(
     table: pd.DataFrame, clinical: pd.DataFrame, config: ImportConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(kept, excluded)``: kept is ``patient_id, score, y_true`` (score already inverted
+    where asked), or for a survival import ``patient_id, score, time_days, event`` and a
+    ``survival_{h}d`` column per horizon of :func:`survival_values` (score: the risk, negated
     where asked); excluded is ``row, patient_id, reason, detail`` (``row`` numbers the file's
     data rows from 1), each row under its first failing reason of :data:`EXCLUSION_REASONS`."""
+    survival = config.task == "survival"
     ids = table[config.patient_column].astype("string").str.strip()
     raw = table[config.score_column]
     score = pd.to_numeric(raw, errors="coerce").astype(float)
     repeated_clinical = clinical.patient_id[clinical.patient_id.duplicated()]
     labels = clinical.drop_duplicates("patient_id", keep=False).set_index("patient_id")
-    label = labels[config.label]
+    if survival:
+        known = labels.survival_time_days.notna() & (labels.survival_time_days >= 0)
+        label = labels.deadstatus_event.where(known)
+        why = "Survival.time or deadstatus.event is missing (or negative)"
+    else:
+        label = labels[config.label]
+        why = labels.get(f"{config.label}_detail")
     reason = pd.Series("", index=table.index, dtype=object)
     detail = pd.Series("", index=table.index, dtype=object)
 
@@ -144,20 +229,31 @@ def screen_rows(
         ids.isin(set(repeated_clinical)), "duplicate_clinical_id", "repeated in the clinical table"
     )
     mark(~ids.isin(labels.index), "unknown_id", "not in the clinical table")
-    bad = ~np.isfinite(score) | (score < 0) | (score > 1)
-    mark(pd.Series(bad, index=table.index), "bad_score", "score " + raw.astype(str))
-    why = labels.get(f"{config.label}_detail")
+    if survival:
+        mark(
+            pd.Series(~np.isfinite(score), index=table.index), "bad_risk", "risk " + raw.astype(str)
+        )
+    else:
+        bad = ~np.isfinite(score) | (score < 0) | (score > 1)
+        mark(pd.Series(bad, index=table.index), "bad_score", "score " + raw.astype(str))
     no_label = ids.map(label).isna()
-    mark(no_label, "no_label", ids.map(why) if why is not None else "label missing")
+    text = ids.map(why) if isinstance(why, pd.Series) else why or "label missing"
+    mark(no_label, "no_outcome" if survival else "no_label", text)
+    probabilities = survival_values(table, config) if survival else {}
+    for horizon, values in probabilities.items():
+        column = config.probability_columns()[horizon][0]
+        mark(values.isna(), "bad_survival", f"{column} " + table[column].astype(str))
     keep = reason == ""
-    y_score = 1.0 - score[keep] if config.invert_score else score[keep]
-    kept = pd.DataFrame(
-        {
-            "patient_id": ids[keep].astype(str).to_numpy(),
-            "score": y_score.to_numpy(),
-            "y_true": ids[keep].map(label).astype(int).to_numpy(),
-        }
-    )
+    kept = pd.DataFrame({"patient_id": ids[keep].astype(str).to_numpy()})
+    if survival:
+        kept["score"] = (-score[keep] if config.invert_score else score[keep]).to_numpy()
+        kept["time_days"] = ids[keep].map(labels.survival_time_days).astype(float).to_numpy()
+        kept["event"] = ids[keep].map(labels.deadstatus_event).astype(int).to_numpy()
+        for horizon, values in probabilities.items():
+            kept[survival_column(horizon)] = values[keep].to_numpy()
+    else:
+        kept["score"] = (1.0 - score[keep] if config.invert_score else score[keep]).to_numpy()
+        kept["y_true"] = ids[keep].map(label).astype(int).to_numpy()
     excluded = pd.DataFrame(
         {
             "row": table.index[~keep] + 1,  # the file's data rows, 1 = the first
@@ -302,11 +398,16 @@ def import_predictions(
     if run_dir(validate_run_id(name), artifacts).exists():
         raise ValueError(f"run {name!r} already exists; choose another --name")
     table = read_table(config.file, "predictions table")
-    _require_columns(
-        table,
-        config.file,
-        {"--patient-column": config.patient_column, "--score-column": config.score_column},
-    )
+    survival = config.task == "survival"
+    columns = {
+        "--patient-column": config.patient_column,
+        "--risk-column" if survival else "--score-column": config.score_column,
+    }
+    for horizon, (column, option) in config.probability_columns().items():
+        columns[f"{option} {horizon:g}={column}"] = column
+    _require_columns(table, config.file, columns)
+    if survival:
+        return import_survival(config, name, artifacts, evaluate, table)
     clinical, unlabelled = add_labels(read_clinical_csv(config.clinical))
     reasons = unlabelled[unlabelled.label == config.label].drop_duplicates("patient_id")
     reasons = reasons.set_index("patient_id").detail
@@ -368,6 +469,68 @@ def import_predictions(
     return run_id, metrics
 
 
+def import_survival(
+    config: ImportConfig,
+    name: str,
+    artifacts: str | Path | None,
+    evaluate: EvaluateConfig,
+    table: pd.DataFrame,
+) -> tuple[str, dict]:
+    """:func:`import_predictions` of a survival import (``config.task == "survival"``)."""
+    clinical = read_clinical_csv(config.clinical)
+    kept, excluded = screen_rows(table, clinical, config)
+    if len(kept) < 2 or kept.event.sum() < 1:
+        raise ValueError(
+            f"{config.file}: {len(kept)} usable rows with {int(kept.event.sum())} deaths after "
+            f"{len(excluded)} were left out; a C-index needs two patients and a death "
+            f"({exclusion_summary(excluded)})"
+        )
+    predictions = kept.assign(split="external", fold=0).rename(columns={"score": "risk"})
+    first = ["patient_id", "split", "fold", "risk", "time_days", "event"]
+    predictions = predictions[first + [c for c in predictions.columns if c not in first]]
+    source = {
+        "kind": "none",
+        "text": (
+            "no threshold: a survival import is judged by its C-index, time-dependent AUC and "
+            "calibration at the horizons"
+        ),
+    }
+    given = {
+        f"{horizon:g}": f"1 - {column}" if option == "--death-column" else column
+        for horizon, (column, option) in config.probability_columns().items()
+    }
+    metrics = {
+        "kind": "imported",
+        "task": "survival",
+        "risk": "higher = earlier death",
+        "score": f"-{config.score_column}" if config.invert_score else config.score_column,
+        "survival_columns": given,
+        "shuffled_labels": False,
+        "threshold_source": source,
+        "excluded": exclusion_summary(excluded),
+        "n_rows": len(table),
+        "n_used": len(kept),
+        **imported_survival_metrics(predictions, evaluate),
+    }
+    run_config = {
+        "kind": "imported",
+        "task": "survival",
+        "label": "deadstatus_event",
+        "import": asdict(config),
+        "evaluate": asdict(evaluate),
+        "threshold_source": source,
+    }
+    report = render_survival_report(name, metrics)  # before the folder: no half-made run
+    run_id = create_run(run_config, artifacts, name)
+    folder = run_dir(run_id, artifacts)
+    write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
+    write_text_atomic(folder / "excluded.csv", excluded.to_csv(index=False))
+    write_json(folder / "metrics.json", metrics)
+    write_text_atomic(folder / "report.html", report)
+    update_status(folder, state="finished", progress=1.0, stage="imported", finished=now())
+    return run_id, metrics
+
+
 def write_outputs(
     folder: Path,
     run_config: dict,
@@ -388,6 +551,12 @@ def write_outputs(
 def reevaluate_imported(folder: Path, run_config: dict, evaluate: EvaluateConfig) -> dict:
     """Evaluate an imported run again from its saved predictions (``evaluate RUN_ID``)."""
     saved = read_json(folder / "metrics.json") or {}
+    if run_config.get("task") == "survival":
+        predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})
+        metrics = saved | imported_survival_metrics(predictions, evaluate)
+        write_json(folder / "metrics.json", metrics)
+        write_text_atomic(folder / "report.html", render_survival_report(folder.name, metrics))
+        return metrics
     source = run_config["threshold_source"]  # as resolved at import
     fits = {0: fit_from_record(source)} if "threshold" in source else None
     predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})

@@ -447,13 +447,13 @@ def _horizons_section(horizons: dict, figure) -> str:
                     "E50": at["smoothed"]["e50"] if "smoothed" in at else None,
                     "E90": at["smoothed"]["e90"] if "smoothed" in at else None,
                     "observed - predicted (95% CI)": _ci(large, "difference") if large else "-",
-                    "D-calibration p": horizons[kind]["d_calibration"]["p_value"],
+                    "D-calibration p": horizons[kind].get("d_calibration", {}).get("p_value"),
                 }
             )
     text = [
         f"<h2>Survival at the horizons ({html.escape(part)})</h2>",
         "<p>Each patient's survival curve is the model's risk on a baseline hazard fitted on "
-        "the validation patients (never on test): "
+        "patients the model did not learn from, never on the part scored here: "
         + "; ".join(f"<b>{k}</b>: {html.escape(v)}" for k, v in horizons["baselines"].items())
         + ". ICI is the mean distance between predicted and observed probability of death by "
         "the horizon (0 = perfect), E50 and E90 its median and 90th percentile; observed - "
@@ -467,8 +467,9 @@ def _horizons_section(horizons: dict, figure) -> str:
         counts = held["counts"]
         fitted = ", ".join(f"{e['threshold']:.3f}" for e in threshold["thresholds"])
         text.append(
-            f"<p>Threshold on the {html.escape(threshold['scale'])}, fitted on validation "
-            f"(Youden's J): {fitted}. On {html.escape(part)}: {counts['tp']} of the patients who "
+            f"<p>Threshold on the {html.escape(threshold['scale'])} "
+            f"({html.escape(threshold['rule'])}, from {html.escape(threshold['fitted_on'])}): "
+            f"{fitted}. On {html.escape(part)}: {counts['tp']} of the patients who "
             f"died by then called high risk, {counts['fn']} not; {counts['tn']} of those alive "
             f"after it called low risk, {counts['fp']} not; {counts['censored_pos']} + "
             f"{counts['censored_neg']} censored before it (neither). Sensitivity "

@@ -42,6 +42,7 @@ from nsclc_engine.runs import (
     read_json,
     resolved_cohort,
     update_status,
+    write_survival_baselines,
 )
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ def evaluate_survival_run(
     """``metrics.json``, ``survival_models.csv`` and ``report.html`` of a survival run."""
     result = evaluate_survival_predictions(predictions, config)
     horizons, baselines, predictions = evaluate_survival_probabilities(predictions, config)
-    write_json(run_dir / "survival_baseline.json", {"fitted_on": "validation", "folds": baselines})
+    write_survival_baselines(run_dir, baselines, fitted_on="validation")
     write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
     result["horizons"] = horizons
     write_threshold_file(run_dir, fitted=_survival_fitted(horizons))

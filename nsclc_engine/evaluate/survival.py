@@ -13,21 +13,23 @@ from nsclc_engine.evaluate.baselines import SURVIVAL_MODELS
 from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.stats.survival import (
     bootstrap_c_index,
-    evaluate_risks,
     harrell_c_index,
     paired_c_index_difference,
     risk_groups,
 )
+from nsclc_engine.stats.survival_calibration import (
+    calibration_in_the_large,
+    d_calibration,
+    observed_by_group,
+    smoothed_calibration,
+)
 from nsclc_engine.stats.survival_probability import (
     Baseline,
     HorizonOutcome,
-    calibration_in_the_large,
-    d_calibration,
+    evaluate_risks,
     fit_baseline,
     horizon_counts,
     horizon_outcome,
-    observed_by_group,
-    smoothed_calibration,
     td_roc,
     td_sensitivity_specificity,
 )

@@ -68,7 +68,33 @@ def print_summary(run_id: str, metrics: dict) -> None:
         c = block["c_index"]
         interval = f"{c['ci_low']:.3f}-{c['ci_high']:.3f}"
         print(f"external: n={block['n']}, C-index {c['c_index']:.3f} (95% CI {interval})")
-        return
+        print_horizons(metrics.get("horizons") or {})
+    else:
+        print_classification(metrics)
+    for warning in metrics.get("warnings", []):
+        print(f"warning: {warning}")
+
+
+def print_horizons(horizons: dict) -> None:
+    """Per horizon the time-dependent AUC and ICI, and the calls at the frozen threshold."""
+    for key, entry in (horizons.get("raw") or {}).items():
+        if not key.endswith("d"):
+            continue
+        line = f"day {key[:-1]}: time-dependent AUC "
+        line += f"{entry['td_auc']:.3f}" if "td_auc" in entry else "n/a"
+        if "smoothed" in entry:
+            line += f", ICI {entry['smoothed']['ici']:.3f}"
+        print(line)
+    held = (horizons.get("threshold") or {}).get("held_out")
+    if held:
+        print(
+            f"threshold {held['threshold']:.3f} on P(death by day {held['horizon_days']:g}): "
+            f"sensitivity {held['sensitivity']:.3f}, specificity {held['specificity']:.3f}"
+        )
+
+
+def print_classification(metrics: dict) -> None:
+    block = metrics["splits"]["external"]
     auc = block["auc"]
     interval = f"{auc['ci_low']:.3f}-{auc['ci_high']:.3f}"
     print(f"external: n={block['n']}, AUC {auc['auc']:.3f} (95% CI {interval})")
@@ -76,8 +102,6 @@ def print_summary(run_id: str, metrics: dict) -> None:
         extra = f" (shift {values['shift']:+.3f})" if "shift" in values else ""
         fit = f"in the large {values['intercept']:+.3f}, slope {values['slope']:.3f}"
         print(f"calibration {name}{extra}: {fit}")
-    for warning in metrics.get("warnings", []):
-        print(f"warning: {warning}")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,17 @@ DIR)`` writes a run of kind ``external`` whose predictions form one split, ``ext
   the metrics say "too few patients".
 * ``case_mix.csv``, ``threshold.json`` (the frozen one), ``calibration.json``, ``report.html``.
 
+A survival run's risks get survival probabilities from its frozen Breslow baselines
+(``survival_baseline.json``, fitted on its validation rows; never refitted here): the
+``survival_{h}d`` columns at its horizons, and C-index, time-dependent AUC, calibration and
+D-calibration at them, and the calls at its frozen threshold on P(death by a horizon)
+(:mod:`nsclc_engine.evaluate.survival_frozen`); the baselines are copied as the external
+run's own ``survival_baseline.json``. A source evaluated before baselines were saved gets
+C-index and time-dependent AUC only, and a warning to re-evaluate it.
+
 A k-fold run is applied as the mean probability (or risk) of its fold models, at the mean
-of their validation thresholds: an ensemble and a threshold that were never evaluated on the
+of their validation thresholds (survival: S(t) is the mean over the fold models of each one's
+S(t) under its own baseline): an ensemble and a threshold that were never evaluated on the
 run's own patients. Its metrics say so in a warning and, under ``fold_models``, evaluate each
 fold model on its own (its AUC, its calls at its own validation threshold, or its C-index)
 with the mean, SD and range across folds: the figures the internal evaluation stands behind.
@@ -40,6 +49,18 @@ from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
 from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.evaluate.frozen import fitted_thresholds, frozen_decision
 from nsclc_engine.evaluate.imported import write_outputs
+from nsclc_engine.evaluate.report import render_survival_report
+from nsclc_engine.evaluate.run import write_threshold_file
+from nsclc_engine.evaluate.survival import horizon_columns
+from nsclc_engine.evaluate.survival_frozen import (
+    FrozenSurvival,
+    external_baseline_payload,
+    external_survival_horizons,
+    frozen_survival_record,
+    frozen_survival_rule,
+    survival_splits,
+    with_frozen_survival,
+)
 from nsclc_engine.explain.inference import load_run_model
 from nsclc_engine.paths import artifacts_dir, default_cache_dir
 from nsclc_engine.preprocess.dataset import CachedItem, CachedVolumeDataset, items_from_cache
@@ -53,6 +74,7 @@ from nsclc_engine.runs import (
     run_dir,
     status,
     update_status,
+    write_survival_baselines,
 )
 from nsclc_engine.stats.calibration import (
     calibration_intercept_slope,
@@ -61,7 +83,7 @@ from nsclc_engine.stats.calibration import (
     sigmoid,
 )
 from nsclc_engine.stats.metrics import auc_score, metrics_at_threshold
-from nsclc_engine.stats.survival import bootstrap_c_index, harrell_c_index
+from nsclc_engine.stats.survival import harrell_c_index
 from nsclc_engine.train.loop import device_named
 from nsclc_engine.train.prepare import source_key
 from nsclc_engine.train.tasks import task_class
@@ -126,9 +148,11 @@ def frozen_source(source: Path) -> dict:
 
 def frozen_fit(source: Path, task: str) -> tuple[FoldFit | None, dict]:
     """The source run's decision rule, frozen (:func:`~nsclc_engine.evaluate.frozen.
-    frozen_decision`); a survival run's risks need none."""
+    frozen_decision`); a survival run's is its baselines and threshold on P(death by a
+    horizon) (:func:`~nsclc_engine.evaluate.survival_frozen.frozen_survival_rule`), described
+    in the record."""
     if task == "survival":
-        return None, {"kind": "frozen run", "text": f"risks of run {source.name}, unchanged"}
+        return None, frozen_survival_record(frozen_survival_rule(source))
     return frozen_decision(source)
 
 
@@ -196,10 +220,17 @@ def fold_columns(scores: pd.DataFrame) -> list[str]:
     return sorted(columns, key=lambda column: int(column[len(FOLD_PREFIX) :]))
 
 
+def fold_risks(scores: pd.DataFrame) -> np.ndarray:
+    """[n, k]: each fold model's score (one model: the ``score`` column)."""
+    return scores[fold_columns(scores) or ["score"]].to_numpy(dtype=float)
+
+
 def ensemble_warning(run_id: str, folds: int, task: str) -> str:
     """What an external figure of a k-fold run is, in a sentence."""
     what = (
-        "the mean of its fold models' risks"
+        "the mean of its fold models' risks (C-index) and the mean over its fold models of "
+        "each one's S(t) under its own frozen baseline (survival probabilities), called at "
+        "the mean of their validation thresholds on P(death by the horizon)"
         if task == "survival"
         else "the mean of its fold models' probabilities, called at the mean of their "
         "validation thresholds"
@@ -314,6 +345,7 @@ def validate_run(
     task = source_config.get("task", "classification")
     label = source_config.get("label", "os_2y")
     fit, frozen = frozen_fit(source, task)
+    rule = frozen_survival_rule(source) if task == "survival" else None
     if (run_dir(name, root)).exists():
         raise ValueError(f"run {name!r} already exists in {source.parent}; choose another --name")
     cohort_dir = external_cohort(config, root)
@@ -321,10 +353,14 @@ def validate_run(
     scores, failed = predict_frozen(source, source_config, cohort_dir, cache_dir, config.device)
     cohort = load_cohort(cohort_dir).set_index("patient_id")
     scores = scores.join(cohort, on="patient_id")
+    per_fold = fold_columns(scores)
+    if rule is not None and rule.applies_to(max(len(per_fold), 1)):
+        scores = with_frozen_survival(scores, fold_risks(scores), rule)
     outcome = ["survival_time_days", "deadstatus_event"] if task == "survival" else [label]
     labelled = scores.dropna(subset=outcome)
     predictions = external_predictions(labelled, task, label)
-    unlabelled = scores[~scores.patient_id.isin(labelled.patient_id)][["patient_id", "score"]]
+    unlabelled = scores[~scores.patient_id.isin(labelled.patient_id)]
+    unlabelled = unlabelled[["patient_id", "score", *horizon_columns(scores).values()]]
     developed_on = set(
         pd.read_csv(source / "predictions.csv", dtype={"patient_id": str}).patient_id
     )
@@ -349,7 +385,6 @@ def validate_run(
     }
     overlap = sorted(developed_on & set(scores.patient_id))
     warnings = []
-    per_fold = fold_columns(scores)
     if per_fold:
         warnings.append(ensemble_warning(run_id, len(per_fold), task))
     if overlap:
@@ -363,7 +398,7 @@ def validate_run(
     if reason:
         metrics |= {"too_few_patients": reason, "splits": {}, "warnings": [reason, *warnings]}
     elif task == "survival":
-        metrics |= survival_metrics(predictions, evaluate)
+        metrics |= survival_metrics(predictions, evaluate, rule, fold_risks(labelled))
         metrics["warnings"] += warnings
     else:
         results = evaluate_predictions(predictions, evaluate, None, {0: fit})
@@ -398,7 +433,9 @@ def validate_run(
         write_text_atomic(folder / "unlabelled.csv", unlabelled.to_csv(index=False))
         write_text_atomic(folder / "failed.csv", failed.to_csv(index=False))
         write_text_atomic(folder / "case_mix.csv", case_mix.to_csv(index=False))
-        if results is None:
+        if task == "survival":
+            write_survival_outputs(folder, metrics, rule, max(len(per_fold), 1))
+        elif results is None:
             write_json(folder / "metrics.json", metrics)
         else:
             write_outputs(folder, run_config, metrics, results, predictions, {}, frozen)
@@ -427,28 +464,45 @@ def external_predictions(labelled: pd.DataFrame, task: str, label: str) -> pd.Da
         frame["risk"] = labelled.score.to_numpy()
         frame["time_days"] = labelled.survival_time_days.astype(float).to_numpy()
         frame["event"] = labelled.deadstatus_event.astype(int).to_numpy()
+        for column in horizon_columns(labelled).values():
+            frame[column] = labelled[column].to_numpy()
     else:
         frame["y_true"] = labelled[label].astype(int).to_numpy()
         frame["y_prob"] = labelled.score.to_numpy()
     return frame.reset_index(drop=True)
 
 
-def survival_metrics(predictions: pd.DataFrame, evaluate: EvaluateConfig) -> dict:
-    """Harrell's C with its patient-level bootstrap CI on the external patients."""
-    block = bootstrap_c_index(
-        predictions.time_days,
-        predictions.event,
-        predictions.risk,
-        evaluate.bootstrap_resamples,
-        evaluate.seed,
-    )
-    return {
-        "splits": {
-            "external": {
-                "n": len(predictions),
-                "n_events": int(predictions.event.sum()),
-                "c_index": block,
-            }
-        },
-        "warnings": [],
-    }
+def survival_metrics(
+    predictions: pd.DataFrame,
+    evaluate: EvaluateConfig,
+    rule: FrozenSurvival | None = None,
+    risks: np.ndarray | None = None,
+) -> dict:
+    """Harrell's C with its patient-level bootstrap CI on the external patients; with the
+    source run's frozen ``rule`` (``risks`` [n, k]: each fold model's risk, default the
+    ``risk`` column), the ``horizons`` block of
+    :func:`~nsclc_engine.evaluate.survival_frozen.external_survival_horizons`."""
+    result: dict = {"splits": survival_splits(predictions, evaluate), "folds": [], "warnings": []}
+    if rule is not None:
+        risks = predictions[["risk"]].to_numpy(dtype=float) if risks is None else risks
+        result["horizons"], result["warnings"] = external_survival_horizons(
+            predictions, risks, rule, evaluate
+        )
+    return result
+
+
+def write_survival_outputs(
+    folder: Path, metrics: dict, rule: FrozenSurvival | None, n_models: int
+) -> None:
+    """``metrics.json``; where the source's baselines apply, their copy as the run's own
+    ``survival_baseline.json``; where its threshold does, ``threshold.json`` (the frozen one);
+    and, with metrics to show, ``report.html``."""
+    write_json(folder / "metrics.json", metrics)
+    if rule is not None and rule.applies_to(n_models):
+        write_survival_baselines(folder, **external_baseline_payload(rule, n_models))
+    threshold = (metrics.get("horizons") or {}).get("threshold") or {}
+    if "held_out" in threshold:
+        fitted = {k: v for k, v in threshold.items() if k != "held_out"}
+        write_threshold_file(folder, fitted=fitted | {"written": now()})
+    if metrics["splits"]:
+        write_text_atomic(folder / "report.html", render_survival_report(folder.name, metrics))

@@ -309,3 +309,161 @@ def test_the_published_cnn_reproduces_its_auc_beside_real_baselines(tmp_path):
     np.testing.assert_allclose(volume.y_prob, expected, rtol=1e-6)
     auc = roc_auc_score(volume.y_true, volume.y_prob)
     assert metrics["baselines"]["volume"]["external"]["auc"]["value"] == pytest.approx(auc)
+
+
+# --- survival predictions (issue 27, item 5) ---------------------------------------------
+
+FAST = EvaluateConfig(bootstrap_resamples=20)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tiny_source) -> pd.DataFrame:
+    """The tiny cohort's clinical table: survival time and event per patient."""
+    return read_clinical_csv(tiny_source / "clinical.csv")
+
+
+def survival_file(outcomes: pd.DataFrame, path, seed: int = 0) -> pd.DataFrame:
+    """A survival tool's file: a risk (higher = earlier death) carrying the outcome plus
+    noise, S(730) and P(death by 365) from an exponential model of it, own column names."""
+    rng = np.random.default_rng(seed)
+    risk = -np.log(outcomes.survival_time_days.to_numpy(float)) + rng.normal(0, 0.7, len(outcomes))
+    hazard = np.exp(risk + 5.5) / 1000
+    frame = pd.DataFrame(
+        {
+            "Patient": outcomes.patient_id,
+            "hazard": risk,
+            "S2y": np.exp(-hazard * 730),
+            "P1y": 1 - np.exp(-hazard * 365),
+        }
+    )
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def survival_argv(path, clinical, art, name="surv") -> list[str]:
+    argv = ["--import", str(path), "--task", "survival", "--risk-column", "hazard"]
+    argv += ["--survival-column", "730=S2y", "--death-column", "365=P1y", "--name", name]
+    argv += ["--clinical", str(clinical), "--patient-column", "Patient"]
+    return [*argv, "--artifacts", str(art), "--set", "bootstrap_resamples=20"]
+
+
+def test_imported_survival_metrics_equal_scikit_survival_and_the_smoother(
+    tmp_path, tiny_source, outcomes
+):
+    from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
+    from sksurv.util import Surv
+
+    from nsclc_engine.stats.survival_calibration import smoothed_calibration
+
+    frame = survival_file(outcomes, tmp_path / "tool.csv")
+    art = tmp_path / "art"
+    assert (
+        evaluate_main(survival_argv(tmp_path / "tool.csv", tiny_source / "clinical.csv", art)) == 0
+    )
+    folder = art / "runs" / "surv"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    saved = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})
+    assert list(saved.columns) == [
+        "patient_id", "split", "fold", "risk", "time_days", "event", "survival_365d",
+        "survival_730d",
+    ]  # fmt: skip
+    assert set(saved.split) == {"external"} and set(saved.fold) == {0}
+    np.testing.assert_allclose(saved.survival_730d, frame.S2y)
+    np.testing.assert_allclose(saved.survival_365d, 1 - frame.P1y)  # a death column, stored as S
+    time = outcomes.survival_time_days.to_numpy(float)
+    event = outcomes.deadstatus_event.to_numpy(int).astype(bool)
+    block = metrics["splits"]["external"]
+    assert (block["n"], block["n_events"]) == (len(outcomes), event.sum())
+    c_index = concordance_index_censored(event, time, frame.hazard)[0]
+    assert block["c_index"]["c_index"] == pytest.approx(c_index)
+    assert block["c_index"]["ci_low"] < c_index < block["c_index"]["ci_high"]
+    horizons = metrics["horizons"]
+    assert horizons["horizons_days"] == [365.0, 730.0] and horizons["held_out"] == "external"
+    assert "D-calibration needs" in horizons["raw"]["d_calibration_note"]
+    surv = Surv.from_arrays(event, time)  # the censoring of the imported patients themselves
+    for horizon, p in ((365, frame.P1y), (730, 1 - frame.S2y)):
+        entry = horizons["raw"][f"{horizon}d"]
+        auc, _ = cumulative_dynamic_auc(surv, surv, p.to_numpy(), [horizon])
+        assert entry["td_auc"] == pytest.approx(auc[0])
+        ici = smoothed_calibration(p, time, event, horizon)["ici"]
+        assert entry["smoothed"]["ici"] == pytest.approx(ici)
+        assert entry["n_deaths_by_horizon"] == int(((time <= horizon) & event).sum())
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["kind"], config["task"]) == ("imported", "survival")
+    assert "Survival report" in (folder / "report.html").read_text()
+    # re-evaluated from its saved predictions, at a third horizon with no probability given:
+    # the risk's time-dependent AUC there, and no calibration
+    again = ["surv", "--artifacts", str(art), "--set", "horizons_days=[365,1000]"]
+    again += ["--set", "bootstrap_resamples=20"]
+    assert evaluate_main(again) == 0
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["horizons"]["horizons_days"] == [365.0, 730.0, 1000.0]
+    entry = metrics["horizons"]["raw"]["1000d"]
+    auc, _ = cumulative_dynamic_auc(surv, surv, frame.hazard.to_numpy(), [1000])
+    assert entry["td_auc_of"] == "risk" and entry["td_auc"] == pytest.approx(auc[0])
+    assert "smoothed" not in entry and "no survival probability" in entry["calibration_note"]
+    assert metrics["splits"]["external"]["c_index"]["c_index"] == pytest.approx(c_index)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"S2y": 73.0}, "column 'S2y' (--survival-column 730=S2y) has 1 value outside [0, 1]"),
+        ({"P1y": -0.2}, "column 'P1y' (--death-column 365=P1y) has 1 value outside [0, 1]"),
+        ("drop S2y", "no column 'S2y' (--survival-column 730=S2y)"),
+        ("drop hazard", "no column 'hazard' (--risk-column)"),
+    ],
+)
+def test_a_bad_survival_column_is_named_and_no_run_is_made(
+    tmp_path, tiny_source, outcomes, capsys, change, message
+):
+    frame = survival_file(outcomes, tmp_path / "tool.csv")
+    if isinstance(change, dict):
+        column, value = next(iter(change.items()))
+        frame.loc[3, column] = value
+    else:
+        frame = frame.drop(columns=change.split()[1])
+    frame.to_csv(tmp_path / "tool.csv", index=False)
+    art = tmp_path / "art"
+    assert (
+        evaluate_main(survival_argv(tmp_path / "tool.csv", tiny_source / "clinical.csv", art)) == 2
+    )
+    error = capsys.readouterr().err
+    assert message in error and "tool.csv" in error and error.count("\n") == 1
+    if isinstance(change, dict):
+        assert f"PatientID {outcomes.patient_id[3]}" in error
+    assert not (art / "runs" / "surv").exists()
+
+
+def test_a_survival_import_screens_rows_and_refuses_a_threshold(tmp_path, tiny_source, outcomes):
+    frame = survival_file(outcomes, tmp_path / "tool.csv").astype({"S2y": object, "hazard": object})
+    frame.loc[0, "hazard"] = "n/a"  # a risk that is not a number
+    frame.loc[1, "S2y"] = ""  # a missing probability
+    clinical = pd.read_csv(tiny_source / "clinical.csv", dtype=str, keep_default_na=False)
+    clinical.loc[clinical.PatientID == frame.Patient[2], "Survival.time"] = "NA"  # no outcome
+    clinical.to_csv(tmp_path / "clinical.csv", index=False)
+    fields = dict(
+        file=str(tmp_path / "tool.csv"),
+        clinical=str(tmp_path / "clinical.csv"),
+        patient_column="Patient",
+        score_column="hazard",
+        task="survival",
+        survival_columns=("730=S2y",),
+        invert_score=True,
+    )
+    frame.to_csv(tmp_path / "tool.csv", index=False)
+    _, metrics = import_predictions(ImportConfig(**fields), "screened", tmp_path / "art", FAST)
+    counts = {name: entry["count"] for name, entry in metrics["excluded"].items()}
+    assert counts == {"bad_risk": 1, "no_outcome": 1, "bad_survival": 1}
+    assert metrics["n_used"] == len(outcomes) - 3 and metrics["score"] == "-hazard"
+    saved = pd.read_csv(tmp_path / "art" / "runs" / "screened" / "predictions.csv")
+    kept = frame.iloc[3:]
+    np.testing.assert_allclose(saved.risk, -kept.hazard.astype(float))  # negated as asked
+    assert any("ranks the other way" in w for w in metrics["warnings"])  # and flagged
+    for changes, message in (
+        ({"threshold": 0.3}, "a survival import takes no --threshold"),
+        ({"survival_columns": ("two years=S2y",)}, "give DAYS=COLUMN"),
+        ({"task": "classification"}, "--survival-column and --death-column need --task survival"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            ImportConfig(**(fields | changes))

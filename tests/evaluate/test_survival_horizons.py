@@ -14,11 +14,8 @@ from nsclc_engine.evaluate.survival import (
     outcome_of,
     survival_at,
 )
-from nsclc_engine.stats.survival_probability import (
-    fit_baseline,
-    horizon_counts,
-    smoothed_calibration,
-)
+from nsclc_engine.stats.survival_calibration import smoothed_calibration
+from nsclc_engine.stats.survival_probability import fit_baseline, horizon_counts
 
 CONFIG = EvaluateConfig(bootstrap_resamples=50, horizons_days=(730.0,))
 

@@ -233,3 +233,137 @@ def test_a_k_fold_run_says_its_ensemble_was_never_evaluated_and_scores_each_fold
         assert entry["auc"] == pytest.approx(auc)
     fitted = json.loads((source / "threshold.json").read_text())["fitted"]["thresholds"]
     assert [entry["threshold"] for entry in folds] == [t["threshold"] for t in fitted]
+
+
+def test_a_frozen_survival_run_gives_probabilities_from_its_frozen_baseline(artifacts, shifted):
+    """Issue 27, items 1 and 5: an external survival run applies the source's Breslow
+    baseline (fitted on its validation rows) unchanged to the new risks; every figure equals
+    its oracle on the external patients (censoring weights from them: there is no training
+    split)."""
+    from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
+    from sksurv.util import Surv
+
+    from nsclc_engine.stats.survival_calibration import d_calibration, smoothed_calibration
+    from nsclc_engine.stats.survival_probability import Baseline
+
+    config = ValidateConfig(cohort=str(shifted), bootstrap_resamples=20)
+    _, metrics = validate_run("fixture-survival", "site-b-survival", config, artifacts)
+    source = artifacts / "runs" / "fixture-survival"
+    folder = artifacts / "runs" / "site-b-survival"
+    saved = json.loads((source / "survival_baseline.json").read_text())
+    baseline = Baseline.from_dict(saved["folds"][0]["raw"])
+    predictions = pd.read_csv(folder / "predictions.csv")
+    risk, time = predictions.risk.to_numpy(), predictions.time_days.to_numpy()
+    event = predictions.event.to_numpy().astype(bool)
+    for horizon in (365, 730):
+        expected = baseline.survival(risk, [horizon])[:, 0]
+        np.testing.assert_allclose(predictions[f"survival_{horizon}d"], expected)
+    copy = json.loads((folder / "survival_baseline.json").read_text())
+    assert copy["fitted_on"] == "validation of run fixture-survival (frozen)"
+    assert copy["folds"] == saved["folds"]
+
+    c_index = concordance_index_censored(event, time, risk)[0]
+    assert metrics["splits"]["external"]["c_index"]["c_index"] == pytest.approx(c_index)
+    horizons = metrics["horizons"]
+    assert horizons["horizons_days"] == [365.0, 730.0] and horizons["held_out"] == "external"
+    own = baseline.survival_at_own_times(risk, time)
+    assert horizons["raw"]["d_calibration"] == pytest.approx(d_calibration(own, event))
+    surv = Surv.from_arrays(event, time)
+    for horizon in (365, 730):
+        entry, p = horizons["raw"][f"{horizon}d"], 1 - predictions[f"survival_{horizon}d"]
+        auc, _ = cumulative_dynamic_auc(surv, surv, p.to_numpy(), [horizon])
+        assert entry["td_auc"] == pytest.approx(auc[0])
+        ici = smoothed_calibration(p, time, event, horizon)["ici"]
+        assert entry["smoothed"]["ici"] == pytest.approx(ici)
+    # the threshold frozen from the source: its fitted value, at its horizon, never refitted
+    fitted = json.loads((source / "threshold.json").read_text())["fitted"]
+    threshold, horizon = fitted["thresholds"][0]["threshold"], fitted["horizon_days"]
+    block = horizons["threshold"]
+    assert block["thresholds"] == [{"fold": 0, "threshold": threshold}]
+    assert (
+        block["horizon_days"] == horizon
+        and "frozen from run fixture-survival" in block["fitted_on"]
+    )
+    called = baseline.death_probability(risk, horizon) >= threshold
+    died, alive = event & (time <= horizon), time > horizon
+    counts = block["held_out"]["counts"]
+    assert (counts["tp"], counts["fn"]) == ((died & called).sum(), (died & ~called).sum())
+    assert (counts["fp"], counts["tn"]) == ((alive & called).sum(), (alive & ~called).sum())
+    assert json.loads((folder / "threshold.json").read_text())["threshold"] == threshold
+    assert "Survival report" in (folder / "report.html").read_text()
+
+
+def test_a_k_fold_survival_ensemble_is_the_mean_of_each_models_own_curve(tmp_path):
+    """A k-fold source: S(t) of a new patient is the mean over the fold models of each one's
+    S(t) under its own frozen baseline, from its own risk (oracle: each ``Baseline`` by hand);
+    the calls at the frozen threshold and D-calibration are of that ensemble; no single
+    baseline is copied. A threshold saved with a horizon outranks the fitted one. A source
+    evaluated before baselines were saved gets the risk's td-AUC and a warning."""
+    from sksurv.metrics import cumulative_dynamic_auc
+    from sksurv.util import Surv
+
+    from nsclc_engine.atomic import write_json
+    from nsclc_engine.evaluate.config import EvaluateConfig
+    from nsclc_engine.evaluate.survival_frozen import (
+        external_baseline_payload,
+        external_survival_horizons,
+        frozen_survival_rule,
+        with_frozen_survival,
+    )
+    from nsclc_engine.stats.survival_calibration import d_calibration
+    from nsclc_engine.stats.survival_probability import fit_baseline
+
+    rng = np.random.default_rng(0)
+    time = np.ceil(rng.exponential(500, 40))
+    event = (rng.random(40) < 0.8).astype(int)
+    risks = np.c_[rng.normal(size=40), rng.normal(1.0, 0.5, 40)]  # no common location
+    fits = [fit_baseline(time, event, risks[:, k]) for k in (0, 1)]
+    source = tmp_path / "cv"
+    source.mkdir()
+    saved = [{"fold": k, "raw": fits[k].to_dict()} for k in (0, 1)]
+    write_json(source / "survival_baseline.json", {"fitted_on": "validation", "folds": saved})
+    write_json(source / "metrics.json", {"horizons": {"horizons_days": [365.0, 730.0]}})
+    fitted = {"horizon_days": 730.0, "thresholds": [{"fold": 0, "threshold": 0.4}]}
+    fitted["thresholds"].append({"fold": 1, "threshold": 0.6})
+    write_json(source / "threshold.json", {"fitted": fitted})
+    rule = frozen_survival_rule(source)
+    assert (rule.threshold, rule.threshold_horizon) == (pytest.approx(0.5), 730.0)  # the mean
+    predictions = pd.DataFrame(
+        {"patient_id": [f"P{k}" for k in range(40)], "split": "external", "fold": 0}
+    ).assign(risk=risks.mean(axis=1), time_days=time, event=event)
+    predictions = with_frozen_survival(predictions, risks, rule)
+    for horizon in (365, 730):
+        each = [fits[k].survival(risks[:, k], [horizon])[:, 0] for k in (0, 1)]
+        np.testing.assert_allclose(predictions[f"survival_{horizon}d"], np.mean(each, axis=0))
+    block, warnings = external_survival_horizons(
+        predictions, risks, rule, EvaluateConfig(bootstrap_resamples=20)
+    )
+    assert warnings == [] and "mean over run cv's 2 fold models" in block["baselines"]["raw"]
+    own = np.mean([fits[k].survival_at_own_times(risks[:, k], time) for k in (0, 1)], axis=0)
+    assert block["raw"]["d_calibration"] == pytest.approx(d_calibration(own, event))
+    called = 1 - predictions.survival_730d >= 0.5
+    died = (event == 1) & (time <= 730)
+    assert block["threshold"]["held_out"]["counts"]["tp"] == (died & called).sum()
+    payload = external_baseline_payload(rule, 2)
+    assert payload["folds"] == [] and payload["fold_models"] == saved
+    assert "no single baseline applies" in payload["note"]
+
+    # a source evaluated before baselines were saved: C and the risk's td-AUC only
+    (source / "survival_baseline.json").unlink()
+    old = frozen_survival_rule(source)
+    unscored = predictions.drop(columns=["survival_365d", "survival_730d"])
+    block, warnings = external_survival_horizons(
+        unscored, risks, old, EvaluateConfig(bootstrap_resamples=20)
+    )
+    assert "re-evaluate run cv to get its baseline" in warnings[0] and block["baselines"] == {}
+    surv = Surv.from_arrays(event.astype(bool), time)
+    auc, _ = cumulative_dynamic_auc(surv, surv, predictions.risk.to_numpy(), [730])
+    entry = block["raw"]["730d"]
+    assert entry["td_auc_of"] == "risk" and entry["td_auc"] == pytest.approx(auc[0])
+    assert "smoothed" not in entry and "re-evaluate" in entry["calibration_note"]
+
+    point = {"threshold": 0.3, "horizon_days": 365.0}
+    write_json(source / "threshold.json", {"fitted": fitted, "operating_point": point})
+    rule = frozen_survival_rule(source)
+    assert (rule.threshold, rule.threshold_horizon) == (0.3, 365.0)
+    assert "saved operating point" in rule.threshold_text
