@@ -1,16 +1,158 @@
 """Calibration: are the probabilities right? Recalibration methods compared on validation
-(cross-validated); test shown only for the method in force."""
+(cross-validated); test shown only for the method in force. Survival runs: the predicted
+probability of death by a horizon against what happened (Kaplan-Meier), smoothed, in the
+large, and over whole curves (D-calibration)."""
 
+import pandas as pd
 import streamlit as st
 
 from nsclc_engine.dashboard import calibration as page
+from nsclc_engine.dashboard.survival_probabilities import horizon_label, survival_options
 from nsclc_engine.evaluate import figures
-from ui.common import load, part_predictions, require_finished_run, require_page, stamp
+from nsclc_engine.evaluate.survival import BASELINE_KINDS
+from ui.common import (
+    load,
+    offer_runs,
+    part_predictions,
+    require_finished_run,
+    require_page,
+    stamp,
+)
 
 st.title("Calibration")
 user = require_page("calibration")
-view = require_finished_run()
+view = require_finished_run(allow_survival=True)
 key = stamp(view)
+
+
+@st.cache_data(show_spinner="Smoothing the calibration curve and its bootstrap…", max_entries=32)
+def _survival_state(run_id: str, key: tuple, split: str, horizon: float, kind: str) -> dict:
+    return page.survival_calibration_state(load(run_id), split, horizon, kind)
+
+
+def _keep_if_offered(widget_key: str, offered: list) -> None:
+    """A choice left from another run that this one does not offer falls back to the
+    default."""
+    if widget_key in st.session_state and st.session_state[widget_key] not in offered:
+        del st.session_state[widget_key]
+
+
+def _interval(ci: list, scale: float = 1.0, digits: int = 3) -> str:
+    return f"95 % CI {scale * ci[0]:.{digits}f} to {scale * ci[1]:.{digits}f}"
+
+
+def survival_calibration() -> None:
+    options = survival_options(view)
+    controls = st.columns([2, 2, 2])
+    horizons = [*options["horizons"], *(["other"] if options["any_horizon"] else [])]
+    _keep_if_offered("cal_horizon", horizons)
+    picked = controls[0].selectbox(
+        "Horizon",
+        horizons,
+        index=horizons.index(options["default"]) if options["default"] in horizons else 0,
+        format_func=lambda h: "another day…" if h == "other" else f"{horizon_label(h)} (day {h:g})",
+        key="cal_horizon",
+    )
+    horizon = picked
+    if picked == "other":
+        horizon = float(
+            controls[0].number_input(
+                "Day", min_value=1, max_value=36500, value=1095, step=30, key="cal_day"
+            )
+        )
+    _keep_if_offered("cal_kind", options["kinds"])
+    kind = controls[1].radio(
+        "Baseline (fitted on validation)",
+        options["kinds"],
+        horizontal=True,
+        key="cal_kind",
+        help=" · ".join(f"{k}: {BASELINE_KINDS[k]}" for k in options["kinds"]),
+    )
+    parts = options["parts"]
+    _keep_if_offered("cal_split", parts)
+    split = controls[2].radio(
+        "Patients", parts, index=len(parts) - 1, horizontal=True, key="cal_split"
+    )
+    label = horizon_label(horizon)
+    state = _survival_state(view.run_id, key, split, float(horizon), kind)
+    if "note" in state:
+        st.info(f"{state['note']}.")
+        return
+    st.caption(
+        f"{state['n']} {split} patients: {state['n_deaths_by_horizon']} died by {label}, "
+        f"{state['n_censored_before_horizon']} were last seen alive before it (their outcome "
+        f"is unknown; Kaplan-Meier accounts for them). Probabilities from the {state['source']}."
+        + (" Numbers as in the run's metrics.json." if state.get("from_metrics") else "")
+    )
+    for note in state["notes"]:
+        st.warning(note)
+
+    st.subheader(f"Predicted and observed risk of death by {label}")
+    st.plotly_chart(figures.survival_calibration_figure(state, horizon), key="survival_cal")
+    st.caption(
+        f"Points on the diagonal: of patients given 30 % risk of death by {label}, 30 % died. "
+        "Each point is a fifth of the patients, ranked by predicted risk (observed by "
+        "Kaplan-Meier, bars its 95 % CI); the line smooths over every patient."
+    )
+    if "groups" in state:
+        st.dataframe(
+            pd.DataFrame(state["groups"]).assign(
+                observed_ci=lambda t: t.observed_ci.map(
+                    lambda ci: "not reached" if ci is None else f"{ci[0]:.2f} to {ci[1]:.2f}"
+                )
+            ),
+            hide_index=True,
+            column_config={
+                "n_events_by_horizon": st.column_config.NumberColumn(f"deaths by {label}"),
+                "predicted": st.column_config.NumberColumn("mean predicted", format="%.2f"),
+                "observed": st.column_config.NumberColumn("observed (KM)", format="%.2f"),
+                "observed_ci": "observed 95 % CI",
+            },
+        )
+    for block in page.CALIBRATION_BLOCKS:
+        if f"{block}_note" in state:
+            st.info(f"{block.replace('_', ' ')}: {state[f'{block}_note']}.")
+
+    if "smoothed" in state:
+        smoothed = state["smoothed"]
+        errors = st.columns(3)
+        for column, name in zip(errors, ("ici", "e50", "e90"), strict=True):
+            column.metric(name.upper(), f"{smoothed[name]:.3f}")
+            if f"{name}_ci" in smoothed:
+                column.caption(_interval(smoothed[f"{name}_ci"]))
+        st.caption(
+            f"ICI: on average, a patient's predicted risk of death by {label} is "
+            f"{100 * smoothed['ici']:.0f} percentage points away from the smoothed observed "
+            "risk; E50 is the median patient's gap, E90 the gap 90 % of patients stay within "
+            f"(0 is perfect). CIs: patient bootstrap, {smoothed.get('n_resamples', 0)} resamples."
+        )
+
+    if "in_the_large" in state:
+        st.subheader("Calibration-in-the-large")
+        large = state["in_the_large"]
+        figures_row = st.columns(4)
+        figures_row[0].metric(f"Died by {label} (Kaplan-Meier)", f"{100 * large['observed']:.0f} %")
+        figures_row[1].metric("Mean predicted", f"{100 * large['predicted']:.0f} %")
+        figures_row[2].metric("Observed − predicted", f"{100 * large['difference']:+.0f} points")
+        figures_row[2].caption(_interval(large["difference_ci"], 100, 0) + " points")
+        figures_row[3].metric("Observed / predicted", f"{large['ratio']:.2f}")
+        figures_row[3].caption(_interval(large["ratio_ci"], 1, 2))
+        st.caption(page.in_the_large_text(large))
+
+    st.subheader("D-calibration: the whole predicted curves")
+    if "d_calibration" in state:
+        st.plotly_chart(figures.d_calibration_figure(state["d_calibration"]), key="d_cal")
+        st.caption(page.d_calibration_text(state["d_calibration"]))
+    else:
+        st.info(f"{state['d_calibration_note']}.")
+
+
+if view.config.get("task") == "survival":
+    why = page.why_no_calibration(view)
+    if why:
+        offer_runs(why, "calibration", page.why_no_calibration)
+    survival_calibration()
+    st.stop()
 
 part = view.held_out
 strategy = st.radio("Bins", page.BIN_STRATEGIES, horizontal=True, key="cal_bins")

@@ -4,11 +4,13 @@ review database, the selected run, cached engine calls."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
 from nsclc_engine import access
+from nsclc_engine.dashboard import patient as patient_view
 from nsclc_engine.dashboard import run_view
 from nsclc_engine.dashboard import threshold as threshold_view
 from nsclc_engine.paths import artifacts_dir
@@ -132,7 +134,9 @@ def selected_run() -> run_view.RunView | None:
 
 
 def require_finished_run(allow_survival: bool = False) -> run_view.RunView:
-    """The selected run if it has predictions; otherwise say why and stop the page."""
+    """The selected run if it has predictions; otherwise say why and stop the page. A page
+    about a yes/no label's probabilities (``allow_survival`` False) offers the
+    classification runs in place of a survival run."""
     view = selected_run()
     if view is None:
         st.info("No run selected. Launch one on the Train page or pick one in the sidebar.")
@@ -157,12 +161,52 @@ def require_finished_run(allow_survival: bool = False) -> run_view.RunView:
         st.dataframe(view.predictions, hide_index=True)
         st.stop()
     if view.config.get("task") == "survival" and not allow_survival:
-        st.info(
-            f"Run `{view.run_id}` is a survival run (Cox risk, no probabilities): its C-indices, "
-            "time-dependent AUC and Kaplan-Meier curves are in its report.html and metrics.json."
+        offer_runs(
+            patient_view.why_not_classification(view) + " This page reads the probabilities of "
+            "a yes/no label; its survival figures are on the Survival and Calibration pages.",
+            "classification",
+            patient_view.why_not_classification,
         )
-        st.stop()
     return view
+
+
+def offer_runs(
+    why: str,
+    question: str,
+    why_not: Callable[[run_view.RunView], str],
+    stop: bool = True,
+    then: dict | None = None,
+) -> None:
+    """What the selected run cannot answer: one line saying ``why``, and a button per
+    finished run that can (``why_not(view) == ""``; ``question`` names the test, a cache
+    key) which selects it in the sidebar (and sets ``then`` in the session state, e.g. the
+    patient to open); then the page stops unless ``stop`` is False."""
+    selected = st.session_state.get("run_id", "")
+    answering = _answering(str(artifacts()), question, selected, why_not)
+    st.info(why + (" Open a run that can:" if answering else " No finished run here can yet."))
+    columns = st.columns(4)
+    for i, run_id in enumerate(answering[:8]):
+        columns[i % 4].button(
+            run_id,
+            key=f"offer_{question}_{run_id}",
+            on_click=_select_run,
+            args=(run_id, then or {}),
+        )
+    if stop:
+        st.stop()
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=30)  # runs that finish meanwhile appear
+def _answering(artifacts: str, question: str, selected: str, _why_not) -> list[str]:
+    return patient_view.runs_answering(artifacts, _why_not, exclude=selected)
+
+
+def _select_run(run_id: str, then: dict) -> None:
+    """A button's callback: it runs before the sidebar's run selector is drawn, so it may set
+    the selection."""
+    st.session_state["run_id"] = run_id
+    for key, value in then.items():
+        st.session_state[key] = value
 
 
 @st.fragment(run_every=3)

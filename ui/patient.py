@@ -1,44 +1,45 @@
 """Per-patient case review: the original CT in three planes with the GTV and what the model
-looked at (Grad-CAM), the network input beside it, and the prediction with its uncertainty."""
+looked at (Grad-CAM), the network input beside it, and the prediction with its uncertainty;
+for survival runs the patient's predicted survival curve beside their split's. Runs without a
+model or CT here (imported, external, frozen features) show the prediction and offer the
+trained runs that scored the patient."""
 
 import pandas as pd
 import streamlit as st
 
 from nsclc_engine.dashboard import patient as page
+from nsclc_engine.dashboard.survival_probabilities import survival_options
+from nsclc_engine.evaluate.survival import BASELINE_KINDS
 from nsclc_engine.explain import gradcam as explain
 from nsclc_engine.explain import viewer
 from nsclc_engine.explain.cache import checkpoint_stamp
 from nsclc_engine.explain.inference import load_run_model
 from ui import case_viewer
-from ui.common import artifacts, load, require_finished_run, require_page, show_error, stamp
+from ui.common import (
+    artifacts,
+    load,
+    offer_runs,
+    require_finished_run,
+    require_page,
+    show_error,
+    stamp,
+)
 from ui.notes import review_notes
 
 st.title("Patient")
 user = require_page("patient")
 view = require_finished_run(allow_survival=True)
-if view.kind != "trained":
-    why = {
-        "imported": "an imported run: its predictions were made elsewhere, so there is no "
-        "model or CT here to show.",
-        "frozen features": "a frozen-feature run: a linear model on a pretrained encoder's "
-        "features made its predictions, so there is no trained network whose attention could "
-        "be shown.",
-    }
-    st.info(
-        f"Run `{view.run_id}` is "
-        + why.get(
-            view.kind,
-            "an external-validation run: its predictions were made by a frozen run on another "
-            "cohort; open that run for its cases.",
-        )
-    )
-    st.stop()
 survival = view.config.get("task") == "survival"
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _table(run_id, key, split, recalibration, true_label, predicted, errors_first):
     return page.patient_table(view, split, recalibration, true_label, predicted, errors_first)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _survival(run_id: str, key: tuple, split: str, patient_id: str, fold: int, kind: str) -> dict:
+    return page.patient_survival(load(run_id), split, patient_id, fold, kind)
 
 
 @st.cache_resource(show_spinner="Reading the CT and its GTV…", max_entries=4)
@@ -72,11 +73,26 @@ def _payload(key: tuple, _case: viewer.PatientCase, _maps: tuple) -> dict:
 
 
 choices = st.columns(5)
-split = choices[0].selectbox("Split", page.SPLITS, key="pt_split")
+splits = page.patient_splits(view)
+if st.session_state.get("pt_split") not in splits:  # a choice left from another run
+    st.session_state.pop("pt_split", None)
+opening = st.session_state.get("pt_open")  # a patient chosen on another page or run
+if opening and page.split_of(view, opening, st.session_state.get("pt_split")):
+    st.session_state.pt_split = page.split_of(view, opening, st.session_state.get("pt_split"))
+split = choices[0].selectbox("Split", splits, key="pt_split")
 labels = {None: "any", 0: "0", 1: "1"}
 if survival:
     true_label = predicted = None
     recalibration, errors_first = "none", False
+    kinds = survival_options(view)["kinds"]
+    if st.session_state.get("pt_kind") not in kinds:
+        st.session_state.pop("pt_kind", None)
+    kind = choices[1].radio(
+        "Baseline (fitted on validation)",
+        kinds,
+        key="pt_kind",
+        help=" · ".join(f"{k}: {BASELINE_KINDS[k]}" for k in kinds),
+    )
 else:
     true_label = choices[1].selectbox(
         "True label", list(labels), format_func=labels.get, key="pt_true"
@@ -108,21 +124,39 @@ if st.session_state.get("pt_row") not in table.index:
 index = st.selectbox("Patient", list(table.index), format_func=_describe, key="pt_row")
 row = table.loc[index]
 patient_id, fold = str(row.patient_id), int(row.fold)
-try:
-    case = _case(view.run_id, patient_id, page.cohort_stamp(view))
-except (ValueError, FileNotFoundError, OSError) as error:
-    show_error(f"{patient_id}: the CT cannot be shown", error)
-    st.stop()
 
-facts = st.columns([2, 2, 2, 3])
-facts[0].subheader(patient_id)
 if survival:
-    facts[1].metric("Risk score (log hazard)", f"{row.risk:+.3f}")
-    facts[2].caption(
-        f"{row.risk_percentile:.0f}th percentile of the {split} split"
-        + (" (pooled over the folds' models)" if view.config.get("folds", 0) else "")
-    )
+    outlook = _survival(view.run_id, stamp(view), split, patient_id, fold, kind)
+    facts = st.columns([3, 2])
+    facts[0].plotly_chart(page.survival_curve_figure(outlook), key="pt_survival_curve")
+    with facts[1]:
+        st.subheader(patient_id)
+        for entry in outlook["horizons"]:
+            st.markdown(page.survival_text(entry, split))
+        pooled = " (pooled over the folds' models)" if view.config.get("folds", 0) else ""
+        if outlook["horizons"]:
+            basis = (
+                f"Predicted with fold {fold}'s {kind} baseline, fitted on validation"
+                if outlook["curve"] is not None
+                else "From the run's survival columns"
+            )
+            st.caption(
+                f"{basis}. Percentile: the share of the {split} split's patients predicted to "
+                f"survive no better{pooled}. The grey curve is what happened to the "
+                f"{outlook['n']} patients of the split ({outlook['n_deaths']} deaths)."
+            )
+        if outlook.get("curve_note"):
+            st.caption(outlook["curve_note"])
+        with st.expander("Details: the model's risk score"):
+            st.metric("Risk score (log hazard)", f"{row.risk:+.3f}")
+            st.caption(
+                f"{row.risk_percentile:.0f}th percentile of the {split} split{pooled}; higher "
+                "means earlier death. The survival curve is exp(-H0(t) exp(slope × risk)), H0 "
+                "the baseline's cumulative hazard (slope 1 for the raw baseline)."
+            )
 else:
+    facts = st.columns([2, 2, 2, 3])
+    facts[0].subheader(patient_id)
     facts[1].metric(
         "Probability",
         f"{row.y_prob:.3f}",
@@ -141,6 +175,19 @@ else:
         f"{rule['threshold']:.3f} on {rule['recalibration']} probabilities: {rule['source']}. "
         f"True label: {int(row.y_true)}."
     )
+
+if page.why_no_case(view):
+    offer_runs(
+        page.why_no_case(view),
+        f"case of {patient_id}",
+        page.case_of(patient_id),
+        then={"pt_open": patient_id},
+    )
+try:
+    case = _case(view.run_id, patient_id, page.cohort_stamp(view))
+except (ValueError, FileNotFoundError, OSError) as error:
+    show_error(f"{patient_id}: the CT cannot be shown", error)
+    st.stop()
 
 overlay = st.columns([1, 1, 1, 2])
 show_map = overlay[0].toggle("Grad-CAM overlay", key="pt_cam")

@@ -4,20 +4,22 @@ validation and test shown only at the cut frozen before test was read."""
 
 import streamlit as st
 
+from nsclc_engine.dashboard import patient as patient_view
 from nsclc_engine.dashboard import run_view
 from nsclc_engine.dashboard import survival as page
 from nsclc_engine.evaluate import figures
-from ui.common import require_finished_run, require_page, stamp
+from ui.common import offer_runs, require_finished_run, require_page, stamp
 
 st.title("Survival")
 user = require_page("survival")
 view = require_finished_run(allow_survival=True)
 if view.config.get("task") != "survival":
-    st.info(
-        f"Run `{view.run_id}` is a classification run. Train one with task = survival (Train "
-        "page, or `python -m nsclc_engine.train --set task=survival`) to see this page."
+    offer_runs(
+        f"Run `{view.run_id}` is a classification run: it predicts no survival time. Train one "
+        "with task = survival (Train page, or `python -m nsclc_engine.train --task survival`).",
+        "survival",
+        patient_view.why_not_survival,
     )
-    st.stop()
 if view.kind == "external validation":
     block = view.metrics["splits"]["external"]
     c = block["c_index"]
@@ -27,8 +29,10 @@ if view.kind == "external validation":
     )
     st.caption(
         f"95% CI {c['ci_low']:.3f}-{c['ci_high']:.3f} (patient bootstrap); {block['n']} patients, "
-        f"{block['n_events']} deaths. Risk groups, time-dependent AUC and the baselines need the "
-        "development cohort's splits: they are on the source run's page."
+        f"{block['n_events']} deaths. Survival probabilities at the horizons, their calibration "
+        "and the frozen threshold are on the Calibration and Threshold pages; the clinical, "
+        "volume and fusion models need the development cohort's splits: they are on the source "
+        "run's page."
     )
     for warning in view.metrics.get("warnings", []):
         st.warning(warning)

@@ -1,27 +1,281 @@
 """Threshold explorer: move the operating threshold and see what it does, live."""
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from nsclc_engine.access import User
 from nsclc_engine.dashboard import run_view
 from nsclc_engine.dashboard import threshold as page
+from nsclc_engine.dashboard.survival_probabilities import survival_options
 from nsclc_engine.evaluate import figures
+from nsclc_engine.evaluate.survival import BASELINE_KINDS
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS, probability_histograms
 from ui.common import (
     audit,
     authorize,
+    load,
+    offer_runs,
     part_predictions,
     require_finished_run,
     require_page,
     rule_thresholds,
+    show_error,
     stamp,
     threshold_state,
 )
 
 st.title("Threshold")
 user = require_page("threshold")
-view = require_finished_run()
+view = require_finished_run(allow_survival=True)
 key = stamp(view)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _survival_options(run_id: str, stamp: tuple) -> dict:
+    return survival_options(load(run_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _survival_state(
+    run_id: str, stamp: tuple, split: str, horizon: float, kind: str, threshold: float
+) -> dict:
+    return page.survival_threshold_state(load(run_id), split, horizon, threshold, kind)
+
+
+def _survival_jump(value: float, rule: str) -> None:
+    st.session_state.thr_s_threshold = round(float(value), 3)
+    st.session_state.thr_s_rule = rule
+
+
+def _survival_moved() -> None:
+    st.session_state.thr_s_rule = "manual"
+
+
+def survival_page(view: run_view.RunView, user: User) -> None:
+    """A survival run: a threshold on P(death by a horizon); layout only."""
+    key = stamp(view)
+    why = page.why_no_threshold(view)
+    if why:
+        offer_runs(why, "threshold", page.why_no_threshold)
+    choices = _survival_options(view.run_id, key)
+    saved_point = (view.threshold or {}).get("operating_point") or {}
+    if st.session_state.get("thr_s_run") != view.run_id:  # another run: its own defaults
+        for name in ("thr_s_horizon", "thr_s_kind", "thr_s_split", "thr_s_threshold"):
+            st.session_state.pop(name, None)
+        st.session_state.thr_s_run = view.run_id
+        st.session_state.thr_s_rule = "saved" if saved_point.get("horizon_days") else "manual"
+        if saved_point.get("horizon_days") in choices["horizons"]:
+            st.session_state.thr_s_horizon = saved_point["horizon_days"]
+        elif saved_point.get("horizon_days") and choices["any_horizon"]:
+            st.session_state.thr_s_horizon = "other"
+            st.session_state.thr_s_other_days = float(saved_point["horizon_days"])
+        if saved_point.get("baseline") in choices["kinds"]:
+            st.session_state.thr_s_kind = saved_point["baseline"]
+    options = [*choices["horizons"], *(["other"] if choices["any_horizon"] else [])]
+    if st.session_state.get("thr_s_horizon") not in options:
+        st.session_state.thr_s_horizon = choices["default"] or "other"
+    if st.session_state.get("thr_s_split") not in choices["parts"]:
+        st.session_state.pop("thr_s_split", None)
+
+    st.caption(
+        "Survival run: a threshold on each patient's predicted probability of death by a "
+        "horizon (1 - S(horizon) from the Cox risk and a baseline hazard fitted on validation). "
+        "Patients at or above it are called 'predicted death'."
+    )
+    first, second, third = st.columns(3)
+    chosen = first.radio(
+        "Horizon",
+        options,
+        format_func=lambda h: "other" if h == "other" else f"{h:g} days",
+        horizontal=True,
+        key="thr_s_horizon",
+    )
+    horizon = float(chosen) if chosen != "other" else None
+    if horizon is None:
+        if "thr_s_other_days" not in st.session_state:
+            st.session_state.thr_s_other_days = 1095.0  # three years
+        horizon = float(
+            first.number_input(
+                "Horizon (days)",
+                min_value=1.0,
+                step=30.0,
+                format="%.0f",
+                key="thr_s_other_days",
+                help="Any horizon: P(death) from the run's saved baseline, fitted on validation.",
+            )
+        )
+    kind = second.radio(
+        "Baseline",
+        choices["kinds"],
+        horizontal=True,
+        key="thr_s_kind",
+        help="; ".join(f"{k}: {BASELINE_KINDS[k]}" for k in choices["kinds"]),
+    )
+    split = third.radio("Predictions", choices["parts"], horizontal=True, key="thr_s_split")
+    if view.metrics and view.metrics.get("augmentation_warning"):
+        st.error(view.metrics["augmentation_warning"])
+    source = (view.metrics or {}).get("threshold_source")
+    if source:
+        st.info(f"{view.kind.capitalize()} run: {source['text']}.")
+    if split != "validation":
+        st.warning(
+            f"Choose the threshold on **validation** predictions. {split.capitalize()} "
+            "predictions are for reading off what a threshold already chosen does."
+        )
+
+    if "thr_s_threshold" not in st.session_state:
+        start = saved_point.get("threshold") if saved_point.get("horizon_days") else None
+        if start is None:
+            try:
+                start = _survival_state(view.run_id, key, split, horizon, kind, 0.5)["fitted"][
+                    "threshold"
+                ]
+            except ValueError:
+                start = None
+        st.session_state.thr_s_threshold = round(float(start), 3) if start is not None else 0.5
+    threshold = st.slider(
+        f"Threshold on P(death by day {horizon:g})",
+        0.0,
+        1.0,
+        step=0.001,
+        format="%.3f",
+        key="thr_s_threshold",
+        on_change=_survival_moved,
+    )
+    try:
+        state = _survival_state(view.run_id, key, split, horizon, kind, float(threshold))
+    except ValueError as error:
+        show_error("No probability of death at this horizon", error)
+        return
+    fitted = state["fitted"]
+    if fitted["threshold"] is not None:
+        st.button(
+            f"Fitted threshold: {fitted['threshold']:.3f}",
+            on_click=_survival_jump,
+            args=(fitted["threshold"], fitted["rule"]),
+            key="thr_s_fitted",
+        )
+        st.caption(f"{fitted['text'].capitalize()}.")
+        if len(fitted["thresholds"]) > 1:
+            st.caption(
+                "k-fold run: one threshold over the pooled rows here; the folds' own: "
+                + ", ".join(f"fold {f}: {v:.3f}" for f, v in fitted["thresholds"].items())
+            )
+    else:
+        st.caption(f"No threshold fitted on validation here: {fitted['text']}.")
+    if saved_point.get("horizon_days"):
+        st.caption(
+            f"Saved operating point: {saved_point['threshold']:.3f} on "
+            f"{saved_point.get('scale', 'P(death)')} ({saved_point.get('baseline', 'raw')} "
+            f"baseline, {saved_point.get('rule', 'manual')}, chosen on "
+            f"{saved_point.get('split_used', 'validation')} by "
+            f"{saved_point.get('saved_by') or 'unknown'}, {saved_point.get('written', '')})."
+        )
+    follow_up = state["follow_up_days"]
+    if follow_up is not None and horizon > follow_up:
+        st.warning(
+            f"Day {horizon:g} is beyond the last death the baseline knows (day {follow_up:g}): "
+            "S(t) is carried flat there, so P(death) stops growing."
+        )
+
+    m = state["metrics"]
+    columns = st.columns(3)
+    for column, (name, label) in zip(
+        columns[:2], [("sensitivity", "Sensitivity"), ("specificity", "Specificity")], strict=True
+    ):
+        defined = m[name] == m[name]  # NaN: no case (or no control) at this horizon
+        low, high = m[f"{name}_ci"]
+        column.metric(f"{label} at day {horizon:g}", f"{m[name]:.3f}" if defined else "n/a")
+        column.caption(f"95% CI {low:.3f}-{high:.3f}" if defined else "undefined here")
+    if "auc" in state:
+        columns[2].metric(f"Time-dependent AUC at day {horizon:g}", f"{state['auc']:.3f}")
+    else:
+        columns[2].metric(f"Time-dependent AUC at day {horizon:g}", "n/a")
+        columns[2].caption(state["roc_note"])
+    st.caption(
+        f"Cumulative/dynamic: sensitivity is the share of patients who died by day {horizon:g} "
+        "called 'predicted death', each weighted by the inverse probability of remaining "
+        f"uncensored (IPCW; censoring from {state['censoring_from']}); specificity is the "
+        f"share of patients alive after day {horizon:g} called 'predicted survival'. 95% CIs: "
+        f"patient bootstrap. P(death) from the {state['p_source']}."
+    )
+
+    st.subheader("Confusion matrix")
+    counts = state["counts"]
+    st.table(state["confusion"])
+    st.caption(
+        f"{counts['censored_pos'] + counts['censored_neg']} patients were censored before day "
+        f"{horizon:g}: whether they died by then is unknown, so they are neither positive nor "
+        f"negative (not counted as true or false negatives); n = {len(state['patients'])}."
+    )
+    with st.expander("Patients"):
+        st.dataframe(
+            state["patients"],
+            hide_index=True,
+            width="stretch",
+            column_config={"p": st.column_config.NumberColumn("P(death)", format="%.3f")},
+            key="thr_s_patients",
+        )
+
+    roc, histogram = st.columns(2)
+    if "roc" in state:
+        curve = {"name": f"{split}, day {horizon:g}", **state["roc"], "auc": state["auc"]}
+        roc.plotly_chart(figures.roc_figure([curve], [state["point"]]), key="thr_s_roc")
+    figure = go.Figure()
+    edges = state["histogram"]["edges"]
+    colours = (figures.COLOURS[1], figures.COLOURS[0], figures.COLOURS[2])
+    for colour, (name, values) in zip(colours, state["histogram"]["counts"].items(), strict=True):
+        figure.add_trace(
+            go.Bar(
+                x=(edges[:-1] + edges[1:]) / 2,
+                y=values,
+                width=edges[1] - edges[0],
+                name=name,
+                marker_color=colour,
+                opacity=0.6,
+            )
+        )
+    figure.add_vline(x=threshold, line={"color": "black", "dash": "dash"})
+    figure.update_layout(
+        barmode="overlay",
+        title=f"Predicted P(death by day {horizon:g}) by outcome",
+        xaxis={"title": "predicted probability of death", "range": [0, 1]},
+        yaxis={"title": "patients"},
+        **figures.LAYOUT,
+    )
+    histogram.plotly_chart(figure, key="thr_s_histogram")
+
+    if st.button(
+        "Save threshold",
+        type="primary",
+        key="thr_s_save",
+        disabled=split != "validation" or not user.may_do("save_threshold"),
+        help="Only a threshold chosen on validation predictions can be saved, with its horizon "
+        "and baseline, by an operator.",
+    ):
+        actor = authorize("save_threshold")
+        rule = st.session_state.get("thr_s_rule", "manual")
+        saved = page.save_survival_threshold(
+            view.run_dir, threshold, horizon, kind, split, rule, saved_by=actor.identity
+        )
+        audit(
+            actor,
+            "save_threshold",
+            view.run_id,
+            threshold=saved["threshold"],
+            rule=rule,
+            horizon_days=saved["horizon_days"],
+        )
+        st.success(
+            f"Saved {saved['threshold']:.3f} on {saved['scale']} ({kind} baseline, {rule}, chosen "
+            f"on {split}) to threshold.json."
+        )
+
+
+if view.config.get("task") == "survival":
+    survival_page(view, user)
+    st.stop()
 
 saved_point = (view.threshold or {}).get("operating_point") or {}
 scale = page.default_scale(saved_point, view.config.get("folds", 0))

@@ -1,6 +1,8 @@
 """The Calibration page: the recalibration method compared on validation predictions
 (cross-validated within validation, so each method is scored on rows it was not fitted on),
-and test predictions shown only for the method in force, raw and recalibrated."""
+and test predictions shown only for the method in force, raw and recalibrated. Survival runs:
+the predicted probability of death by a horizon against what happened
+(:func:`survival_calibration_state`), as the run's evaluation computes it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,16 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
+from nsclc_engine.dashboard.run_view import RunView
+from nsclc_engine.dashboard.survival_probabilities import (
+    death_probability,
+    fold_baselines,
+    follow_up_days,
+    horizon_label,
+    no_probability_note,
+)
+from nsclc_engine.evaluate.config import EvaluateConfig
+from nsclc_engine.evaluate.survival import BASELINE_KINDS, horizon_calibration, survival_at
 from nsclc_engine.stats.calibration import (
     RECALIBRATION_METHODS,
     calibration_summary,
@@ -15,6 +27,7 @@ from nsclc_engine.stats.calibration import (
     fit_recalibrator,
     reliability_curve,
 )
+from nsclc_engine.stats.survival_calibration import d_calibration
 
 BIN_STRATEGIES = ("uniform", "quantile")
 SUMMARY_KEYS = ("brier", "ece", "intercept", "slope")
@@ -138,4 +151,159 @@ def external_calibration(metrics: dict) -> pd.DataFrame:
             for key, block in (metrics.get("calibration_external") or {}).items()
         ],
         columns=["probabilities", "calibration-in-the-large", "slope", "intercept shift"],
+    )
+
+
+# --- survival runs: P(death by a horizon) against what happened ----------------------------
+
+
+def why_no_calibration(view: RunView) -> str:
+    """Why ``view`` cannot show calibration (``""``: it can): a survival run needs survival
+    probabilities, from saved baselines or from ``survival_{h}d`` columns
+    (:func:`~nsclc_engine.dashboard.survival_probabilities.no_probability_note`)."""
+    if view.predictions is None:
+        return f"run {view.run_id} has no predictions yet"
+    if view.config.get("task") != "survival":
+        return ""
+    return no_probability_note(view, "to check against what happened")
+
+
+def run_evaluate_config(view: RunView, n_resamples: int | None = None) -> EvaluateConfig:
+    """The bootstrap settings the run's evaluation used (``metrics.json["evaluate_config"]``),
+    with ``n_resamples`` in place of its resamples where given."""
+    saved = (view.metrics or {}).get("evaluate_config") or {}
+    defaults = EvaluateConfig()
+    return EvaluateConfig(
+        bootstrap_resamples=int(
+            n_resamples or saved.get("bootstrap_resamples") or defaults.bootstrap_resamples
+        ),
+        seed=int(saved.get("seed", defaults.seed)),
+    )
+
+
+CALIBRATION_KEYS = ("n", "n_deaths_by_horizon", "n_censored_before_horizon", "mean_predicted")
+CALIBRATION_BLOCKS = ("smoothed", "groups", "in_the_large")
+
+
+def saved_horizon_block(view: RunView, split: str, horizon: float, kind: str) -> dict:
+    """The calibration the run's evaluation saved for ``split`` at ``horizon`` under ``kind``
+    (``metrics.json["horizons"][kind]["730d"]``, held-out part only), reduced to what
+    :func:`~nsclc_engine.evaluate.survival.horizon_calibration` returns; empty where it
+    saved none."""
+    horizons = (view.metrics or {}).get("horizons") or {}
+    if split != horizons.get("held_out"):
+        return {}
+    block = (horizons.get(kind) or {}).get(f"{horizon:g}d") or {}
+    if "mean_predicted" not in block:
+        return {}
+    names = [*CALIBRATION_KEYS, *CALIBRATION_BLOCKS, *(f"{b}_note" for b in CALIBRATION_BLOCKS)]
+    return {name: block[name] for name in names if name in block}
+
+
+def survival_calibration_state(
+    view: RunView,
+    split: str,
+    horizon: float,
+    kind: str = "raw",
+    n_resamples: int | None = None,
+) -> dict:
+    """What the survival Calibration page shows for one part, horizon and baseline kind.
+
+    P(death by ``horizon``) per patient (:func:`~nsclc_engine.dashboard.
+    survival_probabilities.death_probability`), then what the run's evaluation computes,
+    with the same functions and seed
+    (:func:`~nsclc_engine.evaluate.survival.horizon_calibration`): ``n``,
+    ``n_deaths_by_horizon``, ``n_censored_before_horizon``, ``mean_predicted``, ``groups``
+    (Kaplan-Meier observed against mean predicted per fifth of predicted risk), ``smoothed``
+    (the smoothed curve, ICI, E50, E90 with bootstrap CIs) and ``in_the_large``; and
+    ``d_calibration`` of ``S_i(t_i)`` (saved baselines; else the run's own held-out figure).
+    A block that is undefined on these patients gives ``{block}_note`` instead; with no
+    probability at all, ``note``.
+
+    ``n_resamples`` ``None``: the evaluation's resamples and seed, and where the evaluation
+    saved this very block (the held-out part at one of its horizons) that block itself
+    (``from_metrics``), which a recomputation reproduces number for number; the smoother's
+    bootstrap takes seconds. Otherwise everything is computed with ``n_resamples``."""
+    if kind not in BASELINE_KINDS:
+        raise ValueError(f"baseline {kind!r}: choose from {tuple(BASELINE_KINDS)}")
+    rows = view.predictions[view.predictions.split == split]
+    if rows.empty:
+        raise ValueError(
+            f"run {view.run_id} has no {split} predictions; parts: "
+            f"{sorted(set(view.predictions.split))}"
+        )
+    state: dict = {"split": split, "horizon_days": float(horizon), "kind": kind, "notes": []}
+    p, source = death_probability(view, rows, horizon, kind)
+    if p is None:
+        return state | {"note": source}
+    state["source"] = source
+    saved = saved_horizon_block(view, split, horizon, kind) if n_resamples is None else {}
+    if saved:
+        state |= saved | {"from_metrics": True}
+    else:
+        state |= horizon_calibration(p, rows, horizon, run_evaluate_config(view, n_resamples))
+    baselines = fold_baselines(view, kind)
+    held_out = (view.metrics or {}).get("horizons", {}).get(kind, {}).get("d_calibration")
+    if baselines and set(rows.fold) <= set(baselines):
+        own = survival_at(rows, baselines, rows.time_days.to_numpy(dtype=float))
+        state["d_calibration"] = d_calibration(own, rows.event.to_numpy())
+    elif held_out and split == view.held_out:
+        state["d_calibration"] = held_out
+    else:
+        state["d_calibration_note"] = (
+            "D-calibration needs each patient's whole predicted survival curve; this run "
+            "holds survival at fixed horizons only"
+        )
+    follow_up = follow_up_days(baselines, rows)
+    if follow_up is not None and horizon > follow_up:
+        state["notes"].append(
+            f"Day {horizon:g} is beyond the last death the baseline knows (day "
+            f"{follow_up:g}): the predicted survival is carried flat from there."
+        )
+    if split == "validation" and baselines:
+        state["notes"].append(
+            "The baselines were fitted on these validation patients: their calibration here is "
+            "in-sample and flatters the model; the held-out part is the honest check."
+        )
+    return state
+
+
+def _points(low: float, high: float) -> str:
+    return f"{100 * low:+.0f} to {100 * high:+.0f} points"
+
+
+def in_the_large_text(block: dict) -> str:
+    """Calibration-in-the-large in one sentence: observed (Kaplan-Meier) against mean
+    predicted probability of death, which way the model errs where the CI says so, the
+    difference (percentage points) and the ratio with their 95 % CIs."""
+    label = horizon_label(block["horizon_days"])
+    low, high = block["difference_ci"]
+    if low > 0:
+        verdict = "the model underestimates deaths"
+    elif high < 0:
+        verdict = "the model overestimates deaths"
+    else:
+        verdict = "no clear over- or underestimate"
+    ratio_low, ratio_high = block["ratio_ci"]
+    return (
+        f"By {label}, {100 * block['observed']:.0f} % died (Kaplan-Meier) against "
+        f"{100 * block['predicted']:.0f} % "
+        f"predicted on average: {verdict} (observed minus predicted "
+        f"{100 * block['difference']:+.0f} points, 95 % CI {_points(low, high)}; ratio "
+        f"{block['ratio']:.2f}, {ratio_low:.2f} to {ratio_high:.2f})."
+    )
+
+
+def d_calibration_text(block: dict) -> str:
+    """D-calibration in one sentence: what a flat histogram means and the chi-square p."""
+    verdict = (
+        "the bars differ from flat beyond chance: the predicted curves are off"
+        if block["p_value"] < 0.05
+        else "no departure from flat beyond chance"
+    )
+    return (
+        "If each patient's predicted survival curve is right, the predicted survival at the "
+        "time each patient died (or was last seen) is spread evenly: every tenth holds a tenth "
+        f"of the {block['n']} patients, a flat line. Chi-square p = {block['p_value']:.3f}: "
+        f"{verdict}."
     )

@@ -1,20 +1,34 @@
-"""The Patient page: the patients of a split with their calls, and one patient's case."""
+"""The Patient page: the patients of a split with their calls, one patient's case, and for
+survival runs the patient's predicted survival curve (:func:`patient_survival`). Which other
+runs can answer a page the selected run cannot (:func:`runs_answering`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
-from nsclc_engine.dashboard.run_view import RunView, part_predictions, run_kind
+from nsclc_engine.dashboard.run_view import RunView, load_run, part_predictions, run_kind
+from nsclc_engine.dashboard.survival_probabilities import fold_baselines, horizon_label
+from nsclc_engine.evaluate.figures import COLOURS, LAYOUT
+from nsclc_engine.evaluate.survival import (
+    BASELINE_KINDS,
+    horizon_columns,
+    survival_at,
+)
 from nsclc_engine.explain.cache import explain_patient, patient_uncertainty
 from nsclc_engine.explain.gradcam import CtMap, ExplainConfig, input_map_to_ct
 from nsclc_engine.explain.viewer import PatientCase, load_case
+from nsclc_engine.review.store import source_of
+from nsclc_engine.runs import list_runs, read_json
+from nsclc_engine.runs import run_dir as run_folder
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
+from nsclc_engine.stats.survival import kaplan_meier
 
-SPLITS = ("test", "validation", "train")  # the case list opens on test
 RECALIBRATIONS = tuple(m for m in RECALIBRATION_METHODS if m != "none")
 OUTCOME_ORDER = {"FN": 0, "FP": 1, "TP": 2, "TN": 3}
 
@@ -135,11 +149,6 @@ def comparable_runs(artifacts: str | os.PathLike, view: RunView, patient_id: str
     """Other finished trained runs whose maps can stand beside ``view``'s for this patient:
     the same data source, the patient among their predictions. Each: run id, the fold whose
     model scored the patient (out of fold where the run has folds) and the patient's split."""
-    from nsclc_engine.dashboard.run_view import load_run
-    from nsclc_engine.review.store import source_of
-    from nsclc_engine.runs import list_runs, read_json
-    from nsclc_engine.runs import run_dir as run_folder
-
     source = source_of(view.config)
     found = []
     for run in list_runs(artifacts):
@@ -173,3 +182,212 @@ def note_table(frame: pd.DataFrame) -> pd.DataFrame:
     shown["state"] = np.where(shown.withdrawn_at.isna(), "in force", withdrawn)
     columns = ["note_id", "patient_id", "run_id", "flag_name", "text", "author", "created_at"]
     return shown[[*columns, "state"]].rename(columns={"flag_name": "flag"}).reset_index(drop=True)
+
+
+def patient_splits(view: RunView) -> list[str]:
+    """The splits the case list offers, those the run has: its held-out part (test, or
+    external) first, then validation and train."""
+    present = set(view.predictions.split)
+    return [split for split in (view.held_out, "validation", "train") if split in present]
+
+
+def split_of(view: RunView, patient_id: str, preferred: str | None = None) -> str | None:
+    """The split to open ``patient_id`` in: ``preferred`` where it holds them, else the first
+    split of :func:`patient_splits` that does (``None``: the run did not score them)."""
+    held = set(view.predictions.split[view.predictions.patient_id == patient_id])
+    if preferred in held:
+        return preferred
+    return next((split for split in patient_splits(view) if split in held), None)
+
+
+# --- a survival run's patient: the predicted survival curve ---------------------------------
+
+
+def patient_survival(
+    view: RunView, split: str, patient_id: str, fold: int, kind: str = "raw"
+) -> dict:
+    """What the Patient page shows about a survival run's patient (``fold``: the fold whose
+    model scored them in ``split``).
+
+    ``risk`` (the log hazard); ``curve``: the patient's predicted survival, ``time`` from 0
+    over the baseline's death times to the split's last follow-up and ``survival`` =
+    ``Baseline.survival(risk, time)`` under the fold's saved baseline of ``kind`` (``None``,
+    and ``curve_note`` why, where the run saved none); ``km``: the Kaplan-Meier curve of the
+    split's patients (from time 0, survival 1). ``horizons``: per horizon of the run's
+    survival columns, the patient's predicted ``survival`` and its ``percentile`` in the
+    split, the share (%) of the split's rows predicted to survive no better (each row under
+    its own fold's baseline; pooled over folds, as the case list)."""
+    if kind not in BASELINE_KINDS:
+        raise ValueError(f"baseline {kind!r}: choose from {tuple(BASELINE_KINDS)}")
+    rows = view.predictions[view.predictions.split == split].reset_index(drop=True)
+    mine = np.flatnonzero((rows.patient_id == patient_id) & (rows.fold == fold))
+    if not len(mine):
+        raise ValueError(
+            f"run {view.run_id}: no {split} row of patient {patient_id} in fold {fold}"
+        )
+    position = int(mine[0])
+    risk = float(rows.risk.iloc[position])
+    km = kaplan_meier(rows.time_days, rows.event)
+    state: dict = {
+        "patient_id": patient_id,
+        "split": split,
+        "fold": int(fold),
+        "kind": kind,
+        "risk": risk,
+        "n": len(rows),
+        "n_deaths": int(rows.event.sum()),
+        "km": {"time": np.r_[0.0, km["time"]], "survival": np.r_[1.0, km["survival"]]},
+        "curve": None,
+        "horizons": [],
+    }
+    baselines = fold_baselines(view, kind)
+    columns = horizon_columns(view.predictions)
+    if int(fold) in baselines:
+        baseline = baselines[int(fold)]
+        end = max(float(rows.time_days.max()), baseline.follow_up)
+        times = np.unique(np.r_[0.0, baseline.times, end])
+        state["curve"] = {"time": times, "survival": baseline.survival([risk], times)[0]}
+        state["follow_up_days"] = baseline.follow_up
+        values = {h: survival_at(rows, baselines, h) for h in columns}
+    elif kind == "raw" and columns:
+        values = {h: rows[column].to_numpy(dtype=float) for h, column in columns.items()}
+        state["curve_note"] = (
+            "This run holds survival at fixed horizons only (no baseline saved), so there is "
+            "no whole curve to draw."
+        )
+    else:
+        values = {}
+        state["curve_note"] = (
+            f"Run {view.run_id} has no {kind} baseline for fold {fold}: only its risk score is "
+            "known."
+        )
+    for horizon, survival in values.items():
+        known = survival[np.isfinite(survival)]
+        if not np.isfinite(survival[position]):
+            continue
+        state["horizons"].append(
+            {
+                "horizon_days": float(horizon),
+                "label": horizon_label(horizon),
+                "survival": float(survival[position]),
+                "percentile": float(100 * np.mean(known <= survival[position])),
+                "n": len(known),
+            }
+        )
+    return state
+
+
+def survival_text(entry: dict, split: str) -> str:
+    """``Survival at 2 years: 34 % (percentile 57 in the test split)``."""
+    return (
+        f"Survival at {entry['label']}: {100 * entry['survival']:.0f} % (percentile "
+        f"{entry['percentile']:.0f} in the {split} split)"
+    )
+
+
+def survival_curve_figure(state: dict) -> go.Figure:
+    """The patient's predicted survival curve beside the Kaplan-Meier curve of their split,
+    with the patient's predicted survival marked at each horizon."""
+    figure = go.Figure()
+    km = state["km"]
+    figure.add_trace(
+        go.Scatter(
+            x=km["time"],
+            y=km["survival"],
+            mode="lines",
+            line={"shape": "hv", "color": "grey"},
+            name=f"{state['split']} split, observed (Kaplan-Meier, {state['n']} patients)",
+        )
+    )
+    if state["curve"] is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=state["curve"]["time"],
+                y=state["curve"]["survival"],
+                mode="lines",
+                line={"shape": "hv", "color": COLOURS[1]},
+                name=f"{state['patient_id']}, predicted",
+            )
+        )
+    if state["horizons"]:
+        figure.add_trace(
+            go.Scatter(
+                x=[h["horizon_days"] for h in state["horizons"]],
+                y=[h["survival"] for h in state["horizons"]],
+                mode="markers+text",
+                text=[f"{h['survival']:.0%} at {h['label']}" for h in state["horizons"]],
+                textposition="top right",
+                marker={"size": 9, "color": COLOURS[1]},
+                showlegend=False,
+            )
+        )
+    figure.update_layout(
+        title=f"Predicted survival of {state['patient_id']} and of the {state['split']} split",
+        xaxis={"title": "days since diagnosis"},
+        yaxis={"title": "probability of being alive", "range": [0, 1.02]},
+        legend={"orientation": "h", "y": -0.25},
+        **LAYOUT,
+    )
+    return figure
+
+
+# --- pages a run cannot answer: the runs that can ---------------------------------------------
+
+CASE_MISSING = {
+    "imported": "an imported run: its predictions were made elsewhere, so there is no model or "
+    "CT here to show.",
+    "frozen features": "a frozen-feature run: a linear model on a pretrained encoder's features "
+    "made its predictions, so there is no trained network whose attention could be shown.",
+    "external validation": "an external-validation run: its predictions were made by a frozen "
+    "run on another cohort; open that run for its cases.",
+}
+
+
+def why_no_case(view: RunView) -> str:
+    """Why the Patient page cannot show ``view``'s CT and attention maps (``""``: it can)."""
+    return "" if view.kind == "trained" else f"Run `{view.run_id}` is {CASE_MISSING[view.kind]}"
+
+
+def case_of(patient_id: str) -> Callable[[RunView], str]:
+    """The question "can this run show ``patient_id``'s CT and attention maps?" as a
+    :func:`runs_answering` test: a trained run that scored the patient."""
+
+    def why_not(view: RunView) -> str:
+        if why_no_case(view):
+            return why_no_case(view)
+        if not (view.predictions.patient_id == patient_id).any():
+            return f"run {view.run_id} did not score {patient_id}"
+        return ""
+
+    return why_not
+
+
+def why_not_classification(view: RunView) -> str:
+    """Why ``view`` cannot answer a page about probabilities of a yes/no label (``""``: it
+    can): a survival run gives a risk over time."""
+    if view.config.get("task") == "survival":
+        return f"Run `{view.run_id}` is a survival run (a risk over time, not a yes/no label)."
+    return ""
+
+
+def why_not_survival(view: RunView) -> str:
+    """Why ``view`` cannot answer a page about survival over time (``""``: it can): a
+    classification run predicts a yes/no label only."""
+    if view.config.get("task") != "survival":
+        return f"Run `{view.run_id}` is a classification run (a yes/no label, no survival times)."
+    return ""
+
+
+def runs_answering(
+    artifacts: str | os.PathLike, why_not: Callable[[RunView], str], exclude: str = ""
+) -> list[str]:
+    """The finished runs in ``artifacts`` that can answer what a page asks (``why_not(view)``
+    is ``""``), newest first, ``exclude`` (the selected run) left out."""
+    found = []
+    for run in reversed(list_runs(artifacts)):
+        if run["run_id"] == exclude or run.get("state") != "finished":
+            continue
+        view = load_run(run_folder(run["run_id"], artifacts))
+        if view.finished and not why_not(view):
+            found.append(view.run_id)
+    return found

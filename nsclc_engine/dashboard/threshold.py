@@ -1,5 +1,8 @@
 """The Threshold page: each rule's threshold fitted on validation, the metrics at any
-threshold with bootstrap CIs, and saving the operating point."""
+threshold with bootstrap CIs, and saving the operating point. Survival runs: a threshold on
+P(death by a horizon), cumulative/dynamic (died by the horizon against alive after it, the
+patients censored before it apart), with IPCW sensitivity and specificity
+(:func:`survival_threshold_state`, :func:`save_survival_threshold`)."""
 
 from __future__ import annotations
 
@@ -8,10 +11,22 @@ import os
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.dashboard.run_view import curves, part_predictions
+from nsclc_engine.dashboard.run_view import RunView, curves, part_predictions
+from nsclc_engine.dashboard.survival_probabilities import (
+    death_probability,
+    fold_baselines,
+    follow_up_days,
+    no_probability_note,
+)
 from nsclc_engine.evaluate.run import write_threshold_file
+from nsclc_engine.evaluate.survival import BASELINE_KINDS, fit_horizon_threshold, outcome_of
 from nsclc_engine.runs import now
 from nsclc_engine.stats.metrics import bootstrap_metrics, choose_threshold
+from nsclc_engine.stats.survival_probability import (
+    horizon_counts,
+    td_roc,
+    td_sensitivity_specificity,
+)
 
 RULE_BUTTONS = (
     ("youden", None, "Youden J"),
@@ -131,3 +146,213 @@ def cell_patients(frame: pd.DataFrame, threshold: float) -> dict[str, pd.DataFra
         cell: frame.loc[mask, columns].sort_values("y_prob", ascending=cell in ("FN", "TN"))
         for cell, mask in masks.items()
     }
+
+
+# --- survival runs: a threshold on P(death by a horizon) -----------------------------------
+
+SURVIVAL_CALLS = ("predicted death", "predicted survival")
+HISTOGRAM_BINS = 20
+
+
+def outcome_names(horizon: float) -> tuple[str, str, str]:
+    """The confusion matrix's rows at ``horizon``: died by it, alive after it, censored
+    before it (neither a positive nor a negative)."""
+    return (
+        f"died by day {horizon:g}",
+        f"alive after day {horizon:g}",
+        f"censored before day {horizon:g}",
+    )
+
+
+def why_no_threshold(view: RunView) -> str:
+    """Why the Threshold page cannot put a threshold on ``view``'s predictions (``""``: it
+    can): a classification run always can; a survival run needs probabilities of death
+    (:func:`~nsclc_engine.dashboard.survival_probabilities.no_probability_note`)."""
+    if view.predictions is None:
+        return f"Run `{view.run_id}` has no predictions yet."
+    if view.config.get("task") != "survival":
+        return ""
+    return no_probability_note(view, "to put a threshold on")
+
+
+def _death_probability(
+    view: RunView, rows: pd.DataFrame, horizon: float, kind: str
+) -> tuple[np.ndarray, str]:
+    """:func:`~nsclc_engine.dashboard.survival_probabilities.death_probability`, raising
+    ``ValueError`` with its reason where there is none."""
+    p, source = death_probability(view, rows, horizon, kind)
+    if p is None:
+        raise ValueError(source)
+    return p, source
+
+
+def fitted_survival_thresholds(view: RunView, horizon: float, kind: str = "raw") -> dict:
+    """The threshold fitted for ``horizon`` and ``kind``: ``thresholds`` (fold -> value),
+    ``text`` (where it came from), ``rule`` and ``threshold`` (the first fold's, the one the
+    page's button sets). Evaluation's (``threshold.json``'s fitted part) where its horizon
+    matches and ``kind`` is raw (it fitted on raw probabilities); otherwise Youden's J fitted
+    here on each fold's validation rows (:func:`fit_horizon_threshold`), censoring weights
+    from the fold's training rows. ``thresholds`` is empty, and ``text`` says why, where none
+    can be fitted."""
+    fitted = (view.threshold or {}).get("fitted") or {}
+    by_fold = {int(e.get("fold", 0)): float(e["threshold"]) for e in fitted.get("thresholds", [])}
+    if by_fold and fitted.get("horizon_days") == horizon and kind == "raw":
+        rule, source = fitted.get("rule", "rule"), fitted.get("fitted_on", "validation")
+        text = f"{rule} threshold fitted on {source} by evaluation (threshold.json)"
+        if source != "validation":
+            text = f"{rule} threshold: {source}"
+        first = by_fold[min(by_fold)]
+        return {"thresholds": by_fold, "threshold": first, "rule": rule, "text": text}
+    result: dict = {"thresholds": {}, "threshold": None, "rule": "youden"}
+    notes = []
+    predictions = view.predictions
+    validation = predictions[predictions.split == "validation"]
+    for fold, rows in validation.groupby("fold"):
+        try:
+            p, _ = _death_probability(view, rows, horizon, kind)
+            outcome = outcome_of(predictions, rows, horizon)
+            result["thresholds"][int(fold)] = fit_horizon_threshold(outcome, p)
+        except ValueError as error:
+            notes.append(f"fold {fold}: {error}")
+    if result["thresholds"]:
+        result["threshold"] = result["thresholds"][min(result["thresholds"])]
+        result["text"] = "Youden threshold fitted here on validation rows"
+    else:
+        result["text"] = "; ".join(notes) or "no validation rows to fit a threshold on"
+    return result
+
+
+def survival_threshold_state(
+    view: RunView,
+    split: str,
+    horizon: float,
+    threshold: float,
+    kind: str = "raw",
+    n_resamples: int = 1000,
+) -> dict:
+    """A threshold on P(death by ``horizon``) applied to the rows of ``split``, as the page
+    shows it: ``patients`` (patient_id, fold, time_days, event, ``p``, ``outcome``,
+    ``call``), ``p_source``, ``counts`` (:func:`horizon_counts`), ``confusion`` (rows
+    :func:`outcome_names`, columns :data:`SURVIVAL_CALLS`), ``metrics`` (cumulative/dynamic
+    IPCW sensitivity and specificity with patient-bootstrap CIs,
+    :func:`td_sensitivity_specificity`), ``roc`` (``fpr``, ``tpr``, ``threshold``) with
+    ``auc`` and ``point`` (or ``roc_note``), ``histogram`` (``edges`` and counts per
+    outcome), ``fitted`` (:func:`fitted_survival_thresholds`), ``censoring_from`` and
+    ``follow_up_days``. P(death) is the one every survival page shows
+    (:func:`~nsclc_engine.dashboard.survival_probabilities.death_probability`); where the
+    run has none at ``horizon`` under ``kind``, ``ValueError`` says why."""
+    predictions = view.predictions
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold {threshold} must lie in [0, 1] (a probability of death)")
+    rows = predictions[predictions.split == split]
+    if rows.empty:
+        present = sorted(set(predictions.split))
+        raise ValueError(f"no {split!r} rows in the predictions; parts present: {present}")
+    horizon = float(horizon)
+    p, p_source = _death_probability(view, rows, horizon, kind)
+    outcome = outcome_of(predictions, rows, horizon)
+    counts = horizon_counts(outcome, p, threshold)
+    died, alive, censored = outcome_names(horizon)
+    confusion = pd.DataFrame(
+        {
+            SURVIVAL_CALLS[0]: [counts["tp"], counts["fp"], counts["censored_pos"]],
+            SURVIVAL_CALLS[1]: [counts["fn"], counts["tn"], counts["censored_neg"]],
+        },
+        index=[died, alive, censored],
+    )
+    labels = np.where(outcome.case, died, np.where(outcome.control, alive, censored))
+    columns = [c for c in ("patient_id", "fold", "time_days", "event") if c in rows.columns]
+    patients = rows[columns].assign(
+        p=p, outcome=labels, call=np.where(p >= threshold, *SURVIVAL_CALLS)
+    )
+    edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    state: dict = {
+        "split": split,
+        "horizon_days": horizon,
+        "kind": kind,
+        "threshold": float(threshold),
+        "scale": f"probability of death by day {horizon:g}",
+        "patients": patients.reset_index(drop=True),
+        "p_source": p_source,
+        "counts": counts,
+        "confusion": confusion,
+        "metrics": td_sensitivity_specificity(outcome, p, threshold, n_resamples),
+        "histogram": {
+            "edges": edges,
+            "counts": {
+                name: np.histogram(p[labels == name], bins=edges)[0]
+                for name in (died, alive, censored)
+            },
+        },
+        "fitted": fitted_survival_thresholds(view, horizon, kind),
+        "censoring_from": outcome.censoring_from,
+        "follow_up_days": follow_up_days(fold_baselines(view, kind), rows),
+    }
+    try:
+        roc = td_roc(outcome, p)
+    except ValueError as error:
+        state["roc_note"] = str(error)
+        return state
+    metrics = state["metrics"]
+    state["roc"] = {
+        "fpr": roc["false_positive_rate"],
+        "tpr": roc["sensitivity"],
+        "threshold": roc["threshold"],
+    }
+    state["auc"] = roc["auc"]
+    state["point"] = {
+        "name": f"threshold {threshold:.3f}",
+        "fpr": 1 - metrics["specificity"],
+        "tpr": metrics["sensitivity"],
+    }
+    return state
+
+
+def survival_operating_point(
+    threshold: float,
+    horizon: float,
+    kind: str,
+    split: str,
+    rule: str = "manual",
+    saved_by: str = "",
+) -> dict:
+    """The operating point of a survival run as ``threshold.json`` keeps it: a threshold on
+    P(death by ``horizon``) under the ``kind`` baseline, the rule that set it, the split it
+    was chosen on (validation only, as for classification runs), who saved it and when."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold {threshold} must lie in [0, 1] (a probability of death)")
+    if not horizon > 0:
+        raise ValueError(f"horizon {horizon} days: give a positive number of days")
+    if kind not in BASELINE_KINDS:
+        raise ValueError(f"baseline kind {kind!r}: choose one of {list(BASELINE_KINDS)}")
+    if split != "validation":
+        raise ValueError(
+            "choose the threshold on validation predictions; held-out predictions only show "
+            "what a threshold already chosen does"
+        )
+    return {
+        "threshold": float(threshold),
+        "horizon_days": float(horizon),
+        "scale": f"probability of death by day {horizon:g}",
+        "baseline": kind,
+        "rule": rule,
+        "split_used": split,
+        "written": now(),
+        "source": "dashboard",
+        "saved_by": saved_by,
+    }
+
+
+def save_survival_threshold(
+    run_dir: str | os.PathLike,
+    threshold: float,
+    horizon: float,
+    kind: str,
+    split: str,
+    rule: str = "manual",
+    saved_by: str = "",
+) -> dict:
+    """Save :func:`survival_operating_point` into the run's ``threshold.json`` (beside the
+    threshold evaluation fitted); returns the saved point."""
+    point = survival_operating_point(threshold, horizon, kind, split, rule, saved_by)
+    return write_threshold_file(run_dir, operating_point=point)["operating_point"]

@@ -65,3 +65,95 @@ def test_patient_table_of_a_survival_run_ranks_by_risk():
     table = patient_view.patient_table(_view(predictions, task="survival"), "test")
     assert table.patient_id.tolist() == ["B", "A", "C"]
     assert table.risk_percentile.tolist() == pytest.approx([100, 200 / 3, 100 / 3])
+
+
+def test_a_survival_patients_curve_is_their_fold_baseline_and_percentile_by_hand(survival_view):
+    import numpy as np
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    from nsclc_engine.runs import read_survival_baselines
+    from nsclc_engine.stats.survival_probability import Baseline
+
+    test = survival_view.predictions[survival_view.predictions.split == "test"]
+    row = test.iloc[len(test) // 2]
+    for kind in ("raw", "recalibrated"):
+        state = patient_view.patient_survival(survival_view, "test", row.patient_id, 0, kind)
+        baseline = Baseline.from_dict(read_survival_baselines(survival_view.run_dir)[0][kind])
+        curve = state["curve"]
+        assert curve["time"][0] == 0 and curve["time"][-1] >= test.time_days.max()
+        np.testing.assert_allclose(
+            curve["survival"], baseline.survival([row.risk], curve["time"])[0]
+        )
+        assert state["risk"] == row.risk
+    # raw: the survival columns evaluation wrote into predictions.csv
+    state = patient_view.patient_survival(survival_view, "test", row.patient_id, 0)
+    assert [h["horizon_days"] for h in state["horizons"]] == [365.0, 730.0]
+    for entry in state["horizons"]:
+        column = test[f"survival_{entry['horizon_days']:g}d"]
+        assert entry["survival"] == pytest.approx(row[f"survival_{entry['horizon_days']:g}d"])
+        below = sum(value <= entry["survival"] + 1e-12 for value in column)
+        assert entry["percentile"] == pytest.approx(100 * below / len(test))
+    # the split's Kaplan-Meier curve, against scikit-survival's
+    time, survival = kaplan_meier_estimator(test.event.astype(bool), test.time_days)
+    np.testing.assert_allclose(state["km"]["time"], np.r_[0, time])
+    np.testing.assert_allclose(state["km"]["survival"], np.r_[1, survival])
+    text = patient_view.survival_text(state["horizons"][-1], "test")
+    assert text.startswith("Survival at 2 years: ") and "in the test split)" in text
+    figure = patient_view.survival_curve_figure(state)
+    assert len(figure.data) == 3  # the split, the patient, the horizons marked
+
+
+def test_a_survival_patient_without_a_saved_baseline_gets_the_columns_only():
+    predictions = pd.DataFrame(
+        {
+            "patient_id": ["A", "B", "C", "D"],
+            "split": "external",
+            "fold": 0,
+            "risk": [0.1, 2.0, -1.0, 0.5],
+            "time_days": [100, 50, 900, 400],
+            "event": [1, 1, 0, 1],
+            "survival_730d": [0.6, 0.2, 0.9, 0.6],
+        }
+    )
+    view = _view(predictions, task="survival")
+    state = patient_view.patient_survival(view, "external", "A", 0)
+    assert state["curve"] is None and "fixed horizons" in state["curve_note"]
+    # A: 0.6; at or below it: B 0.2, A and D 0.6
+    assert state["horizons"] == [
+        {"horizon_days": 730.0, "label": "2 years", "survival": 0.6, "percentile": 75.0, "n": 4}
+    ]
+    assert patient_view.survival_text(state["horizons"][0], "external") == (
+        "Survival at 2 years: 60 % (percentile 75 in the external split)"
+    )
+    recalibrated = patient_view.patient_survival(view, "external", "A", 0, "recalibrated")
+    assert (
+        recalibrated["horizons"] == [] and "no recalibrated baseline" in recalibrated["curve_note"]
+    )
+    assert patient_view.patient_splits(view) == ["external"]
+    assert patient_view.split_of(view, "C", "test") == "external"
+    assert patient_view.split_of(view, "Z") is None
+    with pytest.raises(ValueError, match="no external row of patient Z"):
+        patient_view.patient_survival(view, "external", "Z", 0)
+
+
+def test_pages_a_run_cannot_answer_offer_the_runs_that_can(dashboard_artifacts, survival_view):
+    survival = patient_view.why_not_classification(survival_view)
+    assert "survival run" in survival
+    answering = patient_view.runs_answering(
+        dashboard_artifacts, patient_view.why_not_classification
+    )
+    assert answering == ["fixture"]
+    assert patient_view.runs_answering(dashboard_artifacts, patient_view.why_not_survival) == [
+        "fixture-survival"
+    ]
+    assert patient_view.why_not_survival(survival_view) == ""
+    patient = str(survival_view.predictions.patient_id.iloc[0])
+    case = patient_view.case_of(patient)
+    assert patient_view.runs_answering(dashboard_artifacts, case, exclude="fixture-survival") == [
+        "fixture"
+    ]
+    assert "did not score nobody" in patient_view.case_of("nobody")(survival_view)
+    imported = run_view.RunView("imp", None, {"kind": "imported"}, {}, survival_view.predictions)
+    assert "an imported run" in patient_view.why_no_case(imported)
+    assert patient_view.why_no_case(survival_view) == ""
+    assert "an imported run" in case(imported)

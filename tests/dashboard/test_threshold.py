@@ -1,6 +1,7 @@
 """The Threshold page: rules fitted on validation, metrics with patient-level CIs, saving."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,14 @@ import pytest
 from nsclc_engine.dashboard import run_view
 from nsclc_engine.dashboard import runs as runs_view
 from nsclc_engine.dashboard import threshold as threshold_view
+from nsclc_engine.dashboard.survival_probabilities import (
+    death_probability,
+    fold_baselines,
+    survival_options,
+)
+from nsclc_engine.runs import read_survival_baselines
 from nsclc_engine.stats.metrics import choose_threshold, metrics_at_threshold
+from nsclc_engine.stats.survival_probability import Baseline
 
 
 def test_threshold_state_and_rules_come_from_validation(view):
@@ -83,3 +91,147 @@ def test_the_page_opens_a_k_fold_run_on_recalibrated_probabilities():
     assert default_scale({}, 3) == "platt"  # several models' rows: comparable after each fold's fit
     assert default_scale({}, 0) is None and default_scale({}, 1) is None
     assert default_scale({"recalibration": "isotonic"}, 3) == "isotonic"  # the saved point's
+
+
+# --- survival runs: a threshold on P(death by a horizon) ---------------------------------
+
+
+def censored_copy(survival_view):
+    """The fixture's predictions with the two earliest validation deaths turned into
+    censorings: patients censored before the horizon, whose outcome there is unknown."""
+    frame = survival_view.predictions.copy()
+    early = frame[(frame.split == "validation") & (frame.event == 1)].nsmallest(2, "time_days")
+    frame.loc[early.index, "event"] = 0
+    return frame
+
+
+def test_survival_calls_at_the_horizon_are_hand_counts_and_sksurvs_auc(survival_view):
+    from sksurv.metrics import cumulative_dynamic_auc
+    from sksurv.nonparametric import CensoringDistributionEstimator
+    from sksurv.util import Surv
+
+    frame = censored_copy(survival_view)
+    censored_view = replace(survival_view, predictions=frame)
+    rows = frame[frame.split == "validation"]
+    train = frame[(frame.split == "train") & (frame.fold == 0)]
+    # P(death by day 730): the validation baseline by hand, the one evaluation wrote as a column
+    baseline = Baseline.from_dict(read_survival_baselines(survival_view.run_dir)[0]["raw"])
+    p = 1 - baseline.survival(rows.risk.to_numpy(), [730.0])[:, 0]
+    assert p == pytest.approx(1 - rows.survival_730d.to_numpy())
+    time, event = rows.time_days.to_numpy(), rows.event.to_numpy().astype(bool)
+    case, control = event & (time <= 730), time > 730
+    censored = ~event & (time <= 730)
+    assert censored.sum() == 2 and case.any() and control.any()
+    censoring = CensoringDistributionEstimator().fit(Surv.from_arrays(train.event, train.time_days))
+    weight = censoring.predict_ipcw(Surv.from_arrays(np.ones(case.sum(), bool), time[case]))
+    auc = cumulative_dynamic_auc(
+        Surv.from_arrays(train.event, train.time_days),
+        Surv.from_arrays(event, time),
+        p,
+        [730.0],
+    )[0][0]
+    for threshold in (0.0, *np.quantile(p, [0.25, 0.5, 0.75]), 1.0):
+        state = threshold_view.survival_threshold_state(
+            censored_view, "validation", 730, threshold, "raw", 50
+        )
+        called = p >= threshold
+        table = state["confusion"]
+        expected = [
+            [(case & called).sum(), (case & ~called).sum()],
+            [(control & called).sum(), (control & ~called).sum()],
+            [(censored & called).sum(), (censored & ~called).sum()],
+        ]
+        assert table.to_numpy().tolist() == expected, threshold
+        assert list(table.index) == [
+            "died by day 730",
+            "alive after day 730",
+            "censored before day 730",
+        ]
+        assert list(table.columns) == ["predicted death", "predicted survival"]
+        # the censored-before-horizon patients are never true or false negatives
+        assert state["counts"]["tn"] + state["counts"]["fn"] == (~called & ~censored).sum()
+        m = state["metrics"]
+        if case.any():
+            assert m["sensitivity"] == pytest.approx((weight * called[case]).sum() / weight.sum())
+        assert m["specificity"] == pytest.approx((control & ~called).sum() / control.sum())
+        assert state["auc"] == pytest.approx(auc)
+        assert state["point"]["tpr"] == m["sensitivity"]
+        shown = state["patients"]
+        assert (shown.call == "predicted death").sum() == called.sum()
+        assert sum(c.sum() for c in state["histogram"]["counts"].values()) == len(rows)
+
+
+def test_survival_probability_at_another_horizon_is_breslows(survival_view):
+    """Off the saved columns, P(death by day h) comes from the validation baseline: Breslow's
+    H0(h) = sum over validation deaths by h of 1 / sum of exp(risk) still at risk."""
+    predictions = survival_view.predictions
+    validation = predictions[predictions.split == "validation"]
+    time, event, risk = validation.time_days, validation.event, validation.risk
+    h0 = sum(1 / np.exp(risk[time >= t]).sum() for t in time[(event == 1) & (time <= 1000)])
+    state = threshold_view.survival_threshold_state(
+        survival_view, "test", 1000, 0.5, n_resamples=10
+    )
+    test = predictions[predictions.split == "test"]
+    assert state["patients"].p.to_numpy() == pytest.approx(1 - np.exp(-h0 * np.exp(test.risk)))
+    assert state["fitted"]["text"].startswith("Youden threshold fitted here on validation")
+    # at the evaluated horizon the raw baseline gives the column evaluation wrote, and
+    # evaluation's fitted threshold is used
+    at_column = threshold_view.survival_threshold_state(
+        survival_view, "test", 730, 0.5, n_resamples=10
+    )
+    column = 1 - test.survival_730d.to_numpy()
+    assert at_column["patients"].p.to_numpy() == pytest.approx(column)
+    assert at_column["p_source"].startswith("raw baseline")
+    fitted = survival_view.threshold["fitted"]["thresholds"][0]["threshold"]
+    assert at_column["fitted"]["threshold"] == fitted
+    # without a saved baseline: the column itself, and no other horizon
+    no_baseline = replace(survival_view, run_dir=None)
+    p, source = death_probability(no_baseline, test, 730.0, "raw")
+    assert source == "column survival_730d" and p == pytest.approx(column)
+    with pytest.raises(ValueError, match="no survival probability at day 1000"):
+        threshold_view.survival_threshold_state(no_baseline, "test", 1000, 0.5, n_resamples=10)
+    choices = survival_options(survival_view)
+    assert choices["horizons"] == [365.0, 730.0] and choices["default"] == 730.0
+    assert choices["kinds"] == ["raw", "recalibrated"] and choices["any_horizon"]
+    assert threshold_view.why_no_threshold(survival_view) == ""
+
+
+def test_a_survival_run_without_its_own_baseline_offers_only_its_columns(survival_view):
+    predictions = survival_view.predictions
+    external = replace(
+        survival_view,
+        run_dir=None,  # no baseline saved (an external run of a k-fold source has none)
+        config=survival_view.config | {"kind": "external"},
+        predictions=predictions.assign(split="external"),
+    )
+    assert fold_baselines(external) == {}
+    choices = survival_options(external)
+    assert choices["kinds"] == ["raw"] and not choices["any_horizon"]
+    assert choices["parts"] == ["external"] and threshold_view.why_no_threshold(external) == ""
+    columns = ["survival_365d", "survival_730d"]
+    bare = replace(external, predictions=external.predictions.drop(columns=columns))
+    assert "no survival probabilities" in threshold_view.why_no_threshold(bare)
+    with pytest.raises(ValueError, match="no survival probability at day 730"):
+        threshold_view.survival_threshold_state(bare, "external", 730, 0.5, n_resamples=10)
+
+
+def test_a_survival_operating_point_is_saved_with_its_horizon(tmp_path):
+    from nsclc_engine.evaluate.run import write_threshold_file
+
+    write_threshold_file(
+        tmp_path, fitted={"horizon_days": 730.0, "thresholds": [{"threshold": 0.3}]}
+    )
+    saved = threshold_view.save_survival_threshold(tmp_path, 0.42, 730, "raw", "validation")
+    written = json.loads((tmp_path / "threshold.json").read_text())
+    assert written["operating_point"] == saved and written["threshold"] == 0.42
+    assert saved["horizon_days"] == 730.0 and saved["baseline"] == "raw"
+    assert saved["scale"] == "probability of death by day 730" and "fitted" in written
+    for bad, match in (
+        ({"split": "test"}, "validation"),
+        ({"threshold": 1.2}, "must lie in"),
+        ({"kind": "isotonic"}, "baseline kind"),
+        ({"horizon": 0}, "positive number of days"),
+    ):
+        arguments = {"threshold": 0.4, "horizon": 730, "kind": "raw", "split": "validation"}
+        with pytest.raises(ValueError, match=match):
+            threshold_view.survival_operating_point(**(arguments | bad))

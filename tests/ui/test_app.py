@@ -238,9 +238,12 @@ def test_every_page_works_on_imported_and_external_runs(outside_runs, monkeypatc
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, [e.value for e in at.error])
-    if run_id == "external-survival":
-        return
     at.session_state["run_id"] = run_id
+    if run_id == "external-survival":  # its one-split source's frozen baseline: any horizon
+        at.switch_page("ui/threshold.py").run()
+        assert at.radio(key="thr_s_horizon").options == ["365 days", "730 days", "other"]
+        assert at.radio(key="thr_s_split").options == ["external"]
+        return
     at.switch_page("ui/threshold.py").run()
     assert at.radio(key="thr_split").options == ["external"]
     assert any("frozen from run fixture" in i.value or "stated value" in i.value for i in at.info)
@@ -355,3 +358,92 @@ def test_studies_page_shows_the_trials_the_best_and_optunas_figures(
     assert runs.loc[other, "study"] == f"page #{int(other[-4:])}"
     at.switch_page("ui/threshold.py").run()
     assert not at.exception and any("held out" in i.value for i in at.info)
+
+
+def test_threshold_page_calls_deaths_by_the_horizon_on_a_survival_run(own_artifacts, monkeypatch):
+    from nsclc_engine.dashboard import run_view
+    from nsclc_engine.dashboard.threshold import survival_threshold_state
+
+    app = open_app(monkeypatch, own_artifacts)
+    app.session_state["run_id"] = "fixture-survival"
+    app.run()
+    app.switch_page("ui/threshold.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not any("is a survival run" in i.value for i in app.info)
+    assert app.radio(key="thr_s_horizon").value == 730.0  # the run's last horizon
+    view = run_view.load_run(own_artifacts / "runs" / "fixture-survival")
+    validation = view.predictions[view.predictions.split == "validation"]
+    p = 1 - validation.survival_730d
+    seen = set()
+    for threshold in (0.0, round(float(np.median(p)), 3), 1.0):
+        app.slider(key="thr_s_threshold").set_value(threshold).run()
+        expected = survival_threshold_state(view, "validation", 730.0, threshold, n_resamples=10)
+        shown = app.table[0].value
+        assert shown.index.tolist() == expected["confusion"].index.tolist()
+        assert shown.to_numpy().astype(int).tolist() == expected["confusion"].to_numpy().tolist()
+        assert int(shown["predicted death"].sum()) == int((p >= threshold).sum())  # by hand
+        sensitivity = f"{expected['metrics']['sensitivity']:.3f}"
+        assert app.metric[0].label == "Sensitivity at day 730"
+        assert app.metric[0].value == sensitivity
+        seen.add(str(shown.to_numpy().tolist()))
+    assert len(seen) > 1  # the slider really moved the counts
+    assert any("neither positive nor negative" in c.value for c in app.caption)
+    app.slider(key="thr_s_threshold").set_value(0.42).run()
+    app.button(key="thr_s_save").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    saved = json.loads((own_artifacts / "runs" / "fixture-survival" / "threshold.json").read_text())
+    point = saved["operating_point"]
+    assert saved["threshold"] == 0.42 and point["horizon_days"] == 730.0
+    assert point["split_used"] == "validation" and point["baseline"] == "raw"
+    assert "fitted" in saved  # evaluation's threshold is kept
+    app.radio(key="thr_s_split").set_value("test").run()
+    assert app.button(key="thr_s_save").disabled  # held-out predictions only read a threshold off
+
+
+def test_survival_run_calibration_and_patient_pages_speak_in_probabilities(
+    own_artifacts, monkeypatch
+):
+    app = open_app(monkeypatch, own_artifacts)
+    app.session_state["run_id"] = "fixture-survival"
+    app.run()
+    app.switch_page("ui/calibration.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error and not any("survival run" in i.value for i in app.info)
+    saved = json.loads((own_artifacts / "runs" / "fixture-survival" / "metrics.json").read_text())
+    at_730 = saved["horizons"]["raw"]["730d"]
+    assert app.selectbox(key="cal_horizon").value == 730.0  # the run's last horizon
+    shown = {m.label: m.value for m in app.metric}
+    assert shown["ICI"] == f"{at_730['smoothed']['ici']:.3f}"  # the held-out part: metrics.json
+    assert shown["Mean predicted"] == f"{100 * at_730['in_the_large']['predicted']:.0f} %"
+    assert len(app.get("plotly_chart")) == 2  # predicted vs observed, D-calibration
+    assert any("Points on the diagonal" in c.value for c in app.caption)
+    app.switch_page("ui/patient.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    lines = [m.value for m in app.markdown if m.value.startswith("Survival at")]
+    assert [line.split(":")[0] for line in lines] == ["Survival at 1 year", "Survival at 2 years"]
+    assert "in the test split)" in lines[-1]
+
+
+def test_a_survival_run_without_probabilities_offers_the_runs_that_have_them(
+    own_artifacts, monkeypatch
+):
+    source, bare = own_artifacts / "runs" / "fixture-survival", own_artifacts / "runs" / "bare"
+    shutil.copytree(source, bare, ignore=shutil.ignore_patterns("*.pt", "survival_baseline.json"))
+    status = json.loads((bare / "status.json").read_text())
+    (bare / "status.json").write_text(json.dumps(status | {"run_id": "bare"}))
+    predictions = pd.read_csv(bare / "predictions.csv")
+    predictions.drop(columns=["survival_365d", "survival_730d"]).to_csv(
+        bare / "predictions.csv", index=False
+    )
+    app = open_app(monkeypatch, own_artifacts)
+    app.session_state["run_id"] = "bare"
+    app.run()
+    app.switch_page("ui/calibration.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("no survival probabilities" in i.value for i in app.info)
+    offered = [b.key for b in app.button if b.key.startswith("offer_")]
+    assert set(offered) == {"offer_calibration_fixture-survival", "offer_calibration_fixture"}
+    app.button(key="offer_calibration_fixture").click().run()  # one click selects the run
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.session_state["run_id"] == "fixture"
+    assert any("method in force only" in h.value for h in app.subheader)
