@@ -120,6 +120,8 @@ def survival_calibration() -> None:
             column.metric(name.upper(), f"{smoothed[name]:.3f}")
             if f"{name}_ci" in smoothed:
                 column.caption(_interval(smoothed[f"{name}_ci"]))
+        if "ci_note" in smoothed:
+            st.caption(f"No CI: {smoothed['ci_note']}.")
         st.caption(
             f"ICI: on average, a patient's predicted risk of death by {label} is "
             f"{100 * smoothed['ici']:.0f} percentage points away from the smoothed observed "

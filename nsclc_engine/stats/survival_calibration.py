@@ -24,6 +24,7 @@ from nsclc_engine.stats.bootstrap import bootstrap_weights
 from nsclc_engine.stats.survival import check_survival, kaplan_meier
 
 PENALIZER = 1e-6  # lifelines' survival_probability_calibration uses CRCSplineFitter(penalizer=1e-6)
+MIN_DEATHS_FOR_CI = 20  # smoothed_calibration's bootstrap
 
 
 # --- smoothed calibration (lifelines' survival_probability_calibration) --------------------
@@ -108,12 +109,11 @@ def _fit_spline(
     start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The maximum of lifelines' CRCSplineFitter likelihood, in lifelines' parameters, and the
-    inverse Hessian there (in the centred parameters; a start for refits, which return the
-    start's). lifelines starts
-    from ``H = t^2``, which for times in days is so far off that its optimiser can stop far
-    from the maximum; this fits ``log t`` centred at the middle knot, from the exponential
-    model of the same deaths (``H = t d / sum t``), or from ``start`` (a bootstrap resample:
-    the full sample's maximum and inverse Hessian, so that a refit takes a few steps)."""
+    inverse Hessian there (in the centred parameters). lifelines starts from ``H = t^2``,
+    which for times in days is so far off that its optimiser can stop far from the maximum;
+    this fits ``log t`` centred at the middle knot by BFGS from the exponential model of the
+    same deaths (``H = t d / sum t``), or from ``start`` (a bootstrap resample: the full
+    sample's maximum and inverse Hessian, returned unchanged; a CI needs fewer digits)."""
     from scipy.optimize import minimize
 
     center = float(knots[1])
@@ -124,7 +124,7 @@ def _fit_spline(
         point = np.array([0.0, 0.0, np.log(rate) + center, 1.0, 0.0])
     else:
         point = start[0] + np.array([0.0, 0.0, start[0][3] * center, 0.0, 0.0])
-        options.update(hess_inv0=start[1], gtol=1e-6)  # a CI needs no more digits
+        options.update(hess_inv0=start[1], gtol=1e-6, maxiter=200)
     result = minimize(
         _negative_log_likelihood, point, args=args, jac=True, method="BFGS", options=options
     )
@@ -193,7 +193,9 @@ def smoothed_calibration(
     death times) with ``log(-log(1 - p))`` as its covariate; each patient's observed
     probability is that model's ``1 - S(horizon)``; ICI is the mean absolute difference from
     ``p``, E50 the median, E90 the 90th percentile. ``n_resamples``: patient-level bootstrap
-    CIs (each resample refits the smoother, knots kept)."""
+    CIs (each resample refits the smoother, knots kept), given from :data:`MIN_DEATHS_FOR_CI`
+    deaths on: below that a resample often has too few deaths for a spline of its own, and
+    ``ci_note`` says so."""
     time, event, p = check_survival(time, event, p, name="p")
     if event.sum() < 3:
         raise ValueError("the smoothed calibration needs at least three deaths")
@@ -205,7 +207,12 @@ def smoothed_calibration(
     params, inverse_hessian = _fit_spline(log_t, event, x / scale, knots, np.ones(len(x)))
     fit = SplineFit(params, knots, scale)
     result = {"horizon_days": float(horizon), "n": len(p), **calibration_errors(fit, p, horizon)}
-    if n_resamples:
+    if n_resamples and event.sum() < MIN_DEATHS_FOR_CI:
+        result["ci_note"] = (
+            f"{int(event.sum())} deaths: too few to bootstrap the smoother (from "
+            f"{MIN_DEATHS_FOR_CI} on)"
+        )
+    elif n_resamples:
         values = []
         for counts in bootstrap_weights(len(p), n_resamples, seed):
             for weights in counts.astype(float):

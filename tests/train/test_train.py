@@ -129,7 +129,20 @@ def test_a_survival_run_trains_a_cox_head_and_reports_c_indices(dashboard_artifa
         "risk",
         "time_days",
         "event",
+        "survival_365d",  # S(t) at the horizons, written by the evaluation
+        "survival_730d",
     ]
+    from nsclc_engine.runs import read_survival_baselines
+    from nsclc_engine.stats.survival_probability import Baseline
+
+    baseline = Baseline.from_dict(read_survival_baselines(run)[0]["raw"])
+    assert (
+        baseline.fitted_on == "validation"
+        and baseline.n == (predictions.split == "validation").sum()
+    )
+    np.testing.assert_allclose(
+        predictions.survival_730d, baseline.survival(predictions.risk, [730.0])[:, 0]
+    )
     checkpoint = torch.load(run / "checkpoint_best.pt", weights_only=True)
     assert checkpoint["model"]["fc.weight"].shape[0] == 1  # one output: the log hazard ratio
     metrics = json.loads((run / "metrics.json").read_text())

@@ -203,14 +203,17 @@ def test_calibration_method_is_compared_on_validation_and_test_shows_the_one_in_
     assert any("method in force only (platt)" in h.value for h in app.subheader)
 
 
-@pytest.fixture()
-def outside_runs(own_artifacts, tiny_source):
+@pytest.fixture(scope="module")
+def outside_runs(dashboard_artifacts, tiny_source, tmp_path_factory):
     """Beside the trained "fixture": "imported", a tool's predictions for the fixture's own
     test patients (so the two share patients and labels), and "external", the fixture frozen
-    and applied to its own cohort."""
+    and applied to its own cohort. Made once for this module's tests, which only read it."""
     from nsclc_engine.evaluate.config import EvaluateConfig
     from nsclc_engine.evaluate.imported import ImportConfig, import_predictions
     from nsclc_engine.validate.external import ValidateConfig, validate_run
+    from tests.ui.conftest import copy_runs
+
+    own_artifacts = copy_runs(dashboard_artifacts, tmp_path_factory.mktemp("outside"))
 
     fixture = pd.read_csv(own_artifacts / "runs" / "fixture" / "predictions.csv")
     test = fixture[fixture.split == "test"]
