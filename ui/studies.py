@@ -12,7 +12,11 @@ from ui.common import artifacts, audit, authorize, require_page
 st.title("Studies")
 user = require_page("studies")
 url = page.storage(artifacts())
-names = page.study_names(url)
+try:
+    names = page.study_names(url)
+except ConnectionError as error:
+    st.error(str(error))
+    st.stop()
 st.caption(
     f"Storage: `{shown_url(url)}`. "
     "Each trial is an ordinary run tagged with its study; its objective is its validation "

@@ -14,7 +14,7 @@ from nsclc_engine.tune.study import TuneConfig, storage_url, study_table
 def storage(artifacts: Path) -> str:
     """The studies the page shows: ``$NSCLC_TUNE_STORAGE`` (a shared PostgreSQL), else the
     embedded SQLite file under ``artifacts/studies/``."""
-    return os.environ.get("NSCLC_TUNE_STORAGE") or storage_url(TuneConfig(), artifacts)
+    return storage_url(TuneConfig(storage=shared_storage()), artifacts)
 
 
 def shared_storage() -> str:
@@ -23,9 +23,18 @@ def shared_storage() -> str:
 
 
 def study_names(url: str) -> list[str]:
+    """The studies in ``url``; an unreachable database, or one without its driver, is a
+    one-line ``ConnectionError`` naming the server (password hidden)."""
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
-    return sorted(optuna.study.get_all_study_names(url))
+    try:
+        return sorted(optuna.study.get_all_study_names(url))
+    except (SQLAlchemyError, ImportError) as error:
+        raise ConnectionError(
+            f"study database {shown_url(url)} cannot be read ({type(error).__name__}): check "
+            "$NSCLC_TUNE_STORAGE and that its server is up"
+        ) from None
 
 
 def load(url: str, name: str):

@@ -27,7 +27,8 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from nsclc_engine.paths import REVIEW_DB_FILE, shown_url
+from nsclc_engine.config import one_line
+from nsclc_engine.paths import REVIEW_DB_FILE, database_url, shown_url
 
 FLAGS = {
     "contour_problem": "contour problem",
@@ -119,7 +120,7 @@ def review_url(artifacts: str | os.PathLike) -> str:
     """``$NSCLC_REVIEW_DB``, else the SQLite file ``<artifacts>/review.db``."""
     url = os.environ.get("NSCLC_REVIEW_DB", "").strip()
     if url:
-        return url
+        return database_url(url)
     Path(artifacts).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(artifacts).resolve() / REVIEW_DB_FILE}"
 
@@ -129,11 +130,17 @@ def engine(url: str) -> sa.Engine:
     with _lock:
         if url not in _engines:
             sqlite = url.startswith("sqlite")
-            created = sa.create_engine(
-                url,
-                connect_args={"timeout": 30} if sqlite else {"connect_timeout": 10},
-                pool_pre_ping=not sqlite,
-            )
+            try:
+                created = sa.create_engine(
+                    url,
+                    connect_args={"timeout": 30} if sqlite else {"connect_timeout": 10},
+                    pool_pre_ping=not sqlite,
+                )
+            except (sa.exc.ArgumentError, ImportError) as error:
+                raise ConnectionError(
+                    f"review database {shown_url(url)}: no driver for it ({one_line(error)}); "
+                    "use postgresql+psycopg2://... or sqlite:///..."
+                ) from None
             try:
                 metadata.create_all(created)
                 _append_only(created)

@@ -32,7 +32,7 @@ import pandas as pd
 from nsclc_engine import runs
 from nsclc_engine.atomic import write_json
 from nsclc_engine.config import shown_error
-from nsclc_engine.paths import shown_url
+from nsclc_engine.paths import database_url, shown_url
 from nsclc_engine.train.prepare import exclusions_now
 from nsclc_engine.train.runner import FixedSplit, fix_split
 from nsclc_engine.tune.space import distributions, load_space
@@ -94,8 +94,10 @@ class TuneConfig:
 
 
 def storage_url(config: TuneConfig, artifacts: Path) -> str:
+    """The study's storage: ``config.storage`` (a bare ``postgresql://`` given our driver),
+    else the embedded SQLite file under ``artifacts/studies/``."""
     if config.storage:
-        return config.storage
+        return database_url(config.storage)
     folder = artifacts / "studies"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder.resolve() / 'optuna.db'}"

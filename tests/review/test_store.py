@@ -159,3 +159,17 @@ def test_a_database_gone_after_opening_is_one_clear_error(postgres_url):
             store.notes(url)
     finally:
         store.dispose(url)
+
+
+def test_an_unreachable_or_driverless_review_database_is_one_line_without_its_password(
+    tmp_path, monkeypatch
+):
+    """Issue 28 (9): a bare postgresql:// URL raised ModuleNotFoundError (psycopg 3); now it
+    takes psycopg2, and a server that is down or a driver that is missing is one line."""
+    monkeypatch.setenv("NSCLC_REVIEW_DB", "postgresql://reader:pw1@127.0.0.1:1/review")
+    with pytest.raises(ConnectionError) as down:
+        store.engine(store.review_url(tmp_path))
+    assert "127.0.0.1:1" in str(down.value) and "pw1" not in str(down.value)
+    with pytest.raises(ConnectionError, match="no driver") as driverless:
+        store.engine("postgresql+nodriver://reader:pw2@127.0.0.1:1/review")
+    assert "pw2" not in str(driverless.value)

@@ -450,3 +450,18 @@ def test_a_survival_run_without_probabilities_offers_the_runs_that_have_them(
     assert not app.exception, [e.value for e in app.exception]
     assert app.session_state["run_id"] == "fixture"
     assert any("method in force only" in h.value for h in app.subheader)
+
+
+def test_an_unreachable_study_database_is_one_line_naming_it_without_its_password(
+    own_artifacts, monkeypatch
+):
+    """Issue 28 (8, 9): a study server that is down crashed the Studies page."""
+    url = "postgresql://reader:pw1@127.0.0.1:1/studies?password=pw2"
+    monkeypatch.setenv("NSCLC_TUNE_STORAGE", url)
+    at = open_app(monkeypatch, own_artifacts)
+    at.run()
+    at.switch_page("ui/studies.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    [error] = at.error
+    assert "127.0.0.1:1/studies" in error.value and "cannot be read" in error.value
+    assert "pw1" not in error.value and "pw2" not in error.value
