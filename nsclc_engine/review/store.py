@@ -141,6 +141,11 @@ def engine(url: str) -> sa.Engine:
                     f"review database {shown_url(url)}: no driver for it ({one_line(error)}); "
                     "use postgresql+psycopg2://... or sqlite:///..."
                 ) from None
+            if sqlite:
+                # REPLACE deletes the row it replaces: with recursive triggers on, that delete
+                # fires the audit log's DELETE trigger (off, SQLite fires none and REPLACE
+                # rewrote an entry)
+                sa.event.listen(created, "connect", _recursive_triggers)
             try:
                 metadata.create_all(created)
                 _append_only(created)
@@ -154,14 +159,19 @@ def engine(url: str) -> sa.Engine:
         return _engines[url]
 
 
+def _trigger_count(dialect: str) -> tuple[tuple[str, ...], str]:
+    """The append-only triggers of ``dialect`` and the query that counts those present."""
+    names, count = _TRIGGERS[dialect]
+    return names, count.format(names=", ".join(f"'{name}'" for name in names))
+
+
 def _append_only(created: sa.Engine) -> None:
     """The audit log's triggers, created once (a worker that loses a race to create them
     finds them made by the other)."""
     dialect = created.dialect.name
     if dialect not in _APPEND_ONLY:
         return
-    names, count = _TRIGGERS[dialect]
-    count = count.format(names=", ".join(f"'{name}'" for name in names))
+    names, count = _trigger_count(dialect)
 
     def all_present() -> bool:
         with created.connect() as connection:
@@ -222,7 +232,19 @@ def record(url: str, actor: str, action: str, target: str = "", **detail) -> Non
         _record(connection, actor, action, target, detail)
 
 
+def _recursive_triggers(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA recursive_triggers = ON")
+
+
 def _record(connection, actor: str, action: str, target: str, detail: dict) -> None:
+    """Append one audit entry on ``connection``, first making the append-only triggers again
+    if one was dropped since (in the same transaction: the entry is never written without)."""
+    dialect = connection.dialect.name
+    if dialect in _APPEND_ONLY:
+        names, count = _trigger_count(dialect)
+        if connection.exec_driver_sql(count).scalar() != len(names):
+            for statement in _APPEND_ONLY[dialect]:
+                connection.exec_driver_sql(statement)
     connection.execute(
         audit_table.insert().values(
             at=now(),

@@ -173,3 +173,34 @@ def test_an_unreachable_or_driverless_review_database_is_one_line_without_its_pa
     with pytest.raises(ConnectionError, match="no driver") as driverless:
         store.engine("postgresql+nodriver://reader:pw2@127.0.0.1:1/review")
     assert "pw2" not in str(driverless.value)
+
+
+def test_replace_cannot_rewrite_the_audit_log_and_a_dropped_trigger_returns(review_db):
+    """Issue 28 (3): SQLite fires no DELETE trigger on INSERT OR REPLACE unless recursive
+    triggers are on, so REPLACE rewrote entry 1; a dropped trigger stayed dropped until the
+    next process start."""
+    store.record(review_db, "ana", "launch_job", "run-1")
+    engine = store.engine(review_db)
+    sqlite = engine.dialect.name == "sqlite"
+    columns = "audit_log (entry_id, at, actor, action, target, detail)"
+    values = "VALUES (1, 'then', 'eve', 'nothing', '', '{}')"
+    replace = (  # PostgreSQL's upsert is an UPDATE, which its trigger refuses
+        f"INSERT OR REPLACE INTO {columns} {values}"
+        if sqlite
+        else f"INSERT INTO {columns} {values} ON CONFLICT (entry_id) DO UPDATE SET actor = 'eve'"
+    )
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        with engine.begin() as connection:
+            connection.exec_driver_sql(replace)
+    assert store.audit_log(review_db).iloc[-1].actor == "ana"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "DROP TRIGGER audit_no_update"
+            if sqlite
+            else "DROP TRIGGER audit_append_only ON audit_log"
+        )
+    store.record(review_db, "ana", "cancel_job", "run-1")  # the next entry restores it
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE audit_log SET actor = 'eve'")
+    assert set(store.audit_log(review_db).actor) == {"ana"}
