@@ -4,6 +4,7 @@ integrated Brier score, risk groups; every C-index with a patient-level bootstra
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 
 import numpy as np
@@ -47,22 +48,9 @@ def evaluate_survival_predictions(predictions: pd.DataFrame, config: EvaluateCon
 
     k_fold = predictions.fold.max() > predictions.fold.min()
     parts = predictions[predictions.split == "test"] if k_fold else predictions
-    splits = {}
-    for part, frame in parts.groupby("split"):
-        splits[part] = {
-            "n": len(frame),
-            "n_events": int(frame.event.sum()),
-            "c_index": bootstrap_c_index(
-                frame.time_days,
-                frame.event,
-                frame.risk,
-                config.bootstrap_resamples,
-                config.seed,
-                strata=frame.fold if k_fold else None,
-            ),
-        }
-        if k_fold:
-            splits[part]["pooling"] = {"c_index": "fold-stratified: pairs within a fold only"}
+    splits = split_c_indices(parts, config, stratified=k_fold)
+    for block in splits.values() if k_fold else ():
+        block["pooling"] = {"c_index": "fold-stratified: pairs within a fold only"}
     folds = []
     for fold, frame in predictions.groupby("fold"):
         sets = {
@@ -93,6 +81,39 @@ def evaluate_survival_predictions(predictions: pd.DataFrame, config: EvaluateCon
     if k_fold:
         result["fold_summary"] = fold_c_summary(predictions)
     return result
+
+
+def split_c_indices(
+    predictions: pd.DataFrame, config: EvaluateConfig, stratified: bool = False
+) -> dict:
+    """Per part: ``n``, ``n_events`` and Harrell's C with its patient-level bootstrap CI
+    (``stratified``: pairs within a fold only, for pooled k-fold rows)."""
+    return {
+        part: {
+            "n": len(frame),
+            "n_events": int(frame.event.sum()),
+            "c_index": bootstrap_c_index(
+                frame.time_days,
+                frame.event,
+                frame.risk,
+                config.bootstrap_resamples,
+                config.seed,
+                strata=frame.fold if stratified else None,
+            ),
+        }
+        for part, frame in predictions.groupby("split")
+    }
+
+
+def outcome_counts(rows: pd.DataFrame, horizon: float) -> dict:
+    """``n``, deaths by ``horizon`` and patients censored before it, of ``rows``."""
+    by_then = rows.time_days.to_numpy() <= horizon
+    event = rows.event.to_numpy() == 1
+    return {
+        "n": len(rows),
+        "n_deaths_by_horizon": int((by_then & event).sum()),
+        "n_censored_before_horizon": int((by_then & ~event).sum()),
+    }
 
 
 def fold_c_summary(predictions: pd.DataFrame) -> dict:
@@ -193,12 +214,9 @@ def horizon_columns(predictions: pd.DataFrame) -> dict[float, str]:
     """Horizon (days) -> its column, for the survival-probability columns a table holds."""
     found = {}
     for column in predictions.columns:
-        number = column.removeprefix("survival_").removesuffix("d")
-        if column.startswith("survival_") and column.endswith("d"):
-            try:
-                found[float(number)] = column
-            except ValueError:
-                continue
+        match = re.fullmatch(r"survival_(\d+(?:\.\d+)?)d", column)
+        if match:
+            found[float(match.group(1))] = column
     return dict(sorted(found.items()))
 
 
@@ -308,12 +326,7 @@ def horizon_calibration(
     predicted by quintile, calibration-in-the-large; each block says why where it is
     undefined."""
     time, event = rows.time_days.to_numpy(), rows.event.to_numpy()
-    result: dict = {
-        "n": len(rows),
-        "n_deaths_by_horizon": int(((time <= horizon) & (event == 1)).sum()),
-        "n_censored_before_horizon": int(((time <= horizon) & (event == 0)).sum()),
-        "mean_predicted": float(np.mean(p)),
-    }
+    result: dict = outcome_counts(rows, horizon) | {"mean_predicted": float(np.mean(p))}
     blocks = {
         "smoothed": lambda: smoothed_calibration(
             p, time, event, horizon, min(config.bootstrap_resamples, 200), config.seed
@@ -367,6 +380,8 @@ def evaluate_survival_probabilities(
         "baselines": dict(BASELINE_KINDS),
         "follow_up_days": {str(f): b.follow_up for f, b in raw.items()},
     }
+    # each patient's outcome at a horizon, and its censoring weights, whatever the baseline
+    outcomes = {horizon: outcome_of(table, rows, horizon) for horizon in horizons}
     for kind in BASELINE_KINDS:
         baselines = baselines_of(saved, kind)
         if set(baselines) != set(raw):
@@ -378,12 +393,13 @@ def evaluate_survival_probabilities(
             p = 1 - survival_at(rows, baselines, horizon)
             at = horizon_calibration(p, rows, horizon, config)
             try:
-                at["td_auc"] = td_roc(outcome_of(table, rows, horizon), p)["auc"]
+                at["td_auc"] = td_roc(outcomes[horizon], p)["auc"]
             except ValueError as error:
                 at["td_auc_note"] = str(error)
             entry[f"{horizon:g}d"] = at
         block[kind] = entry
-    block["threshold"] = horizon_threshold(table, rows, raw, max(horizons), config)
+    last = max(horizons)
+    block["threshold"] = horizon_threshold(table, rows, raw, last, outcomes[last], config)
     return block, saved, table
 
 
@@ -392,11 +408,13 @@ def horizon_threshold(
     rows: pd.DataFrame,
     baselines: dict[int, Baseline],
     horizon: float,
+    outcome: HorizonOutcome,
     config: EvaluateConfig,
 ) -> dict:
     """Per fold, the Youden threshold on P(death by ``horizon``) fitted on validation; the
-    held-out ``rows`` called at their fold's threshold: counts (the censored-before-horizon
-    patients apart) and cumulative/dynamic sensitivity and specificity with CIs."""
+    held-out ``rows`` (``outcome``: theirs at ``horizon``) called at their fold's threshold:
+    counts (the censored-before-horizon patients apart) and cumulative/dynamic sensitivity
+    and specificity with CIs."""
     thresholds = []
     for fold, frame in table[table.split == "validation"].groupby("fold"):
         try:
@@ -418,7 +436,6 @@ def horizon_threshold(
         return result
     p = 1 - survival_at(rows, baselines, horizon)
     cut = rows.fold.map(by_fold).to_numpy()
-    outcome = outcome_of(table, rows, horizon)
     result["held_out"] = {
         "counts": horizon_counts(outcome, p, cut),
         **td_sensitivity_specificity(outcome, p, cut, config.bootstrap_resamples, config.seed),

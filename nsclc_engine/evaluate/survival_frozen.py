@@ -9,7 +9,6 @@ the scored patients themselves (:func:`~nsclc_engine.evaluate.survival.outcome_o
   on P(death by a horizon) (the saved operating point, else the one fitted on validation).
 * :func:`ensemble_survival`: S(t) of new patients: one model, its baseline on its risk; k fold
   models, the mean over the models of each one's S(t) under its own baseline.
-* :func:`survival_splits`: Harrell's C with a patient-level bootstrap CI per part.
 * :func:`horizons_block`: the ``metrics.json["horizons"]`` block, laid out as a trained run's
   (:func:`~nsclc_engine.evaluate.survival.evaluate_survival_probabilities`): per horizon the
   time-dependent AUC, and calibration where S(horizon) is known; D-calibration where whole
@@ -30,11 +29,12 @@ from nsclc_engine.evaluate.survival import (
     baselines_of,
     horizon_calibration,
     horizon_columns,
+    outcome_counts,
     outcome_of,
+    split_c_indices,
     survival_column,
 )
 from nsclc_engine.runs import SURVIVAL_BASELINES, read_json, read_survival_baselines
-from nsclc_engine.stats.survival import bootstrap_c_index
 from nsclc_engine.stats.survival_calibration import d_calibration
 from nsclc_engine.stats.survival_probability import (
     Baseline,
@@ -155,20 +155,6 @@ def with_frozen_survival(
     return frame
 
 
-def survival_splits(predictions: pd.DataFrame, config: EvaluateConfig) -> dict:
-    """Per part: ``n``, ``n_events`` and Harrell's C with its patient-level bootstrap CI."""
-    return {
-        part: {
-            "n": len(frame),
-            "n_events": int(frame.event.sum()),
-            "c_index": bootstrap_c_index(
-                frame.time_days, frame.event, frame.risk, config.bootstrap_resamples, config.seed
-            ),
-        }
-        for part, frame in predictions.groupby("split")
-    }
-
-
 def c_direction_warnings(splits: dict) -> list[str]:
     """A warning per part whose C-index CI lies wholly below 0.5. Nothing is flipped."""
     return [
@@ -204,7 +190,6 @@ def horizons_block(
     else:
         raw["d_calibration_note"] = d_calibration_note
     for horizon in config.horizons_days:
-        time, event = rows.time_days.to_numpy(), rows.event.to_numpy()
         if horizon in columns:
             p = 1 - rows[columns[horizon]].to_numpy(dtype=float)
             entry = horizon_calibration(p, rows, horizon, config) | {
@@ -212,10 +197,7 @@ def horizons_block(
             }
         else:
             p = rows.risk.to_numpy(dtype=float)
-            entry = {
-                "n": len(rows),
-                "n_deaths_by_horizon": int(((time <= horizon) & (event == 1)).sum()),
-                "n_censored_before_horizon": int(((time <= horizon) & (event == 0)).sum()),
+            entry = outcome_counts(rows, horizon) | {
                 "td_auc_of": "risk",
                 "calibration_note": missing_note,
             }
@@ -272,7 +254,7 @@ def imported_survival_metrics(predictions: pd.DataFrame, config: EvaluateConfig)
     given = tuple(horizon_columns(predictions))
     horizons = tuple(sorted(set(config.horizons_days) | set(given)))
     at = replace(config, horizons_days=horizons)
-    splits = survival_splits(predictions, config)
+    splits = split_c_indices(predictions, config)
     block = horizons_block(
         predictions,
         at,

@@ -41,17 +41,20 @@ class Baseline:
     n_events: int = 0
     fitted_on: str = "validation"
 
+    def baseline_hazard(self, times: ArrayLike) -> np.ndarray:
+        """``H0(t)`` at each time: the step function, 0 before the first death."""
+        index = np.searchsorted(self.times, np.asarray(times, dtype=float), side="right")
+        return np.r_[0.0, self.cumulative_hazard][index]
+
     def survival(self, risk: ArrayLike, times: ArrayLike) -> np.ndarray:
         """``S(t | r)`` for each risk (rows) at each time (columns)."""
-        index = np.searchsorted(self.times, np.asarray(times, dtype=float), side="right")
-        h0 = np.r_[0.0, self.cumulative_hazard][index]
-        return np.exp(-np.outer(np.exp(self.slope * np.asarray(risk, dtype=float)), h0))
+        hazard_ratio = np.exp(self.slope * np.asarray(risk, dtype=float))
+        return np.exp(-np.outer(hazard_ratio, self.baseline_hazard(times)))
 
     def survival_at_own_times(self, risk: ArrayLike, times: ArrayLike) -> np.ndarray:
         """``S_i(t_i)``: each patient's survival at its own time (one time per risk)."""
-        index = np.searchsorted(self.times, np.asarray(times, dtype=float), side="right")
-        h0 = np.r_[0.0, self.cumulative_hazard][index]
-        return np.exp(-h0 * np.exp(self.slope * np.asarray(risk, dtype=float)))
+        hazard_ratio = np.exp(self.slope * np.asarray(risk, dtype=float))
+        return np.exp(-self.baseline_hazard(times) * hazard_ratio)
 
     def death_probability(self, risk: ArrayLike, horizon: float) -> np.ndarray:
         """``1 - S(horizon | r)`` per risk."""

@@ -51,14 +51,13 @@ from nsclc_engine.evaluate.frozen import fitted_thresholds, frozen_decision
 from nsclc_engine.evaluate.imported import write_outputs
 from nsclc_engine.evaluate.report import render_survival_report
 from nsclc_engine.evaluate.run import write_threshold_file
-from nsclc_engine.evaluate.survival import horizon_columns
+from nsclc_engine.evaluate.survival import horizon_columns, split_c_indices
 from nsclc_engine.evaluate.survival_frozen import (
     FrozenSurvival,
     external_baseline_payload,
     external_survival_horizons,
     frozen_survival_record,
     frozen_survival_rule,
-    survival_splits,
     with_frozen_survival,
 )
 from nsclc_engine.explain.inference import load_run_model
@@ -482,7 +481,7 @@ def survival_metrics(
     source run's frozen ``rule`` (``risks`` [n, k]: each fold model's risk, default the
     ``risk`` column), the ``horizons`` block of
     :func:`~nsclc_engine.evaluate.survival_frozen.external_survival_horizons`."""
-    result: dict = {"splits": survival_splits(predictions, evaluate), "folds": [], "warnings": []}
+    result: dict = {"splits": split_c_indices(predictions, evaluate), "folds": [], "warnings": []}
     if rule is not None:
         risks = predictions[["risk"]].to_numpy(dtype=float) if risks is None else risks
         result["horizons"], result["warnings"] = external_survival_horizons(
