@@ -4,8 +4,9 @@
 
 import streamlit as st
 
+from nsclc_engine.access import ADMIN_TOKEN_FILE, SERVER
 from nsclc_engine.dashboard.runs import first_start, runs_overview
-from ui.common import artifacts, audit, current_user, secrets_state
+from ui.common import artifacts, audit, current_user, keep_admin_cookie, secrets_state
 
 st.set_page_config(page_title="NSCLC survival engine", page_icon="🫁", layout="wide")
 
@@ -31,11 +32,12 @@ if user.role is None:
         st.logout()
     st.stop()
 
+keep_admin_cookie()
 if "first_start_checked" not in st.session_state:
     st.session_state.first_start_checked = True
-    launched = first_start(artifacts()) if user.may_do("launch_job") else None
+    launched = first_start(artifacts())  # the server's own action, whoever opened the page
     if launched:
-        audit(user, "launch_job", launched, how="first start (demo)")
+        audit(SERVER, "launch_job", launched, how="first start (demo)")
         st.session_state.run_id = launched
         st.toast(
             "First start: building the demo cohort and training a demo model in the background."
@@ -75,6 +77,12 @@ with st.sidebar:
         "Data: NSCLC-Radiomics (Lung1) format. The demo cohort is synthetic; no patient data."
     )
     st.caption(f"{user.identity} · {user.role} ({user.how})")
+    if secrets == "none" and not user.may_do("launch_job"):
+        st.caption(
+            "Whoever started this server is its admin through the link it printed in their "
+            f"terminal (the token is in `{ADMIN_TOKEN_FILE}` in the artifacts folder); serve a "
+            "team with sign-in (README, Serving a team)."
+        )
     if secrets == "auth" and st.button("Sign out", key="sign_out"):
         st.logout()
 navigation.run()

@@ -10,10 +10,13 @@ reads the audit log). An admin-owned TOML file (``$NSCLC_ROLES_FILE``, default
     "ana@hospital.org" = "admin"
     "*@hospital.org" = "viewer"     # everyone of a domain
 
-Without sign-in configured the app is a single local user's tool: on a loopback address, to a
-browser whose page came from a loopback address too, that user is an admin; served on any
-other address or through a proxy (a forwarding header, or a page from another host), everyone
-is a ``viewer``: no note, no exclusion, no operator action.
+Without sign-in configured, nobody is admin by where a request comes from (addresses and
+``Host``/``Origin``/forwarding headers are the client's to choose, and a proxy may rewrite or
+drop them). As single-user notebook servers do, the server keeps a random token in
+``<artifacts>/.local-admin-token`` (mode 600: readable by the server's user only) and prints
+the link carrying it, ``http://HOST:PORT/?token=TOKEN``; a browser that opened that link is
+the local admin; every other client, local or proxied, is a ``viewer``: no note, no exclusion,
+no operator action.
 
 Data paths typed on a page must resolve inside a data root: ``$NSCLC_DATA_ROOTS`` (folders
 separated by ``:``) and the roots an admin registered. With neither, a local user may read
@@ -23,12 +26,15 @@ This module is pure: the pages pass in what Streamlit knows (claims, server addr
 
 from __future__ import annotations
 
-import ipaddress
+import hashlib
+import hmac
+import logging
 import os
+import secrets
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from nsclc_engine.paths import PROJECT_ROOT
 
@@ -55,14 +61,17 @@ ACTIONS = {
     "register_root": "admin",
     "read_audit": "admin",
 }
-FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+ADMIN_TOKEN_FILE = ".local-admin-token"
+ADMIN_COOKIE = "nsclc_local_admin"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class User:
     """The person at the page: ``identity`` (an e-mail when signed in), ``role`` (``None``:
-    no access), ``how`` they were identified (``local``, ``served without sign-in``,
-    ``signed in``)."""
+    no access), ``how`` they were identified (``local``: the admin link; ``without sign-in or
+    the admin link``; ``signed in``)."""
 
     identity: str
     role: str | None
@@ -79,6 +88,7 @@ class User:
 
 
 LOCAL_USER = User("local", "admin", "local")
+SERVER = User("server", "admin", "the server's own action")  # e.g. the first-start demo
 
 
 class AccessDenied(PermissionError):
@@ -135,39 +145,80 @@ def role_of(identity: str, roles: dict[str, str]) -> str | None:
     return roles.get(f"*@{domain}") if "@" in identity else None
 
 
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` is this machine only: ``localhost`` or a loopback IP address (an
-    empty server address listens on all interfaces; a name such as ``127.0.0.1.example.org``
-    is not this machine)."""
-    host = (host or "").strip().lower().strip("[]")
-    if host == "localhost":
-        return True
+def local_admin_token(artifacts: str | os.PathLike) -> str:
+    """The local admin's token, made on first use: ``<artifacts>/.local-admin-token``, 32
+    random bytes (URL-safe text) that only the server's user may read. A token file that
+    others could read, or that another user owns, is replaced by a new token (its links stop
+    working). Deleting the file and reloading a page makes a new one: old links and cookies
+    stop working."""
+    path = Path(artifacts) / ADMIN_TOKEN_FILE
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        held = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        held = None
+    if held is not None:
+        private = stat.S_ISREG(held.st_mode) and not held.st_mode & 0o077
+        if private and held.st_uid == os.getuid():
+            token = path.read_text().strip()
+            if len(token) >= 32:
+                return token
+        log.warning("%s: not a private token file of this user; a new token replaces it", path)
+    return _new_token(path, replace=held is not None)
 
 
-def local_request(server_address: str | None, headers: dict[str, str]) -> bool:
-    """Whether a request reached the server from this machine directly: the server listens on
-    loopback only, no proxy forwarded it, and the page that opened it (``Origin``, which a
-    browser always sends) came from a loopback address."""
-    if not is_loopback(server_address):
-        return False
-    names = {key.lower(): value for key, value in headers.items()}
-    if any(header in names for header in FORWARDING_HEADERS):
-        return False
-    origin, host = names.get("origin"), names.get("host")
-    if origin is None and host is None:
-        return True  # not a browser (a test client)
-    urls = [url for url in (origin, host and f"http://{host}") if url]
-    return all(is_loopback(urlsplit(url).hostname) for url in urls)
+def _new_token(path: Path, replace: bool) -> str:
+    """Write a new token to ``path``: created with mode 600 beside it, then moved into place,
+    so no reader sees it half-written or readable by others. A new file is linked into place
+    only if none is there yet: of two sessions making one at once, both return the first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(temporary, path)
+        else:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                return path.read_text().strip()
+    finally:
+        temporary.unlink(missing_ok=True)
+    return token
 
 
-def resolve_user(sign_in: bool, claims: dict, local: bool, roles: dict[str, str]) -> User:
-    """The current user from what Streamlit knows. ``sign_in``: ``[auth]`` is configured;
-    ``claims``: ``st.user``; ``local``: :func:`local_request`. A provider that says the
-    e-mail is not verified signs nobody in."""
+def admin_link(token: str, address: str | None, port: int, base_path: str = "") -> str:
+    """The link that makes a browser the local admin, for the server's address (one that
+    listens on every interface is reached as ``localhost`` from the server itself)."""
+    host = (address or "").strip()
+    if host in ("", "0.0.0.0", "::"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    path = f"/{base_path.strip('/')}/" if base_path.strip("/") else "/"
+    return f"http://{host}:{port}{path}?token={token}"
+
+
+def admin_cookie_value(token: str) -> str:
+    """What the local admin's browser keeps in its session cookie: derived from the token, so
+    the cookie never holds the token of the printed link itself."""
+    return hmac.new(token.encode(), b"nsclc local admin session", hashlib.sha256).hexdigest()
+
+
+def holds_token(given: str | None, token: str) -> bool:
+    """Whether ``given`` is the token (compared in constant time)."""
+    return bool(given) and hmac.compare_digest(str(given).encode(), token.encode())
+
+
+def resolve_user(sign_in: bool, claims: dict, local_admin: bool, roles: dict[str, str]) -> User:
+    """The current user from what Streamlit knows. ``sign_in``: ``[auth]`` is configured
+    (then the roles file alone decides); ``claims``: ``st.user``; ``local_admin``: this
+    browser session opened the link with the local admin token (:func:`local_admin_token`).
+    A provider that says the e-mail is not verified signs nobody in."""
     if sign_in:
         identity = str(claims.get("email") or "")
         if not claims.get("is_logged_in") or not identity:
@@ -175,9 +226,9 @@ def resolve_user(sign_in: bool, claims: dict, local: bool, roles: dict[str, str]
         if str(claims.get("email_verified", True)).lower() in {"false", "0"}:
             return User(identity, None, "signed in, e-mail not verified")
         return User(identity, role_of(identity, roles), "signed in")
-    if local:
+    if local_admin:
         return LOCAL_USER
-    return User("anyone", "viewer", "served without sign-in")
+    return User("anyone", "viewer", "without sign-in or the admin link")
 
 
 def data_roots(registered: list[str] | tuple[str, ...] = ()) -> list[Path]:

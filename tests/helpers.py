@@ -100,11 +100,17 @@ def medicalnet_state(depth: int) -> dict:
     return state | {"module.conv_seg.0.weight": torch.zeros(32, 512, 3, 3, 3)}
 
 
-def open_app(monkeypatch, artifacts, script: str = "app.py"):
+def open_app(monkeypatch, artifacts, script: str = "app.py", admin: bool = True):
     """The dashboard (or one page, ``script``) under Streamlit's AppTest on ``artifacts``,
-    without the first-start demo jobs; not run yet."""
+    without the first-start demo jobs; not run yet. ``admin``: opened with the local admin
+    link (``?token=``), as the person who started the server does; otherwise a viewer."""
     from streamlit.testing.v1 import AppTest
+
+    from nsclc_engine.access import local_admin_token
 
     monkeypatch.setenv("NSCLC_ARTIFACTS_DIR", str(artifacts))
     monkeypatch.setenv("NSCLC_NO_AUTOSTART", "1")
-    return AppTest.from_file(str(PROJECT / script), default_timeout=60)  # pages import torch
+    at = AppTest.from_file(str(PROJECT / script), default_timeout=60)  # pages import torch
+    if admin:
+        at.query_params["token"] = local_admin_token(artifacts)
+    return at

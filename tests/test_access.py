@@ -34,9 +34,9 @@ def test_a_bad_roles_file_says_which_entry(tmp_path):
 
 def test_who_is_at_the_page():
     roles = {"ana@hosp.org": "operator"}
-    assert access.resolve_user(False, {}, True, roles) == access.LOCAL_USER
-    served = access.resolve_user(False, {}, False, roles)
-    assert served.role == "viewer" and not served.may_do("add_note")
+    assert access.resolve_user(False, {}, True, roles) == access.LOCAL_USER  # the admin link
+    anyone = access.resolve_user(False, {}, False, roles)
+    assert anyone.role == "viewer" and not anyone.may_do("add_note")
     claims = {"is_logged_in": True, "email": "Ana@hosp.org"}
     assert access.resolve_user(True, claims, True, roles).role == "operator"
     for unverified in (False, "false", "False", 0):
@@ -45,22 +45,35 @@ def test_who_is_at_the_page():
     assert access.resolve_user(True, {"is_logged_in": False}, True, roles).role is None
 
 
-def test_only_a_direct_request_from_this_machine_is_local():
-    browser = {"Origin": "http://localhost:8501", "Host": "localhost:8501"}
-    assert access.local_request("127.0.0.1", browser)
-    assert access.local_request("127.0.0.1", {})  # no browser: a test client
-    assert not access.local_request("0.0.0.0", browser)
-    assert not access.local_request(None, browser)  # all interfaces
-    assert not access.local_request("127.0.0.1", browser | {"X-Forwarded-For": "10.0.0.7"})
-    # a proxy that adds no forwarding header: the page came from the public name
-    assert not access.local_request("127.0.0.1", {"Origin": "https://review.example.org"})
-    assert access.local_request("::1", {"Origin": "http://[::1]:8501", "Host": "[::1]:8501"})
-    assert access.local_request("127.0.0.1", {"Origin": "http://127.0.0.1:8501"})
-    # a name that merely starts like a loopback address is not this machine
-    for name in ("127.0.0.1.attacker.example", "127.1.2.3.sslip.io"):
-        headers = {"Origin": f"http://{name}:8501", "Host": f"{name}:8501"}
-        assert not access.local_request("127.0.0.1", headers), name
-    assert not access.local_request("127.0.0.1", {"Host": "review.example.org"})
+def test_the_local_admin_token_is_private_random_and_kept(tmp_path, caplog):
+    token = access.local_admin_token(tmp_path)
+    path = tmp_path / access.ADMIN_TOKEN_FILE
+    assert path.stat().st_mode & 0o777 == 0o600 and len(token) >= 43
+    assert access.local_admin_token(tmp_path) == token  # the same link after a restart
+    assert access.local_admin_token(tmp_path / "other") != token
+    assert access.holds_token(token, token)
+    for given in (None, "", token[:-1], token + "x", token.upper()):
+        assert not access.holds_token(given, token), given
+    # a token file others could read is no secret: a new token replaces it
+    path.chmod(0o644)
+    fresh = access.local_admin_token(tmp_path)
+    assert fresh != token and path.stat().st_mode & 0o777 == 0o600
+    assert "not a private token file" in caplog.text
+    # nor is a link to a file the server's user does not control
+    elsewhere = tmp_path / "planted"
+    elsewhere.write_text("x" * 43 + "\n")
+    elsewhere.chmod(0o600)
+    path.unlink()
+    path.symlink_to(elsewhere)
+    assert access.local_admin_token(tmp_path) not in (fresh, "x" * 43)
+    assert not path.is_symlink() and elsewhere.read_text() == "x" * 43 + "\n"
+    assert access.admin_cookie_value(token) != token
+
+
+def test_the_admin_link_names_the_address_the_server_listens_on():
+    assert access.admin_link("T", "127.0.0.1", 8501) == "http://127.0.0.1:8501/?token=T"
+    assert access.admin_link("T", "", 80) == "http://localhost:80/?token=T"
+    assert access.admin_link("T", "::1", 9, "/review/") == "http://[::1]:9/review/?token=T"
 
 
 def test_data_paths_must_resolve_inside_a_root(tmp_path, monkeypatch):

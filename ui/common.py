@@ -56,8 +56,57 @@ def current_user() -> access.User:
         log.error("%s", error)
         st.error("The roles file cannot be read; nobody has a role until an admin fixes it.")
         roles = {}
-    local = access.local_request(st.get_option("server.address"), dict(st.context.headers or {}))
-    return access.resolve_user(sign_in, claims, local, roles)
+    return access.resolve_user(sign_in, claims, not sign_in and local_admin(), roles)
+
+
+ADMIN_SESSION = "local_admin_session"
+
+
+def local_admin() -> bool:
+    """Whether this browser session opened the admin link (``?token=``, the token in
+    ``<artifacts>/.local-admin-token``) or holds the session cookie that link left. The token
+    is taken out of the address bar at once, so a link copied from it never carries it."""
+    token = access.local_admin_token(artifacts())
+    _announce(token)
+    expected = access.admin_cookie_value(token)
+    given = st.query_params.get("token")
+    if given is not None:
+        if access.holds_token(given, token):
+            st.session_state[ADMIN_SESSION] = expected
+        else:
+            log.warning("a page was opened with a wrong local admin token")
+        del st.query_params["token"]
+    held = st.session_state.get(ADMIN_SESSION) or st.context.cookies.get(access.ADMIN_COOKIE)
+    return access.holds_token(held, expected)
+
+
+def keep_admin_cookie() -> None:
+    """For the local admin's browser: a session cookie (this site only, gone when the browser
+    closes) so that a reload or a new tab stays the admin without the token in the address."""
+    value = st.session_state.get(ADMIN_SESSION)
+    if value and st.context.cookies.get(access.ADMIN_COOKIE) != value:
+        st.html(
+            f"<script>document.cookie = '{access.ADMIN_COOKIE}={value}; path=/; SameSite=Strict'"
+            " + (location.protocol === 'https:' ? '; Secure' : '');</script>",
+            unsafe_allow_javascript=True,
+        )
+
+
+@st.cache_resource(show_spinner=False)
+def _announce(token: str) -> None:
+    """Print the admin link once per server process and token, in the terminal of whoever
+    started the server (never into a log file or a page)."""
+    link = access.admin_link(
+        token,
+        st.get_option("server.address"),
+        st.get_option("server.port"),
+        st.get_option("server.baseUrlPath") or "",
+    )
+    print(
+        f"\n  Local admin (without sign-in): open {link}\n"
+        f"  Everyone else is a viewer. The token is in {artifacts() / access.ADMIN_TOKEN_FILE}.\n",
+        flush=True,
+    )
 
 
 def require_page(page: str) -> access.User:
@@ -83,6 +132,18 @@ def authorize(action: str) -> access.User:
         st.error(str(denied))
         st.stop()
     return user
+
+
+def role_help(user: access.User, action: str) -> str | None:
+    """The tooltip of a button that ``user``'s role may not use. Such a button stays enabled:
+    its click (from this page, a stale one or any client) reaches :func:`authorize`, which
+    refuses it and records the refusal; Streamlit drops a disabled button's click unseen."""
+    if user.may_do(action):
+        return None
+    return (
+        f"Needs the {access.ACTIONS[action]} role (yours: {user.role}); a click is refused "
+        "and recorded."
+    )
 
 
 def _record_refusal(user: access.User, what: str) -> None:

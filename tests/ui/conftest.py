@@ -3,17 +3,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from streamlit import config
-
-
-@pytest.fixture(autouse=True)
-def served_on_loopback():
-    """AppTest reads no config file: the app is served on 127.0.0.1 as `.streamlit/config.toml`
-    says (a test of another address sets its own)."""
-    before = config.get_option("server.address")
-    config.set_option("server.address", "127.0.0.1")
-    yield
-    config.set_option("server.address", before)
 
 
 @pytest.fixture()

@@ -4,8 +4,10 @@ driven by Playwright with Debian's Chromium. Prints slider latency and page rend
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nsclc_engine.access import local_admin_token
 from tests.helpers import PROJECT, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -44,6 +47,7 @@ def server(dashboard_artifacts, tmp_path):
     (artifacts / "runs" / "fixture").symlink_to(dashboard_artifacts / "runs" / "fixture")
     env = dict(os.environ, NSCLC_ARTIFACTS_DIR=str(artifacts), NSCLC_NO_AUTOSTART="1")
     served = Server(env)
+    served.admin_link = f"?token={local_admin_token(artifacts)}"  # what the server printed
     yield served
     served.stop()
 
@@ -134,8 +138,9 @@ def test_browser_pages_slider_case_viewer_and_a_note_after_a_restart(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        # a deep link on the fresh server goes through app.py: navigation and run picker
-        page.goto(f"{server.url}/patient")
+        # a deep link on the fresh server goes through app.py: navigation and run picker; the
+        # admin link's session cookie keeps this browser the admin for the pages below
+        page.goto(f"{server.url}/patient{server.admin_link}")
         page.wait_for_selector("[data-testid='stImage'] img", timeout=60_000)
         navigation = page.locator("[data-testid='stSidebarNav']").inner_text()
         assert "Runs" in navigation and "common" not in navigation, navigation
@@ -286,3 +291,125 @@ def test_first_start_launches_the_demo_and_every_page_shows_its_progress(tmp_pat
             60,
             "the cancelled demo jobs to stop",
         )
+
+
+class Forwarder:
+    """A TCP forwarder from a free port of 127.0.0.1 to ``port``, as an SSH tunnel or a plain
+    TCP proxy is. With ``rewrite``, each HTTP request's head is passed through it first (and
+    the connection closed after the response, so every request is rewritten), as a reverse
+    proxy that rewrites headers does; WebSocket frames then pass unchanged."""
+
+    def __init__(self, port: int, rewrite=None):
+        self.upstream, self.rewrite = port, rewrite
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", self.upstream)) as server:
+            if self.rewrite:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = client.recv(65536)
+                    if not chunk:
+                        return
+                    head += chunk
+                head, _, rest = head.partition(b"\r\n\r\n")
+                server.sendall(self.rewrite(head.decode("latin-1")).encode("latin-1") + rest)
+            back = threading.Thread(target=_pipe, args=(server, client), daemon=True)
+            back.start()
+            _pipe(client, server)
+            back.join()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+        target.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def rewrite_like_a_proxy(upstream: str):
+    """nginx's default ``proxy_pass`` (Host set to the upstream, no forwarding header) with the
+    page's Origin rewritten to the upstream too, as proxies set up to pass Streamlit's origin
+    check do: to the server, the request looks as if it came from a browser on its own
+    loopback address."""
+
+    def rewrite(head: str) -> str:
+        lines = head.split("\r\n")
+        kept = [line for line in lines[1:] if line.split(":")[0].lower() not in {"host", "origin"}]
+        upgrade = any(line.lower().startswith("upgrade:") for line in kept)
+        if not upgrade:
+            kept = [line for line in kept if not line.lower().startswith("connection:")]
+            kept.append("Connection: close")
+        added = [f"Host: {upstream}"]
+        if any(line.lower().startswith("origin:") for line in lines[1:]):
+            added.append(f"Origin: http://{upstream}")
+        return "\r\n".join([lines[0], *added, *kept]) + "\r\n\r\n"
+
+    return rewrite
+
+
+@pytest.mark.slow
+def test_through_a_forwarder_or_a_proxy_a_browser_is_a_viewer_and_the_link_makes_the_admin(
+    tmp_path,
+):
+    """Without sign-in, where a request seems to come from decides nothing: a browser reaching
+    the server on 127.0.0.1 through a plain TCP forwarder, or through a proxy that rewrites
+    Host and Origin to the server's loopback address, is a viewer. The link the server
+    printed (with the token in ``<artifacts>/.local-admin-token``) makes it the admin; the
+    token leaves the address bar, and a reload keeps the admin through the session cookie."""
+    from playwright.sync_api import sync_playwright
+
+    require_browser()
+    artifacts = tmp_path / "artifacts"
+    env = dict(os.environ, NSCLC_ARTIFACTS_DIR=str(artifacts), NSCLC_NO_AUTOSTART="1")
+    server = serve(env)
+    url = next(server)
+    upstream = url.removeprefix("http://")
+    plain = Forwarder(int(upstream.rsplit(":", 1)[1]))
+    proxy = Forwarder(int(upstream.rsplit(":", 1)[1]), rewrite_like_a_proxy(upstream))
+
+    def who(page) -> str:
+        caption = page.locator("[data-testid='stSidebar']").get_by_text(" · ")
+        caption.wait_for(timeout=60_000)
+        return caption.inner_text()
+
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for through in (plain, proxy):
+                page = browser.new_context().new_page()  # no cookie from another session
+                page.goto(through.url)
+                assert who(page).startswith("anyone · viewer"), through.url
+                navigation = page.locator("[data-testid='stSidebarNav']").inner_text()
+                assert "Train" not in navigation and "Access" not in navigation
+                page.screenshot(path=str(tmp_path / f"viewer_{through.url[-5:]}.png"))
+            token = local_admin_token(artifacts)  # made at the first session
+            page = browser.new_context().new_page()
+            page.goto(f"{proxy.url}/?token={token}")
+            assert who(page).startswith("local · admin"), who(page)
+            page.wait_for_function("() => !location.search.includes('token')")
+            page.goto(f"{proxy.url}/train")  # a new session: the cookie, not the token
+            assert who(page).startswith("local · admin")
+            navigation = page.locator("[data-testid='stSidebarNav']").inner_text()
+            assert "Train" in navigation and "Access and audit" in navigation
+            page.screenshot(path=str(tmp_path / "admin.png"))
+            browser.close()
+    finally:
+        plain.close()
+        proxy.close()
+        next(server, None)

@@ -7,7 +7,7 @@ import pytest
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from nsclc_engine import runs
+from nsclc_engine import access, runs
 from nsclc_engine.review import store
 from tests.helpers import open_app
 
@@ -84,7 +84,8 @@ def test_each_role_opens_its_pages_and_no_other(own_artifacts, monkeypatch, role
         assert not direct.dataframe and not direct.button and not direct.get("iframe")
     if role in ("viewer", "reviewer"):  # the threshold is read, not saved
         at.switch_page("ui/threshold.py").run()
-        assert at.button(key="save_threshold").disabled
+        save = at.button(key="save_threshold")  # enabled: a click is refused and audited
+        assert not save.disabled and "by an operator" in save.help
 
 
 def test_without_a_session_or_a_role_nothing_is_shown(own_artifacts, monkeypatch, roles_file):
@@ -147,30 +148,46 @@ def test_an_operators_save_records_who_saved_it(own_artifacts, monkeypatch, role
     )
 
 
-def test_served_without_sign_in_everyone_only_reads(own_artifacts, monkeypatch):
-    config.set_option("server.address", "0.0.0.0")
-    at = open_app(monkeypatch, own_artifacts)
+def test_without_sign_in_a_browser_without_the_admin_link_only_reads(own_artifacts, monkeypatch):
+    """No sign-in, no token: a viewer, wherever the request comes from (AppTest sends no
+    Origin and no Host, which made it the local admin before). A click on a button the role
+    may not use reaches the server's check and is refused and audited."""
+    at = open_app(monkeypatch, own_artifacts, admin=False)
     at.session_state["run_id"] = "fixture"
     at.run()
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("ui/train.py")
     for page, needed in (("train", "operator"), ("patient", "reviewer")):
-        direct = open_app(monkeypatch, own_artifacts, f"ui/{page}.py")
+        direct = open_app(monkeypatch, own_artifacts, f"ui/{page}.py", admin=False)
         direct.run()
         assert f"needs the {needed} role. Your role is viewer" in errors(direct)
-    at.switch_page("ui/threshold.py").run()
-    assert at.button(key="save_threshold").disabled
     at.switch_page("ui/dataset.py").run()
     assert not at.exception and not at.error
+    at.switch_page("ui/threshold.py").run()
+    at.button(key="save_threshold").click().run()
+    assert "save threshold needs the operator role; your role is viewer" in errors(at)
+    saved = json.loads((own_artifacts / "runs" / "fixture" / "threshold.json").read_text())
+    assert "operating_point" not in saved
+    entry = store.audit_log(store.review_url(own_artifacts)).iloc[0]
+    assert (entry.actor, entry.action, entry.target) == ("anyone", "denied", "save_threshold")
 
 
-def test_locally_without_sign_in_the_single_user_is_admin(own_artifacts, monkeypatch):
+def test_the_admin_link_makes_the_local_admin_and_leaves_the_address_bar(
+    own_artifacts, monkeypatch
+):
     at = open_app(monkeypatch, own_artifacts)
     at.session_state["run_id"] = "fixture"
     at.run()
-    at.switch_page("ui/access.py").run()
+    assert "token" not in at.query_params  # a link copied from the address bar has no token
+    at.switch_page("ui/access.py").run()  # the session stays the admin's
     assert not at.exception and not at.error
     assert any("You: local (admin, local)" in c.value for c in at.caption)
+    token = (own_artifacts / access.ADMIN_TOKEN_FILE).read_text().strip()
+    wrong = open_app(monkeypatch, own_artifacts, "ui/access.py", admin=False)
+    wrong.query_params["token"] = token[:-1] + ("A" if token[-1] != "A" else "B")
+    wrong.run()
+    assert "needs the admin role. Your role is viewer" in errors(wrong)
+    assert "token" not in wrong.query_params
 
 
 @pytest.mark.parametrize("box", ["dicom", "clinical"])
