@@ -284,17 +284,32 @@ def no_dicom_error(root: str | os.PathLike, other_files: int) -> ValueError:
 
 
 def list_files(root: str | os.PathLike) -> list[str]:
-    """Every regular file under ``root``, in a stable order, hidden files and folders skipped."""
+    """Every regular file under ``root``, in a stable order, hidden files and folders skipped.
+
+    Links to folders are not followed; a link to a file is kept only if it resolves inside
+    ``root`` (a data root holds against links out of it): one that leaves it is skipped with a
+    warning naming the link, never its target."""
     root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder; pass the folder holding the DICOM files")
+    inside = os.path.realpath(root)
     paths: list[str] = []
     for folder, subfolders, files in os.walk(root):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        paths.extend(
-            os.path.join(folder, name) for name in sorted(files) if not name.startswith(".")
-        )
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if name.startswith("."):
+                continue
+            if os.path.islink(path) and not _resolves_inside(path, inside):
+                log.warning("%s: a link out of the folder %s is skipped", path, root)
+                continue
+            paths.append(path)
     return paths
+
+
+def _resolves_inside(path: str, folder: str) -> bool:
+    resolved = os.path.realpath(path)
+    return os.path.commonpath([resolved, folder]) == folder
 
 
 def index_dicom_tree(

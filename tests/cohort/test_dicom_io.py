@@ -132,6 +132,27 @@ def test_index_skips_junk_with_a_warning_naming_each_file(clean_tiny, tmp_path, 
     assert len(index.headers) == 16
 
 
+def test_a_link_out_of_the_indexed_folder_is_skipped_naming_the_link_only(
+    clean_tiny, tmp_path, caplog
+):
+    """A data root holds against links: a link inside it to another patient's DICOM file
+    outside it is not indexed (its patient is not read); a link within the root is."""
+    _, _, result = clean_tiny
+    first, second = result.cohort.iloc[0], result.cohort.iloc[1]
+    root = tmp_path / "root"
+    shutil.copytree(first.ct_folder, root / "ct")
+    outside = sorted(Path(second.ct_folder).iterdir())[0]
+    (root / "ct" / "escape.dcm").symlink_to(outside)
+    (root / "ct" / "again.dcm").symlink_to(sorted((root / "ct").iterdir())[0])
+    (root / "linked").symlink_to(Path(second.ct_folder))  # a folder link is never walked
+    with caplog.at_level(logging.WARNING):
+        index = dicom_io.index_dicom_tree(root, workers=1, show_progress=False)
+    assert {h.patient_id for h in index.headers} == {first.patient_id}
+    assert len(index.headers) == 17  # the 16 slices and the link within the root
+    assert f"{root / 'ct' / 'escape.dcm'}: a link out of the folder" in caplog.text
+    assert str(outside.parent) not in caplog.text
+
+
 @pytest.mark.slow
 def test_parallel_index_equals_serial(clean_tiny, monkeypatch):
     _, _, result = clean_tiny
