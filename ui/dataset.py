@@ -84,7 +84,11 @@ if exclusions.empty:
     st.success("No patient was excluded.")
 else:
     st.dataframe(exclusions_by_reason(exclusions), hide_index=True)
-    st.dataframe(exclusions, hide_index=True, width="stretch")
+    st.dataframe(
+        page.exclusions_shown(exclusions, user.may_do("add_note")),
+        hide_index=True,
+        width="stretch",
+    )
 
 if view is None or view.kind == "trained":  # notes and exclusions apply to training data
     st.subheader("Review notes on this data")

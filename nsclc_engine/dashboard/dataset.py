@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from nsclc_engine.cohort.build import Reason
 from nsclc_engine.cohort.splits import check_disjoint, split_table
 from nsclc_engine.dashboard.run_view import RunView
 from nsclc_engine.preprocess.dataset import expected_balance
@@ -82,3 +83,17 @@ def review_exclusion_state(
         "pending": sorted(set(in_force) & set(included)),
         "lifted": sorted(built - set(in_force)),
     }
+
+
+NOTE_FOR_REVIEWERS = "excluded on review (the reviewer's note is for reviewers)"
+
+
+def exclusions_shown(exclusions: pd.DataFrame, reads_notes: bool) -> pd.DataFrame:
+    """A cohort's exclusions (its cleaning report's rows) as the Dataset page shows them: a
+    review exclusion's detail (the reviewer, the date and the note) only to those who read
+    review notes (reviewers and above); everyone else sees that it was excluded on review."""
+    if reads_notes:
+        return exclusions
+    shown = exclusions.copy()
+    shown.loc[shown.reason == Reason.REVIEW_EXCLUDED.value, "detail"] = NOTE_FOR_REVIEWERS
+    return shown

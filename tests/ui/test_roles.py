@@ -2,6 +2,8 @@
 signed-in user), the data roots of each path box, and a local or served app without sign-in."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from streamlit import config
@@ -188,6 +190,36 @@ def test_the_admin_link_makes_the_local_admin_and_leaves_the_address_bar(
     wrong.run()
     assert "needs the admin role. Your role is viewer" in errors(wrong)
     assert "token" not in wrong.query_params
+
+
+def test_only_reviewers_read_the_note_behind_a_review_exclusion(
+    own_artifacts, monkeypatch, tmp_path
+):
+    """The Dataset page's exclusions table: a viewer sees that a patient was excluded on
+    review; the reviewer's e-mail and note reach reviewers and above only."""
+    config_path = own_artifacts / "runs" / "fixture" / "config.json"
+    config = json.loads(config_path.read_text())
+    cohort = Path(shutil.copytree(config["resolved"]["cohort_dir"], tmp_path / "cohort"))
+    report = json.loads((cohort / "cleaning_report.json").read_text())
+    note = "excluded on review by rui@example.org on 2026-12-01 (note 3): contour misses the apex"
+    report["exclusions"].append(
+        {"patient_id": "X-1", "scope": "cohort", "reason": "review_excluded", "detail": note}
+    )
+    (cohort / "cleaning_report.json").write_text(json.dumps(report))
+    config["resolved"]["cohort_dir"] = str(cohort)
+    config_path.write_text(json.dumps(config))
+
+    def shown(admin: bool) -> str:
+        at = open_app(monkeypatch, own_artifacts, "ui/dataset.py", admin=admin)
+        at.session_state["run_id"] = "fixture"
+        at.run()
+        assert not at.exception
+        return " ".join(frame.value.to_csv() for frame in at.dataframe)
+
+    assert "contour misses the apex" in shown(admin=True)
+    as_viewer = shown(admin=False)
+    assert "X-1" in as_viewer and "excluded on review" in as_viewer
+    assert "rui@example.org" not in as_viewer and "apex" not in as_viewer
 
 
 @pytest.mark.parametrize("box", ["dicom", "clinical"])
