@@ -1,10 +1,12 @@
 """diskcache stores that never unpickle: values are JSON text, raw bytes or arrays.
 
-diskcache pickles any value that is not ``str``, ``bytes`` or a number, and unpickles a row
-whose mode says "pickle" on ``get``: a crafted row in a cache folder would run code. The
-caches under ``artifacts/`` go through :class:`SafeDisk`, which stores only text and bytes
-and treats a pickled row (an older version's entry, or a tampered one) as a miss, so the
-caller recomputes and overwrites it.
+diskcache pickles any value or key that is not ``str``, ``bytes`` or a number, and unpickles
+a row whose mode says "pickle" on ``get`` and a key marked "not raw" wherever it reads keys
+back (iterating, ``peekitem``, ``pop`` of the oldest): a crafted row in a cache folder would
+run code. The caches under ``artifacts/`` go through :class:`SafeDisk`, which stores only text
+and bytes, treats a pickled row (an older version's entry, or a tampered one) as a miss, so
+the caller recomputes and overwrites it, and refuses any key that is not text or bytes: a
+pickled key is handed back as its raw bytes, never unpickled.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ log = logging.getLogger(__name__)
 
 
 class SafeDisk(diskcache.Disk):
+    def put(self, key):
+        if not isinstance(key, str | bytes):
+            raise TypeError(f"a safe cache takes str or bytes keys, not {type(key).__name__}")
+        return super().put(key)
+
+    def get(self, key, raw):
+        if not raw:
+            log.warning("cache %s: a pickled key is read as bytes, not unpickled", self._directory)
+            return bytes(key)
+        return super().get(key, raw)
+
     def store(self, value, read, key=diskcache.core.UNKNOWN):
         if not read and not isinstance(value, str | bytes):
             raise TypeError(f"a safe cache stores str or bytes, not {type(value).__name__}")

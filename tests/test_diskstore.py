@@ -38,6 +38,23 @@ def test_a_crafted_pickled_entry_is_ignored_not_run(tmp_path, caplog):
     assert RAN == [] and "pickled entry is ignored" in caplog.text
 
 
+def test_a_crafted_pickled_key_is_never_unpickled(tmp_path, caplog):
+    """diskcache unpickles a key marked "not raw" wherever it reads keys back (iterating, or
+    taking the oldest entry); a safe cache hands such a key back as bytes."""
+    with diskcache.Cache(str(tmp_path)) as plain:
+        plain.set(("tuple", "key"), "x")  # a non-raw key: stored pickled
+        plain.set("fine", "y")
+    with diskcache.Cache(str(tmp_path)) as plain:  # the attacker's payload in the key column
+        plain._sql("UPDATE Cache SET key = ? WHERE raw = 0", (pickle.dumps(Payload()),))
+    with open_cache(tmp_path) as cache:
+        keys = list(cache)
+        assert "fine" in keys and any(isinstance(key, bytes) for key in keys)
+        assert cache.peekitem(last=False)[1] == "x"
+        with pytest.raises(TypeError, match="str or bytes keys"):
+            cache.set(("tuple", "key"), "x")
+    assert RAN == [] and "pickled key is read as bytes" in caplog.text
+
+
 def test_the_volume_cache_index_holds_json_and_recomputes_a_pickled_entry(tmp_path):
     with VolumeCache(tmp_path) as cache:
         cache.put("k" * 64, "P1", np.ones((2, 3, 4)), np.zeros((2, 3, 4), bool), {"a": 1})
