@@ -6,9 +6,17 @@ import streamlit as st
 
 from nsclc_engine.access import ADMIN_TOKEN_FILE, SERVER
 from nsclc_engine.dashboard.runs import first_start, runs_overview
-from ui.common import artifacts, audit, current_user, keep_admin_cookie, secrets_state
+from ui.common import (
+    artifacts,
+    audit,
+    current_user,
+    from_link,
+    keep_admin_cookie,
+    secrets_state,
+    to_link,
+)
 
-st.set_page_config(page_title="NSCLC survival engine", page_icon="🫁", layout="wide")
+st.set_page_config(page_title="NSCLC survival engine", page_icon=":material/pulmonology:", layout="wide")
 
 user = current_user()
 secrets = secrets_state()
@@ -44,35 +52,43 @@ if "first_start_checked" not in st.session_state:
         )
 
 PAGES = [
-    ("runs", st.Page("ui/runs.py", title="Runs", icon="🗃️", default=True)),
-    ("dataset", st.Page("ui/dataset.py", title="Dataset and splits", icon="🗂️")),
-    ("train", st.Page("ui/train.py", title="Train", icon="🏋️")),
-    ("threshold", st.Page("ui/threshold.py", title="Threshold", icon="🎚️")),
-    ("calibration", st.Page("ui/calibration.py", title="Calibration", icon="📐")),
-    ("survival", st.Page("ui/survival.py", title="Survival", icon="📉")),
-    ("patient", st.Page("ui/patient.py", title="Patient", icon="🩻")),
-    ("studies", st.Page("ui/studies.py", title="Studies", icon="🔎")),
-    ("access", st.Page("ui/access.py", title="Access and audit", icon="🔐")),
+    ("runs", st.Page("ui/runs.py", title="Runs", icon=":material/table_rows:", default=True)),
+    ("dataset", st.Page("ui/dataset.py", title="Dataset and splits", icon=":material/folder_open:")),
+    ("train", st.Page("ui/train.py", title="Train", icon=":material/model_training:")),
+    ("threshold", st.Page("ui/threshold.py", title="Threshold", icon=":material/tune:")),
+    ("calibration", st.Page("ui/calibration.py", title="Calibration", icon=":material/straighten:")),
+    ("survival", st.Page("ui/survival.py", title="Survival", icon=":material/monitoring:")),
+    ("patient", st.Page("ui/patient.py", title="Patient", icon=":material/radiology:")),
+    ("studies", st.Page("ui/studies.py", title="Studies", icon=":material/search:")),
+    ("access", st.Page("ui/access.py", title="Access and audit", icon=":material/admin_panel_settings:")),
 ]
+# what each page keeps in the address bar besides ?run= (a link opens exactly that view)
+LINKS = {"patient": ("patient", "split"), "threshold": ("threshold", "split")}
 navigation = st.navigation([page for name, page in PAGES if user.may_open(name)])
+shown = next((name for name, page in PAGES if page.url_path == navigation.url_path), "")
+for stale in set(st.query_params) - {"run", *LINKS.get(shown, ())}:  # another page's
+    del st.query_params[stale]
 
 runs = runs_overview(artifacts())
+if not runs.empty:
+    ids = runs.run_id.tolist()
+    from_link("run", "run_id", ids)
+    if st.session_state.get("pending_run_id") in ids:  # launched on the Train page
+        st.session_state.run_id = st.session_state.pop("pending_run_id")
+    finished = runs[runs.state == "finished"].run_id.tolist()
+    if st.session_state.get("run_id") not in ids:
+        st.session_state.run_id = (finished or ids)[0]
 with st.sidebar:
     if runs.empty:
         st.caption("No runs yet.")
     else:
-        ids = runs.run_id.tolist()
-        if st.session_state.get("pending_run_id") in ids:  # launched on the Train page
-            st.session_state.run_id = st.session_state.pop("pending_run_id")
-        finished = runs[runs.state == "finished"].run_id.tolist()
-        if st.session_state.get("run_id") not in ids:
-            st.session_state.run_id = (finished or ids)[0]
         st.selectbox(
             "Run",
             ids,
             key="run_id",
             format_func=lambda r: f"{r} ({runs.set_index('run_id').state[r]})",
         )
+        to_link(run=st.session_state.run_id)
     st.caption(
         "Data: NSCLC-Radiomics (Lung1) format. The demo cohort is synthetic; no patient data."
     )

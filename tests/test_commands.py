@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import PROJECT
 
 COMMANDS = ("train", "evaluate", "cohort", "preprocess", "synth", "demo", "honesty", "validate")
-COMMANDS += ("features", "tune")
+COMMANDS += ("features", "tune", "review")
 
 
 def test_console_scripts_name_the_commands_mains():

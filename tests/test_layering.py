@@ -13,7 +13,7 @@ SHARED = {"config", "paths", "parallel", "atomic", "diskstore", "access"}
 ALLOWED = {
     "stats": set(),
     "cohort": set(),
-    "review": set(),
+    "review": {"cohort", "runs"},
     "synth": {"cohort", "stats"},
     "demo": {"cohort", "synth"},
     "preprocess": {"cohort"},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
@@ -177,6 +178,53 @@ def show_error(what: str, error: Exception) -> None:
     st.error(f"{what}: {error}")
 
 
+LINKED = "_linked"  # name -> the value this session last wrote into the address bar
+
+
+def from_link(name: str, key: str, choices=None, parse: Callable = str) -> None:
+    """Before the widget ``key`` is made: a value of ``name`` in the address bar that this
+    session did not put there (an opened link) becomes the widget's state. A value that is not
+    among ``choices`` (or that ``parse`` refuses) is one line on the page, once."""
+    given = st.query_params.get(name)
+    written = st.session_state.setdefault(LINKED, {})
+    if given is None or written.get(name) == given:
+        return
+    written[name] = given
+    try:
+        value = parse(given)
+    except ValueError:
+        value = None
+    if value is None or (choices is not None and value not in list(choices)):
+        st.warning(f"The link names {name} {given!r}, which is not here; showing another {name}.")
+        return
+    st.session_state[key] = value
+
+
+def to_link(**values) -> None:
+    """The page's state into the address bar (``None`` takes a name out), so that copying
+    it shares this view."""
+    written = st.session_state.setdefault(LINKED, {})
+    for name, value in values.items():
+        if value is None:
+            st.query_params.pop(name, None)
+            written.pop(name, None)
+            continue
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        if st.query_params.get(name) != text:
+            st.query_params[name] = text
+        written[name] = text
+
+
+def copy_link(page: str) -> None:
+    """The link to this view (the address bar's query string on ``page``), with a copy
+    button."""
+    origin = urlsplit(st.context.url or "")
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    path = "/".join(part for part in (base, page) if part)
+    query = urlencode(st.query_params.to_dict())
+    st.code(f"{origin.scheme}://{origin.netloc}/{path}?{query}", language=None)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _load(run_dir: str, stamp: tuple) -> run_view.RunView:
     return run_view.load_run(run_dir)
@@ -294,10 +342,10 @@ def rule_thresholds(run_id: str, stamp: tuple, recalibration: str) -> dict:
     return threshold_view.rule_thresholds(load(run_id).predictions, recalibration)
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
-def threshold_state(run_id: str, stamp: tuple, split: str, recalibration: str, threshold: float):
+@st.cache_data(show_spinner="Counting at every threshold…", max_entries=32)
+def explorer_table(run_id: str, stamp: tuple, split: str, recalibration: str) -> dict:
     frame = part_predictions(run_id, stamp, split, recalibration)
-    return threshold_view.threshold_state(frame, threshold)
+    return threshold_view.explorer_table(frame)
 
 
 def stamp(view: run_view.RunView) -> tuple:

@@ -14,15 +14,18 @@ from nsclc_engine.explain import gradcam as explain
 from nsclc_engine.explain import viewer
 from nsclc_engine.explain.cache import checkpoint_stamp
 from nsclc_engine.explain.inference import load_run_model
-from ui import case_viewer
+from ui import case_viewer, review_queue
 from ui.common import (
     artifacts,
+    copy_link,
+    from_link,
     load,
     offer_runs,
     require_finished_run,
     require_page,
     show_error,
     stamp,
+    to_link,
 )
 from ui.notes import review_notes
 
@@ -72,8 +75,13 @@ def _payload(key: tuple, _case: viewer.PatientCase, _maps: tuple) -> dict:
     return viewer.case_payload(_case, dict(_maps))
 
 
+review_queue.follow()
 choices = st.columns(5)
 splits = page.patient_splits(view)
+from_link("split", "pt_split", splits)
+from_link("patient", "pt_open", set(view.predictions.patient_id.astype(str)))
+if st.session_state.get("pt_open"):  # a patient linked or chosen elsewhere: no filter hides it
+    st.session_state.update(pt_true=None, pt_pred=None)
 if st.session_state.get("pt_split") not in splits:  # a choice left from another run
     st.session_state.pop("pt_split", None)
 opening = st.session_state.get("pt_open")  # a patient chosen on another page or run
@@ -124,6 +132,10 @@ if st.session_state.get("pt_row") not in table.index:
 index = st.selectbox("Patient", list(table.index), format_func=_describe, key="pt_row")
 row = table.loc[index]
 patient_id, fold = str(row.patient_id), int(row.fold)
+to_link(patient=patient_id, split=split)
+with st.popover("Link to this case", icon=":material/link:"):
+    copy_link("patient")
+review_queue.panel(view, patient_id, user)
 
 if survival:
     outlook = _survival(view.run_id, stamp(view), split, patient_id, fold, kind)

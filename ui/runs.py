@@ -3,17 +3,21 @@ compare two side by side."""
 
 import streamlit as st
 
+from nsclc_engine.dashboard import review_queue
 from nsclc_engine.dashboard import runs as page
 from nsclc_engine.evaluate import figures
 from nsclc_engine.evaluate.multiplicity import comparisons_note
+from nsclc_engine.review import store
 from ui.common import (
     artifacts,
     audit,
     authorize,
     load,
     require_page,
+    review_db,
     role_help,
     selected_run,
+    show_error,
     stamp,
 )
 
@@ -41,37 +45,55 @@ if runs.empty:
     st.stop()
 
 
+def _reviewed(frame) -> list:
+    """Each finished run's review progress (verdicts / cases); blank where none applies."""
+    finished = frame.run_id[frame.state == "finished"].tolist()
+    try:
+        current = store.current_verdicts(store.verdicts(review_db()))
+    except ConnectionError as error:
+        show_error("Review progress", error)
+        return [None] * len(frame)
+    cases = {}
+    for run_id in finished:
+        view = load(run_id)
+        if view.predictions is not None:
+            cases[run_id] = review_queue.review_cases(view)
+    progress = review_queue.review_progress(current, cases)
+    return [progress.get(run_id) for run_id in frame.run_id]
+
+
 @st.fragment(run_every=3 if runs.state.isin(["queued", "running"]).any() else None)
 def table() -> None:
     """The runs table; refreshes itself while a job is queued or running."""
     current = page.runs_overview(artifacts())
+    shown = page.ranked_by_validation(current)
+    shown.insert(shown.columns.get_loc("label") + 1, "reviewed", _reviewed(shown))
+    scores = {page.VALIDATION_RANK: "{:.0f}", "parameters (M)": "{:.1f}", "threshold": "{:.3f}"}
+    scores |= {name: "{:.3f}" for name in ("validation AUC", "validation C-index")}
+    scores |= {page.TEST_AUC: "{:.3f}", page.TEST_C: "{:.3f}", "best achievable (image)": "{:.3f}"}
+    scores |= {"share of achievable": "{:.0%}"}
+    held_out = "held out: read it for the run you chose, do not choose by it"
     st.dataframe(
-        page.ranked_by_validation(current),
+        page.blank_missing(shown, scores),
         hide_index=True,
         width="stretch",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-            page.VALIDATION_RANK: st.column_config.NumberColumn(
+            "reviewed": st.column_config.TextColumn(
+                help="cases with a reviewer's verdict / cases the run scored outside training "
+                "(review queues on the Patient page)"
+            ),
+            page.VALIDATION_RANK: st.column_config.TextColumn(
                 help="1 = best validation AUC (C-index) among finished runs of the same task "
                 "and label: choose runs by this, never by test"
             ),
-            "validation AUC": st.column_config.NumberColumn(format="%.3f"),
-            "validation C-index": st.column_config.NumberColumn(format="%.3f"),
-            page.TEST_AUC: st.column_config.NumberColumn(
-                format="%.3f", help="held out: read it for the run you chose, do not choose by it"
-            ),
-            page.TEST_C: st.column_config.NumberColumn(
-                format="%.3f", help="held out: read it for the run you chose, do not choose by it"
-            ),
-            "best achievable (image)": st.column_config.NumberColumn(
-                "best achievable (image)",
-                format="%.3f",
+            page.TEST_AUC: st.column_config.TextColumn(help=held_out),
+            page.TEST_C: st.column_config.TextColumn(help=held_out),
+            "best achievable (image)": st.column_config.TextColumn(
                 help="synthetic cohort: the image part of the true risk on the same test "
                 "patients, all an image-only model can reach",
             ),
-            "share of achievable": st.column_config.NumberColumn(
-                "share of achievable",
-                format="percent",
+            "share of achievable": st.column_config.TextColumn(
                 help="(test value - 0.5) / (best achievable - 0.5)",
             ),
         },
@@ -95,13 +117,10 @@ if selected is not None and selected.finished:
     if not beside.empty:
         st.subheader(f"{selected.run_id} beside baselines on the same {selected.held_out} patients")
         st.dataframe(
-            beside,
+            page.blank_missing(
+                beside, {"AUC": "{:.3f}", "p (DeLong)": "{:.3f}", "p (Holm)": "{:.3f}"}
+            ),
             hide_index=True,
-            column_config={
-                "AUC": st.column_config.NumberColumn(format="%.3f"),
-                "p (DeLong)": st.column_config.NumberColumn(format="%.3f"),
-                "p (Holm)": st.column_config.NumberColumn(format="%.3f"),
-            },
         )
         st.caption(comparisons_note(beside.attrs["n_comparisons"], "DeLong tests"))
         st.caption(

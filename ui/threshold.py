@@ -1,19 +1,23 @@
 """Threshold explorer: move the operating threshold and see what it does, live."""
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from nsclc_engine.access import User
+from nsclc_engine.dashboard import review_queue as queues
 from nsclc_engine.dashboard import run_view
 from nsclc_engine.dashboard import threshold as page
 from nsclc_engine.dashboard.survival_probabilities import survival_options
 from nsclc_engine.evaluate import figures
 from nsclc_engine.evaluate.survival import BASELINE_KINDS
-from nsclc_engine.stats.calibration import RECALIBRATION_METHODS, probability_histograms
+from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
+from ui import review_queue, threshold_explorer
 from ui.common import (
     audit,
     authorize,
+    copy_link,
+    explorer_table,
+    from_link,
     load,
     offer_runs,
     part_predictions,
@@ -22,7 +26,7 @@ from ui.common import (
     rule_thresholds,
     show_error,
     stamp,
-    threshold_state,
+    to_link,
 )
 
 st.title("Threshold")
@@ -285,6 +289,7 @@ if "thr_recal" not in st.session_state and scale:
 left, right = st.columns(2)
 if st.session_state.get("thr_split") not in view.parts:
     st.session_state.pop("thr_split", None)  # another run's part (test vs external)
+from_link("split", "thr_split", view.parts)
 split = left.radio("Predictions", view.parts, horizontal=True, key="thr_split")
 recalibration = right.radio(
     "Probabilities",
@@ -319,6 +324,7 @@ if "threshold" not in st.session_state:
     saved = (view.threshold or {}).get("threshold")
     st.session_state.threshold = round(float(saved), 3) if saved is not None else 0.5
     st.session_state.threshold_rule = "saved" if saved is not None else "manual"
+from_link("threshold", "threshold", parse=page.parse_threshold)
 
 
 def _jump(name: str, value: float) -> None:
@@ -330,48 +336,42 @@ def _moved() -> None:
     st.session_state.threshold_rule = "manual"
 
 
+def _moved_in_browser(value: float | None) -> None:
+    if value is not None:
+        st.session_state.threshold = round(value, 3)
+        _moved()
+
+
 if rules:
     st.caption("Thresholds fitted on validation by each rule:")
-buttons = st.columns(len(rules) or 1)
+buttons = st.columns(len(rules) + 1)
 for column, (name, value) in zip(buttons, rules.items(), strict=False):
     column.button(f"{name}: {value:.3f}", on_click=_jump, args=(name, value), key=f"rule_{name}")
-
-threshold = st.slider(
-    "Threshold", 0.0, 1.0, step=0.001, format="%.3f", key="threshold", on_change=_moved
+buttons[-1].number_input(
+    "Exact threshold",
+    0.0,
+    1.0,
+    step=0.001,
+    format="%.3f",
+    key="threshold",
+    on_change=_moved,
+    label_visibility="collapsed",
 )
+threshold = float(st.session_state.threshold)
+to_link(threshold=threshold, split=split)
+
 frame = part_predictions(view.run_id, key, split, recalibration)
 for note in frame.attrs.get("notes", []):
     st.warning(note)
-state = threshold_state(view.run_id, key, split, recalibration, threshold)
-m, ci = state["metrics"], state["ci"]
-
-columns = st.columns(6)
-for column, (name, label) in zip(
-    columns,
-    [
-        ("sensitivity", "Sensitivity"),
-        ("specificity", "Specificity"),
-        ("f1", "F1"),
-        ("accuracy", "Accuracy"),
-        ("precision", "PPV"),
-        ("npv", "NPV"),
-    ],
-    strict=True,
-):
-    low, high = ci[name]
-    defined = m[name] == m[name]  # NaN: no patient in the denominator at this threshold
-    column.metric(label, f"{m[name]:.3f}" if defined else "n/a")
-    column.caption(f"95% CI {low:.3f}-{high:.3f}" if defined else "undefined here")
-
-st.subheader("Confusion matrix")
-counts = pd.DataFrame(
-    {"predicted negative": [m["tn"], m["fn"]], "predicted positive": [m["fp"], m["tp"]]},
-    index=["true negative", "true positive"],
+threshold_explorer.show(
+    explorer_table(view.run_id, key, split, recalibration),
+    f"{view.run_id}/{split}/{recalibration}/{key}",
+    threshold,
+    f"{view.metrics.get('positive_class', 'positive = 1')}",
+    _moved_in_browser,
 )
-table, heatmap = st.columns([1, 2])
-table.table(counts)
-table.caption(f"{view.metrics.get('positive_class', 'positive = 1')}; n = {len(frame)}")
-heatmap.plotly_chart(figures.confusion_matrix_figure(m), key="confusion")
+with st.popover("Link to this view", icon=":material/link:"):
+    copy_link("threshold")
 
 cells = page.cell_patients(frame, threshold)
 cell = st.segmented_control(
@@ -398,6 +398,12 @@ if cell:
         if can_open
         else "The Patient page needs the reviewer role and a validation or test split."
     )
+    if can_open and st.button(
+        f"Review these {len(rows)} patients one by one", key="thr_queue", disabled=rows.empty
+    ):
+        review_queue.start(view, queues.cell_queue(cell, split, rows))
+        st.session_state.update(pt_true=None, pt_pred=None)
+        st.switch_page("ui/patient.py")
     chosen = picked.selection.rows if can_open else []
     if chosen:
         st.session_state.update(
@@ -408,26 +414,6 @@ if cell:
             pt_recal=recalibration if recalibration != "none" else "platt",
         )
         st.switch_page("ui/patient.py")
-
-point = [page.operating_point(m, threshold)]
-roc, pr = st.columns(2)
-roc.plotly_chart(
-    figures.roc_figure([{"name": split, **state["roc"], "auc": state["auc"]}], point), key="roc"
-)
-pr.plotly_chart(
-    figures.pr_figure(
-        [{"name": split, **state["pr"], "ap": state["average_precision"]}],
-        point,
-        state["prevalence"],
-    ),
-    key="pr",
-)
-st.plotly_chart(
-    figures.probability_histogram_figure(
-        probability_histograms(frame.y_true, frame.y_prob), threshold
-    ),
-    key="histogram",
-)
 
 if st.button(
     "Save threshold",

@@ -73,9 +73,10 @@ def patient_table(
     """The patients of one split with what the case page shows about each.
 
     Classification: raw and recalibrated (on each fold's validation rows) probability, the
-    threshold in force and its call, and TP/FP/TN/FN; filtered by true and predicted label, with
-    false negatives then false positives first. Survival: risk (higher = earlier death), its
-    percentile in the split, time and event, highest risk first.
+    threshold in force, the probability's margin over it and the call, and TP/FP/TN/FN;
+    filtered by true and predicted label, with false negatives then false positives first.
+    Survival: risk (higher = earlier death), its percentile in the split, time and event,
+    highest risk first.
     """
     frame = view.predictions[view.predictions.split == split].copy()
     if view.config.get("task") == "survival":
@@ -85,15 +86,17 @@ def patient_table(
         view.predictions, split, recalibration
     ).y_prob.loc[frame.index]
     scales = {"none": frame.y_prob}
-    thresholds, calls = [], []
+    thresholds, calls, margins = [], [], []
     for row in frame.itertuples():
         rule = threshold_in_force(view, row.fold)
         scale = rule["recalibration"]
         if scale not in scales:
             scales[scale] = part_predictions(view.predictions, split, scale).y_prob
         thresholds.append(rule["threshold"])
-        calls.append(int(scales[scale][row.Index] >= rule["threshold"]))
+        margins.append(scales[scale][row.Index] - rule["threshold"])
+        calls.append(int(margins[-1] >= 0))
     frame["threshold"] = thresholds
+    frame["margin"] = margins  # the probability (on the threshold's scale) minus the threshold
     frame["call"] = calls
     names = np.array([["TN", "FP"], ["FN", "TP"]])
     frame["outcome"] = names[frame.y_true.to_numpy(int), frame.call.to_numpy(int)]

@@ -152,6 +152,18 @@ def ranked_by_validation(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[chosen].reset_index(drop=True)
 
 
+def blank_missing(frame: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:
+    """``frame`` as text for a table a person reads: each column of ``formats`` written with
+    its format (``"{:.3f}"``), every missing value an empty cell (Streamlit's grid writes
+    "None" in an empty cell; a blank says "nothing here" without a word to misread)."""
+    shown = frame.copy()
+    for column in frame.columns:
+        form = formats.get(column, "{}")
+        if column in formats or frame[column].isna().any():
+            shown[column] = [form.format(v) if pd.notna(v) else "" for v in frame[column]]
+    return shown
+
+
 def compare_runs(a: RunView, b: RunView) -> dict:
     """Side-by-side held-out metrics (test, or external) of two finished runs and, on their
     shared held-out patients with the same labels, DeLong's test of the AUC difference (a - b).

@@ -21,7 +21,8 @@ from nsclc_engine.dashboard.survival_probabilities import (
 from nsclc_engine.evaluate.run import write_threshold_file
 from nsclc_engine.evaluate.survival import BASELINE_KINDS, fit_horizon_threshold, outcome_of
 from nsclc_engine.runs import now
-from nsclc_engine.stats.metrics import bootstrap_metrics, choose_threshold
+from nsclc_engine.stats.calibration import probability_histograms
+from nsclc_engine.stats.metrics import bootstrap_sweep, choose_threshold
 from nsclc_engine.stats.survival_probability import (
     horizon_counts,
     td_roc,
@@ -63,35 +64,68 @@ def rule_thresholds(predictions: pd.DataFrame, recalibration: str = "none") -> d
     return result
 
 
-def threshold_state(frame: pd.DataFrame, threshold: float, n_resamples: int = 1000) -> dict:
-    """Metrics at ``threshold`` (counts and rates) with bootstrap 95 % CIs, and the curves.
+EXPLORER_METRICS = (
+    ("sensitivity", "Sensitivity"),
+    ("specificity", "Specificity"),
+    ("f1", "F1"),
+    ("accuracy", "Accuracy"),
+    ("precision", "PPV"),
+    ("npv", "NPV"),
+)
 
-    The bootstrap draws patients, not rows: pooled k-fold validation rows repeat patients."""
+
+def explorer_table(frame: pd.DataFrame, n_resamples: int = 1000) -> dict:
+    """Everything the threshold explorer draws in the browser, computed once per run, split
+    and scale: the counts, the rates of :data:`EXPLORER_METRICS` and their bootstrap 95 % CIs
+    at every distinct threshold (row ``k`` calls positive the ``k`` highest distinct scores:
+    a threshold ``t`` selects the row counting the scores ``>= t``), the ROC and
+    precision-recall curves and the probability histograms. Each row equals
+    :func:`~nsclc_engine.stats.metrics.metrics_at_threshold` and
+    :func:`~nsclc_engine.stats.metrics.bootstrap_metrics` at that row's thresholds (the same
+    patient-level resamples).
+    JSON-ready: an undefined rate is ``None``."""
     result = curves(frame)
-    intervals = bootstrap_metrics(
-        frame.y_true, frame.y_prob, threshold, n_resamples, seed=0, groups=frame.patient_id
+    sweep = result.pop("sweep")
+    intervals = bootstrap_sweep(
+        frame.y_true, frame.y_prob, n_resamples, seed=0, groups=frame.patient_id
     )
+    histograms = probability_histograms(frame.y_true, frame.y_prob)
     return {
-        "metrics": result.pop("sweep").at(threshold),
-        "ci": {
-            key: (value["ci_low"], value["ci_high"])
-            for key, value in intervals.items()
-            if isinstance(value, dict)
+        "scores": _listed(sweep.thresholds[1:]),  # highest first
+        "counts": {
+            "tp": sweep.tp.tolist(),
+            "fp": sweep.fp.tolist(),
+            "fn": sweep.fn.tolist(),
+            "tn": sweep.tn.tolist(),
         },
+        "metrics": {
+            key: {"label": label, "value": _listed(sweep.rates[key]), "ci": _listed(intervals[key])}
+            for key, label in EXPLORER_METRICS
+        },
+        "roc": {name: _listed(values) for name, values in result["roc"].items()},
+        "pr": {name: _listed(values) for name, values in result["pr"].items()},
+        "auc": _listed(result["auc"]),
+        "average_precision": _listed(result["average_precision"]),
         "prevalence": float(np.mean(frame.y_true)),
-        **result,
+        "histogram": {name: _listed(values) for name, values in histograms.items()},
+        "n": len(frame),
     }
 
 
-def operating_point(metrics: dict, threshold: float) -> dict:
-    """The point a threshold puts on the ROC and precision-recall curves."""
-    return {
-        "name": f"threshold {threshold:.3f}",
-        "fpr": 1 - metrics["specificity"],
-        "tpr": metrics["sensitivity"],
-        "recall": metrics["sensitivity"],
-        "precision": metrics["precision"],
-    }
+def _listed(values):
+    """Numbers for JSON: arrays as (nested) lists, NaN and infinities as ``None``."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 0:
+        return float(array) if np.isfinite(array) else None
+    return [_listed(value) for value in array]
+
+
+def parse_threshold(text: str) -> float:
+    """A threshold from a link: a number in [0, 1], rounded as the page rounds it."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold {text}: not in [0, 1]")
+    return round(value, 3)
 
 
 def save_threshold(

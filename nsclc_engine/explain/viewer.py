@@ -23,12 +23,16 @@ from nsclc_engine.explain.gradcam import CtMap
 from nsclc_engine.preprocess.volumes import InputGeometry
 
 PLANES = ("axial", "coronal", "sagittal")  # the CT array axis each plane cuts: 0, 1, 2
+# (level, width) in HU: OHIF's default CT presets, in its order
+# (extensions/cornerstone/src/components/WindowLevelActionMenu/defaultWindowLevelPresets.ts)
 WINDOW_PRESETS = {
+    "soft tissue": (40.0, 400.0),
     "lung": (-600.0, 1500.0),
-    "mediastinum": (40.0, 400.0),
-    "bone": (400.0, 1800.0),
-    "report (0/2000)": (0.0, 2000.0),
+    "liver": (90.0, 150.0),
+    "bone": (480.0, 2500.0),
+    "brain": (40.0, 80.0),
 }
+FIRST_WINDOW = "lung"  # a lung tumour's case opens in the lung window
 CLINICAL_FIELDS = (
     "age_years",
     "gender",
@@ -213,6 +217,7 @@ def case_payload(
         "gtv": _packed(gtv),
         "maps": sent_maps,
         "windows": {name: list(window) for name, window in WINDOW_PRESETS.items()},
+        "window_index": list(WINDOW_PRESETS).index(FIRST_WINDOW),
         "heat_lut": np.round(heat_colours(np.linspace(0, 1, 256))).astype(int).tolist(),
         "contour_rgb": CONTOUR_RGB.astype(int).tolist(),
     }

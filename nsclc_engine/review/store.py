@@ -1,5 +1,5 @@
-"""The review record of a team: notes on a run's patients, the data roots an admin
-registered, and an append-only audit log, in one SQL database through SQLAlchemy.
+"""The review record of a team: notes and verdicts on a run's patients, the data roots an
+admin registered, and an append-only audit log, in one SQL database through SQLAlchemy.
 
 The database is an SQLite file, ``<artifacts>/review.db``, unless ``$NSCLC_REVIEW_DB`` names
 another SQLAlchemy URL (``postgresql://user@host/db`` for a server shared by a team). Tables
@@ -10,7 +10,10 @@ INSERT and SELECT on ``audit_log``.)
 
 A note belongs to a run and a patient, and carries the run's data source (``demo`` or the
 resolved DICOM folder): an "exclude from cohort" note excludes that patient from the next
-cohort built from the same source, until it is withdrawn.
+cohort built from the same source, until it is withdrawn. A verdict (agree or disagree with
+the model, an image or a contour problem) is a reviewer's call on one case of a run; an image
+or contour problem proposes an exclusion, which becomes an "exclude" note when a reviewer
+confirms it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,24 @@ FLAGS = {
 }
 EXCLUDE = "exclude"
 MAX_TEXT = 4000
+VERDICTS = {
+    "agree": "agree with the model",
+    "disagree": "disagree with the model",
+    "image_problem": "image problem",
+    "contour_problem": "contour problem",
+}
+PROPOSES_EXCLUSION = ("image_problem", "contour_problem")  # a reviewer confirms each
+VERDICT_COLUMNS = (
+    "verdict_id",
+    "run_id",
+    "patient_id",
+    "source",
+    "verdict",
+    "text",
+    "author",
+    "created_at",
+    "exclusion_note",
+)
 NOTE_COLUMNS = (
     "note_id",
     "run_id",
@@ -66,6 +87,19 @@ notes_table = sa.Table(
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("withdrawn_by", sa.String(320)),
     sa.Column("withdrawn_at", sa.String(40)),
+)
+verdicts_table = sa.Table(
+    "review_verdicts",
+    metadata,
+    sa.Column("verdict_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(200), nullable=False, index=True),
+    sa.Column("patient_id", sa.String(200), nullable=False, index=True),
+    sa.Column("source", sa.String(1000), nullable=False),
+    sa.Column("verdict", sa.String(40), nullable=False),
+    sa.Column("text", sa.Text, nullable=False, default=""),
+    sa.Column("author", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("exclusion_note", sa.Integer),  # the "exclude" note that confirmed a proposal
 )
 audit_table = sa.Table(
     "audit_log",
@@ -265,6 +299,15 @@ def audit_log(url: str, limit: int = 500) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in audit_table.columns])
 
 
+def _checked_text(text: str, author: str, what: str = "note") -> str:
+    if not author.strip():
+        raise ValueError(f"a {what} needs its author")
+    text = text.strip()
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"the {what} has {len(text)} characters; keep it under {MAX_TEXT}")
+    return text
+
+
 @_database
 def add_note(
     url: str,
@@ -278,26 +321,123 @@ def add_note(
     """Save a note and its audit entry in one transaction; returns the note's id."""
     if flag not in FLAGS:
         raise ValueError(f"flag {flag!r}: choose one of {', '.join(FLAGS)}")
-    if not author.strip():
-        raise ValueError("a note needs its author")
-    text = text.strip()
-    if len(text) > MAX_TEXT:
-        raise ValueError(f"the note has {len(text)} characters; keep it under {MAX_TEXT}")
+    text = _checked_text(text, author)
     with engine(url).begin() as connection:
-        note_id = connection.execute(
-            notes_table.insert().values(
+        return _insert_note(connection, run_id, patient_id, source, flag, text, author)
+
+
+def _insert_note(connection, run_id, patient_id, source, flag, text, author) -> int:
+    note_id = connection.execute(
+        notes_table.insert().values(
+            run_id=run_id,
+            patient_id=patient_id,
+            source=source,
+            flag=flag,
+            text=text,
+            author=author,
+            created_at=now(),
+        )
+    ).inserted_primary_key[0]
+    action = "exclude_patient" if flag == EXCLUDE else "add_note"
+    _record(connection, author, action, f"{run_id}/{patient_id}", {"note": note_id})
+    return int(note_id)
+
+
+@_database
+def add_verdict(
+    url: str,
+    run_id: str,
+    patient_id: str,
+    source: str,
+    verdict: str,
+    text: str,
+    author: str,
+) -> int:
+    """Record a reviewer's verdict on a case of a run (with an optional note) and its audit
+    entry in one transaction; returns its id. A later verdict on the same case by anyone
+    supersedes it (:func:`current_verdicts`); each stays on record."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r}: choose one of {', '.join(VERDICTS)}")
+    text = _checked_text(text, author, "verdict")
+    with engine(url).begin() as connection:
+        verdict_id = connection.execute(
+            verdicts_table.insert().values(
                 run_id=run_id,
                 patient_id=patient_id,
                 source=source,
-                flag=flag,
+                verdict=verdict,
                 text=text,
                 author=author,
                 created_at=now(),
             )
         ).inserted_primary_key[0]
-        action = "exclude_patient" if flag == EXCLUDE else "add_note"
-        _record(connection, author, action, f"{run_id}/{patient_id}", {"note": note_id})
-    return int(note_id)
+        target = f"{run_id}/{patient_id}"
+        _record(connection, author, "add_verdict", target, {"verdict": verdict, "id": verdict_id})
+    return int(verdict_id)
+
+
+@_database
+def verdicts(url: str, run_id: str | None = None, patient_id: str | None = None) -> pd.DataFrame:
+    """Every verdict, oldest first, optionally of one run and patient."""
+    query = sa.select(verdicts_table).order_by(verdicts_table.c.verdict_id)
+    for column, value in (("run_id", run_id), ("patient_id", patient_id)):
+        if value is not None:
+            query = query.where(verdicts_table.c[column] == value)
+    with engine(url).connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    frame = pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+    frame["verdict_name"] = frame.verdict.map(VERDICTS)
+    return frame
+
+
+def current_verdicts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The newest verdict on each case (run and patient) of ``frame`` (:func:`verdicts`)."""
+    return frame.drop_duplicates(["run_id", "patient_id"], keep="last").reset_index(drop=True)
+
+
+def exclusion_proposals(frame: pd.DataFrame) -> pd.DataFrame:
+    """The current verdicts (of ``frame``) that propose an exclusion and await a reviewer's
+    confirmation."""
+    current = current_verdicts(frame)
+    waiting = current.verdict.isin(PROPOSES_EXCLUSION) & current.exclusion_note.isna()
+    return current[waiting].reset_index(drop=True)
+
+
+@_database
+def confirm_exclusion(url: str, verdict_id: int, by: str) -> int:
+    """A reviewer confirms the exclusion a verdict proposed: an "exclude from cohort" note on
+    the case (the verdict's words, with its author), linked to the verdict, in one
+    transaction; returns the note's id. Confirmed once only."""
+    with engine(url).begin() as connection:
+        row = (
+            connection.execute(
+                sa.select(verdicts_table).where(verdicts_table.c.verdict_id == verdict_id)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise ValueError(f"verdict {verdict_id}: no such verdict")
+        if row["verdict"] not in PROPOSES_EXCLUSION:
+            raise ValueError(f"verdict {verdict_id} ({row['verdict']}) proposes no exclusion")
+        said = f": {row['text']}" if row["text"] else ""
+        text = _checked_text(
+            f"{VERDICTS[row['verdict']]} (verdict {verdict_id} by {row['author']}){said}", by
+        )
+        note_id = _insert_note(
+            connection, row["run_id"], row["patient_id"], row["source"], EXCLUDE, text, by
+        )
+        changed = connection.execute(
+            verdicts_table.update()
+            .where(
+                verdicts_table.c.verdict_id == verdict_id,
+                verdicts_table.c.exclusion_note.is_(None),
+            )
+            .values(exclusion_note=note_id)
+        ).rowcount
+        if not changed:  # confirmed a moment ago by someone else: this transaction rolls back
+            raise ValueError(f"verdict {verdict_id}: its exclusion is confirmed already")
+    return note_id
 
 
 @_database

@@ -1,9 +1,11 @@
 """The Threshold page: rules fitted on validation, metrics with patient-level CIs, saving."""
 
+import itertools
 import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from nsclc_engine.dashboard import run_view
@@ -15,19 +17,77 @@ from nsclc_engine.dashboard.survival_probabilities import (
     survival_options,
 )
 from nsclc_engine.runs import read_survival_baselines
-from nsclc_engine.stats.metrics import choose_threshold, metrics_at_threshold
+from nsclc_engine.stats.metrics import (
+    auc_score,
+    bootstrap_metrics,
+    choose_threshold,
+    metrics_at_threshold,
+)
 from nsclc_engine.stats.survival_probability import Baseline
 
 
-def test_threshold_state_and_rules_come_from_validation(view):
+def test_rules_come_from_validation(view):
     validation = view.predictions[view.predictions.split == "validation"]
     rules = threshold_view.rule_thresholds(view.predictions)
     assert rules["Youden J"] == choose_threshold(validation.y_true, validation.y_prob).threshold
-    frame = run_view.part_predictions(view.predictions, "validation")
-    for threshold in (0.0, float(np.median(frame.y_prob)), 1.0):
-        state = threshold_view.threshold_state(frame, threshold, n_resamples=100)
+
+
+def pooled_frame() -> pd.DataFrame:
+    """Pooled k-fold-like predictions: 90 patients, 30 of them in two rows, tied scores."""
+    rng = np.random.default_rng(3)
+    patients = [f"P{i:03d}" for i in range(90)] + [f"P{i:03d}" for i in range(30)]
+    y_true = rng.integers(0, 2, 90)[[int(p[1:]) for p in patients]]
+    y_prob = np.round(np.clip(rng.normal(0.35 + 0.25 * y_true, 0.2), 0, 1), 2)
+    return pd.DataFrame({"patient_id": patients, "y_true": y_true, "y_prob": y_prob})
+
+
+@pytest.mark.parametrize("part", ["run validation", "pooled with ties"])
+def test_the_explorer_table_equals_the_metrics_at_every_threshold(view, part):
+    """What the browser draws at any threshold (a row of the table) is what the evaluation's
+    own functions give there: the counts and rates of metrics_at_threshold, the patient-level
+    bootstrap CIs of bootstrap_metrics (same seed), and the curves' AUC."""
+    if part == "run validation":
+        frame = run_view.part_predictions(view.predictions, "validation")
+    else:
+        frame = pooled_frame()
+    table = threshold_view.explorer_table(frame, n_resamples=200)
+    scores = table["scores"]
+    assert scores == sorted(set(frame.y_prob), reverse=True)
+    between = [(a + b) / 2 for a, b in itertools.pairwise(scores)]
+    for threshold in [1.01, *scores, *between, 0.0]:
+        row = sum(score >= threshold for score in scores)  # what the browser looks up
         expected = metrics_at_threshold(frame.y_true, frame.y_prob, threshold)
-        assert state["metrics"] == pytest.approx(expected, nan_ok=True)
+        boot = bootstrap_metrics(
+            frame.y_true, frame.y_prob, threshold, 200, seed=0, groups=frame.patient_id
+        )
+        counts = {name: values[row] for name, values in table["counts"].items()}
+        assert counts == {name: expected[name] for name in counts}, threshold
+        for name, entry in table["metrics"].items():
+            value = np.nan if entry["value"][row] is None else entry["value"][row]
+            assert value == pytest.approx(expected[name], nan_ok=True), (name, threshold)
+            low, high = (np.nan if v is None else v for v in entry["ci"][row])
+            wanted = (boot[name]["ci_low"], boot[name]["ci_high"])
+            assert (low, high) == pytest.approx(wanted, nan_ok=True), (name, threshold)
+    assert table["auc"] == pytest.approx(auc_score(frame.y_true, frame.y_prob))
+
+
+def test_the_explorer_ci_draws_patients_when_pooled_rows_repeat_them(view):
+    """Pooled k-fold validation rows repeat patients; a row bootstrap made the CIs too narrow."""
+    once = run_view.part_predictions(view.predictions, "validation").sort_values("patient_id")
+    repeated = once.loc[once.index.repeat(3)]
+    table_once = threshold_view.explorer_table(once, n_resamples=300)
+    table_repeated = threshold_view.explorer_table(repeated, n_resamples=300)
+    for key in ("sensitivity", "specificity"):
+        assert table_repeated["metrics"][key]["ci"] == pytest.approx(
+            table_once["metrics"][key]["ci"]
+        )
+
+
+def test_a_linked_threshold_is_a_number_in_0_1():
+    assert threshold_view.parse_threshold("0.4321") == 0.432
+    for bad in ("1.5", "-0.1", "nan", "x"):
+        with pytest.raises(ValueError):
+            threshold_view.parse_threshold(bad)
 
 
 def test_save_threshold_and_compare_a_run_with_itself(view, tmp_path):
@@ -47,29 +107,6 @@ def test_save_threshold_and_compare_a_run_with_itself(view, tmp_path):
     if comparison["delong"] is not None:
         assert comparison["delong"]["difference"] == 0
     assert len(comparison["table"]) == 4
-
-
-def test_threshold_ci_draws_patients_when_pooled_rows_repeat_them(view):
-    """Pooled k-fold validation rows repeat patients; a row bootstrap made the CIs too narrow."""
-    once = run_view.part_predictions(view.predictions, "validation").sort_values("patient_id")
-    repeated = once.loc[once.index.repeat(3)]
-    state_once = threshold_view.threshold_state(once, 0.5, n_resamples=300)
-    state_repeated = threshold_view.threshold_state(repeated, 0.5, n_resamples=300)
-    for key in ("sensitivity", "specificity"):
-        assert state_repeated["ci"][key] == pytest.approx(state_once["ci"][key])
-
-
-def test_operating_point_sits_at_one_minus_specificity():
-    point = threshold_view.operating_point(
-        {"specificity": 0.75, "sensitivity": 0.6, "precision": 0.5}, 0.4
-    )
-    assert point == {
-        "name": "threshold 0.400",
-        "fpr": 0.25,
-        "tpr": 0.6,
-        "recall": 0.6,
-        "precision": 0.5,
-    }
 
 
 def test_each_confusion_cell_lists_exactly_the_patients_it_counts(view):

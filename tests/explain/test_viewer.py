@@ -52,9 +52,13 @@ def test_centroid_start_and_window_presets():
     mask = np.zeros((5, 6, 7), bool)
     mask[1:4, 2, 3:6] = True
     assert viewer.gtv_centroid_index(mask) == (2, 2, 4)
-    assert viewer.WINDOW_PRESETS["lung"] == (-600.0, 1500.0)
-    assert viewer.WINDOW_PRESETS["mediastinum"] == (40.0, 400.0)
-    assert viewer.WINDOW_PRESETS["bone"] == (400.0, 1800.0)
+    assert viewer.WINDOW_PRESETS == {  # (level, width): OHIF's CT defaults, in its order
+        "soft tissue": (40.0, 400.0),
+        "lung": (-600.0, 1500.0),
+        "liver": (90.0, 150.0),
+        "bone": (480.0, 2500.0),
+        "brain": (40.0, 80.0),
+    }
 
 
 def hand_case(shape=(12, 40, 50), spacing=(3.0, 1.0, 1.0)) -> viewer.PatientCase:

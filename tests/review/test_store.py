@@ -204,3 +204,33 @@ def test_replace_cannot_rewrite_the_audit_log_and_a_dropped_trigger_returns(revi
         with engine.begin() as connection:
             connection.exec_driver_sql("UPDATE audit_log SET actor = 'eve'")
     assert set(store.audit_log(review_db).actor) == {"ana"}
+
+
+def test_a_verdict_supersedes_the_last_and_a_problem_becomes_an_exclusion_once_confirmed(
+    review_db,
+):
+    first = store.add_verdict(review_db, "run-a", "P1", "demo", "agree", "", "rui")
+    store.add_verdict(review_db, "run-a", "P2", "demo", "disagree", "calls it too early", "rui")
+    problem = store.add_verdict(review_db, "run-a", "P1", "demo", "contour_problem", "apex", "ana")
+    every = store.verdicts(review_db, run_id="run-a")
+    assert every.verdict_id.tolist()[0] == first and len(every) == 3
+    current = store.current_verdicts(every)
+    assert dict(zip(current.patient_id, current.verdict, strict=True)) == {
+        "P2": "disagree",
+        "P1": "contour_problem",
+    }
+    proposals = store.exclusion_proposals(every)
+    assert proposals.verdict_id.tolist() == [problem]
+    assert store.exclusions(review_db, "demo") == {}  # a proposal excludes nobody yet
+    note = store.confirm_exclusion(review_db, problem, "cai")
+    assert "contour problem (verdict 3 by ana): apex" in store.exclusions(review_db, "demo")["P1"]
+    assert store.exclusion_proposals(store.verdicts(review_db)).empty
+    with pytest.raises(ValueError, match="confirmed already"):
+        store.confirm_exclusion(review_db, problem, "cai")
+    with pytest.raises(ValueError, match="proposes no exclusion"):
+        store.confirm_exclusion(review_db, first, "cai")
+    with pytest.raises(ValueError, match="verdict 'maybe': choose one of agree"):
+        store.add_verdict(review_db, "run-a", "P1", "demo", "maybe", "", "rui")
+    assert store.notes(review_db).note_id.tolist() == [note]  # the refused ones left nothing
+    actions = store.audit_log(review_db).action.tolist()
+    assert actions == ["exclude_patient", "add_verdict", "add_verdict", "add_verdict"]

@@ -32,33 +32,35 @@ def test_every_page_renders_without_an_exception(app, page):
     assert not app.error, [e.value for e in app.error]
 
 
-def counts_in(table) -> tuple[int, int, int, int]:
-    frame = table.value
-    return (
-        int(frame.loc["true positive", "predicted positive"]),
-        int(frame.loc["true negative", "predicted positive"]),
-        int(frame.loc["true positive", "predicted negative"]),
-        int(frame.loc["true negative", "predicted negative"]),
-    )
+def explorer_data(app) -> dict:
+    """What the threshold explorer was given to draw in the browser."""
+    return json.loads(app.get("bidi_component")[0].proto.json)
 
 
-def test_threshold_slider_updates_the_confusion_matrix_exactly(app, own_artifacts):
+def test_the_threshold_explorer_draws_the_counts_at_the_threshold_in_force(app, own_artifacts):
+    """The browser draws the row of the explorer's table that the threshold selects (the
+    scores at or above it); those counts are exactly the validation predictions' at that
+    threshold, and the exact-threshold box moves it (so does a link, and the slider)."""
     app.switch_page("ui/threshold.py").run()
     predictions = pd.read_csv(own_artifacts / "runs" / "fixture" / "predictions.csv")
     validation = predictions[predictions.split == "validation"]
     seen = set()
     for threshold in (0.0, 0.3, float(np.median(validation.y_prob)), 1.0):
-        app.slider(key="threshold").set_value(round(threshold, 3)).run()
+        app.number_input(key="threshold").set_value(round(threshold, 3)).run()
+        data = explorer_data(app)
+        assert data["threshold"] == round(threshold, 3)
+        row = sum(score >= data["threshold"] for score in data["scores"])
+        shown = tuple(data["counts"][name][row] for name in ("tp", "fp", "fn", "tn"))
         expected = metrics_at_threshold(validation.y_true, validation.y_prob, round(threshold, 3))
-        shown = counts_in(app.table[0])
         assert shown == (expected["tp"], expected["fp"], expected["fn"], expected["tn"])
+        assert app.query_params["threshold"] == f"{threshold:.3f}"
         seen.add(shown)
-    assert len(seen) > 1  # the slider really moved the counts
+    assert len(seen) > 1  # the threshold really moved the counts
 
 
 def test_saving_a_threshold_writes_it_into_the_run(app, own_artifacts):
     app.switch_page("ui/threshold.py").run()
-    app.slider(key="threshold").set_value(0.42).run()
+    app.number_input(key="threshold").set_value(0.42).run()
     app.button(key="save_threshold").click().run()
     saved = json.loads((own_artifacts / "runs" / "fixture" / "threshold.json").read_text())
     assert saved["threshold"] == 0.42 and saved["operating_point"]["source"] == "dashboard"
@@ -150,7 +152,7 @@ def test_a_confusion_cell_lists_its_patients_and_opens_one(app, own_artifacts):
     from nsclc_engine.dashboard.threshold import cell_patients
 
     app.switch_page("ui/threshold.py").run()
-    app.slider(key="threshold").set_value(0.0).run()  # everyone called positive
+    app.number_input(key="threshold").set_value(0.0).run()  # everyone called positive
     app.get("button_group")[0].set_value("FP").run()
     predictions = pd.read_csv(own_artifacts / "runs" / "fixture" / "predictions.csv")
     validation = predictions[predictions.split == "validation"].reset_index(drop=True)

@@ -48,6 +48,7 @@ def server(dashboard_artifacts, tmp_path):
     env = dict(os.environ, NSCLC_ARTIFACTS_DIR=str(artifacts), NSCLC_NO_AUTOSTART="1")
     served = Server(env)
     served.admin_link = f"?token={local_admin_token(artifacts)}"  # what the server printed
+    served.artifacts = artifacts
     yield served
     served.stop()
 
@@ -106,9 +107,9 @@ def serve(env: dict):
 
 # the confusion matrix at threshold 0: no patient in the "predicted negative" column
 ALL_CALLED_POSITIVE = """() => {
-    const rows = [...document.querySelectorAll("[data-testid='stTable'] tbody tr")];
-    const negatives = rows.map(row => row.querySelector("td").innerText.trim());
-    return rows.length === 2 && negatives.every(value => value === "0");
+    const cells = [...document.querySelectorAll("[data-role='confusion-matrix'] td")];
+    const negatives = cells.filter(cell => ["tn", "fn"].includes(cell.dataset.cell));
+    return negatives.length === 2 && negatives.every(cell => cell.innerText.endsWith(" 0"));
 }"""
 
 
@@ -118,10 +119,6 @@ def wait_for_run(page, timeout_ms: int = 60_000) -> None:
     page.wait_for_selector(
         "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms
     )
-
-
-def confusion_text(page) -> str:
-    return page.locator("[data-testid='stTable']").first.inner_text()
 
 
 @pytest.mark.slow
@@ -154,23 +151,12 @@ def test_browser_pages_slider_case_viewer_and_a_note_after_a_restart(
             assert page.locator("[data-testid='stException']").count() == 0, name
             page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
         page.goto(f"{server.url}/threshold")
-        page.wait_for_selector("[data-testid='stTable']", timeout=30_000)
-        slider = page.get_by_role("slider").first
+        slider = page.get_by_role("slider", name="Threshold")
+        slider.wait_for(timeout=30_000)
         slider.focus()
-        latencies = []
-        # threshold 0 (all positive) and 1 (all negative): each press must change the matrix
-        slider.press("Home")
+        slider.press("Home")  # threshold 0: all called positive, in the page at once
         page.wait_for_function(ALL_CALLED_POSITIVE, timeout=10_000)
-        for key in ("End", "Home") * 3:
-            current = confusion_text(page)
-            started = time.perf_counter()
-            slider.press(key)
-            page.wait_for_function(
-                "old => document.querySelector(\"[data-testid='stTable']\").innerText !== old",
-                arg=current,
-                timeout=10_000,
-            )
-            latencies.append(time.perf_counter() - started)
+        page.wait_for_url("**threshold=0.000**", timeout=30_000)  # and on the server
         page.screenshot(path=str(tmp_path / "threshold_moved.png"), full_page=True)
         # threshold 0 (the last key was Home): every survivor is a false positive; a click on
         # the first one's row opens their case
@@ -228,8 +214,6 @@ def test_browser_pages_slider_case_viewer_and_a_note_after_a_restart(
             "first render with a warm cache: "
             + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
         )
-        latency = sorted(latencies)[len(latencies) // 2]
-        print(f"slider key press -> new confusion matrix: median {latency * 1000:.0f} ms")
         print(
             f"case viewer: key press -> new slice painted: median "
             f"{sorted(slices)[len(slices) // 2]:.1f} ms, max {max(slices):.1f} ms in the page; "
@@ -413,3 +397,172 @@ def test_through_a_forwarder_or_a_proxy_a_browser_is_a_viewer_and_the_link_makes
         plain.close()
         proxy.close()
         next(server, None)
+
+
+BARE_APP = """
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+rng = np.random.default_rng(0)
+y, p = rng.integers(0, 2, 80), rng.random(80)
+t = st.slider("Threshold", 0.0, 1.0, 0.5, step=0.001)
+tp, fp = int(((p >= t) & (y == 1)).sum()), int(((p >= t) & (y == 0)).sum())
+fn, tn = int(((p < t) & (y == 1)).sum()), int(((p < t) & (y == 0)).sum())
+st.table(pd.DataFrame({"neg": [tn, fn], "pos": [fp, tp]}, index=["true 0", "true 1"]))
+a, b, c = st.columns(3)
+a.metric("sensitivity", f"{tp / max(tp + fn, 1):.3f}")
+b.metric("specificity", f"{tn / max(tn + fp, 1):.3f}")
+c.metric("accuracy", f"{(tp + tn) / 80:.3f}")
+st.plotly_chart(go.Figure(go.Heatmap(z=[[tn, fp], [fn, tp]])))
+"""
+
+MATRIX = "[data-role='confusion-matrix']"
+
+
+def key_to_new_counts(page, slider, selector: str, presses: int = 16) -> list[float]:
+    """Key press (End, Home alternated) to new confusion counts on the page, in ms, through
+    Playwright: what a user's key costs until the page shows it, round trip included."""
+    walls = []
+    for key in ("End", "Home") * (presses // 2):
+        current = page.locator(selector).first.inner_text()
+        started = time.perf_counter()
+        slider.press(key)
+        page.wait_for_function(
+            "([selector, old]) => document.querySelector(selector).innerText !== old",
+            arg=[selector, current],
+            timeout=10_000,
+        )
+        walls.append(1000 * (time.perf_counter() - started))
+    return walls
+
+
+def median(values) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+@pytest.mark.slow
+def test_links_the_instant_threshold_explorer_and_a_review_queue_by_keyboard(
+    server, dashboard_artifacts, tmp_path, capsys
+):
+    """A link opens exactly its view and the address bar follows the view; the threshold
+    explorer repaints the matrix on a key press without the server (latency against a bare
+    Streamlit app's, measured the same way); ten cases of a review queue get a verdict with
+    the keyboard only, one of them from inside the case viewer, and the verdicts are in the
+    review database."""
+    from playwright.sync_api import sync_playwright
+
+    from nsclc_engine.review import store
+
+    predictions = pd.read_csv(
+        dashboard_artifacts / "runs" / "fixture" / "predictions.csv", dtype={"patient_id": str}
+    )
+    validation = predictions[predictions.split == "validation"]
+    patient = sorted(validation.patient_id)[1]
+    bare = tmp_path / "bare_app.py"
+    bare.write_text(BARE_APP)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{server.url}/{server.admin_link}")
+        wait_for_run(page)
+        # a link to a case
+        page.goto(f"{server.url}/patient?run=fixture&patient={patient}&split=validation")
+        heading = page.locator("[data-testid='stMain'] h3").first
+        heading.wait_for(timeout=60_000)
+        assert heading.inner_text().strip() == patient
+        assert f"patient={patient}" in page.url and "run=fixture" in page.url
+        # a link to a threshold: the matrix at 0.250 is the validation counts there
+        page.goto(f"{server.url}/threshold?run=fixture&threshold=0.250&split=validation")
+        page.wait_for_selector(MATRIX, timeout=60_000)
+        wanted = metrics_at(validation, 0.25)
+        cells = page.locator(f"{MATRIX} td").all_inner_texts()
+        assert cells == [
+            f"TN {wanted['tn']}",
+            f"FP {wanted['fp']}",
+            f"FN {wanted['fn']}",
+            f"TP {wanted['tp']}",
+        ], cells
+        # the explorer: keys repaint the matrix in the page; the address bar follows
+        slider = page.get_by_role("slider", name="Threshold")
+        slider.focus()
+        walls = key_to_new_counts(page, slider, MATRIX)
+        in_page = page.evaluate("document.querySelector('.tx-root').__latencies")
+        slider.press("Home")
+        page.wait_for_url("**threshold=0.000**", timeout=30_000)
+        page.screenshot(path=str(tmp_path / "threshold_explorer.png"), full_page=True)
+        # an unknown run is one line on the page
+        page.goto(f"{server.url}/threshold?run=no-such-run")
+        wait_for_run(page)
+        assert (
+            "The link names run 'no-such-run', which is not here"
+            in page.locator("[data-testid='stMain']").inner_text()
+        )
+        assert page.locator("[data-testid='stException']").count() == 0
+        # a review queue of ten training cases, walked with the keyboard only
+        page.goto(f"{server.url}/patient?run=fixture&split=train")
+        page.get_by_role("button", name="All train patients").click()
+        page.get_by_text("case 1 of").wait_for(timeout=60_000)
+        for case in range(1, 11):
+            page.get_by_text(f"case {case} of").wait_for(timeout=60_000)
+            wait_for_run(page)
+            if case == 5:  # from inside the case viewer: its keys go on to the page
+                viewer = page.wait_for_selector("iframe[title='CT case viewer']")
+                frame = viewer.content_frame()
+                frame.wait_for_selector("body[data-ready='1']", timeout=30_000)
+                frame.locator("canvas").first.focus()
+                frame.locator("canvas").first.press("2")
+            else:
+                page.locator("body").press("1")
+        page.get_by_text("case 11 of").wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "review_queue.png"), full_page=True)
+        browser.close()
+        verdicts = store.verdicts(store.review_url(server.artifacts), run_id="fixture")
+        assert len(verdicts) == 10 and verdicts.patient_id.nunique() == 10
+        assert verdicts.verdict.tolist().count("disagree") == 1
+        assert set(verdicts.author) == {"local"}
+        # the same measurement on a bare Streamlit app (one slider, a table, 3 metrics, a heatmap)
+        bare_walls = measure_bare_app(playwright, bare)
+    with capsys.disabled():
+        print(
+            f"\nthreshold explorer: key press -> new counts painted: median "
+            f"{median(in_page):.1f} ms in the page, {median(walls):.0f} ms with Playwright's "
+            f"round trip; a bare Streamlit app: {median(bare_walls):.0f} ms the same way"
+        )
+    assert median(in_page) <= 50 and median(walls) < median(bare_walls)
+
+
+def metrics_at(frame: pd.DataFrame, threshold: float) -> dict:
+    from nsclc_engine.stats.metrics import metrics_at_threshold
+
+    return metrics_at_threshold(frame.y_true, frame.y_prob, threshold)
+
+
+def measure_bare_app(playwright, script: Path) -> list[float]:
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}"), 60, "the bare app to answer")
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}")
+        page.wait_for_selector("[data-testid='stTable']", timeout=60_000)
+        slider = page.get_by_role("slider").first
+        slider.focus()
+        walls = key_to_new_counts(page, slider, "[data-testid='stTable']")
+        browser.close()
+        return walls
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+    except OSError:
+        return False
+    return True

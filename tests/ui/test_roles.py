@@ -109,7 +109,7 @@ def test_a_role_taken_away_is_refused_at_the_click(own_artifacts, monkeypatch, r
     at = signed_in(own_artifacts, monkeypatch, "olga@example.org")
     at.run()
     at.switch_page("ui/threshold.py").run()
-    at.slider(key="threshold").set_value(0.42).run()
+    at.number_input(key="threshold").set_value(0.42).run()
     assert not at.button(key="save_threshold").disabled
     roles_file.write_text('[users]\n"olga@example.org" = "viewer"\n')
     at.button(key="save_threshold").click().run()
@@ -138,7 +138,7 @@ def test_an_operators_save_records_who_saved_it(own_artifacts, monkeypatch, role
     at = signed_in(own_artifacts, monkeypatch, "olga@example.org")
     at.run()
     at.switch_page("ui/threshold.py").run()
-    at.slider(key="threshold").set_value(0.42).run()
+    at.number_input(key="threshold").set_value(0.42).run()
     at.button(key="save_threshold").click().run()
     saved = json.loads((own_artifacts / "runs" / "fixture" / "threshold.json").read_text())
     assert saved["operating_point"]["saved_by"] == "olga@example.org"
