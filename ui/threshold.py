@@ -116,6 +116,7 @@ def survival_page(view: run_view.RunView, user: User) -> None:
         key="thr_s_kind",
         help="; ".join(f"{k}: {BASELINE_KINDS[k]}" for k in choices["kinds"]),
     )
+    from_link("split", "thr_s_split", choices["parts"])
     split = third.radio("Predictions", choices["parts"], horizontal=True, key="thr_s_split")
     if view.metrics and view.metrics.get("augmentation_warning"):
         st.error(view.metrics["augmentation_warning"])
@@ -138,6 +139,7 @@ def survival_page(view: run_view.RunView, user: User) -> None:
             except ValueError:
                 start = None
         st.session_state.thr_s_threshold = round(float(start), 3) if start is not None else 0.5
+    from_link("threshold", "thr_s_threshold", parse=page.parse_threshold)
     threshold = st.slider(
         f"Threshold on P(death by day {horizon:g})",
         0.0,
@@ -147,6 +149,7 @@ def survival_page(view: run_view.RunView, user: User) -> None:
         key="thr_s_threshold",
         on_change=_survival_moved,
     )
+    to_link(threshold=float(threshold), split=split)
     try:
         state = _survival_state(view.run_id, key, split, horizon, kind, float(threshold))
     except ValueError as error:

@@ -266,7 +266,7 @@ def test_runs_page_compares_a_trained_and_an_imported_run_on_shared_patients(
     assert table.loc["imported", "kind"] == "imported"
     assert table.loc["external", "held-out part"] == "external"
     assert table.loc["fixture", "network"] == "resnet10" and table.loc["imported", "network"] == ""
-    assert table.loc["fixture", "parameters (M)"] == pytest.approx(14.356546)
+    assert table.loc["fixture", "parameters (M)"] == "14.4"  # 14 356 546, as shown
     beside = at.dataframe[1].value
     assert beside.model.tolist()[0] == "imported (this run)" and "clinical baseline" in set(
         beside.model
@@ -467,3 +467,53 @@ def test_an_unreachable_study_database_is_one_line_naming_it_without_its_passwor
     [error] = at.error
     assert "127.0.0.1:1/studies" in error.value and "cannot be read" in error.value
     assert "pw1" not in error.value and "pw2" not in error.value
+
+
+def test_a_link_opens_its_run_and_case_and_a_wrong_one_is_one_line(own_artifacts, monkeypatch):
+    at = open_app(monkeypatch, own_artifacts)
+    at.query_params.update(run="fixture-survival")
+    at.run()
+    assert at.selectbox(key="run_id").value == "fixture-survival" and not at.warning
+    assert at.query_params["run"] == "fixture-survival"
+    wrong = open_app(monkeypatch, own_artifacts)
+    wrong.query_params.update(run="no-such-run")
+    wrong.run()
+    assert not wrong.exception
+    assert "The link names run 'no-such-run', which is not here" in wrong.warning[0].value
+    predictions = pd.read_csv(
+        own_artifacts / "runs" / "fixture" / "predictions.csv", dtype={"patient_id": str}
+    )
+    patient = sorted(predictions.patient_id[predictions.split == "validation"])[-1]
+    case = open_app(monkeypatch, own_artifacts, "ui/patient.py")
+    case.session_state["run_id"] = "fixture"
+    case.query_params.update(patient=patient, split="validation")
+    case.run()
+    assert not case.exception and case.subheader[0].value == patient
+    assert (case.query_params["patient"], case.query_params["split"]) == (patient, "validation")
+    unknown = open_app(monkeypatch, own_artifacts, "ui/patient.py")
+    unknown.session_state["run_id"] = "fixture"
+    unknown.query_params.update(patient="NOBODY")
+    unknown.run()
+    assert not unknown.exception
+    assert "The link names patient 'NOBODY', which is not here" in unknown.warning[0].value
+
+
+def test_a_verdict_is_recorded_and_a_contour_problem_waits_for_confirmation(app, own_artifacts):
+    from nsclc_engine.review import store
+
+    app.switch_page("ui/patient.py").run()
+    app.button(key="queue_split").click().run()
+    first = app.subheader[0].value
+    app.button(key="q_verdict_contour_problem").click().run()
+    url = store.review_url(own_artifacts)
+    verdicts = store.verdicts(url, run_id="fixture")
+    assert verdicts[["patient_id", "verdict", "author"]].to_numpy().tolist() == [
+        [first, "contour_problem", "local"]
+    ]
+    assert app.subheader[0].value != first  # on to the next case
+    app.button(key="q_previous").click().run()
+    assert app.subheader[0].value == first
+    assert "proposes leaving" in app.warning[-1].value
+    app.button(key=f"q_confirm_{verdicts.verdict_id.iloc[0]}").click().run()
+    config = json.loads((own_artifacts / "runs" / "fixture" / "config.json").read_text())
+    assert first in store.exclusions(url, store.source_of(config))

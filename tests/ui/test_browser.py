@@ -168,7 +168,7 @@ def test_browser_pages_slider_case_viewer_and_a_note_after_a_restart(
         grid.wait_for(timeout=30_000)
         box = grid.bounding_box()
         page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the first row's selection box
-        page.wait_for_url("**/patient", timeout=30_000)
+        page.wait_for_url(re.compile(r"/patient\?.*patient="), timeout=30_000)
         heading = page.locator("[data-testid='stMain'] h3").first
         heading.wait_for(timeout=60_000)
         assert heading.inner_text().strip() == first
