@@ -7,6 +7,7 @@ trained runs that scored the patient."""
 import pandas as pd
 import streamlit as st
 
+from nsclc_engine.dashboard import experiments
 from nsclc_engine.dashboard import patient as page
 from nsclc_engine.dashboard.survival_probabilities import survival_options
 from nsclc_engine.evaluate.survival import BASELINE_KINDS
@@ -136,6 +137,17 @@ to_link(patient=patient_id, split=split)
 with st.popover("Link to this case", icon=":material/link:"):
     copy_link("patient")
 review_queue.panel(view, patient_id, user)
+seeds = experiments.finished_runs(experiments.summary_of(artifacts(), view))
+if len(seeds) > 1:
+    by_seed = experiments.patient_by_seed([load(run_id) for run_id in seeds], patient_id)
+    what = "survival at 2 years" if survival else "predicted probability"
+    with st.expander(f"{patient_id} by each of the experiment's {len(by_seed)} seeds"):
+        st.plotly_chart(experiments.seed_strip_figure(by_seed, what), key="pt_seed_strip")
+        st.caption(
+            "One dot per seed of the same configuration (red: called positive at that run's "
+            "threshold in force; blue: negative). Dots on both sides mean the call depends on "
+            "the seed."
+        )
 
 if survival:
     outlook = _survival(view.run_id, stamp(view), split, patient_id, fold, kind)

@@ -3,9 +3,10 @@ compare two side by side."""
 
 import streamlit as st
 
-from nsclc_engine.dashboard import review_queue
+from nsclc_engine.dashboard import experiments, review_queue
 from nsclc_engine.dashboard import runs as page
 from nsclc_engine.evaluate import figures
+from nsclc_engine.evaluate.experiment import experiment_names, read_summary
 from nsclc_engine.evaluate.multiplicity import comparisons_note
 from nsclc_engine.review import store
 from ui.common import (
@@ -68,6 +69,15 @@ def table() -> None:
     current = page.runs_overview(artifacts())
     shown = page.ranked_by_validation(current)
     shown.insert(shown.columns.get_loc("label") + 1, "reviewed", _reviewed(shown))
+    summaries = {name: read_summary(artifacts(), name) for name in experiment_names(artifacts())}
+    summaries = {name: summary for name, summary in summaries.items() if summary}
+    if summaries:
+        expanded = st.multiselect(
+            "Experiments over seeds: one row each (mean ± SD over seeds); show the runs of",
+            sorted(summaries),
+            key="expand_experiments",
+        )
+        shown = experiments.experiment_rows(shown, summaries, expanded)
     scores = {page.VALIDATION_RANK: "{:.0f}", "parameters (M)": "{:.1f}", "threshold": "{:.3f}"}
     scores |= {name: "{:.3f}" for name in ("validation AUC", "validation C-index")}
     scores |= {page.TEST_AUC: "{:.3f}", page.TEST_C: "{:.3f}", "best achievable (image)": "{:.3f}"}

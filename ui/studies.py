@@ -5,6 +5,7 @@ import streamlit as st
 
 from nsclc_engine.dashboard import studies as page
 from nsclc_engine.paths import shown_url
+from nsclc_engine.tune.confirm import report_lines
 from nsclc_engine.tune.jobs import launch_study, stop_study
 from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig
 from ui.common import artifacts, audit, authorize, require_page, role_help
@@ -109,6 +110,30 @@ def study_view() -> None:
             "No worker starts a new trial"
             + (f"; cancelled {', '.join(cancelled)}." if cancelled else ".")
         )
+
+    confirmed = page.confirmation_report(artifacts(), chosen)
+    if confirmed:
+        st.markdown("  \n".join(report_lines(confirmed)))
+    elif summary["best"]:
+        left, right = st.columns([1, 3], vertical_alignment="bottom")
+        n_seeds = left.number_input("New seeds", 2, 20, 5, key="confirm_seeds")
+        if right.button(
+            f"Confirm the best over {n_seeds} new seeds",
+            key="confirm_best",
+            help=role_help(user, "start_study")
+            or "Its settings again over new seeds, an experiment: the mean validation score "
+            "beside the search's optimistic one; test scored once, after every seed.",
+        ):
+            actor = authorize("start_study")
+            config = page.confirmation_config(
+                chosen, url, summary["settings"], artifacts(), int(n_seeds)
+            )
+            pid = launch_study(config, artifacts())
+            audit(actor, "start_study", chosen, confirm_seeds=int(n_seeds), pid=pid)
+            st.success(
+                f"Confirming in the background (process {pid}); the runs appear on the Runs "
+                "page as an experiment."
+            )
 
     table = page.trials(study)
     st.dataframe(table, hide_index=True, width="stretch")

@@ -4,11 +4,11 @@ validation and test shown only at the cut frozen before test was read."""
 
 import streamlit as st
 
+from nsclc_engine.dashboard import experiments, run_view
 from nsclc_engine.dashboard import patient as patient_view
-from nsclc_engine.dashboard import run_view
 from nsclc_engine.dashboard import survival as page
 from nsclc_engine.evaluate import figures
-from ui.common import offer_runs, require_finished_run, require_page, stamp
+from ui.common import artifacts, offer_runs, require_finished_run, require_page, stamp
 
 st.title("Survival")
 user = require_page("survival")
@@ -60,7 +60,7 @@ if table.empty or models is None:
     )
     st.stop()
 st.dataframe(
-    table,
+    experiments.with_seed_spread(table, experiments.summary_of(artifacts(), view)),
     hide_index=True,
     width="stretch",
     column_config={"C-index": st.column_config.NumberColumn(format="%.3f")},

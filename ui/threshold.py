@@ -4,15 +4,17 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from nsclc_engine.access import User
+from nsclc_engine.dashboard import experiments, run_view
 from nsclc_engine.dashboard import review_queue as queues
-from nsclc_engine.dashboard import run_view
 from nsclc_engine.dashboard import threshold as page
 from nsclc_engine.dashboard.survival_probabilities import survival_options
 from nsclc_engine.evaluate import figures
+from nsclc_engine.evaluate.experiment import spread_text
 from nsclc_engine.evaluate.survival import BASELINE_KINDS
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
 from ui import review_queue, threshold_explorer
 from ui.common import (
+    artifacts,
     audit,
     authorize,
     copy_link,
@@ -375,6 +377,27 @@ threshold_explorer.show(
 )
 with st.popover("Link to this view", icon=":material/link:"):
     copy_link("threshold")
+summary = experiments.summary_of(artifacts(), view)
+seeds = experiments.finished_runs(summary)
+if len(seeds) > 1:
+    with st.expander(f"Over the {len(seeds)} seeds of experiment {summary['experiment']}"):
+        spread = experiments.threshold_spread(
+            [load(run_id) for run_id in seeds], split, threshold, recalibration
+        )
+        fitted = spread["fitted"]
+        st.markdown(
+            f"Threshold fitted on validation (Youden J) by each seed: "
+            f"**{spread_text(fitted)}**, from {fitted['min']:.3f} to {fitted['max']:.3f}."
+        )
+        st.dataframe(
+            {
+                "metric": list(spread["metrics"]),
+                f"at {threshold:.3f}, {split}: mean ± SD over seeds": [
+                    spread_text(entry) for entry in spread["metrics"].values()
+                ],
+            },
+            hide_index=True,
+        )
 
 cells = page.cell_patients(frame, threshold)
 cell = st.segmented_control(

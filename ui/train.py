@@ -84,6 +84,14 @@ with st.form("launch"):
     lr = c.number_input("Learning rate", 0.0, 1.0, start["lr"], format="%.5f", key="lr" + k)
     folds = a.number_input("Folds (0 = one split)", 0, 20, 0, key="folds" + k)
     seed = b.number_input("Seed", 0, 10**6, 0, key="seed" + k)
+    seeds = c.text_input(
+        "Seeds of an experiment (optional)",
+        key="seeds" + k,
+        placeholder="0,1,2,3,4",
+        help="The same settings once per seed, one queued run each, summarised over the seeds "
+        "(mean ± SD on every page); empty: one run with the seed beside",
+    )
+    experiment = c.text_input("Experiment name (optional)", key="experiment" + k)
     augment = choice(
         c,
         "Augmentation",
@@ -152,11 +160,18 @@ if submitted:
     )
     for error in errors:
         st.error(error)
-    if config is not None:
-        run_id = jobs.launch(config, artifacts())
-        audit(actor, "launch_job", run_id, data=config.dicom or "demo", model=config.model)
-        st.session_state.pending_run_id = run_id  # the sidebar picks it up on the next run
-        st.success(f"Queued run {run_id}.")
+    launches = [("", config)] if config is not None else []
+    if config is not None and seeds.strip():
+        launches, errors = page.experiment_launches(config, seeds, experiment, artifacts())
+        for error in errors:
+            st.error(error)
+    queued = []
+    for run_id, each in launches:
+        queued.append(jobs.launch(each, artifacts(), run_id))
+        audit(actor, "launch_job", queued[-1], data=each.dicom or "demo", model=each.model)
+    if queued:
+        st.session_state.pending_run_id = queued[0]  # the sidebar picks it up on the next run
+        st.success(f"Queued {', '.join(queued)}.")
 
 
 @st.fragment(run_every=2)

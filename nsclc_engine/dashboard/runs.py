@@ -65,6 +65,7 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "network": network_name(config),
                 # a search's trial: its study and number (its test part is held out)
                 "study": f"{config['study']} #{config.get('trial')}" if config.get("study") else "",
+                "experiment": config.get("experiment", ""),
                 "parameters (M)": (run.get("model") or {}).get("parameters", float("nan")) / 1e6,
                 "folds": config.get("folds", 0),
                 "shuffled labels": bool(config.get("shuffle_labels", False)),
@@ -93,7 +94,7 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
     columns += ["test AUC 95% CI", TEST_C, "best achievable (image)", "share of achievable"]
     columns += ["share 95% CI", "protocol"]
     columns += ["shuffled labels", "stage", "network", "parameters (M)", "preset", "folds"]
-    columns += ["study"]
+    columns += ["study", "experiment"]
     columns += ["threshold", "created", "finished"]
     frame = pd.DataFrame(rows, columns=[c for c in columns if c != VALIDATION_RANK])
     frame = frame.iloc[::-1].reset_index(drop=True)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from nsclc_engine.atomic import write_json
 from nsclc_engine.paths import shown_url
-from nsclc_engine.tune.study import TuneConfig, storage_url, study_table
+from nsclc_engine.tune.study import FIXED, TuneConfig, storage_url, study_table
 
 
 def storage(artifacts: Path) -> str:
@@ -92,3 +93,31 @@ def figures(study) -> dict:
     except (ValueError, RuntimeError):  # too few completed trials to rank parameters
         pass
     return result
+
+
+def confirmation_config(
+    name: str, url: str, settings: dict, artifacts: str | os.PathLike, n_seeds: int
+) -> TuneConfig:
+    """A worker that runs no trial and confirms study ``name``'s best over ``n_seeds`` new
+    seeds, with the study's own settings (its space kept beside its log, where a worker can
+    read it)."""
+    space = Path(artifacts) / "studies" / f"{name}.space.json"
+    write_json(space, settings.get("space") or {})
+    fixed = {key: settings[key] for key in FIXED if key in settings and key != "space"}
+    return TuneConfig(
+        trials=0,
+        study=name,
+        storage=url,
+        space=str(space),
+        confirm_seeds=n_seeds,
+        evaluate_best=int(fixed.get("folds", 0)) < 2,
+        **fixed,
+    )
+
+
+def confirmation_report(artifacts: str | os.PathLike, name: str) -> dict | None:
+    """The confirmation of study ``name``'s best, where one has finished."""
+    from nsclc_engine.runs import read_json
+    from nsclc_engine.tune.confirm import confirmation_name
+
+    return read_json(Path(artifacts) / "studies" / f"{confirmation_name(name)}.json")

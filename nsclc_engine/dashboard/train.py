@@ -97,6 +97,29 @@ def validate_train_form(
         return None, [str(error)]
 
 
+def experiment_launches(config, seeds: str, name: str, artifacts) -> tuple[list, list[str]]:
+    """The Train page's experiment: ``(run id, config)`` per seed of ``seeds`` (``0,1,2`` or
+    ``0-4``), tagged with the experiment ``name`` (empty: from the settings), or the messages
+    saying what to fix (a bad list, a name in use)."""
+    from dataclasses import replace
+
+    from nsclc_engine.evaluate.experiment import check_name, default_name, parse_seeds, run_id_of
+    from nsclc_engine.runs import run_dir
+
+    try:
+        chosen = parse_seeds(seeds)
+        name = check_name(name.strip() or default_name(asdict(config)))
+    except ValueError as error:
+        return [], [str(error).replace("--seeds", "Seeds")]
+    launches = [
+        (run_id_of(name, seed), replace(config, seed=seed, experiment=name)) for seed in chosen
+    ]
+    taken = [run_id for run_id, _ in launches if run_dir(run_id, artifacts).exists()]
+    if taken:
+        return [], [f"experiment {name!r} has runs already ({', '.join(taken)}); name another"]
+    return launches, []
+
+
 def log_tail(run_dir: str | os.PathLike, lines: int = 20) -> str:
     path = Path(run_dir) / "train.log"
     if not path.exists():

@@ -106,10 +106,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs on this artifacts folder (runs under torchrun never queue)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--seeds",
+        help="an experiment: the same configuration once per seed, e.g. 0,1,2,3,4 (one "
+        "ordinary run per seed, queued in order, and a summary over the seeds)",
+    )
+    parser.add_argument(
+        "--experiment", help="the experiment's name with --seeds (default: from the settings)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     artifacts = Path(args.artifacts or artifacts_dir())
     dist = Distributed.from_environment()
+    if args.seeds is not None or args.experiment is not None:
+        try:
+            run_ids, name = _open_experiment(args, artifacts, dist)
+        except (ValueError, OSError) as error:
+            print(f"error: {one_line(error)}", file=sys.stderr)
+            return 2
+        return _train_experiment(run_ids, name, args, artifacts)
     try:
         run_id = _open_run(args, artifacts, dist)
     except (ValueError, OSError) as error:
@@ -146,9 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> str:
+def _open_run(
+    args: argparse.Namespace,
+    artifacts: Path,
+    dist: Distributed,
+    check_only: TrainConfig | None = None,
+) -> str:
     """The run to train: ``--resume``'s (checked to exist and to be idle, then queued again)
-    or a new one from the arguments. Raises ValueError/OSError with a one-line message."""
+    or a new one from the arguments. Raises ValueError/OSError with a one-line message.
+    ``check_only``: only check these settings (data folder, network, weights)."""
     if args.resume:
         run_id = validate_run_id(args.resume)
         folder = run_dir(run_id, artifacts)
@@ -161,7 +182,7 @@ def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> s
         if dist.is_main:
             queue(folder)
         return run_id
-    config = config_from_args(args)
+    config = check_only or config_from_args(args)
     run_id = validate_run_id(args.run_id or os.environ.get("NSCLC_RUN_ID") or new_run_id())
     if config.dicom:  # a folder without DICOM fails now, before a run folder is made
         from nsclc_engine.cohort.dicom_io import check_has_dicom
@@ -175,11 +196,82 @@ def _open_run(args: argparse.Namespace, artifacts: Path, dist: Distributed) -> s
         from nsclc_engine.train.weights import network_of
 
         network_of(config.pretrained, (config.model,), PRESETS[config.preset].out_shape)
+    if check_only is not None:  # an experiment's settings, checked before its runs are made
+        return ""
     if dist.is_main:
         create_run(config, artifacts, run_id)  # queued, with this process as its runner
     elif dist.world_size > 1:
         _wait_for(run_dir(run_id, artifacts) / "config.json")
     return run_id
+
+
+def _open_experiment(
+    args: argparse.Namespace, artifacts: Path, dist: Distributed
+) -> tuple[list[str], str]:
+    """The experiment's runs, one per seed, created queued in seed order (nothing is created
+    if any of them cannot be)."""
+    from dataclasses import asdict, replace
+
+    from nsclc_engine.evaluate.experiment import (
+        check_name,
+        default_name,
+        parse_seeds,
+        run_id_of,
+        write_summary,
+    )
+
+    if args.seeds is None:
+        raise ValueError("--experiment names an experiment over seeds: give --seeds too")
+    if args.resume or args.run_id or args.seed is not None:
+        raise ValueError("--seeds makes one run per seed: leave out --seed, --run-id, --resume")
+    if dist.world_size > 1:
+        raise ValueError("--seeds runs one process per seed in turn; start it without torchrun")
+    seeds = parse_seeds(args.seeds)
+    config = config_from_args(args)
+    name = check_name(args.experiment or default_name(asdict(config)))
+    run_ids = [validate_run_id(run_id_of(name, seed)) for seed in seeds]
+    taken = [run_id for run_id in run_ids if run_dir(run_id, artifacts).exists()]
+    if taken:
+        raise ValueError(
+            f"experiment {name!r} has runs already ({', '.join(taken)}); give another "
+            "--experiment name"
+        )
+    args.run_id = None
+    _open_run(args, artifacts, dist, check_only=config)
+    for seed, run_id in zip(seeds, run_ids, strict=True):
+        create_run(replace(config, seed=seed, experiment=name), artifacts, run_id)
+    write_summary(artifacts, name)
+    return run_ids, name
+
+
+def _train_experiment(run_ids: list[str], name: str, args, artifacts: Path) -> int:
+    """Train the experiment's runs in turn (a failed one is reported and the next goes on),
+    then print the summary over the seeds."""
+    from nsclc_engine.evaluate.experiment import summary_lines, summary_path, write_summary
+
+    print(f"experiment {name}: {len(run_ids)} runs ({', '.join(run_ids)})")
+    failed = []
+    for run_id in run_ids:
+        print(f"run {run_id}: {run_dir(run_id, artifacts)}")
+        try:
+            if args.no_queue:
+                run_training(run_id, artifacts, show_progress=not args.quiet)
+            else:
+                train_in_turn(run_id, artifacts, show_progress=not args.quiet)
+        except Cancelled:
+            failed.append(f"{run_id} (cancelled)")
+        except KeyboardInterrupt:
+            print(f"error: interrupted; continue with --resume {run_id}", file=sys.stderr)
+            return 130
+        except Exception as error:
+            failed.append(f"{run_id} ({type(error).__name__}: {one_line(error)})")
+    summary = write_summary(artifacts, name)
+    print("\n".join(summary_lines(summary)))
+    print(f"summary: {summary_path(artifacts, name)}")
+    if failed:
+        print(f"error: not finished: {'; '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _wait_for(path: Path, timeout_s: float = 60.0) -> None:

@@ -74,6 +74,8 @@ class TrainConfig:
     study: str = ""
     trial: int = -1
     hold_out_test: bool = False
+    # an experiment over seeds (nsclc_engine.evaluate.experiment): its name, "" for none
+    experiment: str = ""
 
     def __post_init__(self) -> None:
         from nsclc_engine.cohort.clinical import LABELS

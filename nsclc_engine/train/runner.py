@@ -158,7 +158,7 @@ def _train(
             config.label,
         )
         if dist.is_main:
-            _write_resolved_config(run_dir, config, data)
+            _write_resolved_config(run_dir, config, data, dist)
         history: dict[int, list] = {}
         frames = [
             train_fold(
@@ -191,6 +191,7 @@ def _train(
                 finished=now(),
                 stage="trial: test held out",
             )
+            summarize_experiment(config, artifacts)
             return {}
         if dist.is_main:
             update_status(run_dir, progress=0.99, stage="evaluating")
@@ -205,6 +206,7 @@ def _train(
                 log.exception("evaluation failed; rerun python -m nsclc_engine.evaluate %s", run_id)
                 update_status(run_dir, evaluation_error=f"{type(error).__name__}: {error}")
             update_status(run_dir, state="finished", progress=1.0, finished=now(), stage="done")
+            summarize_experiment(config, artifacts)
             name, key = ("C-index", "c_index") if config.task == "survival" else ("AUC", "auc")
             test = metrics.get("splits", {}).get("test", {}).get(key, {})
             log.info(
@@ -241,6 +243,19 @@ def _train(
             torch.distributed.destroy_process_group()
 
 
+def summarize_experiment(config: TrainConfig, artifacts: Path) -> None:
+    """After a run of an experiment finishes: its summary again, with this run (a summary
+    that cannot be written is logged; the run stands)."""
+    if not config.experiment:
+        return
+    from nsclc_engine.evaluate.experiment import write_summary
+
+    try:
+        write_summary(artifacts, config.experiment)
+    except (OSError, ValueError) as error:
+        log.error("experiment %s: summary not written: %s", config.experiment, error)
+
+
 def _raise_cancelled(signum, frame):
     raise Cancelled()
 
@@ -254,14 +269,23 @@ def _attach_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def _write_resolved_config(run_dir: Path, config: TrainConfig, data: PreparedData) -> None:
+def _write_resolved_config(
+    run_dir: Path, config: TrainConfig, data: PreparedData, dist: Distributed
+) -> None:
+    import torch
+
     existing = runs.read_config(run_dir)
     existing |= asdict(config)  # every field as used, also those an older file lacked
+    device = select_device(config, dist)
     existing["resolved"] = {
         "cohort_dir": str(data.cohort_dir),
         "cache_dir": str(data.cache_dir),
         "preprocess": data.preprocess,
         "n_patients": len(data.labels),
+        # what decides whether the run repeats bit for bit (README, Reproducibility)
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "world_size": dist.world_size,
         **runs.provenance(),
     }
     write_json(run_dir / "config.json", existing)

@@ -61,6 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "each with its own CUDA_VISIBLE_DEVICES)",
     )
     parser.add_argument(
+        "--confirm-seeds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then re-run the best trial's settings as an experiment over N new seeds (test "
+        "held out until every seed has finished, then scored once each), its mean validation "
+        "score beside the search's optimistic one",
+    )
+    parser.add_argument(
         "--artifacts", help="artifacts folder (default $NSCLC_ARTIFACTS_DIR or ./artifacts)"
     )
     args = parser.parse_args(argv)
@@ -84,8 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             evaluate_best=not args.no_test,
             queue=not args.no_queue,
             resume=args.resume,
+            confirm_seeds=args.confirm_seeds,
         )
-        report = run_worker(config, Path(args.artifacts or artifacts_dir()))
+        artifacts = Path(args.artifacts or artifacts_dir())
+        report = run_worker(config, artifacts)
+        if config.confirm_seeds:
+            from nsclc_engine.tune.confirm import confirm_best
+
+            report["confirmation"] = confirm_best(config, artifacts, config.confirm_seeds)
     except (ValueError, OSError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
@@ -117,6 +132,10 @@ def print_report(report: dict) -> None:
         )
     elif report.get("waiting"):
         print(f"  test: {report['waiting']}")
+    if report.get("confirmation"):
+        from nsclc_engine.tune.confirm import report_lines
+
+        print("\n".join(report_lines(report["confirmation"])))
 
 
 if __name__ == "__main__":

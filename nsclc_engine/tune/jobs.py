@@ -34,6 +34,8 @@ def launch_study(config: TuneConfig, artifacts: str | os.PathLike) -> int:
     command += ["--artifacts", str(artifacts), "--resume"]  # Start from the page resumes a stop
     if config.space:
         command += ["--space", config.space]
+    if config.confirm_seeds:
+        command += ["--confirm-seeds", str(config.confirm_seeds)]
     if config.label:
         command += ["--label", config.label]
     if config.dicom:

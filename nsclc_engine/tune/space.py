@@ -31,6 +31,7 @@ STUDY_SETTINGS: dict[str, str] = {
     "device": "where the trials run (--device)",
     "study": "the study's name",
     "trial": "the trial's number",
+    "experiment": "the experiment over seeds that confirms the study's best (--confirm-seeds)",
 }
 
 DEFAULT_SPACE: dict[str, dict] = {

@@ -72,6 +72,7 @@ class TuneConfig:
     queue: bool = True  # trials wait their turn on the device (False: a worker per GPU)
     evaluate_best: bool = True
     resume: bool = False  # start trials again in a study stopped from the Studies page
+    confirm_seeds: int = 0  # then re-run the best over this many new seeds (tune.confirm)
 
     def __post_init__(self) -> None:
         if self.preset not in STUDY_PRESETS:

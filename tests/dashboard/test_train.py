@@ -75,3 +75,19 @@ def test_train_form_refuses_a_network_the_preset_cannot_take_and_weights_that_do
     torch.save({"state_dict": medicalnet_state(18)}, tmp_path / "other.pth")
     config, errors = train_view.validate_train_form(form | elsewhere, tmp_path, LOCAL, ())
     assert config is None and "not a file in" in errors[0]
+
+
+def test_the_form_makes_an_experiment_of_one_run_per_seed(tmp_path):
+    config = TrainConfig(epochs=2)
+    launches, errors = train_view.experiment_launches(config, "2,0", "", tmp_path)
+    name = "classification-os_2y-demo-resnet18"
+    assert errors == [] and [run_id for run_id, _ in launches] == [f"{name}-seed2", f"{name}-seed0"]
+    assert [(c.seed, c.experiment, c.epochs) for _, c in launches] == [(2, name, 2), (0, name, 2)]
+    (tmp_path / "runs" / "mine-seed1").mkdir(parents=True)
+    launches, errors = train_view.experiment_launches(config, "0-1", "mine", tmp_path)
+    assert launches == [] and errors == [
+        "experiment 'mine' has runs already (mine-seed1); name another"
+    ]
+    assert train_view.experiment_launches(config, "7", "", tmp_path)[1] == [
+        "Seeds '7': an experiment needs two seeds or more"
+    ]

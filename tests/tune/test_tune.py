@@ -212,3 +212,60 @@ def test_a_trial_on_two_processes_runs_the_trainer_under_torchrun(
     assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
     assert sorted(trial.intermediate_values) == [1, 2]  # both epochs reported, from rank 0
     assert report["test"]["run_id"] == "ddp-t0000"
+
+
+@pytest.mark.slow
+def test_the_winner_is_confirmed_over_new_seeds_and_test_is_scored_only_at_the_end(
+    tiny_source, tmp_path, monkeypatch, capsys
+):
+    """``--confirm-seeds 2``: the best trial's settings again over two seeds the search never
+    used, as an experiment; no seed's test part is predicted before every seed has finished,
+    then each once; the report puts the seeds' mean validation beside the search's best."""
+    from nsclc_engine.evaluate.experiment import read_summary
+    from nsclc_engine.runs import read_config, run_dir, status
+    from nsclc_engine.train import runner
+
+    artifacts = tmp_path / "artifacts"
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SPACE))
+    argv = ["--trials", "1", "--study", "c", "--preset", "tiny", "--space", str(space)]
+    argv += ["--dicom", str(tiny_source / "dicom"), "--clinical", str(tiny_source / "clinical.csv")]
+    runs_ = ["c-confirm-seed1", "c-confirm-seed2"]
+    scored_when = []
+    real = runner.evaluate_test
+
+    def watched(run_id, root):
+        if run_id in runs_:
+            scored_when.append([status(run_dir(r, root)).get("state") for r in runs_])
+        return real(run_id, root)
+
+    monkeypatch.setattr(runner, "evaluate_test", watched)
+    assert (
+        main([*argv, "--artifacts", str(artifacts), "--pruner", "none", "--confirm-seeds", "2"])
+        == 0
+    )
+    assert scored_when == [["finished", "finished"]] * 2  # test once each, after both ended
+    for seed, run_id in zip((1, 2), runs_, strict=True):
+        config = read_config(run_dir(run_id, artifacts))
+        assert (config["seed"], config["experiment"], config["study"]) == (seed, "c-confirm", "")
+    report = json.loads((artifacts / "studies" / "c-confirm.json").read_text())
+    study = optuna.load_study(study_name="c", storage=f"sqlite:///{artifacts}/studies/optuna.db")
+    assert report["search_validation"] == pytest.approx(study.best_value)
+    summary = read_summary(artifacts, "c-confirm")
+    validation = summary["splits"]["validation"]["auc"]
+    assert report["confirmed_validation"]["mean"] == pytest.approx(validation["mean"])
+    assert report["confirmed_test"]["n"] == 2
+    assert "over the new seeds" in capsys.readouterr().out
+
+
+def test_the_studies_page_confirms_with_the_studys_own_settings(tmp_path):
+    from nsclc_engine.dashboard.studies import confirmation_config
+    from nsclc_engine.tune.study import settings_mismatch, settings_of
+
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SPACE))
+    started = TuneConfig(study="s", space=str(space), preset="tiny", task="survival", seed=3)
+    saved = settings_of(started)
+    config = confirmation_config("s", "sqlite:///x.db", saved, tmp_path, 5)
+    assert settings_mismatch(saved, config) == ""
+    assert (config.trials, config.confirm_seeds, config.seed) == (0, 5, 3)
