@@ -119,10 +119,16 @@ def train_in_turn(
     it; raises :class:`Cancelled` if it is cancelled while waiting. ``epoch_hook``: a search
     trial's pruner (:func:`~nsclc_engine.train.runner.run_training`)."""
     run_dir = runs.run_dir(run_id, artifacts)
-    ahead = [
+    listed = runs.list_runs(artifacts)
+    place = {run["run_id"]: run.get("queue", run.get("sequence", 0)) for run in listed}
+    ahead = [  # running, or queued before this one (an experiment's later seeds wait behind)
         run["run_id"]
-        for run in runs.list_runs(artifacts)
-        if run.get("state") in runs.ACTIVE and run["run_id"] != run_id
+        for run in listed
+        if run["run_id"] != run_id
+        and (
+            run.get("state") == "running"
+            or (run.get("state") == "queued" and place[run["run_id"]] < place.get(run_id, 0))
+        )
     ]
     if ahead:
         log.info(

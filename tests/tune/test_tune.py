@@ -37,7 +37,7 @@ def tiny_study(tiny_source, tmp_path, name="s", trials=2, **extra) -> TuneConfig
 
 @pytest.mark.slow
 def test_a_study_on_sqlite_runs_trials_as_runs_and_scores_only_the_best_on_test(
-    tiny_source, tmp_path, capsys
+    tiny_source, tmp_path, capsys, monkeypatch
 ):
     artifacts = tmp_path / "artifacts"
     space = tmp_path / "space.json"
@@ -74,6 +74,39 @@ def test_a_study_on_sqlite_runs_trials_as_runs_and_scores_only_the_best_on_test(
         if "test" in set(pd.read_csv(artifacts / "runs" / r / "predictions.csv").split)
     ]
     assert len(scored) <= 1
+    # the winner confirmed over two new seeds: no seed's test part is looked at before both
+    # have finished, then each once; the seeds' mean validation beside the search's best
+    confirm_winner(argv, artifacts, monkeypatch, capsys)
+
+
+def confirm_winner(argv, artifacts, monkeypatch, capsys) -> None:
+    from nsclc_engine.evaluate.experiment import read_summary
+    from nsclc_engine.runs import read_config, run_dir, status
+    from nsclc_engine.train import runner
+
+    seeds = ["s-confirm-seed1", "s-confirm-seed2"]  # the study's seed is 0
+    scored_when = []
+    real = runner.evaluate_test
+
+    def watched(run_id, root):
+        if run_id in seeds:
+            scored_when.append([status(run_dir(r, root)).get("state") for r in seeds])
+        return real(run_id, root)
+
+    monkeypatch.setattr(runner, "evaluate_test", watched)
+    confirm = ["--trials", "0", "--confirm-seeds", "2", "--artifacts", str(artifacts)]
+    assert main([*argv, "--pruner", "none", *confirm]) == 0
+    assert scored_when == [["finished", "finished"]] * 2  # test once each, after both ended
+    for seed, run_id in zip((1, 2), seeds, strict=True):
+        config = read_config(run_dir(run_id, artifacts))
+        assert (config["seed"], config["experiment"], config["study"]) == (seed, "s-confirm", "")
+    report = json.loads((artifacts / "studies" / "s-confirm.json").read_text())
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{artifacts}/studies/optuna.db")
+    assert report["search_validation"] == pytest.approx(study.best_value)
+    validation = read_summary(artifacts, "s-confirm")["splits"]["validation"]["auc"]
+    assert report["confirmed_validation"]["mean"] == pytest.approx(validation["mean"])
+    assert report["confirmed_test"]["n"] == 2
+    assert "over the new seeds" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -212,50 +245,6 @@ def test_a_trial_on_two_processes_runs_the_trainer_under_torchrun(
     assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
     assert sorted(trial.intermediate_values) == [1, 2]  # both epochs reported, from rank 0
     assert report["test"]["run_id"] == "ddp-t0000"
-
-
-@pytest.mark.slow
-def test_the_winner_is_confirmed_over_new_seeds_and_test_is_scored_only_at_the_end(
-    tiny_source, tmp_path, monkeypatch, capsys
-):
-    """``--confirm-seeds 2``: the best trial's settings again over two seeds the search never
-    used, as an experiment; no seed's test part is predicted before every seed has finished,
-    then each once; the report puts the seeds' mean validation beside the search's best."""
-    from nsclc_engine.evaluate.experiment import read_summary
-    from nsclc_engine.runs import read_config, run_dir, status
-    from nsclc_engine.train import runner
-
-    artifacts = tmp_path / "artifacts"
-    space = tmp_path / "space.json"
-    space.write_text(json.dumps(SPACE))
-    argv = ["--trials", "1", "--study", "c", "--preset", "tiny", "--space", str(space)]
-    argv += ["--dicom", str(tiny_source / "dicom"), "--clinical", str(tiny_source / "clinical.csv")]
-    runs_ = ["c-confirm-seed1", "c-confirm-seed2"]
-    scored_when = []
-    real = runner.evaluate_test
-
-    def watched(run_id, root):
-        if run_id in runs_:
-            scored_when.append([status(run_dir(r, root)).get("state") for r in runs_])
-        return real(run_id, root)
-
-    monkeypatch.setattr(runner, "evaluate_test", watched)
-    assert (
-        main([*argv, "--artifacts", str(artifacts), "--pruner", "none", "--confirm-seeds", "2"])
-        == 0
-    )
-    assert scored_when == [["finished", "finished"]] * 2  # test once each, after both ended
-    for seed, run_id in zip((1, 2), runs_, strict=True):
-        config = read_config(run_dir(run_id, artifacts))
-        assert (config["seed"], config["experiment"], config["study"]) == (seed, "c-confirm", "")
-    report = json.loads((artifacts / "studies" / "c-confirm.json").read_text())
-    study = optuna.load_study(study_name="c", storage=f"sqlite:///{artifacts}/studies/optuna.db")
-    assert report["search_validation"] == pytest.approx(study.best_value)
-    summary = read_summary(artifacts, "c-confirm")
-    validation = summary["splits"]["validation"]["auc"]
-    assert report["confirmed_validation"]["mean"] == pytest.approx(validation["mean"])
-    assert report["confirmed_test"]["n"] == 2
-    assert "over the new seeds" in capsys.readouterr().out
 
 
 def test_the_studies_page_confirms_with_the_studys_own_settings(tmp_path):
