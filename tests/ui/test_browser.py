@@ -38,11 +38,13 @@ def require_browser() -> None:
     pytest.importorskip("playwright", reason="`pip install playwright` to run the browser test")
 
 
-@pytest.fixture()
-def server(dashboard_artifacts, tmp_path):
+@pytest.fixture(scope="module")
+def server(dashboard_artifacts, tmp_path_factory):
+    """One server for this module's tests (a start and its caches' warm-up cost seconds each
+    time): they write apart, notes in one test, verdicts in another, nothing in the third."""
     require_browser()
     # only the classification run, so that every new browser session selects it
-    artifacts = tmp_path / "artifacts"
+    artifacts = tmp_path_factory.mktemp("served") / "artifacts"
     (artifacts / "runs").mkdir(parents=True)
     (artifacts / "runs" / "fixture").symlink_to(dashboard_artifacts / "runs" / "fixture")
     env = dict(os.environ, NSCLC_ARTIFACTS_DIR=str(artifacts), NSCLC_NO_AUTOSTART="1")
@@ -350,7 +352,7 @@ def rewrite_like_a_proxy(upstream: str):
 
 @pytest.mark.slow
 def test_through_a_forwarder_or_a_proxy_a_browser_is_a_viewer_and_the_link_makes_the_admin(
-    server, tmp_path
+    tmp_path,
 ):
     """Without sign-in, where a request seems to come from decides nothing: a browser reaching
     the server on 127.0.0.1 through a plain TCP forwarder, or through a proxy that rewrites
@@ -359,7 +361,11 @@ def test_through_a_forwarder_or_a_proxy_a_browser_is_a_viewer_and_the_link_makes
     token leaves the address bar, and a reload keeps the admin through the session cookie."""
     from playwright.sync_api import sync_playwright
 
-    upstream = server.url.removeprefix("http://")
+    require_browser()
+    artifacts = tmp_path / "artifacts"
+    token = local_admin_token(artifacts)  # as the server would make it at its first session
+    server = serve(dict(os.environ, NSCLC_ARTIFACTS_DIR=str(artifacts), NSCLC_NO_AUTOSTART="1"))
+    upstream = next(server).removeprefix("http://")
     plain = Forwarder(int(upstream.rsplit(":", 1)[1]))
     proxy = Forwarder(int(upstream.rsplit(":", 1)[1]), rewrite_like_a_proxy(upstream))
 
@@ -378,7 +384,6 @@ def test_through_a_forwarder_or_a_proxy_a_browser_is_a_viewer_and_the_link_makes
                 navigation = page.locator("[data-testid='stSidebarNav']").inner_text()
                 assert "Train" not in navigation and "Access" not in navigation
                 page.screenshot(path=str(tmp_path / f"viewer_{through.url[-5:]}.png"))
-            token = local_admin_token(server.artifacts)
             page = browser.new_context().new_page()
             page.goto(f"{proxy.url}/?token={token}")
             assert who(page).startswith("local · admin"), who(page)
@@ -392,6 +397,7 @@ def test_through_a_forwarder_or_a_proxy_a_browser_is_a_viewer_and_the_link_makes
     finally:
         plain.close()
         proxy.close()
+        next(server, None)
 
 
 MATRIX = "[data-role='confusion-matrix']"
