@@ -146,7 +146,8 @@ if len(seeds) > 1:
         st.caption(
             "One dot per seed of the same configuration (red: called positive at that run's "
             "threshold in force; blue: negative). Dots on both sides mean the call depends on "
-            "the seed."
+            "the seed. Each seed draws its own split: the patient's part in it is in brackets "
+            "(a train dot is an in-sample prediction)."
         )
 
 if survival:

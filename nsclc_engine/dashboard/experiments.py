@@ -69,6 +69,7 @@ def _experiment_row(name: str, summary: dict, first: pd.Series) -> dict:
         "run_id": name,
         "state": f"{summary.get('n_finished', 0)} of {len(runs)} finished",
         "kind": "experiment",
+        "progress": summary.get("n_finished", 0) / max(len(runs), 1),
         "task": first.get("task"),
         "label": first.get("label"),
         "experiment": name,
@@ -165,7 +166,11 @@ def seed_strip_figure(frame: pd.DataFrame, what: str) -> go.Figure:
             y=[0] * len(frame),
             mode="markers+text",
             marker={"size": 14, "color": list(colours), "line": {"width": 1, "color": "white"}},
-            text=[f"seed {seed}" for seed in frame.seed],
+            # each seed draws its own split: a train-split dot is an in-sample prediction
+            text=[
+                f"seed {seed} ({split})"
+                for seed, split in zip(frame.seed, frame.split, strict=True)
+            ],
             textposition="top center",
             hovertemplate="%{text}: %{x:.3f}<extra></extra>",
         )

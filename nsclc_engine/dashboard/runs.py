@@ -161,8 +161,17 @@ def blank_missing(frame: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:
     for column in frame.columns:
         form = formats.get(column, "{}")
         if column in formats or frame[column].isna().any():
-            shown[column] = [form.format(v) if pd.notna(v) else "" for v in frame[column]]
+            shown[column] = [_shown(value, form) for value in frame[column]]
     return shown
+
+
+def _shown(value, form: str) -> str:
+    """A number in its column's format, text as it is (an experiment's "mean ± SD"), a
+    missing value blank."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    is_number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+    return form.format(value) if is_number else str(value)
 
 
 def compare_runs(a: RunView, b: RunView) -> dict:

@@ -57,8 +57,10 @@ def test_a_cell_queue_is_its_patients_and_progress_counts_current_verdicts(view)
 
 def test_empty_cells_are_blank_and_numbers_keep_their_format():
     frame = pd.DataFrame(
-        {"auc": [0.71234, np.nan], "note": ["a", None], "share": [0.5, None], "n": [3, 4]}
+        {"auc": [0.71234, np.nan, "0.700 ± 0.100"], "note": ["a", None, None]}
+        | {"share": [0.5, None, None], "n": [3, 4, 5]}
     )
     shown = blank_missing(frame, {"auc": "{:.3f}", "share": "{:.0%}"})
-    assert shown.auc.tolist() == ["0.712", ""] and shown.note.tolist() == ["a", ""]
-    assert shown.share.tolist() == ["50%", ""] and shown.n.tolist() == [3, 4]
+    assert shown.auc.tolist() == ["0.712", "", "0.700 ± 0.100"]  # an experiment's row
+    assert shown.note.tolist() == ["a", "", ""]
+    assert shown.share.tolist() == ["50%", "", ""] and shown.n.tolist() == [3, 4, 5]

@@ -517,3 +517,25 @@ def test_a_verdict_is_recorded_and_a_contour_problem_waits_for_confirmation(app,
     app.button(key=f"q_confirm_{verdicts.verdict_id.iloc[0]}").click().run()
     config = json.loads((own_artifacts / "runs" / "fixture" / "config.json").read_text())
     assert first in store.exclusions(url, store.source_of(config))
+
+
+def test_the_runs_page_folds_an_experiment_into_one_row(own_artifacts, monkeypatch):
+    from nsclc_engine.dashboard.runs import TEST_AUC
+    from nsclc_engine.evaluate.experiment import write_summary
+    from tests.evaluate.test_experiment import seeded_copies
+
+    def change(metrics, seed):
+        metrics["splits"]["test"]["auc"]["auc"] = 0.6 + 0.1 * seed
+
+    seeded_copies(own_artifacts, own_artifacts, "fixture", "exp", (0, 1), change)
+    write_summary(own_artifacts, "exp")
+    at = open_app(monkeypatch, own_artifacts, "ui/runs.py")
+    at.session_state["run_id"] = "fixture"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value.set_index("run_id")
+    assert table.loc["exp", "kind"] == "experiment" and "exp-seed0" not in table.index
+    assert table.loc["exp", TEST_AUC] == "0.650 ± 0.071 (n=2)"
+    at.multiselect(key="expand_experiments").set_value(["exp"]).run()
+    expanded = at.dataframe[0].value.run_id.str.strip().tolist()
+    assert {"exp", "exp-seed0", "exp-seed1"} <= set(expanded)
