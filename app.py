@@ -16,7 +16,9 @@ from ui.common import (
     to_link,
 )
 
-st.set_page_config(page_title="NSCLC survival engine", page_icon=":material/pulmonology:", layout="wide")
+st.set_page_config(
+    page_title="NSCLC survival engine", page_icon=":material/pulmonology:", layout="wide"
+)
 
 user = current_user()
 secrets = secrets_state()
@@ -51,16 +53,21 @@ if "first_start_checked" not in st.session_state:
             "First start: building the demo cohort and training a demo model in the background."
         )
 
+# (name, file, title, Material icon): names are the roles' page names and the links' keys
+PAGE_LIST = [
+    ("runs", "ui/runs.py", "Runs", "table_rows"),
+    ("dataset", "ui/dataset.py", "Dataset and splits", "folder_open"),
+    ("train", "ui/train.py", "Train", "model_training"),
+    ("threshold", "ui/threshold.py", "Threshold", "tune"),
+    ("calibration", "ui/calibration.py", "Calibration", "straighten"),
+    ("survival", "ui/survival.py", "Survival", "monitoring"),
+    ("patient", "ui/patient.py", "Patient", "radiology"),
+    ("studies", "ui/studies.py", "Studies", "search"),
+    ("access", "ui/access.py", "Access and audit", "admin_panel_settings"),
+]
 PAGES = [
-    ("runs", st.Page("ui/runs.py", title="Runs", icon=":material/table_rows:", default=True)),
-    ("dataset", st.Page("ui/dataset.py", title="Dataset and splits", icon=":material/folder_open:")),
-    ("train", st.Page("ui/train.py", title="Train", icon=":material/model_training:")),
-    ("threshold", st.Page("ui/threshold.py", title="Threshold", icon=":material/tune:")),
-    ("calibration", st.Page("ui/calibration.py", title="Calibration", icon=":material/straighten:")),
-    ("survival", st.Page("ui/survival.py", title="Survival", icon=":material/monitoring:")),
-    ("patient", st.Page("ui/patient.py", title="Patient", icon=":material/radiology:")),
-    ("studies", st.Page("ui/studies.py", title="Studies", icon=":material/search:")),
-    ("access", st.Page("ui/access.py", title="Access and audit", icon=":material/admin_panel_settings:")),
+    (name, st.Page(path, title=title, icon=f":material/{icon}:", default=name == "runs"))
+    for name, path, title, icon in PAGE_LIST
 ]
 # what each page keeps in the address bar besides ?run= (a link opens exactly that view)
 LINKS = {"patient": ("patient", "split"), "threshold": ("threshold", "split")}

@@ -449,7 +449,8 @@ def test_links_the_instant_threshold_explorer_and_a_review_queue_by_keyboard(
         wait_for_run(page)
         # a link to a case
         page.goto(f"{server.url}/patient?run=fixture&patient={patient}&split=validation")
-        heading = page.locator("[data-testid='stMain'] h3").first
+        # (wait for the patient's own heading: another h3 may show while the page loads)
+        heading = page.locator("[data-testid='stMain'] h3", has_text=patient).first
         heading.wait_for(timeout=60_000)
         assert heading.inner_text().strip() == patient
         assert f"patient={patient}" in page.url and "run=fixture" in page.url
