@@ -71,6 +71,8 @@ def study_view() -> None:
     summary = page.summary(study, url)
     counts = ", ".join(f"{n} {state}" for state, n in summary["counts"].items()) or "no trials yet"
     st.write(f"**{chosen}**: {counts}.")
+    for line in summary["lost"]:
+        st.warning(line, icon=":material/heart_broken:")
     if summary["best"]:
         best = summary["best"]
         test = summary["test"]

@@ -9,7 +9,7 @@ import pandas as pd
 
 from nsclc_engine.atomic import write_json
 from nsclc_engine.paths import shown_url
-from nsclc_engine.tune.study import FIXED, TuneConfig, storage_url, study_table
+from nsclc_engine.tune.study import FIXED, TuneConfig, load_study, storage_url, study_table
 
 
 def storage(artifacts: Path) -> str:
@@ -39,9 +39,8 @@ def study_names(url: str) -> list[str]:
 
 
 def load(url: str, name: str):
-    import optuna
-
-    return optuna.load_study(study_name=name, storage=url)
+    """Study ``name``, its stale trials told from running ones (``tune.study.load_study``)."""
+    return load_study(url, name)
 
 
 def trials(study) -> pd.DataFrame:
@@ -76,7 +75,31 @@ def summary(study, url: str) -> dict:
         "settings": study.user_attrs.get("settings") or {},
         "stop_requested": bool(study.user_attrs.get("stop_requested")),
         "completed": len(complete),
+        "lost": lost_worker_lines(table, study.user_attrs.get("heartbeat")),
     }
+
+
+def lost_worker_lines(table: pd.DataFrame, heartbeat: int | None) -> list[str]:
+    """What the page says of lost workers: trials still shown running whose worker is
+    silent, and trials failed with their worker and the retry that runs their settings."""
+    if table.empty:
+        return []
+    lines = []
+    stale = table[table.state == "stale"]
+    if not stale.empty:
+        numbers = ", ".join(str(n) for n in stale.trial)
+        lines.append(
+            f"Trial {numbers}: its worker has been silent for over {2 * (heartbeat or 60)} s "
+            "(twice the study's heartbeat), so it is taken as lost; the next worker to start "
+            "or to finish a trial fails it and runs its settings again."
+        )
+    for row in table[table["retried as"].notna()].to_dict("records"):
+        retry = table[table.trial == int(row["retried as"])].iloc[0]
+        lines.append(
+            f"Trial {row['trial']} failed when its worker ({row['worker'] or 'unknown'}) fell "
+            f"silent; retried once as trial {int(retry.trial)} ({retry.state})."
+        )
+    return lines
 
 
 def figures(study) -> dict:

@@ -344,23 +344,41 @@ def create_run(
 def evaluate_test(run_id: str, artifacts: Path) -> dict:
     """A finished trial's test part, predicted once with each fold's best checkpoint and then
     evaluated like any run (threshold and recalibration fitted on validation): what a search
-    does for its best trial alone. Refuses a run whose test part was already scored."""
-    import torch
-
+    does for its best trial alone. Idempotent: where a scorer was lost after predicting the
+    test part, those predictions are evaluated, never predicted again."""
     from nsclc_engine.evaluate.config import EvaluateConfig
     from nsclc_engine.evaluate.run import evaluate_run
-    from nsclc_engine.preprocess.dataset import CachedItem, CachedVolumeDataset
-    from nsclc_engine.train.loop import predict
-    from nsclc_engine.train.model import build_model
-    from nsclc_engine.train.tasks import ClassificationTask, SurvivalTask
 
     run_dir = runs.run_dir(run_id, artifacts)
     config = load_run_config(run_dir)
     predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
     if "test" in set(predictions.split):
-        raise ValueError(f"run {run_id}: its test part has been scored already; not again")
-    excluded = run_exclusions(run_dir, config, Path(artifacts))  # those it trained without
-    data = prepare_data(config, Path(artifacts), show_progress=False, excluded=excluded)
+        log.warning("run %s: its test part was predicted already; evaluating those", run_id)
+    else:
+        predictions = _predict_test(run_dir, config, Path(artifacts), predictions)
+        write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+        update_status(run_dir, test_scored=now(), stage="evaluating its test part once")
+    metrics = evaluate_run(
+        run_dir, EvaluateConfig(bootstrap_resamples=config.bootstrap_resamples, seed=config.seed)
+    )
+    update_status(run_dir, stage="done: the study's best, its test part scored once")
+    return metrics
+
+
+def _predict_test(
+    run_dir: Path, config: TrainConfig, artifacts: Path, predictions: pd.DataFrame
+) -> pd.DataFrame:
+    """``predictions`` with the test part of every fold added, from each fold's best
+    checkpoint."""
+    import torch
+
+    from nsclc_engine.preprocess.dataset import CachedItem, CachedVolumeDataset
+    from nsclc_engine.train.loop import predict
+    from nsclc_engine.train.model import build_model
+    from nsclc_engine.train.tasks import ClassificationTask, SurvivalTask
+
+    excluded = run_exclusions(run_dir, config, artifacts)  # those it trained without
+    data = prepare_data(config, artifacts, show_progress=False, excluded=excluded)
     labels, times = data.labels, data.times
     if config.shuffle_labels:
         labels, times = shuffled(data.labels, config.seed, data.times)
@@ -383,11 +401,4 @@ def evaluate_test(run_id: str, artifacts: Path) -> dict:
         dataset = CachedVolumeDataset(items, None, (), config.seed)
         frame = predict(model.to(device), dataset, config, device, dist, task)
         frames.append(frame.assign(split="test", fold=fold))
-    predictions = pd.concat(frames, ignore_index=True)[columns_of(config)]
-    write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
-    update_status(run_dir, test_scored=now(), stage="evaluating its test part once")
-    metrics = evaluate_run(
-        run_dir, EvaluateConfig(bootstrap_resamples=config.bootstrap_resamples, seed=config.seed)
-    )
-    update_status(run_dir, stage="done: the study's best, its test part scored once")
-    return metrics
+    return pd.concat(frames, ignore_index=True)[columns_of(config)]

@@ -61,6 +61,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "each with its own CUDA_VISIBLE_DEVICES)",
     )
     parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="a running trial's heartbeat in the study's storage: a trial silent for twice "
+        "this is taken as lost (its worker killed), failed and its settings run again once "
+        "(default 60; the study keeps its first worker's)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="CPU threads of this worker and its trials (default: torch's, all cores); with "
+        "several workers on one machine, cores divided among them",
+    )
+    parser.add_argument(
         "--confirm-seeds",
         type=int,
         default=0,
@@ -94,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             queue=not args.no_queue,
             resume=args.resume,
             confirm_seeds=args.confirm_seeds,
+            heartbeat=args.heartbeat,
+            threads=args.threads,
         )
         artifacts = Path(args.artifacts or artifacts_dir())
         report = run_worker(config, artifacts)

@@ -34,6 +34,10 @@ def launch_study(config: TuneConfig, artifacts: str | os.PathLike) -> int:
     command += ["--artifacts", str(artifacts), "--resume"]  # Start from the page resumes a stop
     if config.space:
         command += ["--space", config.space]
+    if config.heartbeat != TuneConfig.heartbeat:
+        command += ["--heartbeat", str(config.heartbeat)]
+    if config.threads:
+        command += ["--threads", str(config.threads)]
     if config.confirm_seeds:
         command += ["--confirm-seeds", str(config.confirm_seeds)]
     if config.label:

@@ -11,6 +11,14 @@ of machines, run the same command against one storage: an embedded SQLite file u
 ``artifacts/studies/`` by default, or a PostgreSQL URL. When a worker finds no trial left
 running, it scores the best trial's test part once (if that run is in its artifacts folder)
 and writes the study's report.
+
+A worker can be lost outright (SIGKILL, out of memory, a node gone). Each running trial records
+a heartbeat in the storage every ``heartbeat`` seconds; any worker, on starting, between trials
+and before reporting, fails the trials silent for twice that and queues each one's parameters
+again once (Optuna's ``RetryHeartbeatStaleTrialCallback``, the original number kept in the
+retry's ``failed_trial``), and runs the retries left waiting after its own trials. Scoring the
+best trial's test part holds a lease in the same storage (:mod:`nsclc_engine.tune.lease`) and
+finishes what a lost scorer began, so test is still looked at once.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +45,7 @@ from nsclc_engine.config import shown_error
 from nsclc_engine.paths import database_url, shown_url
 from nsclc_engine.train.prepare import exclusions_now
 from nsclc_engine.train.runner import FixedSplit, fix_split
+from nsclc_engine.tune.lease import beating, holder_of, lease
 from nsclc_engine.tune.space import distributions, load_space
 
 log = logging.getLogger(__name__)
@@ -73,6 +84,8 @@ class TuneConfig:
     evaluate_best: bool = True
     resume: bool = False  # start trials again in a study stopped from the Studies page
     confirm_seeds: int = 0  # then re-run the best over this many new seeds (tune.confirm)
+    heartbeat: int = 60  # seconds between a running trial's heartbeats; stale after twice that
+    threads: int = 0  # CPU threads of this worker (and its trials' processes); 0: torch's default
 
     def __post_init__(self) -> None:
         if self.preset not in STUDY_PRESETS:
@@ -90,6 +103,10 @@ class TuneConfig:
             )
         if self.nproc_per_trial == 1 or self.nproc_per_trial < 0:
             raise ValueError("nproc_per_trial: 0 (in this process) or 2 or more (torchrun)")
+        if self.heartbeat < 1:
+            raise ValueError(f"heartbeat={self.heartbeat}: a whole number of seconds, 1 or more")
+        if self.threads < 0:
+            raise ValueError(f"threads={self.threads}: 0 (torch's default) or more")
         if not self.study or not all(c.isalnum() or c in "-_" for c in self.study):
             raise ValueError(f"study {self.study!r}: letters, digits, - and _ only")
 
@@ -104,19 +121,33 @@ def storage_url(config: TuneConfig, artifacts: Path) -> str:
     return f"sqlite:///{folder.resolve() / 'optuna.db'}"
 
 
-def connect(url: str, attempts: int = 6):
-    """Optuna's storage for ``url``. Workers started together on a new database race to
-    create its tables, and the losers' CREATE fails: they try again once the winner's are
-    there (a growing pause, at most ``attempts`` tries)."""
+def connect(url: str, heartbeat: int | None = None, attempts: int = 6):
+    """Optuna's storage for ``url``; with ``heartbeat``, running trials silent for twice that
+    many seconds are stale, and failing one queues its parameters again once. Workers started
+    together on a new database race to create its tables, and the losers' CREATE fails: they
+    try again once the winner's are there (a growing pause, at most ``attempts`` tries)."""
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
+    def storage():
+        if heartbeat is None:
+            return optuna.storages.RDBStorage(url)
+        with ask_and_tell_heartbeats():
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=1
+                ),
+            )
+
     for attempt in range(attempts - 1):
         try:
-            return optuna.storages.RDBStorage(url)
+            return storage()
         except SQLAlchemyError:
             time.sleep(0.2 * 2**attempt)
-    return optuna.storages.RDBStorage(url)
+    return storage()
 
 
 def make_pruner(name: str):
@@ -129,6 +160,23 @@ def make_pruner(name: str):
         "hyperband": optuna.pruners.HyperbandPruner(min_resource=2),
         "none": optuna.pruners.NopPruner(),
     }[name]
+
+
+@contextmanager
+def ask_and_tell_heartbeats():
+    """Optuna warns that heartbeats are experimental and meant for ``optimize``; this module
+    drives them by hand for its ask-and-tell trials (:func:`trial_heartbeat`)."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
+        yield
+
+
+def worker_name() -> str:
+    """This worker, as trials and leases name it: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def worker_seed(seed: int) -> int:
@@ -157,12 +205,14 @@ def settings_mismatch(saved: dict | None, config: TuneConfig) -> str:
 
 
 def open_study(config: TuneConfig, artifacts: Path):
-    """The study (created on first use), checked to be the one these settings describe."""
+    """The study (created on first use), checked to be the one these settings describe, on a
+    storage with the study's heartbeat (its first worker's)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = connect(storage_url(config, artifacts), config.heartbeat)
     study = optuna.create_study(
-        storage=connect(storage_url(config, artifacts)),
+        storage=storage,
         study_name=config.study,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=worker_seed(config.seed)),
@@ -175,6 +225,16 @@ def open_study(config: TuneConfig, artifacts: Path):
         raise ValueError(mismatch)
     if saved is None:
         study.set_user_attr("settings", settings_of(config))
+    heartbeat = study.user_attrs.get("heartbeat")
+    if heartbeat is None:
+        study.set_user_attr("heartbeat", config.heartbeat)
+    elif heartbeat != config.heartbeat:  # every worker must judge staleness alike
+        log.warning(
+            "study %s beats every %d s (its first worker's --heartbeat); this worker too",
+            config.study,
+            heartbeat,
+        )
+        storage.heartbeat_interval, storage.grace_period = heartbeat, 2 * heartbeat
     if "review_exclusions" not in study.user_attrs:  # a flag raised later never reaches it
         excluded = exclusions_now(trial_config(config, {}, -1), artifacts)
         study.set_user_attr("review_exclusions", excluded)
@@ -227,34 +287,117 @@ def validation_score(run_dir: Path, task: str) -> float:
 
 
 def run_worker(config: TuneConfig, artifacts: str | os.PathLike) -> dict:
-    """Run ``config.trials`` trials of the study, then (when none is left running) score its
-    best trial's test part once and write the report; returns the report."""
-    from optuna.trial import TrialState
-
-    from nsclc_engine.train.model import check_network
-
+    """Run ``config.trials`` trials of the study, then the retries of lost trials left
+    waiting, then (when none is left running) score its best trial's test part once and
+    write the report; returns the report."""
     artifacts = Path(artifacts)
+    if config.threads:
+        pin_threads(config.threads)
     study = open_study(config, artifacts)
     if config.resume:
         study.set_user_attr("stop_requested", False)
     space = load_space(config.space or None)
     for _ in range(config.trials):
-        if study.user_attrs.get("stop_requested"):
-            log.warning(
-                "study %s was stopped from the Studies page: no new trial (--resume starts "
-                "trials again)",
-                config.study,
-            )
+        if _stop_requested(study, config):
             break
-        fixed = study_split(study, config, artifacts)
+        recover_lost_trials(study)
+        _one_trial(study, config, space, artifacts)
+    recover_lost_trials(study)
+    while waiting_retries(study) and not _stop_requested(study, config):
+        _one_trial(study, config, space, artifacts)
+        recover_lost_trials(study)
+    return finish(config, artifacts)
+
+
+def pin_threads(threads: int) -> None:
+    """This worker's CPU threads: torch's intra-op pool here, and the OpenMP and MKL pools of
+    the processes it starts (torchrun trials)."""
+    import torch
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def _stop_requested(study, config: TuneConfig) -> bool:
+    if study.user_attrs.get("stop_requested"):
+        log.warning(
+            "study %s was stopped from the Studies page: no new trial (--resume starts trials "
+            "again)",
+            config.study,
+        )
+        return True
+    return False
+
+
+def recover_lost_trials(study) -> list[int]:
+    """Fail the running trials whose worker fell silent (no heartbeat for the grace period)
+    and queue each one's parameters again once; returns the numbers of the trials failed now
+    by this worker (another worker failing one at the same moment wins it alone)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    before = {t.number for t in study.get_trials(states=(TrialState.RUNNING,), deepcopy=False)}
+    with ask_and_tell_heartbeats():
+        optuna.storages.fail_stale_trials(study)
+    retried = {
+        t.system_attrs.get("retry_history", [None])[-1]: t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.system_attrs.get("failed_trial") is not None
+    }
+    lost = sorted(
+        t.number
+        for t in study.get_trials(states=(TrialState.FAIL,), deepcopy=False)
+        if t.number in before and t.number in retried
+    )
+    for number in lost:
+        log.warning(
+            "trial %d's worker fell silent: failed, its parameters queued again as trial %d",
+            number,
+            retried[number],
+        )
+    return lost
+
+
+def waiting_retries(study) -> list[int]:
+    """The retries of lost trials still waiting for a worker."""
+    from optuna.trial import TrialState
+
+    return [
+        t.number
+        for t in study.get_trials(states=(TrialState.WAITING,), deepcopy=False)
+        if t.system_attrs.get("failed_trial") is not None
+    ]
+
+
+@contextmanager
+def trial_heartbeat(study, trial, seconds: int):
+    """Record ``trial``'s heartbeat in the storage now and every ``seconds`` while the block
+    runs (from ask to tell: waiting for the device, training, scoring its validation part)."""
+    storage = study._storage  # Optuna's heartbeat API is the storage's (optimize() uses it so)
+    storage.record_heartbeat(trial._trial_id)
+    with beating(lambda: storage.record_heartbeat(trial._trial_id), seconds, "trial heartbeat"):
+        yield
+
+
+def _one_trial(study, config: TuneConfig, space: dict, artifacts: Path) -> None:
+    """Ask the study for a trial (a waiting retry first), run it with its heartbeat, tell."""
+    from optuna.trial import TrialState
+
+    from nsclc_engine.train.model import check_network
+
+    fixed = study_split(study, config, artifacts)
+    with ask_and_tell_heartbeats():
         trial = study.ask(distributions(space))
+    with trial_heartbeat(study, trial, study.user_attrs.get("heartbeat", config.heartbeat)):
+        trial.set_user_attr("worker", worker_name())
         try:  # whatever happens, the trial is told: a trial left running blocks the scoring
             train_config = trial_config(config, trial.params, trial.number)
             check_network(train_config.model, train_config.norm, train_config.preset)
         except ValueError as error:  # a combination the network cannot take: not a result
             trial.set_user_attr("error", str(error))
             study.tell(trial, state=TrialState.FAIL)
-            continue
+            return
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
@@ -267,7 +410,6 @@ def run_worker(config: TuneConfig, artifacts: str | os.PathLike) -> dict:
             study.tell(trial, value)
         else:
             study.tell(trial, state=state if state != TrialState.COMPLETE else TrialState.FAIL)
-    return finish(config, artifacts)
 
 
 def _run_trial(config: TuneConfig, trial, train_config, artifacts: Path, fixed: FixedSplit):
@@ -348,12 +490,13 @@ def _run_under_torchrun(config: TuneConfig, trial, run_id: str, artifacts: Path)
 
 
 def finish(config: TuneConfig, artifacts: Path) -> dict:
-    """When no trial of the study is running: score the best trial's test part once (where
-    its run is in this artifacts folder) and write ``studies/<study>.json``."""
-    import optuna
+    """When no trial of the study is running (lost ones failed first): score the best trial's
+    test part once (where its run is in this artifacts folder), holding the study's scoring
+    lease, and write ``studies/<study>.json``."""
     from optuna.trial import TrialState
 
-    study = optuna.load_study(study_name=config.study, storage=storage_url(config, artifacts))
+    study = open_study(config, artifacts)
+    recover_lost_trials(study)
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): 0 for state in TrialState}
     for trial in trials:
@@ -403,10 +546,9 @@ def finish(config: TuneConfig, artifacts: Path) -> dict:
             "(a second look at test would be a choice made on test)"
         )
     elif test is None and config.evaluate_best and not running and run_dir.is_dir():
-        try:
-            test = _score_best_once(study, run_id, artifacts, config.task)
-        except runs.RunBusy:  # another worker, finishing at the same moment, scores it
-            report["waiting"] = "another worker is scoring the best trial's test part"
+        test, waiting = _score_under_lease(study, config, run_id, artifacts)
+        if waiting:
+            report["waiting"] = waiting
     elif test is None and running:
         report["waiting"] = f"{running} trial(s) still running: the best is scored when they end"
     elif test is None and config.evaluate_best:
@@ -419,15 +561,39 @@ def finish(config: TuneConfig, artifacts: Path) -> dict:
     return report
 
 
+def scoring_lease_name(study_name: str) -> str:
+    return f"study {study_name}: scoring the best trial's test part"
+
+
+def _score_under_lease(study, config: TuneConfig, run_id: str, artifacts: Path):
+    """``(test, waiting)``: the best trial's test score, taken by this worker while it holds
+    the study's scoring lease (a lost scorer's lease is taken over after the grace period and
+    its work finished), or None and what it waits for when another worker holds the lease."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(storage_url(config, artifacts))
+    name = scoring_lease_name(config.study)
+    try:
+        with lease(engine, name, worker_name(), study.user_attrs["heartbeat"]) as held:
+            if not held:
+                return None, f"{holder_of(engine, name)} is scoring the best trial's test part"
+            try:
+                return _score_best_once(study, run_id, artifacts, config.task), None
+            except runs.RunBusy:  # a process on this machine holds the run: it scores it
+                return None, "another worker is scoring the best trial's test part"
+    finally:
+        engine.dispose()
+
+
 def _score_best_once(study, run_id: str, artifacts: Path, task: str) -> dict:
-    """Score the best trial's test part under its run lock, unless it has been already."""
+    """Score the best trial's test part under its run lock, unless it has been already (a
+    lost scorer's predictions are evaluated, not predicted again)."""
     from nsclc_engine.train.runner import evaluate_test
 
     run_dir = runs.run_dir(run_id, artifacts)
     with runs.run_lock(run_dir):
-        predictions = pd.read_csv(run_dir / "predictions.csv")
-        if "test" in set(predictions.split):
-            return study.user_attrs.get("best_test")
+        if study.user_attrs.get("best_test") is not None:
+            return study.user_attrs["best_test"]
         try:
             metrics = evaluate_test(run_id, artifacts)
             key = "c_index" if task == "survival" else "auc"
@@ -439,20 +605,55 @@ def _score_best_once(study, run_id: str, artifacts: Path, task: str) -> dict:
         return test
 
 
+def load_study(url: str, name: str):
+    """Study ``name`` in ``url``, on a storage that knows the study's heartbeat (so that its
+    stale trials can be told from running ones)."""
+    import optuna
+
+    heartbeat = optuna.load_study(study_name=name, storage=url).user_attrs.get("heartbeat")
+    return optuna.load_study(study_name=name, storage=connect(url, heartbeat))
+
+
+def stale_trials(study) -> set[int]:
+    """The numbers of the running trials silent for the grace period: their worker is lost
+    (the next worker to start or to finish a trial fails and retries them)."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    if not is_heartbeat_enabled(storage):
+        return set()
+    ids = set(storage._get_stale_trial_ids(study._study_id))
+    running = study.get_trials(states=(TrialState.RUNNING,), deepcopy=False)
+    return {t.number for t in running if t._trial_id in ids}
+
+
 def study_table(study) -> pd.DataFrame:
-    """One row per trial: number, state, validation score, the epoch it stopped at, its
-    parameters and run."""
+    """One row per trial: number, state (``stale``: running but its worker silent), validation
+    score, the epoch it stopped at, its worker, the trial it retries or the one retrying it,
+    its parameters and run."""
+    stale = stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    retried_as = {
+        t.system_attrs["retry_history"][-1]: t.number
+        for t in trials
+        if t.system_attrs.get("retry_history")
+    }
     rows = []
-    for trial in study.get_trials(deepcopy=False):
+    for trial in trials:
         steps = sorted(trial.intermediate_values)
+        retry_of = trial.system_attrs.get("retry_history") or [None]
         rows.append(
             {
                 "trial": trial.number,
-                "state": trial.state.name.lower(),
+                "state": "stale" if trial.number in stale else trial.state.name.lower(),
                 "validation": trial.value,
                 "pruned at step": steps[-1] if trial.state.name == "PRUNED" and steps else None,
                 "epochs": trial.user_attrs.get("epochs"),
                 "seconds": trial.user_attrs.get("seconds"),
+                "worker": trial.user_attrs.get("worker"),
+                "retry of": retry_of[-1],
+                "retried as": retried_as.get(trial.number),
                 "run_id": trial.user_attrs.get("run_id"),
                 **{f"param {k}": v for k, v in trial.params.items()},
             }
