@@ -1,23 +1,31 @@
-"""What a search costs on this machine, on the tiny preset, in one run.
+"""What a search costs, in one run: a trial's fixed cost before and after the worker reuses
+its data and keeps a trial's best weights in memory, workers' scaling, and where a trial's
+wall time goes.
 
-    python benchmarks/bench_tune.py [--trials 6] [--epochs 6]
+    python benchmarks/bench_tune.py [--trials 4] [--epochs 4] [--workers 1,2] [--threads 1]
+    python benchmarks/bench_tune.py --device cuda --preset paper --patients 422 --workers 1
 
-Prints, on a 40-patient synthetic cohort:
-- trials per hour with one worker, and with two workers on one SQLite study (``--no-queue``,
-  so they share the device: on one device the ratio says what contention costs);
-- the share of epochs that median pruning saved against no pruning, with the same sampler
-  seed, and the best validation score each reached;
-- a trial's time outside its epochs (start-up, cohort and cache loading, the final
-  predictions, the report) against the time in them: the fixed cost a search multiplies;
-- the one-off cost of scoring the best trial's test part (prediction and evaluation with its
-  bootstraps).
-The baseline of each ratio (one worker; no pruning) is measured in the same run.
+On a synthetic cohort (40 small patients by default, the tests' tiny one; ``--patients 422``
+writes a Lung1-sized one at the demo's geometry) it prints:
+
+- **fixed cost**: a trial's wall time outside its epochs, as a ratio to the time in them, for
+  the search's trials (one worker: data checked once, a trial's best weights kept in memory
+  and written once) against the baseline measured in the same run, the same trial settings
+  trained as ordinary runs (data checked each time, two checkpoints written every epoch);
+- **scaling**: trials per hour of 1, 2, ... workers (``--workers``) sharing one study, each
+  pinned to ``--threads`` CPU threads and trained at once (``--no-queue``), against one worker,
+  with every trial checked to have run exactly once;
+- **phases**: one trial's wall time split into start-up (a fresh worker's imports and its
+  study), data, epochs, evaluation (final predictions and the validation score) and the best
+  trial's test scoring, against the 60-second goal for a paper-preset trial on one GPU;
+- with ``--pruning``, the epochs median pruning saves against no pruning (same sampler seed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,9 +35,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nsclc_engine.runs import read_history, run_dir
 from nsclc_engine.synth.generate import write_cohort
 from nsclc_engine.synth.outcome import SynthConfig
-from nsclc_engine.tune.study import TuneConfig, run_worker, storage_url
+from nsclc_engine.tune.study import (
+    STUDY_PRESETS,
+    TuneConfig,
+    run_worker,
+    storage_url,
+    trial_config,
+)
 
 # the tests' tiny cohort (tests/helpers.py), 40 patients
 TINY = SynthConfig(
@@ -41,9 +56,16 @@ TINY = SynthConfig(
     slice_thickness_mm=12.0,
     defects="none",
 )
+GOAL_S = 60.0  # a paper-preset trial on one H100/H200, evaluation included
 
 
-def study(root: Path, source: Path, name: str, trials: int, epochs: int, pruner: str, **extra):
+def cohort(patients: int) -> SynthConfig:
+    if patients == TINY.n_patients:
+        return TINY
+    return SynthConfig(n_patients=patients, seed=1, defects="none")  # the demo's geometry
+
+
+def study(root: Path, source: Path, name: str, trials: int, args, pruner="none", **extra):
     space = root / f"{name}.json"
     space.write_text(
         json.dumps(
@@ -51,8 +73,8 @@ def study(root: Path, source: Path, name: str, trials: int, epochs: int, pruner:
                 "lr": {"low": 1e-4, "high": 3e-3, "log": True},
                 "batch_size": {"choices": [4, 8]},
                 "augment": {"choices": ["all", "off"]},
-                "epochs": {"choices": [epochs]},
-                "early_stopping_patience": {"choices": [epochs]},
+                "epochs": {"choices": [args.epochs]},
+                "early_stopping_patience": {"choices": [args.epochs]},
             }
         )
     )
@@ -60,10 +82,12 @@ def study(root: Path, source: Path, name: str, trials: int, epochs: int, pruner:
         trials=trials,
         study=name,
         space=str(space),
-        preset="tiny",
+        preset=args.preset,
         pruner=pruner,
+        device=args.device,
         dicom=str(source / "dicom"),
         clinical=str(source / "clinical.csv"),
+        evaluate_best=False,
         **extra,
     )
 
@@ -75,64 +99,173 @@ def trials_of(config: TuneConfig, artifacts: Path) -> list:
     return optuna.load_study(study_name=config.study, storage=url).get_trials()
 
 
+def as_ordinary_runs(config: TuneConfig, trials: list, artifacts: Path) -> list[tuple]:
+    """The baseline: each trial's settings trained as an ordinary run on the study's split
+    (not a trial: two checkpoints every epoch; no worker reusing the data)."""
+    import optuna
+
+    from nsclc_engine.train.runner import FixedSplit, create_run, run_training
+
+    study = optuna.load_study(study_name=config.study, storage=storage_url(config, artifacts))
+    fixed = FixedSplit(excluded={}, **study.user_attrs["split"])
+    timings = []
+    for trial in trials:
+        train = replace(trial_config(config, trial.params, trial.number), study="", trial=-1)
+        run_id = create_run(train, artifacts, f"baseline-{config.study}-{trial.number}", fixed)
+        started = time.perf_counter()
+        run_training(run_id, artifacts, False)
+        total = time.perf_counter() - started
+        epochs = sum(line["seconds"] for line in read_history(run_dir(run_id, artifacts)))
+        timings.append((total, epochs))
+    return timings
+
+
+def fixed_cost(timings: list[tuple]) -> tuple[float, float, float]:
+    total = sum(t for t, _ in timings) / len(timings)
+    inside = sum(e for _, e in timings) / len(timings)
+    return total, inside, (total - inside) / max(inside, 1e-9)
+
+
+def workers_per_hour(config: TuneConfig, artifacts: Path, workers: int, threads: int) -> float:
+    """Trials per hour of ``workers`` processes sharing one study; each trial checked to have
+    run exactly once (complete, its own run)."""
+    command = [sys.executable, "-m", "nsclc_engine.tune", "--study", config.study]
+    command += ["--preset", config.preset, "--space", config.space, "--no-test", "--no-queue"]
+    command += ["--pruner", "none", "--artifacts", str(artifacts), "--device", config.device]
+    command += ["--dicom", config.dicom, "--clinical", config.clinical]
+    command += ["--threads", str(threads), "--trials", str(config.trials // workers)]
+    started = time.perf_counter()
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(workers)]
+    if any(process.wait() for process in processes):
+        raise SystemExit(f"a worker of study {config.study} failed")
+    wall = time.perf_counter() - started
+    trials = trials_of(config, artifacts)
+    runs_ = {t.user_attrs.get("run_id") for t in trials}
+    if not (all(t.state.name == "COMPLETE" for t in trials) and len(runs_) == len(trials)):
+        raise SystemExit(f"study {config.study}: a trial was lost or run twice")
+    return len(trials) / wall * 3600
+
+
+def start_up_seconds(config: TuneConfig, artifacts: Path) -> float:
+    """A fresh worker's imports and the opening of its study (``--trials 0`` on a new study
+    that scores nothing), as a worker pays once."""
+    command = [sys.executable, "-m", "nsclc_engine.tune", "--trials", "0", "--study"]
+    command += [f"{config.study}-startup", "--preset", config.preset, "--no-test"]
+    command += ["--artifacts", str(artifacts), "--space", config.space]
+    command += ["--dicom", config.dicom, "--clinical", config.clinical]
+    started = time.perf_counter()
+    subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def phases(config: TuneConfig, trials: list, artifacts: Path) -> dict:
+    from nsclc_engine.tune.study import finish
+
+    later = [t for t in trials[1:] if t.state.name == "COMPLETE"] or trials
+    mean = lambda key: sum(t.user_attrs.get(key) or 0 for t in later) / len(later)  # noqa: E731
+    epochs, total = mean("seconds_in_epochs"), mean("seconds")
+    evaluation = mean("seconds_final_predictions") + mean("seconds_scoring")
+    data = mean("seconds_data")
+    started = time.perf_counter()
+    report = finish(replace(config, evaluate_best=True), artifacts)
+    scoring = time.perf_counter() - started
+    return {
+        "start-up (once per worker)": start_up_seconds(config, artifacts),
+        "data (checked once per worker)": trials[0].user_attrs.get("seconds_data") or 0.0,
+        "data (a later trial)": data,
+        "epochs": epochs,
+        "evaluation (final predictions, validation score)": evaluation,
+        "other (model, checkpoint, bookkeeping)": total - epochs - evaluation - data,
+        "a trial (a later one)": total,
+        "test scoring (once per study)": scoring if report.get("test") else float("nan"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per worker")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--preset", default="tiny", choices=list(STUDY_PRESETS))
+    parser.add_argument("--patients", type=int, default=TINY.n_patients)
+    parser.add_argument("--pruning", action="store_true", help="also measure median pruning")
     args = parser.parse_args()
+    counts = [int(n) for n in args.workers.split(",") if n]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        source = root / "source"
-        write_cohort(TINY, source, show_progress=False)
-        artifacts = root / "artifacts"
-        warm = study(root, source, "warm", 1, 1, "none", evaluate_best=False)
+        source, artifacts = root / "source", root / "artifacts"
+        started = time.perf_counter()
+        write_cohort(cohort(args.patients), source, show_progress=False)
+        written = time.perf_counter() - started
+        started = time.perf_counter()
+        warm = study(root, source, "warm", 1, args)
         run_worker(warm, artifacts)  # builds the cohort and fills the cache once
-
-        one = study(root, source, "one", args.trials, args.epochs, "none", evaluate_best=False)
-        start = time.perf_counter()
-        run_worker(one, artifacts)
-        single = args.trials / (time.perf_counter() - start) * 3600
-        done = trials_of(one, artifacts)
-
-        two = study(root, source, "two", args.trials, args.epochs, "none", evaluate_best=False)
-        command = [sys.executable, "-m", "nsclc_engine.tune", "--trials", str(args.trials // 2)]
-        command += ["--study", "two", "--preset", "tiny", "--space", two.space, "--no-test"]
-        command += ["--pruner", "none", "--no-queue", "--artifacts", str(artifacts)]
-        command += ["--dicom", two.dicom, "--clinical", two.clinical]
-        start = time.perf_counter()
-        workers = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(2)]
-        for worker in workers:
-            worker.wait()
-        double = 2 * (args.trials // 2) / (time.perf_counter() - start) * 3600
-        print(f"trials/hour, tiny preset, {args.epochs} epochs, 40 patients:")
-        print(f"  1 worker  {single:7.1f}")
-        print(f"  2 workers {double:7.1f} (x {double / single:.2f}, one shared device)")
-
-        pruned = study(root, source, "pruned", args.trials, args.epochs, "median")
-        pruned = replace(pruned, evaluate_best=False)
-        run_worker(pruned, artifacts)
-        epochs_full = sum(t.user_attrs.get("epochs", 0) for t in done)
-        epochs_pruned = sum(t.user_attrs.get("epochs", 0) for t in trials_of(pruned, artifacts))
-        best_full = max(t.value for t in done if t.value is not None)
-        kept = [t.value for t in trials_of(pruned, artifacts) if t.value is not None]
+        built = time.perf_counter() - started
         print(
-            f"epochs: {epochs_full} without pruning, {epochs_pruned} with median pruning "
-            f"({1 - epochs_pruned / epochs_full:.0%} saved); best validation AUC "
-            f"{best_full:.3f} vs {max(kept):.3f}"
+            f"{args.patients} synthetic patients, preset {args.preset}, {args.epochs} epochs, "
+            f"device {args.device}, host {socket.gethostname()}; one-off: DICOM written in "
+            f"{written:.0f} s, cohort and cache built (and one trial) in {built:.0f} s"
         )
 
-        total = sum(t.user_attrs["seconds"] for t in done)
-        inside = sum(t.user_attrs["seconds_in_epochs"] for t in done)
-        print(
-            f"a trial: {total / len(done):.1f} s, of which {inside / len(done):.1f} s in its "
-            f"epochs and {(total - inside) / len(done):.1f} s outside them "
-            f"(x {(total - inside) / max(inside, 1e-9):.2f} of the epoch time)"
+        after = study(root, source, "after", args.trials, args)
+        run_worker(after, artifacts)
+        trials = trials_of(after, artifacts)
+        now = fixed_cost(
+            [(t.user_attrs["seconds"], t.user_attrs["seconds_in_epochs"]) for t in trials]
         )
-        from nsclc_engine.tune.study import finish
+        before = fixed_cost(as_ordinary_runs(after, trials, artifacts))
+        print("fixed cost of a trial (wall time outside its epochs), mean over trials:")
+        for name, (total, inside, ratio) in (("baseline, ordinary runs", before), ("trials", now)):
+            print(
+                f"  {name:24s} {total:6.1f} s a trial, {inside:6.1f} s in epochs, "
+                f"{total - inside:5.1f} s outside: x {ratio:.2f} of the epochs, "
+                f"{(total - inside) / total:.0%} of the trial"
+            )
+        print(f"  fixed cost after / before: x {(now[0] - now[1]) / (before[0] - before[1]):.2f}")
 
-        start = time.perf_counter()
-        finish(replace(one, evaluate_best=True), artifacts)
-        print(f"scoring the best trial's test part once: {time.perf_counter() - start:.1f} s")
+        if counts:
+            print(f"trials/hour, {args.trials} trials a study, {args.threads} thread(s) a worker:")
+            rates = {}
+            for n in counts:
+                config = study(root, source, f"w{n}", args.trials, args)
+                rates[n] = workers_per_hour(config, artifacts, n, args.threads)
+                print(
+                    f"  {n} worker(s) {rates[n]:7.1f} (x {rates[n] / rates[counts[0]]:.2f} of "
+                    f"{counts[0]}; every trial ran exactly once)"
+                )
+
+        print("where a trial's wall time goes (seconds):")
+        split = phases(after, trials, artifacts)
+        for name, seconds in split.items():
+            print(f"  {name:52s} {seconds:7.2f}")
+        trial = split["a trial (a later one)"] + split["test scoring (once per study)"] / max(
+            len(trials), 1
+        )
+        print(
+            f"  a trial with its share of the test scoring: {trial:.1f} s, x {trial / GOAL_S:.2f} "
+            f"of the {GOAL_S:.0f}-second goal (set for the paper preset on one GPU)"
+        )
+
+        if args.pruning:
+            full = study(root, source, "full", args.trials, args)
+            run_worker(full, artifacts)
+            pruned = study(root, source, "pruned", args.trials, args, pruner="median")
+            run_worker(pruned, artifacts)
+            epochs = [
+                sum(t.user_attrs.get("epochs", 0) for t in trials_of(c, artifacts))
+                for c in (full, pruned)
+            ]
+            best = [
+                max(t.value for t in trials_of(c, artifacts) if t.value is not None)
+                for c in (full, pruned)
+            ]
+            print(
+                f"epochs: {epochs[0]} without pruning, {epochs[1]} with median pruning "
+                f"({1 - epochs[1] / epochs[0]:.0%} saved); best validation "
+                f"{best[0]:.3f} vs {best[1]:.3f}"
+            )
 
 
 if __name__ == "__main__":

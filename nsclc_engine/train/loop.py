@@ -294,6 +294,7 @@ def train_fold(
         drop_last=False,
     )
     cancel_file = run_dir / "cancel_requested"
+    kept_best = None  # a search trial's best epoch, in memory
 
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.early_stopping_patience:
         epoch = state["epoch"] + 1
@@ -361,6 +362,15 @@ def train_fold(
         if dist.is_main:
             weights = _unwrap(model).state_dict()
             about = {"config": asdict(config), "fold": fold, "epoch": epoch}
+        if dist.is_main and config.study and improved:
+            # a search trial is never resumed (a lost one is run again as a new trial): its
+            # best weights stay in memory and are written once, when the fold ends
+            kept_best = {
+                "model": {key: value.detach().clone() for key, value in weights.items()},
+                **about,
+                "best_loss": state["best_loss"],
+            }
+        if dist.is_main and not config.study:
             checkpoints.commit(
                 last_path,
                 best_path,
@@ -377,6 +387,7 @@ def train_fold(
                 if improved
                 else None,
             )
+        if dist.is_main:
             write_history(run_dir, history)
             update_status(
                 run_dir,
@@ -404,9 +415,13 @@ def train_fold(
         if dist.world_size > 1:
             torch.distributed.barrier()
 
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    if kept_best is not None:
+        checkpoints.save(kept_best, best_path)  # the weights the study's test scoring loads
+    if dist.world_size > 1:
+        torch.distributed.barrier()
+    best = kept_best or torch.load(best_path, map_location="cpu", weights_only=True)
     _unwrap(model).load_state_dict(best["model"])
-    frames = []
+    frames, started = [], time.perf_counter()
     for part, dataset in datasets.items():
         if part == "test" and config.hold_out_test:
             continue  # a trial's: predicted once, for the study's best (runner.evaluate_test)
@@ -415,7 +430,13 @@ def train_fold(
         frame = predict(_unwrap(model), plain, config, device, dist, task)
         frames.append(frame.assign(split=part, fold=fold))
     if dist.is_main:  # what the network costs, for choosing one (the Runs page, status.json)
-        update_status(run_dir, model=network | peak_memory(device))
+        earlier = status(run_dir).get("seconds_final_predictions", 0) if fold else 0
+        predicting = earlier + time.perf_counter() - started
+        update_status(
+            run_dir,
+            model=network | peak_memory(device),
+            seconds_final_predictions=round(predicting, 3),
+        )
     return pd.concat(frames, ignore_index=True)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -91,6 +93,32 @@ def run_exclusions(
     return excluded
 
 
+# prepare_data's results kept while a search worker runs its trials (reuse_prepared_data)
+_reused: dict[str, PreparedData] | None = None
+
+
+@contextmanager
+def reuse_prepared_data() -> Iterator[None]:
+    """Within the block, :func:`prepare_data` checks the sources, the cohort and the cache
+    once per data setting and hands later calls a copy of the same result: a search worker's
+    trials share one cohort and cache, and each trial checking them again is a fixed cost the
+    search multiplies. Sources changed during the block are not seen until it ends."""
+    global _reused
+    outer, _reused = _reused, {} if _reused is None else _reused
+    try:
+        yield
+    finally:
+        _reused = outer
+
+
+def _data_setting(config: TrainConfig, artifacts: Path, excluded: dict[str, str]) -> str:
+    fields = ("dicom", "clinical", "demo_patients", "preset", "crop_mode", "context_mm", "label")
+    setting = {field: getattr(config, field) for field in fields}
+    setting |= {"artifacts": str(artifacts.resolve()), "excluded": sorted(excluded.items())}
+    setting["cache"] = os.environ.get("NSCLC_CACHE_DIR", "")
+    return json.dumps(setting, sort_keys=True, default=str)
+
+
 def prepare_data(
     config: TrainConfig,
     artifacts: Path,
@@ -103,6 +131,21 @@ def prepare_data(
     cohort built for them (``review_excluded`` in its cleaning report).
 
     ``on_progress(stage, fraction)`` follows the slow parts (writing the demo cohort)."""
+    if _reused is None:
+        return _prepare_data(config, artifacts, show_progress, on_progress, excluded)
+    setting = _data_setting(config, artifacts, excluded or {})
+    if setting not in _reused:
+        _reused[setting] = _prepare_data(config, artifacts, show_progress, on_progress, excluded)
+    return copy.deepcopy(_reused[setting])
+
+
+def _prepare_data(
+    config: TrainConfig,
+    artifacts: Path,
+    show_progress: bool,
+    on_progress: Callable[[str, float], None] | None = None,
+    excluded: dict[str, str] | None = None,
+) -> PreparedData:
     report = on_progress or (lambda stage, fraction: None)
     from nsclc_engine.cohort.build import CohortConfig, load_cohort, run_cohort
     from nsclc_engine.demo import build_demo, demo_paths

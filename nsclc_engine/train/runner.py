@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -138,7 +139,9 @@ def _train(
                 update_status(run_dir, stage=stage, progress=round(DATA_SHARE * fraction, 4))
 
             excluded = run_exclusions(run_dir, config, artifacts)
+            started = time.perf_counter()
             data = prepare_data(config, artifacts, show_progress, preparing, excluded)
+            update_status(run_dir, seconds_data=round(time.perf_counter() - started, 3))
         if dist.world_size > 1:
             torch.distributed.barrier()
         if not dist.is_main:

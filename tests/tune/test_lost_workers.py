@@ -149,6 +149,11 @@ def test_a_worker_killed_mid_trial_on_postgresql_is_retried_and_the_study_finish
     assert sorted(states.values()) == sorted([TrialState.FAIL] + [TrialState.COMPLETE] * 2)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len({t.user_attrs["run_id"] for t in complete}) == 2
+    for trial in complete:  # each worker pinned to one thread (--threads 1)
+        config = json.loads(
+            (artifacts / "runs" / trial.user_attrs["run_id"] / "config.json").read_text()
+        )
+        assert config["resolved"]["threads"] == 1
     report = json.loads((artifacts / "studies" / "chaos.json").read_text())
     assert (report["trials"]["complete"], report["trials"]["fail"]) == (2, 1)
     assert report["trials"]["running"] == report["trials"]["waiting"] == 0

@@ -7,6 +7,7 @@ from dataclasses import replace
 import optuna
 import pandas as pd
 import pytest
+import torch
 
 from nsclc_engine.tune.__main__ import main
 from nsclc_engine.tune.space import load_space
@@ -76,6 +77,13 @@ def test_a_study_on_sqlite_runs_trials_as_runs_and_scores_only_the_best_on_test(
         config = json.loads((folder / "config.json").read_text())
         assert (config["study"], config["hold_out_test"]) == ("s", True)
         assert config["trial"] == int(run_id[-4:]) and config["preset"] == "smoke"
+        # a trial is never resumed: its best weights, written once, and no resume checkpoint
+        assert sorted(path.name for path in folder.glob("checkpoint*")) == ["checkpoint_best.pt"]
+        best_epoch = max(
+            (line for line in map(json.loads, (folder / "history.jsonl").open()) if line["best"]),
+            key=lambda line: line["epoch"],
+        )["epoch"]
+        assert torch.load(folder / "checkpoint_best.pt", weights_only=True)["epoch"] == best_epoch
         parts = set(pd.read_csv(folder / "predictions.csv").split)
         # only the best trial's test part is ever predicted, and only it is evaluated
         assert ("test" in parts) == (run_id == best)
