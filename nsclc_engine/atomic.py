@@ -106,12 +106,18 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     of live processes are being written); returns what was removed."""
     removed = []
     for path in Path(folder).glob(f".*{TEMPORARY}"):
-        parts = path.name[: -len(TEMPORARY)].rsplit(".", 3)
-        if len(parts) != 4 or not parts[1].isdigit() or process_exists(int(parts[1])):
-            continue
-        path.unlink(missing_ok=True)
-        removed.append(path)
+        if dead_temporary(path):
+            path.unlink(missing_ok=True)
+            removed.append(path)
     return removed
+
+
+def dead_temporary(path: Path) -> bool:
+    """Whether ``path`` is a temporary of :func:`atomic_path` whose writer has died."""
+    if not (path.name.startswith(".") and path.name.endswith(TEMPORARY)):
+        return False
+    parts = path.name[: -len(TEMPORARY)].rsplit(".", 3)
+    return len(parts) == 4 and parts[1].isdigit() and not process_exists(int(parts[1]))
 
 
 def process_exists(pid: int) -> bool:

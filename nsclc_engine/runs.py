@@ -40,10 +40,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nsclc_engine.atomic import (
+    dead_temporary,
     hold_lock_descriptor,
     json_line,
     process_exists,
     release_lock_descriptor,
+    remove_stale_temporaries,
     update_json,
     write_json,
     write_text_atomic,
@@ -96,10 +98,12 @@ def create_run(config: dict, artifacts: str | os.PathLike | None, run_id: str = 
     try:
         folder.mkdir()
     except FileExistsError:
-        raise ValueError(
-            f"run {run_id!r} already exists in {folder.parent}; choose another --run-id, or "
-            f"continue it with --resume {run_id}"
-        ) from None
+        if not never_started(folder):
+            raise ValueError(
+                f"run {run_id!r} already exists in {folder.parent}; choose another --run-id, "
+                f"or continue it with --resume {run_id}"
+            ) from None
+        remove_stale_temporaries(folder)  # a run killed before its config.json landed
     write_json(folder / "config.json", config)
     number = next_number(folder.parent)
     update_status(
@@ -113,6 +117,12 @@ def create_run(config: dict, artifacts: str | os.PathLike | None, run_id: str = 
         queue=number,
     )
     return run_id
+
+
+def never_started(folder: Path) -> bool:
+    """A run folder killed before its ``config.json`` landed: nothing in it but dead writers'
+    temporaries. It is no run (listings skip it), and creating the run again reuses it."""
+    return all(dead_temporary(path) for path in folder.iterdir())
 
 
 def next_number(root: Path) -> int:

@@ -75,6 +75,31 @@ def test_create_run_writes_config_and_a_queued_status_once(tmp_path):
     assert RUN_ID.match(generated) and generated != "demo"
 
 
+def test_a_run_killed_before_its_config_landed_never_started_and_is_started_again(tmp_path, capsys):
+    from nsclc_engine.train.__main__ import main
+
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    folder = tmp_path / "runs" / "r"
+    folder.mkdir(parents=True)  # killed at the first temporary file of the run
+    (folder / f".config.json.{ended.stdout.strip()}.1.abcd1234.tmp").write_text("{")
+    assert list_runs(tmp_path) == []  # no run
+    assert main(["--resume", "r", "--artifacts", str(tmp_path)]) == 2
+    assert "never started" in capsys.readouterr().err
+    assert create_run({"label": "os_2y"}, tmp_path, "r") == "r"  # the same --run-id again
+    assert not list(folder.glob("*.tmp")) and read_config(folder) == {"label": "os_2y"}
+    assert [run["run_id"] for run in list_runs(tmp_path)] == ["r"]
+    other = tmp_path / "runs" / "kept"
+    other.mkdir()
+    (other / "notes.txt").write_text("not a temporary")  # something else there: not reused
+    with pytest.raises(ValueError, match="already exists"):
+        create_run({"label": "os_2y"}, tmp_path, "kept")
+
+
 def test_read_config_of_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(ValueError, match=r"no config\.json; this is not a run folder"):
         read_config(tmp_path)

@@ -24,6 +24,7 @@ from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import (
     RunBusy,
     lock_held,
+    never_started,
     new_run_id,
     queue,
     run_dir,
@@ -173,6 +174,11 @@ def _open_run(
     if args.resume:
         run_id = validate_run_id(args.resume)
         folder = run_dir(run_id, artifacts)
+        if folder.is_dir() and never_started(folder):
+            raise ValueError(
+                f"run {run_id!r} never started (killed before its config.json was written): "
+                f"start it again with the same command and --run-id {run_id}"
+            )
         if not (folder / "config.json").exists():
             raise ValueError(f"no run {run_id!r} in {runs_dir(artifacts)}")
         if lock_held(folder):
