@@ -15,6 +15,7 @@ from nsclc_engine.explain import gradcam as explain
 from nsclc_engine.explain import viewer
 from nsclc_engine.explain.cache import checkpoint_stamp
 from nsclc_engine.explain.inference import load_run_model
+from nsclc_engine.task_spec import DEFAULT_NETWORK
 from ui import case_viewer, review_queue
 from ui.common import (
     artifacts,
@@ -216,7 +217,7 @@ except (ValueError, FileNotFoundError, OSError) as error:
 
 overlay = st.columns([1, 1, 1, 2])
 show_map = overlay[0].toggle("Grad-CAM overlay", key="pt_cam")
-network = view.config.get("model", "resnet18")
+network = view.config.get("model", DEFAULT_NETWORK)
 method = overlay[1].selectbox(
     "Method",
     explain.methods_for(network),

@@ -5,6 +5,7 @@ import streamlit as st
 
 from nsclc_engine.dashboard import studies as page
 from nsclc_engine.paths import shown_url
+from nsclc_engine.task_spec import metric_of
 from nsclc_engine.tune.confirm import report_lines
 from nsclc_engine.tune.jobs import launch_study, stop_study
 from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig
@@ -88,7 +89,7 @@ def study_view() -> None:
         elif test and test.get("error"):
             line += f"; scoring its test part failed: {test['error']}"
         elif test:
-            key = "c_index" if "c_index" in test else "auc"
+            key = metric_of(test).metric_key
             value = test[key]
             line += (
                 f"; its test part, scored once: {value[key]:.3f} "

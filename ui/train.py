@@ -8,6 +8,7 @@ from nsclc_engine import access
 from nsclc_engine.dashboard import runs as runs_view
 from nsclc_engine.dashboard import train as page
 from nsclc_engine.evaluate import figures
+from nsclc_engine.task_spec import LABEL_CHOICES, TASKS
 from nsclc_engine.train import jobs
 from nsclc_engine.train.config import BACKBONES
 from ui.common import artifacts, audit, authorize, data_roots, load, require_page
@@ -63,13 +64,11 @@ with st.form("launch"):
     k = f"_{protocol}"  # widgets open at the chosen protocol's values
     task = c.selectbox(
         "Task",
-        ["classification", "survival"],
+        list(TASKS),
         help="survival: a Cox head on survival time, deadstatus_event as the event",
         key="task" + k,
     )
-    label = choice(
-        a, "Label (classification)", ["os_2y", "deadstatus_event"], field="label", key="label" + k
-    )
+    label = choice(a, "Label (classification)", list(LABEL_CHOICES), field="label", key="label" + k)
     preset = choice(b, "Preset", ["demo", "paper"], field="preset", key="preset" + k)
     crop_mode = choice(
         c,

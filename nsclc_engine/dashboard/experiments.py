@@ -17,6 +17,7 @@ from nsclc_engine.dashboard.runs import TEST_AUC, TEST_C
 from nsclc_engine.evaluate.experiment import interval, read_summary, spread_text
 from nsclc_engine.evaluate.figures import LAYOUT
 from nsclc_engine.stats.metrics import metrics_at_threshold
+from nsclc_engine.task_spec import spec_of
 
 SPREAD_METRICS = ("sensitivity", "specificity", "f1", "precision", "npv")
 
@@ -61,8 +62,8 @@ def experiment_rows(
 
 def _experiment_row(name: str, summary: dict, first: pd.Series) -> dict:
     splits = summary.get("splits", {})
-    survival = summary.get("task") == "survival"
-    key = "c_index" if survival else "auc"
+    spec = spec_of(summary)
+    key, survival = spec.metric_key, spec.name == "survival"
     held_out = "test" if "test" in splits else "external"
     runs = summary.get("runs", [])
     return {
@@ -74,7 +75,7 @@ def _experiment_row(name: str, summary: dict, first: pd.Series) -> dict:
         "label": first.get("label"),
         "experiment": name,
         "seeds": f"{summary.get('n_finished', 0)} / {len(runs)}",
-        "validation C-index" if survival else "validation AUC": _mean_sd(splits, "validation", key),
+        f"validation {spec.metric_name}": _mean_sd(splits, "validation", key),
         TEST_C if survival else TEST_AUC: _mean_sd(splits, held_out, key),
         "share of achievable": _mean_sd(splits, held_out, "share of achievable", percent=True),
     }

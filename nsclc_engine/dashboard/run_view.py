@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from nsclc_engine.evaluate.classification import held_out_part
-from nsclc_engine.evaluate.yardstick import best_for, judge_run, metric_key
+from nsclc_engine.evaluate.yardstick import best_for, judge_run
 from nsclc_engine.runs import read_history, read_json
 from nsclc_engine.stats.calibration import fit_recalibrator
 from nsclc_engine.stats.metrics import threshold_sweep
+from nsclc_engine.task_spec import spec_of
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def test_verdict(metrics: dict) -> dict | None:
         return None
     return judgement.to_dict() | {
         "best_full": best_for(metrics, "test", "eta"),
-        "metric": "C-index" if metric_key(metrics) == "c_index" else "AUC",
+        "metric": spec_of(metrics).metric_name,
     }
 
 

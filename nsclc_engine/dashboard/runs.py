@@ -24,6 +24,7 @@ from nsclc_engine.runs import list_runs, new_run_id, read_json
 from nsclc_engine.runs import run_dir as run_folder
 from nsclc_engine.stats.metrics import delong_test, threshold_sweep
 from nsclc_engine.stats.survival import harrell_c_index, paired_c_index_difference
+from nsclc_engine.task_spec import DEFAULT_NETWORK
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.jobs import launch
 
@@ -407,7 +408,7 @@ def network_name(config: dict) -> str:
     if kind == "frozen features":
         return f"{config.get('model', '')} (frozen)"
     # runs from before networks had names all trained the ResNet-18
-    return config.get("model", "resnet18") if kind == "trained" else ""
+    return config.get("model", DEFAULT_NETWORK) if kind == "trained" else ""
 
 
 def preset_of(config: dict) -> str | None:

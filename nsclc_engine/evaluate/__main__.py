@@ -28,6 +28,7 @@ from nsclc_engine.evaluate.yardstick import best_for, judge_run
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
 from nsclc_engine.stats.metrics import THRESHOLD_RULES
+from nsclc_engine.task_spec import spec_of
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,8 +219,7 @@ def print_summary(metrics: dict) -> None:
     """Per split the headline metric with its CI and, on the synthetic cohort, the best
     achievable on the same patients; on test the verdict (learns, no leak, share)."""
 
-    survival = metrics.get("task") == "survival"
-    name, key = ("C-index", "c_index") if survival else ("AUC", "auc")
+    name, key = spec_of(metrics).metric_name, spec_of(metrics).metric_key
     for part, values in metrics["splits"].items():
         block = values[key]
         line = (

@@ -23,6 +23,7 @@ import numpy as np
 
 from nsclc_engine.atomic import write_json
 from nsclc_engine.runs import list_runs, read_config, read_json, run_dir
+from nsclc_engine.task_spec import DEFAULT_NETWORK, spec_of
 
 EXPERIMENTS_DIR = "experiments"
 THRESHOLD_METRICS = ("threshold", "sensitivity", "specificity", "precision", "npv", "f1")
@@ -63,8 +64,9 @@ def run_id_of(name: str, seed: int) -> str:
 
 def default_name(config: dict) -> str:
     """The name an experiment gets from its configuration: what it trains, on what, how."""
-    parts = [config.get("task", "classification"), config.get("label") or "os_2y"]
-    parts += [config.get("preset", "demo"), config.get("model", "resnet18")]
+    spec = spec_of(config)
+    parts = [spec.name, config.get("label") or spec.default_label]
+    parts += [config.get("preset", "demo"), config.get("model", DEFAULT_NETWORK)]
     if config.get("folds"):
         parts.append(f"{config['folds']}fold")
     if config.get("protocol", "house") != "house":
@@ -249,8 +251,7 @@ def spread_text(entry: dict, digits: int = 3) -> str:
 def summary_lines(summary: dict) -> list[str]:
     """The summary in a few lines: the headline metric per split, then the image model
     against each baseline on the held-out patients."""
-    key = "c_index" if summary.get("task") == "survival" else "auc"
-    shown = "C-index" if key == "c_index" else "AUC"
+    key, shown = spec_of(summary).metric_key, spec_of(summary).metric_name
     lines = [f"experiment {summary['experiment']}: {summary['n_finished']} finished runs"]
     for split in ("train", "validation", "test", "external"):
         entry = (summary["splits"].get(split) or {}).get(key)

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from nsclc_engine.task_spec import TASKS
+
 CLASS_NAMES = ("negative (0)", "positive (1)")
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}}
@@ -252,8 +254,11 @@ def training_curves_figure(history: Sequence[Mapping]) -> go.Figure:
     one line per fold."""
     from plotly.subplots import make_subplots
 
-    survival = any("val_c_index" in line for line in history)
-    key, name = ("val_c_index", "C-index") if survival else ("val_auc", "AUC")
+    spec = next(
+        (s for s in TASKS.values() if any(s.validation_metric in line for line in history)),
+        TASKS["classification"],
+    )
+    key, name = spec.validation_metric, spec.metric_name
     figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", f"Validation {name}"))
     folds = sorted({line.get("fold", 0) for line in history})
     for i, fold in enumerate(folds):

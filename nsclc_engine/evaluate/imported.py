@@ -52,6 +52,7 @@ from nsclc_engine.evaluate.run import write_classification_outputs
 from nsclc_engine.evaluate.survival import survival_column
 from nsclc_engine.evaluate.survival_frozen import imported_survival_metrics
 from nsclc_engine.runs import create_run, now, read_json, run_dir, update_status, validate_run_id
+from nsclc_engine.task_spec import TASKS as TASK_SPECS
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ EXCLUSION_REASONS = {
     "no_outcome": "no survival time or event in the clinical table",
     "bad_survival": "survival probability missing or not a number",
 }
-TASKS = ("classification", "survival")
+TASKS = tuple(TASK_SPECS)
 
 
 @dataclass(frozen=True)

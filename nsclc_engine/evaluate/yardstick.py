@@ -35,6 +35,7 @@ from nsclc_engine.demo import source_of
 from nsclc_engine.stats.metrics import auc_score, resampled_auc, stratified_auc
 from nsclc_engine.stats.survival import harrell_c_index, resampled_c_index
 from nsclc_engine.synth.generate import read_truth
+from nsclc_engine.task_spec import spec_of, task_spec
 
 SCORES = ("eta", "eta_image")
 MIN_SIGNAL = 0.05  # the best achievable must exceed 0.5 by this much for a share to mean much
@@ -159,7 +160,7 @@ def best_achievable(
     held_out = "external" if (predictions.split == "external").any() else "test"
     parts = predictions[predictions.split == held_out] if k_fold else predictions
     result: dict = {
-        "metric": "c_index" if task == "survival" else "auc",
+        "metric": task_spec(task).metric_key,
         "scores": SCORE_MEANING,
         "fold_stratified": k_fold,
         "splits": {
@@ -249,7 +250,7 @@ def judge(block: dict, key: str, best: float | None, paired: dict | None = None)
 
 def metric_key(metrics: dict) -> str:
     """The headline metric of a run's ``metrics.json``: ``c_index`` (survival) or ``auc``."""
-    return "c_index" if metrics.get("task") == "survival" else "auc"
+    return spec_of(metrics).metric_key
 
 
 def judge_run(metrics: dict, split: str = "test") -> Judgement | None:

@@ -12,6 +12,7 @@ from nsclc_engine.explain.gradcam import as_batch
 from nsclc_engine.preprocess.dataset import AugmentConfig, augment_volume
 from nsclc_engine.preprocess.volumes import PRESETS
 from nsclc_engine.runs import best_checkpoint
+from nsclc_engine.task_spec import DEFAULT_NETWORK
 from nsclc_engine.train.model import build_model
 from nsclc_engine.train.tasks import task_class
 
@@ -26,7 +27,7 @@ def load_run_model(run_dir: str | os.PathLike, fold: int = 0, device: str = "cpu
     outputs = task_class(config.get("task", "classification")).outputs
     shape = PRESETS[config.get("preset", "demo")].out_shape  # the ViT's patch grid depends on it
     model = build_model(
-        config.get("model", "resnet18"),
+        config.get("model", DEFAULT_NETWORK),
         outputs,
         norm=config.get("norm", "batch"),
         input_shape=shape,

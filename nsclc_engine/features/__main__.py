@@ -17,6 +17,7 @@ from pathlib import Path
 from nsclc_engine.config import add_config_arguments, load_config, one_line
 from nsclc_engine.features.run import FeatureConfig, feature_run
 from nsclc_engine.paths import artifacts_dir
+from nsclc_engine.task_spec import LABEL_CHOICES, TASKS, metric_of
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,8 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recipe", required=True, choices=["fmcib", "medicalnet"])
     parser.add_argument("--name", default="", help="the run's id (default: a time stamp)")
     parser.add_argument("--cohort", help="a built cohort folder (default: the demo cohort)")
-    parser.add_argument("--label", choices=["os_2y", "deadstatus_event"])
-    parser.add_argument("--task", choices=["classification", "survival"])
+    parser.add_argument("--label", choices=list(LABEL_CHOICES))
+    parser.add_argument("--task", choices=list(TASKS))
     parser.add_argument(
         "--artifacts", help="artifacts folder (default $NSCLC_ARTIFACTS_DIR or ./artifacts)"
     )
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def print_summary(run_id: str, metrics: dict) -> None:
     test = metrics.get("splits", {}).get("test", {})
-    name, key = ("C-index", "c_index") if "c_index" in test else ("AUC", "auc")
+    name, key = metric_of(test).metric_name, metric_of(test).metric_key
     value = test.get(key, {})
     if value:
         interval = f"{value['ci_low']:.3f}-{value['ci_high']:.3f}"

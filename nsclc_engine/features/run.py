@@ -34,11 +34,12 @@ from nsclc_engine.runs import (
     start_running,
     update_status,
 )
+from nsclc_engine.task_spec import TASKS as TASK_SPECS
 from nsclc_engine.train.prepare import run_exclusions
 
 log = logging.getLogger(__name__)
 
-TASKS = ("classification", "survival")
+TASKS = tuple(TASK_SPECS)
 
 
 @dataclass(frozen=True)

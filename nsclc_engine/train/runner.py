@@ -16,6 +16,7 @@ from nsclc_engine import runs
 from nsclc_engine.atomic import remove_stale_temporaries, write_json, write_text_atomic
 from nsclc_engine.config import shown_error
 from nsclc_engine.runs import now, update_status
+from nsclc_engine.task_spec import task_spec
 from nsclc_engine.train.config import TrainConfig, load_run_config
 from nsclc_engine.train.loop import (
     DATA_SHARE,
@@ -210,7 +211,7 @@ def _train(
                 update_status(run_dir, evaluation_error=f"{type(error).__name__}: {error}")
             update_status(run_dir, state="finished", progress=1.0, finished=now(), stage="done")
             summarize_experiment(config, artifacts)
-            name, key = ("C-index", "c_index") if config.task == "survival" else ("AUC", "auc")
+            name, key = task_spec(config.task).metric_name, task_spec(config.task).metric_key
             test = metrics.get("splits", {}).get("test", {}).get(key, {})
             log.info(
                 "finished: test %s %.3f (95%% CI %.3f-%.3f)",

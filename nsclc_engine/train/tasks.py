@@ -9,14 +9,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-TASKS = ("classification", "survival")
+from nsclc_engine.task_spec import TASKS as TASK_SPECS
+
+TASKS = tuple(TASK_SPECS)
 
 
 class ClassificationTask:
     name = "classification"
     outputs = 2
-    score_column = "y_prob"
-    columns = ("patient_id", "split", "fold", "y_true", "y_prob", "logit")
+    score_column = TASK_SPECS[name].score_column
+    columns = TASK_SPECS[name].columns
 
     def __init__(self, train_labels: Sequence[int], use_class_weights: bool, device):
         import torch
@@ -84,8 +86,8 @@ class SurvivalTask:
 
     name = "survival"
     outputs = 1
-    score_column = "risk"
-    columns = ("patient_id", "split", "fold", "risk", "time_days", "event")
+    score_column = TASK_SPECS[name].score_column
+    columns = TASK_SPECS[name].columns
 
     def __init__(self, times: Mapping[str, float], device, bank_size: int = 0):
         from nsclc_engine.stats.survival import RiskBank

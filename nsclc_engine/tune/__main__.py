@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nsclc_engine.config import one_line
 from nsclc_engine.paths import artifacts_dir
+from nsclc_engine.task_spec import LABEL_CHOICES, TASKS, metric_of
 from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig, run_worker
 
 
@@ -40,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--space", default="", help="a JSON search space (default: the house one)")
     parser.add_argument("--preset", default="demo", choices=list(STUDY_PRESETS))
     parser.add_argument("--pruner", default="median", choices=list(PRUNERS))
-    parser.add_argument("--task", default="classification", choices=["classification", "survival"])
-    parser.add_argument("--label", default="", choices=["", "os_2y", "deadstatus_event"])
+    parser.add_argument("--task", default="classification", choices=list(TASKS))
+    parser.add_argument("--label", default="", choices=["", *LABEL_CHOICES])
     parser.add_argument("--folds", type=int, default=0, help="k-fold trials: the mean over folds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dicom", default="", help="real data (with --clinical); default: demo")
@@ -143,7 +144,7 @@ def print_report(report: dict) -> None:
     if test and test.get("error"):
         print(f"  test: scoring run {test['run_id']} failed: {test['error']}")
     elif test:
-        key = "c_index" if "c_index" in test else "auc"
+        key = metric_of(test).metric_key
         value = test[key]
         print(
             f"  test, scored once: {key} {value[key]:.3f} "

@@ -16,6 +16,7 @@ import pandas as pd
 from nsclc_engine import runs
 from nsclc_engine.atomic import write_json
 from nsclc_engine.evaluate.experiment import run_id_of, spread_text, write_summary
+from nsclc_engine.task_spec import task_spec
 from nsclc_engine.tune.study import TuneConfig, storage_url, trial_config
 
 log = logging.getLogger("nsclc_engine.tune")
@@ -75,7 +76,7 @@ def confirm_best(
         if "test" not in set(pd.read_csv(folder / "predictions.csv").split):
             evaluate_test(run_id, artifacts)
     summary = write_summary(artifacts, name)
-    key = "c_index" if config.task == "survival" else "auc"
+    key = task_spec(config.task).metric_key
     report = {
         "study": config.study,
         "experiment": name,

@@ -30,9 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 import zlib
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,9 +41,18 @@ from nsclc_engine import runs
 from nsclc_engine.atomic import write_json
 from nsclc_engine.config import shown_error
 from nsclc_engine.paths import database_url, shown_url
+from nsclc_engine.task_spec import task_spec
 from nsclc_engine.train.prepare import exclusions_now, reuse_prepared_data
 from nsclc_engine.train.runner import FixedSplit, fix_split
-from nsclc_engine.tune.lease import beating, holder_of, lease
+from nsclc_engine.tune.heartbeat import (
+    ask_and_tell_heartbeats,
+    recover_lost_trials,
+    stale_trials,
+    trial_heartbeat,
+    waiting_retries,
+    worker_name,
+)
+from nsclc_engine.tune.lease import holder_of, lease
 from nsclc_engine.tune.space import distributions, load_space
 
 log = logging.getLogger(__name__)
@@ -160,23 +167,6 @@ def make_pruner(name: str):
         "hyperband": optuna.pruners.HyperbandPruner(min_resource=2),
         "none": optuna.pruners.NopPruner(),
     }[name]
-
-
-@contextmanager
-def ask_and_tell_heartbeats():
-    """Optuna warns that heartbeats are experimental and meant for ``optimize``; this module
-    drives them by hand for its ask-and-tell trials (:func:`trial_heartbeat`)."""
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
-        yield
-
-
-def worker_name() -> str:
-    """This worker, as trials and leases name it: host and process id."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def worker_seed(seed: int) -> int:
@@ -329,56 +319,6 @@ def _stop_requested(study, config: TuneConfig) -> bool:
         )
         return True
     return False
-
-
-def recover_lost_trials(study) -> list[int]:
-    """Fail the running trials whose worker fell silent (no heartbeat for the grace period)
-    and queue each one's parameters again once; returns the numbers of the trials failed now
-    by this worker (another worker failing one at the same moment wins it alone)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    before = {t.number for t in study.get_trials(states=(TrialState.RUNNING,), deepcopy=False)}
-    with ask_and_tell_heartbeats():
-        optuna.storages.fail_stale_trials(study)
-    retried = {
-        t.system_attrs.get("retry_history", [None])[-1]: t.number
-        for t in study.get_trials(deepcopy=False)
-        if t.system_attrs.get("failed_trial") is not None
-    }
-    lost = sorted(
-        t.number
-        for t in study.get_trials(states=(TrialState.FAIL,), deepcopy=False)
-        if t.number in before and t.number in retried
-    )
-    for number in lost:
-        log.warning(
-            "trial %d's worker fell silent: failed, its parameters queued again as trial %d",
-            number,
-            retried[number],
-        )
-    return lost
-
-
-def waiting_retries(study) -> list[int]:
-    """The retries of lost trials still waiting for a worker."""
-    from optuna.trial import TrialState
-
-    return [
-        t.number
-        for t in study.get_trials(states=(TrialState.WAITING,), deepcopy=False)
-        if t.system_attrs.get("failed_trial") is not None
-    ]
-
-
-@contextmanager
-def trial_heartbeat(study, trial, seconds: int):
-    """Record ``trial``'s heartbeat in the storage now and every ``seconds`` while the block
-    runs (from ask to tell: waiting for the device, training, scoring its validation part)."""
-    storage = study._storage  # Optuna's heartbeat API is the storage's (optimize() uses it so)
-    storage.record_heartbeat(trial._trial_id)
-    with beating(lambda: storage.record_heartbeat(trial._trial_id), seconds, "trial heartbeat"):
-        yield
 
 
 def _one_trial(study, config: TuneConfig, space: dict, artifacts: Path) -> None:
@@ -602,7 +542,7 @@ def _score_best_once(study, run_id: str, artifacts: Path, task: str) -> dict:
             return study.user_attrs["best_test"]
         try:
             metrics = evaluate_test(run_id, artifacts)
-            key = "c_index" if task == "survival" else "auc"
+            key = task_spec(task).metric_key
             test = {"run_id": run_id, key: metrics["splits"]["test"][key]}
         except Exception as error:  # predicted but not evaluated: the look at test is spent
             test = {"run_id": run_id, "error": shown_error(error)}
@@ -618,20 +558,6 @@ def load_study(url: str, name: str):
 
     heartbeat = optuna.load_study(study_name=name, storage=url).user_attrs.get("heartbeat")
     return optuna.load_study(study_name=name, storage=connect(url, heartbeat))
-
-
-def stale_trials(study) -> set[int]:
-    """The numbers of the running trials silent for the grace period: their worker is lost
-    (the next worker to start or to finish a trial fails and retries them)."""
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    if not is_heartbeat_enabled(storage):
-        return set()
-    ids = set(storage._get_stale_trial_ids(study._study_id))
-    running = study.get_trials(states=(TrialState.RUNNING,), deepcopy=False)
-    return {t.number for t in running if t._trial_id in ids}
 
 
 def study_table(study) -> pd.DataFrame:

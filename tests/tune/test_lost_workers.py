@@ -17,17 +17,14 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from nsclc_engine.dashboard.studies import lost_worker_lines
-from nsclc_engine.tune.lease import LEASES, holder_of, lease, try_take
-from nsclc_engine.tune.study import (
-    TuneConfig,
+from nsclc_engine.tune.heartbeat import (
     ask_and_tell_heartbeats,
-    load_study,
-    open_study,
     recover_lost_trials,
     stale_trials,
-    study_table,
     waiting_retries,
 )
+from nsclc_engine.tune.lease import LEASES, holder_of, lease, try_take
+from nsclc_engine.tune.study import TuneConfig, load_study, open_study, study_table
 from tests.tune.test_tune import SPACE
 
 
