@@ -260,7 +260,7 @@ if show_map:
     if compare is not None:
         chosen = others[compare]
         other = load(chosen["run_id"])
-        other_layers = explain.gradcam_layers(other.config.get("model", "resnet18"))
+        other_layers = explain.gradcam_layers(other.config.get("model", DEFAULT_NETWORK))
         other_config = explain.ExplainConfig(
             method=method
             if method in explain.methods_for(other.config.get("model"))

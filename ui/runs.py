@@ -9,6 +9,7 @@ from nsclc_engine.evaluate import figures
 from nsclc_engine.evaluate.experiment import experiment_names, read_summary
 from nsclc_engine.evaluate.multiplicity import comparisons_note
 from nsclc_engine.review import store
+from nsclc_engine.task_spec import TASKS
 from ui.common import (
     artifacts,
     audit,
@@ -173,7 +174,7 @@ def show_pairwise(tests, a: str, b: str) -> None:
 st.subheader("Compare runs")
 kind = "classification"
 if survival:
-    kind = st.radio("Kind", ["classification", "survival"], horizontal=True, key="compare_kind")
+    kind = st.radio("Kind", list(TASKS), horizontal=True, key="compare_kind")
 if kind == "survival":
     chosen = st.multiselect(
         "Finished survival runs to compare (two)", survival, max_selections=2, key="compare_sv"

@@ -5,7 +5,7 @@ import streamlit as st
 
 from nsclc_engine.dashboard import studies as page
 from nsclc_engine.paths import shown_url
-from nsclc_engine.task_spec import metric_of
+from nsclc_engine.task_spec import TASKS, metric_of
 from nsclc_engine.tune.confirm import report_lines
 from nsclc_engine.tune.jobs import launch_study, stop_study
 from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig
@@ -32,7 +32,7 @@ with st.expander("Start a study", expanded=not names):
         trials = middle.number_input("Trials (this worker)", 1, 500, 10)
         preset = right.selectbox("Preset", list(STUDY_PRESETS), index=0)
         pruner = left.selectbox("Pruner", list(PRUNERS))
-        task = middle.selectbox("Task", ["classification", "survival"])
+        task = middle.selectbox("Task", list(TASKS))
         seed = right.number_input("Seed", 0, 10**6, 0)
         start = st.form_submit_button("Start", type="primary", help=role_help(user, "start_study"))
     if start:

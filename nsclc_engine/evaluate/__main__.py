@@ -28,7 +28,7 @@ from nsclc_engine.evaluate.yardstick import best_for, judge_run
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
 from nsclc_engine.stats.metrics import THRESHOLD_RULES
-from nsclc_engine.task_spec import spec_of
+from nsclc_engine.task_spec import TASKS, spec_of
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,7 +100,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--task",
-        choices=("classification", "survival"),
+        choices=tuple(TASKS),
         default="classification",
         help=(
             "survival: the outcome is the clinical table's Survival.time and deadstatus.event, "

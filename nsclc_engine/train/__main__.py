@@ -32,6 +32,7 @@ from nsclc_engine.runs import (
     status,
     validate_run_id,
 )
+from nsclc_engine.task_spec import TASKS
 from nsclc_engine.train.config import PROTOCOLS, TrainConfig, build_config, load_run_config
 from nsclc_engine.train.jobs import train_in_turn
 from nsclc_engine.train.loop import Cancelled, Distributed
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label", choices=["deadstatus_event", "os_2y"])
     parser.add_argument(
         "--task",
-        choices=["classification", "survival"],
+        choices=list(TASKS),
         help="survival: a Cox head on survival time with deadstatus_event as the event",
     )
     parser.add_argument("--preset", choices=["demo", "paper", "smoke"])

@@ -15,6 +15,7 @@ import pandas as pd
 
 from nsclc_engine.parallel import available_cores
 from nsclc_engine.runs import checkpoint_paths, status, update_status, write_history
+from nsclc_engine.task_spec import task_spec
 from nsclc_engine.train import checkpoints
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.prepare import PreparedData
@@ -402,7 +403,7 @@ def train_fold(
                 epoch,
                 line["train_loss"],
                 val_loss,
-                "C-index" if config.task == "survival" else "AUC",
+                task_spec(config.task).metric_name,
                 line.get("val_c_index", line.get("val_auc")),
                 line["lr"],
                 line["seconds"],
