@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import types
 import typing
 from pathlib import Path
@@ -149,6 +150,13 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, OSError) and error.filename is not None:
         return f"{error.filename}: {error.strerror}"
     return " ".join(str(error).split())
+
+
+def cli_error(error: BaseException) -> int:
+    """A command line's end on bad input: ``error: <one line>`` on standard error, and the
+    exit status 2 to return."""
+    print(f"error: {one_line(error)}", file=sys.stderr)
+    return 2
 
 
 def shown_error(error: BaseException) -> str:

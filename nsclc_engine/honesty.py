@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nsclc_engine.config import one_line
+from nsclc_engine.config import cli_error
 from nsclc_engine.evaluate.yardstick import Judgement, best_for, judge_run, metric_key
 from nsclc_engine.paths import artifacts_dir
 
@@ -142,8 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         verdicts = [run_pair(seed, args.set, artifacts, args.prefix) for seed in args.seeds]
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     print(format_verdicts(verdicts))
     return 0 if all(v.passed for v in verdicts) else 1
 

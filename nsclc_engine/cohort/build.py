@@ -35,7 +35,7 @@ import pandas as pd
 from nsclc_engine.atomic import process_exists, swap_folder, write_text_atomic
 from nsclc_engine.cohort import dicom_io
 from nsclc_engine.cohort.clinical import LABELS, add_labels, label_counts, read_clinical_csv
-from nsclc_engine.config import add_config_arguments, load_config, one_line, save_config
+from nsclc_engine.config import add_config_arguments, cli_error, load_config, save_config
 from nsclc_engine.parallel import parallel_map, worker_count
 
 log = logging.getLogger(__name__)
@@ -575,8 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.dicom, args.clinical, args.out, config, show_progress=not args.quiet
         )
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     print(format_summary(result.summary))
     print(f"Wrote cohort.csv and cleaning_report.csv/.json to {args.out}")
     if result.cohort.empty:

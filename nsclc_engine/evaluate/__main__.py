@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from nsclc_engine import runs
-from nsclc_engine.config import add_config_arguments, load_config, one_line
+from nsclc_engine.config import add_config_arguments, cli_error, load_config
 from nsclc_engine.evaluate.config import EvaluateConfig
 from nsclc_engine.evaluate.imported import ImportConfig, import_predictions, reevaluate_imported
 from nsclc_engine.evaluate.run import evaluate_run
@@ -73,8 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             metrics = evaluate_run(run_dir, config)
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     print_summary(metrics)
     print(f"report: {run_dir / 'report.html'}")
     return 0

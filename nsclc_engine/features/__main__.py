@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nsclc_engine.config import add_config_arguments, load_config, one_line
+from nsclc_engine.config import add_config_arguments, cli_error, load_config
 from nsclc_engine.features.run import FeatureConfig, feature_run
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.task_spec import LABEL_CHOICES, TASKS, metric_of
@@ -48,8 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(FeatureConfig, args.config, overrides)
         run_id, metrics = feature_run(config, artifacts, args.name, not args.quiet)
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     print_summary(run_id, metrics)
     return 0
 

@@ -30,7 +30,7 @@ import pandas as pd
 
 from nsclc_engine.cohort import contours, dicom_io
 from nsclc_engine.cohort.build import CohortConfig, load_cohort
-from nsclc_engine.config import add_config_arguments, load_config, one_line
+from nsclc_engine.config import add_config_arguments, cli_error, load_config
 from nsclc_engine.parallel import parallel_map, worker_count
 from nsclc_engine.paths import default_cache_dir
 from nsclc_engine.preprocess.cache import VolumeCache
@@ -491,8 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = resolve_config(args.preset, args.config, args.set)
         table = preprocess_cohort(args.cohort, config, args.cache_dir, args.workers, not args.quiet)
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     counts = table.status.value_counts().to_dict()
     cache_dir = args.cache_dir or default_cache_dir()
     print(

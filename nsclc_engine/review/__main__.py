@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from nsclc_engine.config import one_line
+from nsclc_engine.config import cli_error
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.review import store
 from nsclc_engine.review.export import (
@@ -56,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return record(args) if args.command == "note" else export_main(args)
     except (ValueError, OSError) as error:  # OSError: a review database out of reach too
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
 
 
 def record(args: argparse.Namespace) -> int:

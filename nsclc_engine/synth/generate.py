@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -38,7 +37,7 @@ import pandas as pd
 
 from nsclc_engine.atomic import write_text_atomic
 from nsclc_engine.cohort.clinical import OS_2Y_HORIZON_DAYS, V3_COLUMNS
-from nsclc_engine.config import add_config_arguments, load_config, one_line, save_config
+from nsclc_engine.config import add_config_arguments, cli_error, load_config, save_config
 from nsclc_engine.parallel import parallel_map, worker_count
 from nsclc_engine.stats.survival import harrell_c_index
 from nsclc_engine.synth.dicom_writer import write_patient
@@ -260,8 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"n_patients={config.n_patients}: need at least 1 patient")
         metadata = write_cohort(config, args.out, show_progress=not args.quiet)
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     best = metadata["oracle"]["sample"]["eta"]
     print(
         f"Wrote {config.n_patients} synthetic patients to {args.out} "

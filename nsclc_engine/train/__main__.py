@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nsclc_engine.config import add_config_arguments, one_line
+from nsclc_engine.config import add_config_arguments, cli_error, one_line
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import (
     RunBusy,
@@ -124,14 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             run_ids, name = _open_experiment(args, artifacts, dist)
         except (ValueError, OSError) as error:
-            print(f"error: {one_line(error)}", file=sys.stderr)
-            return 2
+            return cli_error(error)
         return _train_experiment(run_ids, name, args, artifacts)
     try:
         run_id = _open_run(args, artifacts, dist)
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     print(f"run {run_id}: {run_dir(run_id, artifacts)}")
     try:
         if args.no_queue or dist.world_size > 1:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nsclc_engine import runs
 from nsclc_engine.atomic import hold_lock_descriptor, release_lock_descriptor, write_text_atomic
-from nsclc_engine.config import one_line
+from nsclc_engine.config import cli_error
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import now, read_json, update_status
 from nsclc_engine.train.config import TrainConfig
@@ -151,8 +151,7 @@ def run_job(run_id: str, artifacts: str | os.PathLike | None = None) -> int:
     try:
         runs.status(runs.run_dir(run_id, root))  # the run exists
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     try:
         train_in_turn(run_id, root)
         return 0

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nsclc_engine.config import one_line
+from nsclc_engine.config import cli_error
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.task_spec import LABEL_CHOICES, TASKS, metric_of
 from nsclc_engine.tune.study import PRUNERS, STUDY_PRESETS, TuneConfig, run_worker
@@ -122,8 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             report["confirmation"] = confirm_best(config, artifacts, config.confirm_seeds)
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     print_report(report)
     return 0
 

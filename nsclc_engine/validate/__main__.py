@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from nsclc_engine.config import one_line
+from nsclc_engine.config import cli_error
 from nsclc_engine.validate.external import ValidateConfig, validate_run
 
 
@@ -50,8 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         run_id, metrics = validate_run(args.run_id, args.name, config, args.artifacts)
     except (ValueError, OSError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     print_summary(run_id, metrics)
     return 0
 
