@@ -35,9 +35,12 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nsclc_engine.atomic import (
     dead_temporary,
@@ -53,6 +56,20 @@ from nsclc_engine.atomic import (
 from nsclc_engine.cohort.splits import Split
 from nsclc_engine.cohort.splits import load_splits as read_splits
 from nsclc_engine.paths import PROJECT_ROOT, artifacts_dir
+from nsclc_engine.task_spec import TaskSpec, spec_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# the run folder's files: only this module spells their names (tests/test_layering.py)
+CONFIG = "config.json"
+SPLITS = "splits.json"
+STATUS = "status.json"
+HISTORY = "history.jsonl"
+PREDICTIONS = "predictions.csv"
+METRICS = "metrics.json"
+THRESHOLD = "threshold.json"
+CALIBRATION = "calibration.json"
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ACTIVE = ("queued", "running")
@@ -104,7 +121,7 @@ def create_run(config: dict, artifacts: str | os.PathLike | None, run_id: str = 
                 f"or continue it with --resume {run_id}"
             ) from None
         remove_stale_temporaries(folder)  # a run killed before its config.json landed
-    write_json(folder / "config.json", config)
+    write_json(folder / CONFIG, config)
     number = next_number(folder.parent)
     update_status(
         folder,
@@ -146,7 +163,7 @@ def this_process_as_runner() -> dict:
 
 def read_config(folder: Path) -> dict:
     """``config.json`` of a run, as saved."""
-    config = read_json(folder / "config.json")
+    config = read_json(folder / CONFIG)
     if config is None:
         raise ValueError(f"{folder}: no config.json; this is not a run folder")
     return config
@@ -179,7 +196,7 @@ def write_survival_baselines(folder: Path, folds: list[dict], fitted_on: str, **
 
 def load_splits(folder: Path) -> list[Split]:
     """The run's splits from ``splits.json``, each checked to have disjoint parts."""
-    path = folder / "splits.json"
+    path = folder / SPLITS
     if not path.exists():
         raise ValueError(f"{folder.name}: no splits.json; the run has not started training")
     return read_splits(path)[0]
@@ -188,15 +205,13 @@ def load_splits(folder: Path) -> list[Split]:
 def update_status(folder: Path, **changes) -> dict:
     """Merge ``changes`` into ``status.json`` (stamped ``updated``) under its lock; returns
     the new status."""
-    return update_json(
-        folder / "status.json", lambda current: current | changes | {"updated": now()}
-    )
+    return update_json(folder / STATUS, lambda current: current | changes | {"updated": now()})
 
 
 def status(folder: Path) -> dict:
     """``status.json`` as it stands, read only. A running run whose trainer no longer holds
     the run lock, or a queued run whose waiting process has ended, reads as failed."""
-    current = read_json(folder / "status.json")
+    current = read_json(folder / STATUS)
     if current is None:
         raise ValueError(f"no run {folder.name!r} in {folder.parent}")
     state = current.get("state")
@@ -220,7 +235,7 @@ def list_runs(artifacts: str | os.PathLike | None = None) -> list[dict]:
     runs = [
         {"run_id": folder.name, **status(folder)}
         for folder in sorted(root.iterdir())
-        if (folder / "status.json").exists()
+        if (folder / STATUS).exists()
     ]
     return sorted(
         runs, key=lambda run: (run.get("created", ""), run.get("sequence", 0), run["run_id"])
@@ -240,7 +255,7 @@ def start_running(folder: Path, **changes) -> dict:
             raise CancelledWhileQueued(folder.name)
         return current | changes | {"state": "running", "updated": now()}
 
-    return update_json(folder / "status.json", begin)
+    return update_json(folder / STATUS, begin)
 
 
 def cancel_if_queued(folder: Path) -> dict:
@@ -252,7 +267,7 @@ def cancel_if_queued(folder: Path) -> dict:
             return current
         return current | {"state": "cancelled", "finished": now(), "updated": now()}
 
-    return update_json(folder / "status.json", cancel)
+    return update_json(folder / STATUS, cancel)
 
 
 class RunBusy(ValueError):
@@ -267,7 +282,7 @@ def run_lock(folder: Path) -> Iterator[None]:
     hold_lock_descriptor(descriptor)
     if not _try_exclusive(descriptor):
         release_lock_descriptor(descriptor)
-        holder = (read_json(folder / "status.json") or {}).get("pid", "?")
+        holder = (read_json(folder / STATUS) or {}).get("pid", "?")
         raise RunBusy(
             f"run {folder.name!r} is being trained by process {holder}; wait for it to end or "
             "cancel it first"
@@ -349,7 +364,7 @@ def best_checkpoint(folder: Path, fold: int = 0) -> Path:
 
 
 def read_history(folder: Path) -> list[dict]:
-    path = folder / "history.jsonl"
+    path = folder / HISTORY
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -358,7 +373,143 @@ def read_history(folder: Path) -> list[dict]:
 def write_history(folder: Path, history: dict[int, list]) -> None:
     """``history.jsonl`` from each fold's epoch lines, in fold order."""
     lines = [line for fold in sorted(history) for line in history[fold]]
-    write_text_atomic(folder / "history.jsonl", "".join(json_line(line) for line in lines))
+    write_text_atomic(folder / HISTORY, "".join(json_line(line) for line in lines))
+
+
+def has_config(folder: Path) -> bool:
+    return (folder / CONFIG).exists()
+
+
+def read_saved_config(folder: Path) -> dict:
+    """``config.json`` as saved, {} where absent (a listing of folders, some not yet runs)."""
+    return read_json(folder / CONFIG) or {}
+
+
+def read_saved_splits(folder: Path) -> list[dict]:
+    """``splits.json``'s parts as saved, unchecked ([] before the run split its patients): the
+    Dataset page reports overlapping parts rather than failing (:func:`load_splits` checks)."""
+    return (read_json(folder / SPLITS) or {}).get("splits", [])
+
+
+def stamp(folder: Path) -> tuple[int, ...]:
+    """Changes whenever the run writes a file the pages show (a cache key)."""
+    names = (STATUS, PREDICTIONS, METRICS, THRESHOLD, HISTORY)
+    return tuple((folder / n).stat().st_mtime_ns if (folder / n).exists() else 0 for n in names)
+
+
+def write_config(folder: Path, config: dict) -> None:
+    """``config.json``, atomically (a run's resolved config, an imported run's)."""
+    write_json(folder / CONFIG, config)
+
+
+def splits_path(folder: Path) -> Path:
+    """Where the run's patient-level splits are kept (``cohort.splits.splits_for`` draws them
+    there once and reloads them after)."""
+    return folder / SPLITS
+
+
+def has_splits(folder: Path) -> bool:
+    return (folder / SPLITS).exists()
+
+
+def read_raw_status(folder: Path) -> dict:
+    """``status.json`` exactly as written ({} where absent), without :func:`status`'s check
+    of a live trainer (a runner waiting on its own queued run reads it so)."""
+    return read_json(folder / STATUS) or {}
+
+
+def has_predictions(folder: Path) -> bool:
+    return (folder / PREDICTIONS).exists()
+
+
+def read_predictions(folder: Path) -> pd.DataFrame:
+    """``predictions.csv``, patient ids kept as text (``001`` is not ``1``)."""
+    import pandas as pd
+
+    return pd.read_csv(folder / PREDICTIONS, dtype={"patient_id": str})
+
+
+def write_predictions(folder: Path, predictions: pd.DataFrame) -> None:
+    write_text_atomic(folder / PREDICTIONS, predictions.to_csv(index=False))
+
+
+def read_metrics(folder: Path) -> dict | None:
+    """``metrics.json`` (None: not evaluated yet)."""
+    return read_json(folder / METRICS)
+
+
+def write_metrics(folder: Path, metrics: dict) -> None:
+    write_json(folder / METRICS, metrics)
+
+
+def read_threshold(folder: Path) -> dict | None:
+    """``threshold.json``: the threshold chosen on validation, and any saved by a reviewer."""
+    return read_json(folder / THRESHOLD)
+
+
+def update_threshold(folder: Path, change: Callable[[dict], dict]) -> dict:
+    """A locked read-modify-write of ``threshold.json``; returns the new content."""
+    return update_json(folder / THRESHOLD, change)
+
+
+def read_calibration(folder: Path) -> dict | None:
+    return read_json(folder / CALIBRATION)
+
+
+def write_calibration(folder: Path, calibration: dict) -> None:
+    write_json(folder / CALIBRATION, calibration)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A typed view of one run folder: each file read through this module's one reader for
+    it, on first use; ``config`` carries the task's spec (:mod:`nsclc_engine.task_spec`)."""
+
+    folder: Path
+
+    @classmethod
+    def of(cls, run_id: str, artifacts: str | os.PathLike | None = None) -> Run:
+        return cls(run_dir(run_id, artifacts))
+
+    @property
+    def run_id(self) -> str:
+        return self.folder.name
+
+    @cached_property
+    def config(self) -> dict:
+        return read_config(self.folder)
+
+    @property
+    def spec(self) -> TaskSpec:
+        return spec_of(self.config)
+
+    @property
+    def status(self) -> dict:
+        return status(self.folder)
+
+    @cached_property
+    def splits(self) -> list[Split]:
+        return load_splits(self.folder)
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        return read_predictions(self.folder)
+
+    @cached_property
+    def metrics(self) -> dict | None:
+        return read_metrics(self.folder)
+
+    @cached_property
+    def threshold(self) -> dict | None:
+        return read_threshold(self.folder)
+
+    @cached_property
+    def calibration(self) -> dict | None:
+        return read_calibration(self.folder)
+
+    @cached_property
+    def history(self) -> list[dict]:
+        return read_history(self.folder)
 
 
 def provenance() -> dict:

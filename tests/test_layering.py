@@ -123,3 +123,21 @@ def test_no_engine_file_over_600_lines():
         if (n := len(p.read_text().splitlines())) > 600
     }
     assert not long, long
+
+
+def test_only_runs_spells_the_run_folders_file_names():
+    """``nsclc_engine.runs`` owns the run folder: every other module reads and writes its files
+    through it (``read_predictions``, ``write_metrics``, ``Run``, ...)."""
+    from nsclc_engine import runs
+
+    names = [runs.CONFIG, runs.SPLITS, runs.STATUS, runs.HISTORY, runs.PREDICTIONS]
+    names += [runs.METRICS, runs.THRESHOLD, runs.CALIBRATION]
+    sources = [*ENGINE.rglob("*.py"), *(PROJECT / "ui").rglob("*.py"), PROJECT / "app.py"]
+    spelled = {
+        f"{path.relative_to(PROJECT)}: {name}"
+        for path in sources
+        if path != ENGINE / "runs.py"
+        for name in names
+        if f'"{name}"' in path.read_text() or f"'{name}'" in path.read_text()
+    }
+    assert not spelled

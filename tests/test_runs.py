@@ -333,3 +333,36 @@ def test_cancelling_a_queued_run_never_overwrites_one_that_started_meanwhile(tmp
     assert cancel_if_queued(folder)["state"] == "running"
     update_status(folder, state="queued")
     assert cancel_if_queued(folder)["state"] == "cancelled"
+
+
+def test_a_run_folder_written_and_read_through_its_one_reader_and_writer_per_file(tmp_path):
+    import pandas as pd
+
+    from nsclc_engine.runs import (
+        Run,
+        update_threshold,
+        write_calibration,
+        write_config,
+        write_history,
+        write_metrics,
+        write_predictions,
+    )
+
+    folder = tmp_path / "runs" / "hand"
+    folder.mkdir(parents=True)
+    write_config(folder, {"task": "survival", "label": "deadstatus_event"})
+    frame = pd.DataFrame(
+        {"patient_id": ["001", "010"], "split": ["test"] * 2, "fold": [0, 0], "risk": [0.1, 0.2]}
+    )
+    write_predictions(folder, frame)
+    write_metrics(folder, {"task": "survival", "splits": {}})
+    update_threshold(folder, lambda saved: saved | {"threshold": 0.5})
+    write_calibration(folder, {"method": "none"})
+    write_history(folder, {0: [{"fold": 0, "epoch": 1, "val_c_index": 0.6}]})
+    run = Run.of("hand", tmp_path)
+    assert run.run_id == "hand" and run.spec.metric_key == "c_index"
+    assert run.predictions.patient_id.tolist() == ["001", "010"]  # ids stay text
+    assert run.metrics["task"] == "survival" and run.threshold == {"threshold": 0.5}
+    assert run.calibration == {"method": "none"} and run.history[0]["val_c_index"] == 0.6
+    with pytest.raises(ValueError, match=r"no splits\.json"):
+        assert run.splits

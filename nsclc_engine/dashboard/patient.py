@@ -24,7 +24,7 @@ from nsclc_engine.explain.cache import explain_patient, patient_uncertainty
 from nsclc_engine.explain.gradcam import CtMap, ExplainConfig, input_map_to_ct
 from nsclc_engine.explain.viewer import PatientCase, load_case
 from nsclc_engine.review.store import source_of
-from nsclc_engine.runs import list_runs, read_json
+from nsclc_engine.runs import list_runs, read_raw_status, read_saved_config
 from nsclc_engine.runs import run_dir as run_folder
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
 from nsclc_engine.stats.survival import kaplan_meier
@@ -156,8 +156,8 @@ def comparable_runs(artifacts: str | os.PathLike, view: RunView, patient_id: str
     found = []
     for run in list_runs(artifacts):
         folder = run_folder(run["run_id"], artifacts)
-        config = read_json(folder / "config.json") or {}
-        state = (read_json(folder / "status.json") or {}).get("state")
+        config = read_saved_config(folder)
+        state = read_raw_status(folder).get("state")
         if run["run_id"] == view.run_id or state != "finished" or run_kind(config) != "trained":
             continue
         if source_of(config) != source:

@@ -11,7 +11,14 @@ import pandas as pd
 
 from nsclc_engine.evaluate.classification import held_out_part
 from nsclc_engine.evaluate.yardstick import best_for, judge_run
-from nsclc_engine.runs import read_history, read_json
+from nsclc_engine.runs import (
+    Run,
+    has_predictions,
+    read_raw_status,
+    read_saved_config,
+    read_saved_splits,
+    stamp,
+)
 from nsclc_engine.stats.calibration import fit_recalibrator
 from nsclc_engine.stats.metrics import threshold_sweep
 from nsclc_engine.task_spec import spec_of
@@ -67,31 +74,25 @@ def run_kind(config: dict) -> str:
 
 
 def load_run(run_dir: str | os.PathLike) -> RunView:
-    run_dir = Path(run_dir)
-    predictions = None
-    if (run_dir / "predictions.csv").exists():
-        predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
-    # as saved, unchecked: the Dataset page reports overlapping parts rather than failing
-    splits = (read_json(run_dir / "splits.json") or {}).get("splits", [])
+    """Whatever the folder holds yet (a queued run has no predictions, an old one no
+    history), through :class:`nsclc_engine.runs.Run`'s readers."""
+    run = Run(Path(run_dir))
     return RunView(
-        run_dir.name,
-        run_dir,
-        read_json(run_dir / "config.json") or {},
-        read_json(run_dir / "status.json") or {},
-        predictions,
-        read_json(run_dir / "metrics.json"),
-        read_json(run_dir / "threshold.json"),
-        read_history(run_dir),
-        splits,
+        run.run_id,
+        run.folder,
+        read_saved_config(run.folder),
+        read_raw_status(run.folder),
+        run.predictions if has_predictions(run.folder) else None,
+        run.metrics,
+        run.threshold,
+        run.history,
+        read_saved_splits(run.folder),
     )
 
 
 def run_stamp(run_dir: str | os.PathLike) -> tuple:
     """Changes whenever the run writes something the pages show (a cache key)."""
-    names = ("status.json", "predictions.csv", "metrics.json", "threshold.json", "history.jsonl")
-    return tuple(
-        (Path(run_dir) / n).stat().st_mtime_ns if (Path(run_dir) / n).exists() else 0 for n in names
-    )
+    return stamp(Path(run_dir))
 
 
 def part_predictions(

@@ -20,7 +20,13 @@ from nsclc_engine.dashboard.run_view import (
 )
 from nsclc_engine.evaluate.multiplicity import holm_adjust
 from nsclc_engine.paths import artifacts_dir
-from nsclc_engine.runs import list_runs, new_run_id, read_json
+from nsclc_engine.runs import (
+    list_runs,
+    new_run_id,
+    read_metrics,
+    read_saved_config,
+    read_threshold,
+)
 from nsclc_engine.runs import run_dir as run_folder
 from nsclc_engine.stats.metrics import delong_test, threshold_sweep
 from nsclc_engine.stats.survival import harrell_c_index, paired_c_index_difference
@@ -41,9 +47,9 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
     rows = []
     for run in list_runs(artifacts):
         run_dir = run_folder(run["run_id"], artifacts)
-        config = read_json(run_dir / "config.json") or {}
-        metrics = read_json(run_dir / "metrics.json") or {}
-        threshold = (read_json(run_dir / "threshold.json") or {}).get("threshold")
+        config = read_saved_config(run_dir)
+        metrics = read_metrics(run_dir) or {}
+        threshold = (read_threshold(run_dir) or {}).get("threshold")
         held_out = metrics.get("held_out", "test")
         test_split = metrics.get("splits", {}).get(held_out, {})
         test = test_split.get("auc", {})

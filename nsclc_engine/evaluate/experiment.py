@@ -22,7 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from nsclc_engine.atomic import write_json
-from nsclc_engine.runs import list_runs, read_config, read_json, run_dir
+from nsclc_engine.runs import (
+    list_runs,
+    read_calibration,
+    read_config,
+    read_json,
+    read_metrics,
+    run_dir,
+)
 from nsclc_engine.task_spec import DEFAULT_NETWORK, spec_of
 
 EXPERIMENTS_DIR = "experiments"
@@ -185,11 +192,11 @@ def summarize(artifacts: str | os.PathLike, name: str) -> dict:
             "deterministic": bool(config.get("deterministic")),
         }
         listed.append(entry)
-        metrics = read_json(folder / "metrics.json") if member["state"] == "finished" else None
+        metrics = read_metrics(folder) if member["state"] == "finished" else None
         if not metrics or not metrics.get("splits"):
             continue
         seed = str(member["seed"])
-        for split, values in run_values(metrics, read_json(folder / "calibration.json")).items():
+        for split, values in run_values(metrics, read_calibration(folder)).items():
             for metric, value in values.items():
                 by_split.setdefault(split, {}).setdefault(metric, {})[seed] = value
         for baseline, difference in baseline_differences(metrics).items():

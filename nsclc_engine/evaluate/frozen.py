@@ -16,10 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from nsclc_engine.evaluate.classification import FoldFit
-from nsclc_engine.runs import read_json
+from nsclc_engine.runs import (
+    Run,
+)
 from nsclc_engine.stats.calibration import (
     Recalibrator,
     fit_recalibrator,
@@ -40,21 +41,22 @@ def frozen_decision(source: Path) -> tuple[FoldFit, dict]:
     """``(fit, record)`` of run folder ``source``; ``record`` holds the raw threshold, the
     recalibrator's parameters and a sentence saying where they came from (JSON-ready; rebuild
     the fit with :func:`fit_from_record`)."""
-    saved = read_json(source / "threshold.json") or {}
+    run = Run(source)
+    saved = run.threshold or {}
     fitted = fitted_thresholds(saved)
     point = saved.get("operating_point") or {}
     if point.get("threshold") is None and not fitted:
         raise ValueError(f"run {source.name}: no threshold in threshold.json; evaluate it first")
-    predictions = pd.read_csv(source / "predictions.csv", dtype={"patient_id": str})
+    predictions = run.predictions
     validation = predictions[predictions.split == "validation"]
-    carried = ((read_json(source / "metrics.json") or {}).get("threshold_source")) or {}
+    carried = ((run.metrics or {}).get("threshold_source")) or {}
     if validation.empty and "threshold" in carried and point.get("threshold") is None:
         # an imported or external run: its own rule came frozen from a stated source
         record = carried | {"kind": "frozen run", "run": source.name}
         record["text"] = f"as frozen in run {source.name}: {carried['text']}"
         return fit_from_record(record), record
     k_fold = len(set(validation.fold)) > 1
-    evaluated = (read_json(source / "calibration.json") or {}).get("method", "none")
+    evaluated = (run.calibration or {}).get("method", "none")
     method = point.get("recalibration", "none") if point.get("threshold") is not None else evaluated
     if k_fold and point.get("threshold") is not None and method != "none":
         raise ValueError(

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.atomic import write_json, write_text_atomic
+from nsclc_engine.atomic import write_text_atomic
 from nsclc_engine.cohort.clinical import LABELS, add_labels, positive_class, read_clinical_csv
 from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
 from nsclc_engine.evaluate.config import EvaluateConfig
@@ -51,7 +51,18 @@ from nsclc_engine.evaluate.report import render_survival_report
 from nsclc_engine.evaluate.run import write_classification_outputs
 from nsclc_engine.evaluate.survival import survival_column
 from nsclc_engine.evaluate.survival_frozen import imported_survival_metrics
-from nsclc_engine.runs import create_run, now, read_json, run_dir, update_status, validate_run_id
+from nsclc_engine.runs import (
+    create_run,
+    has_predictions,
+    now,
+    read_metrics,
+    read_predictions,
+    run_dir,
+    update_status,
+    validate_run_id,
+    write_metrics,
+    write_predictions,
+)
 from nsclc_engine.task_spec import TASKS as TASK_SPECS
 
 log = logging.getLogger(__name__)
@@ -298,7 +309,7 @@ def threshold_source(
         }
     if config.threshold_from:
         source = run_dir(config.threshold_from, artifacts)
-        if not (source / "predictions.csv").exists():
+        if not has_predictions(source):
             raise ValueError(
                 f"--threshold-from {config.threshold_from}: no finished run of that name in "
                 f"{source.parent}"
@@ -460,7 +471,7 @@ def import_predictions(
     }
     run_id = create_run(run_config, artifacts, name)
     folder = run_dir(run_id, artifacts)
-    write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
+    write_predictions(folder, predictions)
     write_text_atomic(folder / "excluded.csv", excluded.to_csv(index=False))
     if baselines:
         frame = pd.concat([f.assign(model=k) for k, f in baselines.items()], ignore_index=True)
@@ -524,9 +535,9 @@ def import_survival(
     report = render_survival_report(name, metrics)  # before the folder: no half-made run
     run_id = create_run(run_config, artifacts, name)
     folder = run_dir(run_id, artifacts)
-    write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
+    write_predictions(folder, predictions)
     write_text_atomic(folder / "excluded.csv", excluded.to_csv(index=False))
-    write_json(folder / "metrics.json", metrics)
+    write_metrics(folder, metrics)
     write_text_atomic(folder / "report.html", report)
     update_status(folder, state="finished", progress=1.0, stage="imported", finished=now())
     return run_id, metrics
@@ -551,16 +562,16 @@ def write_outputs(
 
 def reevaluate_imported(folder: Path, run_config: dict, evaluate: EvaluateConfig) -> dict:
     """Evaluate an imported run again from its saved predictions (``evaluate RUN_ID``)."""
-    saved = read_json(folder / "metrics.json") or {}
+    saved = read_metrics(folder) or {}
     if run_config.get("task") == "survival":
-        predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})
+        predictions = read_predictions(folder)
         metrics = saved | imported_survival_metrics(predictions, evaluate)
-        write_json(folder / "metrics.json", metrics)
+        write_metrics(folder, metrics)
         write_text_atomic(folder / "report.html", render_survival_report(folder.name, metrics))
         return metrics
     source = run_config["threshold_source"]  # as resolved at import
     fits = {0: fit_from_record(source)} if "threshold" in source else None
-    predictions = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": str})
+    predictions = read_predictions(folder)
     baselines = {}
     if (folder / "baselines.csv").exists():
         frame = pd.read_csv(folder / "baselines.csv", dtype={"patient_id": str})

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.atomic import update_json, write_json, write_text_atomic
+from nsclc_engine.atomic import write_text_atomic
 from nsclc_engine.cohort.build import load_cohort
 from nsclc_engine.cohort.clinical import positive_class
 from nsclc_engine.evaluate.baselines import BASELINES, fit_baseline, fit_survival_models
@@ -36,12 +36,18 @@ from nsclc_engine.evaluate.survival import (
 from nsclc_engine.evaluate.yardstick import best_achievable, load_truth
 from nsclc_engine.preprocess.dataset import AugmentConfig
 from nsclc_engine.runs import (
+    has_predictions,
     load_splits,
     now,
     read_config,
-    read_json,
+    read_predictions,
+    read_raw_status,
     resolved_cohort,
     update_status,
+    update_threshold,
+    write_calibration,
+    write_metrics,
+    write_predictions,
     write_survival_baselines,
 )
 
@@ -89,16 +95,15 @@ def evaluate_run(run_dir: str | Path, config: EvaluateConfig | None = None) -> d
     """Evaluate a finished run folder and write its metrics, threshold, calibration and report."""
     run_dir = Path(run_dir)
     config = config or EvaluateConfig()
-    path = run_dir / "predictions.csv"
-    if not path.exists():
-        raise ValueError(f"{run_dir.name}: no predictions.csv; the run has not finished")
-    predictions = pd.read_csv(path, dtype={"patient_id": str})
+    if not has_predictions(run_dir):
+        raise ValueError(f"{run_dir.name}: no predictions; the run has not finished")
+    predictions = read_predictions(run_dir)
     run_config = read_config(run_dir)
     if run_config.get("task") == "survival":
         metrics = evaluate_survival_run(run_dir, run_config, predictions, config)
     else:
         metrics = evaluate_classification_run(run_dir, run_config, predictions, config)
-    if (read_json(run_dir / "status.json") or {}).get("evaluation_error"):
+    if read_raw_status(run_dir).get("evaluation_error"):
         update_status(run_dir, evaluation_error="")
     return metrics
 
@@ -145,11 +150,11 @@ def write_classification_outputs(
     """``metrics.json``, ``threshold.json`` (``fitted``: the rule and where it came from, with
     the per-fold thresholds), ``calibration.json`` and ``report.html`` of a classification run:
     trained, imported or externally validated."""
-    write_json(run_dir / "metrics.json", metrics)
+    write_metrics(run_dir, metrics)
     write_threshold_file(
         run_dir, fitted=fitted | {"thresholds": metrics["thresholds"], "written": now()}
     )
-    write_json(run_dir / "calibration.json", results["calibration"])
+    write_calibration(run_dir, results["calibration"])
     write_text_atomic(
         run_dir / "report.html",
         render_report(run_dir, run_config, metrics, results, predictions, baselines),
@@ -185,7 +190,7 @@ def evaluate_survival_run(
     result = evaluate_survival_predictions(predictions, config)
     horizons, baselines, predictions = evaluate_survival_probabilities(predictions, config)
     write_survival_baselines(run_dir, baselines, fitted_on="validation")
-    write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+    write_predictions(run_dir, predictions)
     result["horizons"] = horizons
     write_threshold_file(run_dir, fitted=_survival_fitted(horizons))
     yardstick = _best_achievable(run_config, predictions, "survival", config)
@@ -207,7 +212,7 @@ def evaluate_survival_run(
     else:
         write_text_atomic(run_dir / "survival_models.csv", models.to_csv(index=False))
         metrics["models"] = survival_model_metrics(models, config)
-    write_json(run_dir / "metrics.json", metrics)
+    write_metrics(run_dir, metrics)
     write_text_atomic(run_dir / "report.html", render_survival_report(run_dir.name, metrics))
     return metrics
 
@@ -239,7 +244,7 @@ def write_threshold_file(
         return current
 
     # one locked read-modify-write: an evaluation and a dashboard save never lose each other's part
-    return update_json(Path(run_dir) / "threshold.json", merge)
+    return update_threshold(Path(run_dir), merge)
 
 
 def _augmentation_warning(run_config: dict) -> dict:

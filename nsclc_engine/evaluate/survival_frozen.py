@@ -34,7 +34,12 @@ from nsclc_engine.evaluate.survival import (
     split_c_indices,
     survival_column,
 )
-from nsclc_engine.runs import SURVIVAL_BASELINES, read_json, read_survival_baselines
+from nsclc_engine.runs import (
+    SURVIVAL_BASELINES,
+    read_metrics,
+    read_survival_baselines,
+    read_threshold,
+)
 from nsclc_engine.stats.survival_calibration import d_calibration
 from nsclc_engine.stats.survival_probability import (
     Baseline,
@@ -88,13 +93,13 @@ def frozen_survival_rule(source: Path) -> FrozenSurvival:
     are those its evaluation used; its threshold is the operating point saved with a horizon,
     else the threshold its evaluation fitted on validation (one fold: fold 0's; k folds: the
     mean of theirs)."""
-    metrics = read_json(source / "metrics.json") or {}
+    metrics = read_metrics(source) or {}
     horizons = (metrics.get("horizons") or {}).get("horizons_days") or (
         metrics.get("evaluate_config") or {}
     ).get("horizons_days")
     horizons = tuple(float(h) for h in horizons or EvaluateConfig().horizons_days)
     saved = read_survival_baselines(source)
-    thresholds = read_json(source / "threshold.json") or {}
+    thresholds = read_threshold(source) or {}
     point = thresholds.get("operating_point") or {}
     fitted = thresholds.get("fitted") or {}
     by_fold = fitted_thresholds(thresholds)

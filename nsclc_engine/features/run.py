@@ -31,8 +31,11 @@ from nsclc_engine.runs import (
     read_config,
     run_dir,
     run_lock,
+    splits_path,
     start_running,
     update_status,
+    write_config,
+    write_predictions,
 )
 from nsclc_engine.task_spec import TASKS as TASK_SPECS
 from nsclc_engine.train.prepare import run_exclusions
@@ -197,7 +200,7 @@ def _run(
     label_column = "event" if config.task == "survival" else "label"
     labels = [int(outcomes.loc[p, label_column]) for p in patients]
     splits = splits_for(
-        folder / "splits.json",
+        splits_path(folder),
         patients,
         labels,
         SplitConfig(folds=config.folds, seed=config.seed),
@@ -235,8 +238,8 @@ def _run(
         "weights": extraction.weights.record(),
         **provenance(),
     }
-    write_json(folder / "config.json", resolved)
-    write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
+    write_config(folder, resolved)
+    write_predictions(folder, predictions)
     update_status(folder, stage="evaluating", progress=0.9)
     metrics = {}
     try:

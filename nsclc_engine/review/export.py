@@ -54,11 +54,11 @@ from nsclc_engine.cohort.dicom_io import list_files
 from nsclc_engine.config import one_line
 from nsclc_engine.paths import review_database_exists
 from nsclc_engine.review import store
+from nsclc_engine.runs import PREDICTIONS
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("dicom-sr", "csv")
-PREDICTIONS = "predictions.csv"
 ENTRY_COLUMNS = (
     "run_id",
     "patient_id",

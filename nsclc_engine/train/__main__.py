@@ -23,6 +23,7 @@ from nsclc_engine.config import add_config_arguments, cli_error, one_line
 from nsclc_engine.paths import artifacts_dir
 from nsclc_engine.runs import (
     RunBusy,
+    has_config,
     lock_held,
     never_started,
     new_run_id,
@@ -178,7 +179,7 @@ def _open_run(
                 f"run {run_id!r} never started (killed before its config.json was written): "
                 f"start it again with the same command and --run-id {run_id}"
             )
-        if not (folder / "config.json").exists():
+        if not has_config(folder):
             raise ValueError(f"no run {run_id!r} in {runs_dir(artifacts)}")
         if lock_held(folder):
             pid = status(folder).get("pid", "?")
@@ -206,7 +207,7 @@ def _open_run(
     if dist.is_main:
         create_run(config, artifacts, run_id)  # queued, with this process as its runner
     elif dist.world_size > 1:
-        _wait_for(run_dir(run_id, artifacts) / "config.json")
+        _wait_for(run_dir(run_id, artifacts))
     return run_id
 
 
@@ -279,11 +280,12 @@ def _train_experiment(run_ids: list[str], name: str, args, artifacts: Path) -> i
     return 0
 
 
-def _wait_for(path: Path, timeout_s: float = 60.0) -> None:
+def _wait_for(folder: Path, timeout_s: float = 60.0) -> None:
+    """Until rank 0 has written the run's config (the other ranks of a torchrun start)."""
     deadline = time.monotonic() + timeout_s
-    while not path.exists():
+    while not has_config(folder):
         if time.monotonic() > deadline:
-            raise ValueError(f"{path} did not appear: rank 0 failed to create the run")
+            raise ValueError(f"run {folder.name} did not appear: rank 0 failed to create it")
         time.sleep(0.1)
 
 

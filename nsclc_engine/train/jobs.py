@@ -25,7 +25,7 @@ from nsclc_engine import runs
 from nsclc_engine.atomic import hold_lock_descriptor, release_lock_descriptor, write_text_atomic
 from nsclc_engine.config import cli_error
 from nsclc_engine.paths import artifacts_dir
-from nsclc_engine.runs import now, read_json, update_status
+from nsclc_engine.runs import now, read_raw_status, update_status
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.loop import Cancelled
 from nsclc_engine.train.runner import create_run, run_training
@@ -138,7 +138,7 @@ def train_in_turn(
         )
     while True:
         with _device_lock(runs.runs_dir(artifacts)):
-            if (read_json(run_dir / "status.json") or {}).get("state") != "queued":
+            if read_raw_status(run_dir).get("state") != "queued":
                 raise Cancelled()
             if _first_queued(artifacts) == run_id:
                 return run_training(run_id, artifacts, show_progress, epoch_hook)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nsclc_engine.runs import has_splits
 from nsclc_engine.train.config import TrainConfig
 
 
@@ -87,7 +88,7 @@ def run_exclusions(
     if path.is_file():
         return json.loads(path.read_text())
     excluded = {}
-    if not (Path(run_dir) / "splits.json").exists():
+    if not has_splits(Path(run_dir)):
         excluded = exclusions_now(config, artifacts, images_under)
     write_json(path, excluded)
     return excluded

@@ -13,9 +13,17 @@ from pathlib import Path
 import pandas as pd
 
 from nsclc_engine import runs
-from nsclc_engine.atomic import remove_stale_temporaries, write_json, write_text_atomic
+from nsclc_engine.atomic import remove_stale_temporaries, write_json
 from nsclc_engine.config import shown_error
-from nsclc_engine.runs import now, update_status
+from nsclc_engine.runs import (
+    has_splits,
+    now,
+    read_predictions,
+    splits_path,
+    update_status,
+    write_config,
+    write_predictions,
+)
 from nsclc_engine.task_spec import task_spec
 from nsclc_engine.train.config import TrainConfig, load_run_config
 from nsclc_engine.train.loop import (
@@ -155,7 +163,7 @@ def _train(
         _check_split_patients(run_dir, patients)
         split_config = SplitConfig(folds=config.folds, seed=config.seed)
         splits = splits_for(
-            run_dir / "splits.json",
+            splits_path(run_dir),
             patients,
             [labels[p] for p in patients],
             split_config,
@@ -186,7 +194,7 @@ def _train(
             from nsclc_engine.evaluate.config import EvaluateConfig
             from nsclc_engine.evaluate.run import evaluate_run
 
-            write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+            write_predictions(run_dir, predictions)
         if dist.is_main and config.hold_out_test:  # a trial: validation only, no evaluation
             update_status(
                 run_dir,
@@ -292,13 +300,13 @@ def _write_resolved_config(
         "world_size": dist.world_size,
         **runs.provenance(),
     }
-    write_json(run_dir / "config.json", existing)
+    write_config(run_dir, existing)
 
 
 def _check_split_patients(run_dir: Path, patients: list[str]) -> None:
     """A run split before it prepared its data (a study's trial, a resume) must find exactly
     the patients of its ``splits.json``: raise naming those that differ."""
-    if not (run_dir / "splits.json").exists():
+    if not has_splits(run_dir):
         return
     split = runs.load_splits(run_dir)[0]
     fixed = {patient for part in split.values() for patient in part}
@@ -340,7 +348,7 @@ def create_run(
         write_json(folder / EXCLUSIONS_FILE, fixed.excluded)
         split_config = SplitConfig(folds=config.folds, seed=config.seed)
         save_splits(
-            folder / "splits.json", fixed.splits, split_config, config.label, fixed.labels_hash
+            splits_path(folder), fixed.splits, split_config, config.label, fixed.labels_hash
         )
     return run_id
 
@@ -355,12 +363,12 @@ def evaluate_test(run_id: str, artifacts: Path) -> dict:
 
     run_dir = runs.run_dir(run_id, artifacts)
     config = load_run_config(run_dir)
-    predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
+    predictions = read_predictions(run_dir)
     if "test" in set(predictions.split):
         log.warning("run %s: its test part was predicted already; evaluating those", run_id)
     else:
         predictions = _predict_test(run_dir, config, Path(artifacts), predictions)
-        write_text_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+        write_predictions(run_dir, predictions)
         update_status(run_dir, test_scored=now(), stage="evaluating its test part once")
     metrics = evaluate_run(
         run_dir, EvaluateConfig(bootstrap_resamples=config.bootstrap_resamples, seed=config.seed)

@@ -11,11 +11,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
-
 from nsclc_engine import runs
 from nsclc_engine.atomic import write_json
 from nsclc_engine.evaluate.experiment import run_id_of, spread_text, write_summary
+from nsclc_engine.runs import read_predictions
 from nsclc_engine.task_spec import task_spec
 from nsclc_engine.tune.study import TuneConfig, storage_url, trial_config
 
@@ -73,7 +72,7 @@ def confirm_best(
         raise ValueError(f"confirmation of {config.study!r}: not every seed finished ({states})")
     for run_id in run_ids:  # the confirmation has ended: each test part, once
         folder = runs.run_dir(run_id, artifacts)
-        if "test" not in set(pd.read_csv(folder / "predictions.csv").split):
+        if "test" not in set(read_predictions(folder).split):
             evaluate_test(run_id, artifacts)
     summary = write_summary(artifacts, name)
     key = task_spec(config.task).metric_key

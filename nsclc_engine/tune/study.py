@@ -41,6 +41,7 @@ from nsclc_engine import runs
 from nsclc_engine.atomic import write_json
 from nsclc_engine.config import shown_error
 from nsclc_engine.paths import database_url, shown_url
+from nsclc_engine.runs import Run
 from nsclc_engine.task_spec import task_spec
 from nsclc_engine.train.prepare import exclusions_now, reuse_prepared_data
 from nsclc_engine.train.runner import FixedSplit, fix_split
@@ -263,7 +264,7 @@ def validation_score(run_dir: Path, task: str) -> float:
     from nsclc_engine.stats.metrics import auc_score
     from nsclc_engine.stats.survival import harrell_c_index
 
-    predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str})
+    predictions = Run(run_dir).predictions
     scores = []
     for _, fold in predictions[predictions.split == "validation"].groupby("fold"):
         try:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.atomic import write_json, write_text_atomic
+from nsclc_engine.atomic import write_text_atomic
 from nsclc_engine.cohort.build import CohortConfig, load_cohort, run_cohort
 from nsclc_engine.cohort.clinical import positive_class
 from nsclc_engine.evaluate.classification import FoldFit, evaluate_predictions
@@ -66,13 +66,17 @@ from nsclc_engine.preprocess.dataset import CachedItem, CachedVolumeDataset, ite
 from nsclc_engine.preprocess.volumes import PreprocessConfig, preprocess_cohort
 from nsclc_engine.runs import (
     create_run,
+    has_predictions,
     now,
     read_config,
-    read_json,
+    read_predictions,
+    read_threshold,
     resolved_cohort,
     run_dir,
     status,
     update_status,
+    write_metrics,
+    write_predictions,
     write_survival_baselines,
 )
 from nsclc_engine.stats.calibration import (
@@ -138,7 +142,7 @@ def frozen_source(source: Path) -> dict:
             "its own to apply"
         )
     state = status(source).get("state")
-    if state != "finished" or not (source / "predictions.csv").exists():
+    if state != "finished" or not has_predictions(source):
         raise ValueError(f"run {source.name} is {state}: only a finished run can be validated")
     if not config.get("resolved", {}).get("preprocess"):
         raise ValueError(f"run {source.name}: config.json has no resolved preprocessing")
@@ -360,9 +364,7 @@ def validate_run(
     predictions = external_predictions(labelled, task, label)
     unlabelled = scores[~scores.patient_id.isin(labelled.patient_id)]
     unlabelled = unlabelled[["patient_id", "score", *horizon_columns(scores).values()]]
-    developed_on = set(
-        pd.read_csv(source / "predictions.csv", dtype={"patient_id": str}).patient_id
-    )
+    developed_on = set(read_predictions(source).patient_id)
     case_mix = case_mix_table(
         development_cohort(source_config, developed_on), cohort.reset_index(), label
     )
@@ -410,7 +412,7 @@ def validate_run(
         curve = decision_curve(predictions.y_true, deployed)
         metrics["decision_curve"] = {key: np.asarray(v).tolist() for key, v in curve.items()}
     if per_fold and not reason:
-        saved = {} if task == "survival" else read_json(source / "threshold.json") or {}
+        saved = {} if task == "survival" else read_threshold(source) or {}
         metrics["fold_models"] = fold_model_metrics(labelled, task, label, fitted_thresholds(saved))
     metrics["case_mix"] = case_mix.to_dict(orient="records")
     run_config = {
@@ -428,14 +430,14 @@ def validate_run(
     new_id = create_run(run_config, root, name)
     folder = run_dir(new_id, root)
     try:
-        write_text_atomic(folder / "predictions.csv", predictions.to_csv(index=False))
+        write_predictions(folder, predictions)
         write_text_atomic(folder / "unlabelled.csv", unlabelled.to_csv(index=False))
         write_text_atomic(folder / "failed.csv", failed.to_csv(index=False))
         write_text_atomic(folder / "case_mix.csv", case_mix.to_csv(index=False))
         if task == "survival":
             write_survival_outputs(folder, metrics, rule, max(len(per_fold), 1))
         elif results is None:
-            write_json(folder / "metrics.json", metrics)
+            write_metrics(folder, metrics)
         else:
             write_outputs(folder, run_config, metrics, results, predictions, {}, frozen)
     except Exception as error:  # the run says it failed rather than waiting forever
@@ -496,7 +498,7 @@ def write_survival_outputs(
     """``metrics.json``; where the source's baselines apply, their copy as the run's own
     ``survival_baseline.json``; where its threshold does, ``threshold.json`` (the frozen one);
     and, with metrics to show, ``report.html``."""
-    write_json(folder / "metrics.json", metrics)
+    write_metrics(folder, metrics)
     if rule is not None and rule.applies_to(n_models):
         write_survival_baselines(folder, **external_baseline_payload(rule, n_models))
     threshold = (metrics.get("horizons") or {}).get("threshold") or {}
