@@ -56,7 +56,7 @@ from nsclc_engine.atomic import (
 from nsclc_engine.cohort.splits import Split
 from nsclc_engine.cohort.splits import load_splits as read_splits
 from nsclc_engine.paths import PROJECT_ROOT, artifacts_dir
-from nsclc_engine.task_spec import TaskSpec, spec_of
+from nsclc_engine.task_spec import DEFAULT_NETWORK, TaskSpec, spec_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -380,9 +380,33 @@ def has_config(folder: Path) -> bool:
     return (folder / CONFIG).exists()
 
 
+# what a trained run did before each of these fields existed (its config.json lacks them)
+BEFORE_FIELDS = {
+    "task": "classification",
+    "model": DEFAULT_NETWORK,
+    "protocol": "report",
+    "monitor": "loss",
+    "context_mm": None,
+    "cox_bank": 0,
+    "encoder_lr_scale": 1.0,  # a pretrained encoder learned at the head's rate
+}
+
+
+def migrated(config: dict) -> dict:
+    """An old trained run's config brought to today's fields, each field it lacks set to what
+    such a run did before the field existed; the one place old runs are read as new ones.
+    Imported, external and frozen-feature runs (``kind``) have their own configs, returned
+    as they are."""
+    if config.get("kind"):
+        return dict(config)
+    return BEFORE_FIELDS | config
+
+
 def read_saved_config(folder: Path) -> dict:
-    """``config.json`` as saved, {} where absent (a listing of folders, some not yet runs)."""
-    return read_json(folder / CONFIG) or {}
+    """``config.json`` brought to today's fields (:func:`migrated`), {} where absent (a
+    listing of folders, some not yet runs)."""
+    config = read_json(folder / CONFIG)
+    return migrated(config) if config else {}
 
 
 def read_saved_splits(folder: Path) -> list[dict]:
@@ -477,7 +501,8 @@ class Run:
 
     @cached_property
     def config(self) -> dict:
-        return read_config(self.folder)
+        """``config.json`` brought to today's fields (:func:`migrated`)."""
+        return migrated(read_config(self.folder))
 
     @property
     def spec(self) -> TaskSpec:

@@ -366,3 +366,25 @@ def test_a_run_folder_written_and_read_through_its_one_reader_and_writer_per_fil
     assert run.calibration == {"method": "none"} and run.history[0]["val_c_index"] == 0.6
     with pytest.raises(ValueError, match=r"no splits\.json"):
         assert run.splits
+
+
+def test_an_old_trained_runs_config_is_brought_to_todays_fields_in_one_place(tmp_path):
+    from nsclc_engine.runs import Run, migrated, read_saved_config, write_config
+    from nsclc_engine.train.config import load_run_config
+
+    folder = tmp_path / "runs" / "old"
+    folder.mkdir(parents=True)
+    write_config(folder, {"label": "os_2y", "epochs": 3})  # before protocols and networks
+    today = load_run_config(folder)
+    assert (today.protocol, today.monitor, today.cox_bank, today.model) == (
+        "report",
+        "loss",
+        0,
+        "resnet18",
+    )
+    assert Run(folder).config["protocol"] == read_saved_config(folder)["protocol"] == "report"
+    assert migrated({"kind": "imported", "task": "survival"}) == {
+        "kind": "imported",
+        "task": "survival",
+    }
+    assert read_saved_config(tmp_path / "runs" / "absent") == {}

@@ -30,7 +30,7 @@ from nsclc_engine.runs import (
 from nsclc_engine.runs import run_dir as run_folder
 from nsclc_engine.stats.metrics import delong_test, threshold_sweep
 from nsclc_engine.stats.survival import harrell_c_index, paired_c_index_difference
-from nsclc_engine.task_spec import DEFAULT_NETWORK
+from nsclc_engine.task_spec import DEFAULT_NETWORK, spec_of
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.jobs import launch
 
@@ -64,8 +64,8 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 "held-out part": held_out,
                 "progress": float(run.get("progress", 0.0)),
                 "stage": run.get("stage", ""),
-                "task": config.get("task", "classification"),
-                "protocol": config.get("protocol", "report"),  # older runs: the report's
+                "task": spec_of(config).name,
+                "protocol": config.get("protocol", ""),
                 "label": config.get("label"),
                 # a features run's input is its recipe's (FMCIB: a 50 mm cube), not a preset
                 "preset": preset_of(config),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nsclc_engine.config import check_rules, load_config, read_config_file
 from nsclc_engine.demo import DEMO_PATIENTS
-from nsclc_engine.runs import read_config
+from nsclc_engine.runs import migrated, read_config
 
 NORMS = ("batch", "group")  # the network's normalisation layers (train.model)
 # the networks by name (train.model.NETWORKS says what each is)
@@ -222,15 +222,9 @@ def build_config(
     return load_config(TrainConfig, path, overrides, base=protocol_config(protocol))
 
 
-# what a run from before protocols, monitors, context and the Cox bank did
-BEFORE_PROTOCOLS = {"protocol": "report", "monitor": "loss", "context_mm": None, "cox_bank": 0}
-
-
 def load_run_config(run_dir: Path) -> TrainConfig:
     """The TrainConfig of a run (``config.json`` minus what was resolved when it ran)."""
-    payload = read_config(run_dir)
+    payload = migrated(read_config(run_dir))  # an old run resumes as it trained
     payload.pop("config_class", None)
     payload.pop("resolved", None)
-    # runs written before these fields existed trained this way: keep it on resume (before
-    # encoder_lr_scale, a pretrained encoder learned at the head's rate, in one group)
-    return TrainConfig(**(BEFORE_PROTOCOLS | {"encoder_lr_scale": 1.0} | payload))
+    return TrainConfig(**payload)
