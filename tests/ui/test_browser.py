@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nsclc_engine import access
 from nsclc_engine.access import local_admin_token
 from tests.helpers import PROJECT, free_port, wait_until
 
@@ -115,6 +116,14 @@ ALL_CALLED_POSITIVE = """() => {
 }"""
 
 
+def wait_for_admin_cookie(page, timeout_ms: int = 30_000) -> None:
+    """Until the admin link's session cookie is set: a page loaded before it would open a new
+    session as a viewer (the cookie is written by the page's script, after its run)."""
+    page.wait_for_function(
+        f"() => document.cookie.includes('{access.ADMIN_COOKIE}=')", timeout=timeout_ms
+    )
+
+
 def wait_for_run(page, timeout_ms: int = 60_000) -> None:
     """Until the page's script run (begun when its title appeared) has finished."""
     page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout_ms)
@@ -141,6 +150,7 @@ def test_browser_pages_slider_case_viewer_and_a_note_after_a_restart(
         # admin link's session cookie keeps this browser the admin for the pages below
         page.goto(f"{server.url}/patient{server.admin_link}")
         page.wait_for_selector("[data-testid='stImage'] img", timeout=60_000)
+        wait_for_admin_cookie(page)
         navigation = page.locator("[data-testid='stSidebarNav']").inner_text()
         assert "Runs" in navigation and "common" not in navigation, navigation
         for name, path in PAGES.items():
@@ -248,6 +258,7 @@ def test_first_start_launches_the_demo_and_every_page_shows_its_progress(tmp_pat
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{url}/threshold?token={token}")  # the first session launches the demo
             page.wait_for_selector("[data-testid='stProgress']", timeout=60_000)
+            wait_for_admin_cookie(page)
             page.screenshot(path=str(tmp_path / "first_start_progress.png"))
             runs = [run["run_id"] for run in list_runs(artifacts)]
             assert runs == ["demo", "demo-survival"]  # classification first: results soonest
@@ -388,6 +399,7 @@ def test_through_a_forwarder_or_a_proxy_a_browser_is_a_viewer_and_the_link_makes
             page.goto(f"{proxy.url}/?token={token}")
             assert who(page).startswith("local · admin"), who(page)
             page.wait_for_function("() => !location.search.includes('token')")
+            wait_for_admin_cookie(page)
             page.goto(f"{proxy.url}/train")  # a new session: the cookie, not the token
             assert who(page).startswith("local · admin")
             navigation = page.locator("[data-testid='stSidebarNav']").inner_text()
@@ -447,6 +459,7 @@ def test_links_the_instant_threshold_explorer_and_a_review_queue_by_keyboard(
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{server.url}/{server.admin_link}")
         wait_for_run(page)
+        wait_for_admin_cookie(page)
         # a link to a case
         page.goto(f"{server.url}/patient?run=fixture&patient={patient}&split=validation")
         # (wait for the patient's own heading: another h3 may show while the page loads)
