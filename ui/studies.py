@@ -139,7 +139,7 @@ def study_view() -> None:
             )
 
     table = page.trials(study)
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(page.trials_shown(table), hide_index=True, width="stretch")
     local = page.local_runs(table, artifacts())
     if local:
         pick, go = st.columns([3, 1], vertical_alignment="bottom")

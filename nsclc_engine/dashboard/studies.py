@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from nsclc_engine.atomic import write_json
+from nsclc_engine.dashboard.runs import blank_missing
 from nsclc_engine.paths import shown_url
 from nsclc_engine.tune.study import FIXED, TuneConfig, load_study, storage_url, study_table
 
@@ -46,6 +47,15 @@ def load(url: str, name: str):
 def trials(study) -> pd.DataFrame:
     """The trials table (:func:`nsclc_engine.tune.study.study_table`)."""
     return study_table(study)
+
+
+def trials_shown(table: pd.DataFrame) -> pd.DataFrame:
+    """The trials table as the page shows it: numbers in their precision, empty cells blank
+    (a trial not yet scored, a trial no one retried)."""
+    formats = {"validation": "{:.4f}", "seconds": "{:.1f}", "epochs": "{:.0f}"}
+    formats |= {"pruned at step": "{:.0f}", "retry of": "{:.0f}", "retried as": "{:.0f}"}
+    formats |= {column: "{:.3g}" for column in table.columns if column.startswith("param ")}
+    return blank_missing(table, formats)
 
 
 def local_runs(table: pd.DataFrame, artifacts: Path) -> list[str]:

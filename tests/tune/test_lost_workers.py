@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from nsclc_engine.dashboard.studies import lost_worker_lines
+from nsclc_engine.dashboard.studies import lost_worker_lines, trials_shown
 from nsclc_engine.tune.heartbeat import (
     ask_and_tell_heartbeats,
     recover_lost_trials,
@@ -80,6 +80,8 @@ def test_a_silent_trial_is_shown_stale_then_failed_and_retried_once(tmp_path):
     table = study_table(load_study(url, "lost"))
     assert table.state.tolist() == ["fail", "waiting"]
     assert table["retried as"].tolist()[0] == 1 and table["retry of"].tolist()[1] == 0
+    shown = trials_shown(table)  # as the page shows it: no "None" in an empty cell
+    assert shown["retried as"].tolist() == ["1", ""] and shown["retry of"].tolist() == ["", "0"]
     assert "(gone:123) fell silent; retried once as trial 1 (waiting)" in " ".join(
         lost_worker_lines(table, 1)
     )
