@@ -175,8 +175,8 @@ def blank_missing(frame: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:
 def _shown(value, form: str) -> str:
     """A number in its column's format, text as it is (an experiment's "mean ± SD"), a
     missing value blank."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return ""  # pandas' NA too: a nullable integer column's ("<NA>" in the grid otherwise)
     is_number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
     return form.format(value) if is_number else str(value)
 

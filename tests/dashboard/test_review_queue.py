@@ -64,3 +64,5 @@ def test_empty_cells_are_blank_and_numbers_keep_their_format():
     assert shown.auc.tolist() == ["0.712", "", "0.700 ± 0.100"]  # an experiment's row
     assert shown.note.tolist() == ["a", "", ""]
     assert shown.share.tolist() == ["50%", "", ""] and shown.n.tolist() == [3, 4, 5]
+    ranks = pd.DataFrame({"rank": pd.array([1, None], dtype="Int64")})  # a run not ranked yet
+    assert blank_missing(ranks, {})["rank"].tolist() == ["1", ""]
