@@ -26,6 +26,7 @@ from nsclc_engine.runs import (
 )
 from nsclc_engine.task_spec import task_spec
 from nsclc_engine.train.config import TrainConfig, load_run_config
+from nsclc_engine.train.fold import train_fold
 from nsclc_engine.train.loop import (
     DATA_SHARE,
     Cancelled,
@@ -35,7 +36,6 @@ from nsclc_engine.train.loop import (
     columns_of,
     seed_everything,
     select_device,
-    train_fold,
 )
 from nsclc_engine.train.prepare import (
     EXCLUSIONS_FILE,

@@ -274,7 +274,7 @@ def test_a_pretrained_encoder_is_frozen_or_fine_tuned_slower_and_recorded(
 
 def test_pretrained_options_that_cannot_hold_are_refused_and_older_runs_keep_one_rate(tmp_path):
     from nsclc_engine.train.config import TrainConfig, load_run_config
-    from nsclc_engine.train.loop import _parameter_groups
+    from nsclc_engine.train.fold import _parameter_groups
     from nsclc_engine.train.model import build_model
 
     weights = tmp_path / "w.pt"
