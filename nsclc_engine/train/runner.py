@@ -189,45 +189,7 @@ def _train(
             for fold, split in enumerate(splits)
         ]
         predictions = pd.concat(frames, ignore_index=True)[columns_of(config)]
-        metrics = {}
-        if dist.is_main:
-            from nsclc_engine.evaluate.config import EvaluateConfig
-            from nsclc_engine.evaluate.run import evaluate_run
-
-            write_predictions(run_dir, predictions)
-        if dist.is_main and config.hold_out_test:  # a trial: validation only, no evaluation
-            update_status(
-                run_dir,
-                state="finished",
-                progress=1.0,
-                finished=now(),
-                stage="trial: test held out",
-            )
-            summarize_experiment(config, artifacts)
-            return {}
-        if dist.is_main:
-            update_status(run_dir, progress=0.99, stage="evaluating")
-            try:
-                metrics = evaluate_run(
-                    run_dir,
-                    EvaluateConfig(
-                        bootstrap_resamples=config.bootstrap_resamples, seed=config.seed
-                    ),
-                )
-            except Exception as error:  # the trained model and its predictions stay valid
-                log.exception("evaluation failed; rerun python -m nsclc_engine.evaluate %s", run_id)
-                update_status(run_dir, evaluation_error=f"{type(error).__name__}: {error}")
-            update_status(run_dir, state="finished", progress=1.0, finished=now(), stage="done")
-            summarize_experiment(config, artifacts)
-            name, key = task_spec(config.task).metric_name, task_spec(config.task).metric_key
-            test = metrics.get("splits", {}).get("test", {}).get(key, {})
-            log.info(
-                "finished: test %s %.3f (95%% CI %.3f-%.3f)",
-                name,
-                test.get(key, float("nan")),
-                test.get("ci_low", float("nan")),
-                test.get("ci_high", float("nan")),
-            )
+        metrics = _finish(run_id, run_dir, config, predictions, artifacts) if dist.is_main else {}
         return metrics
     except runs.CancelledWhileQueued:
         raise Cancelled() from None
@@ -253,6 +215,46 @@ def _train(
             handler.close()
         if dist.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _finish(
+    run_id: str, run_dir: Path, config: TrainConfig, predictions: pd.DataFrame, artifacts: Path
+) -> dict:
+    """The trained run's end, on the main process: its predictions written, then (but for a
+    search's trial, whose test part is held out) its evaluation; its status finished and its
+    experiment's summary updated. Returns its metrics ({} for a trial)."""
+    from nsclc_engine.evaluate.config import EvaluateConfig
+    from nsclc_engine.evaluate.run import evaluate_run
+
+    write_predictions(run_dir, predictions)
+    if config.hold_out_test:  # a trial: validation only, no evaluation
+        update_status(
+            run_dir, state="finished", progress=1.0, finished=now(), stage="trial: test held out"
+        )
+        summarize_experiment(config, artifacts)
+        return {}
+    update_status(run_dir, progress=0.99, stage="evaluating")
+    metrics = {}
+    try:
+        metrics = evaluate_run(
+            run_dir,
+            EvaluateConfig(bootstrap_resamples=config.bootstrap_resamples, seed=config.seed),
+        )
+    except Exception as error:  # the trained model and its predictions stay valid
+        log.exception("evaluation failed; rerun python -m nsclc_engine.evaluate %s", run_id)
+        update_status(run_dir, evaluation_error=f"{type(error).__name__}: {error}")
+    update_status(run_dir, state="finished", progress=1.0, finished=now(), stage="done")
+    summarize_experiment(config, artifacts)
+    spec = task_spec(config.task)
+    test = metrics.get("splits", {}).get("test", {}).get(spec.metric_key, {})
+    log.info(
+        "finished: test %s %.3f (95%% CI %.3f-%.3f)",
+        spec.metric_name,
+        test.get(spec.metric_key, float("nan")),
+        test.get("ci_low", float("nan")),
+        test.get("ci_high", float("nan")),
+    )
+    return metrics
 
 
 def summarize_experiment(config: TrainConfig, artifacts: Path) -> None:
