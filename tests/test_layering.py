@@ -147,7 +147,6 @@ MAX_FUNCTION_LINES = 120
 # not split yet, each at its length today: it may shrink, not grow (ARCHITECTURE.md)
 LONG_FUNCTIONS = {
     "cohort/build.py:inspect_patient_imaging": 161,
-    "evaluate/report.py:render_report": 240,
     "synth/dicom_writer.py:write_patient": 154,
 }
 

@@ -179,14 +179,46 @@ def render_report(
     baselines: dict,
 ) -> str:
     """One HTML page with every figure embedded and plotly.js inline (opens offline)."""
-
-    sections: list[str] = []
     figure = _embedder("420px")
-
-    label = metrics["label"]
-    setup = metrics["evaluate_config"]
     held_out = metrics.get("held_out", "test")
-    source = metrics.get("threshold_source")
+    sizes = sample_size_table(predictions)
+    outcome = f"{metrics['label']}: {metrics['positive_class']}"
+    sections = _setup_sections(run_dir, run_config, metrics, sizes, outcome, figure)
+    sections += _metrics_sections(metrics, held_out)
+    test = predictions[predictions.split == held_out]
+    if len(test) and test.y_true.nunique() == 2:
+        sections += _held_out_sections(metrics, results, test, baselines, held_out, figure)
+    if "baselines" in metrics:
+        sections.append(_baselines_section(metrics, held_out))
+    sections.append(
+        "<h2>TRIPOD+AI items covered</h2>"
+        + _table(tripod_table(sample_size_answer(sizes, outcome)))
+    )
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        ".table{border-collapse:collapse;font-size:0.9em}.table td,.table th{padding:4px 8px;"
+        "border-bottom:1px solid #ddd;text-align:left}"
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation report "
+        f"{html.escape(run_dir.name)}</title><style>{style}</style></head><body>"
+        f"<h1>Evaluation report: {html.escape(run_dir.name)}</h1>"
+        + "\n".join(sections)
+        + "</body></html>"
+    )
+
+
+def _thresholds_text(metrics: dict) -> str:
+    return ", ".join(f"{t['threshold']:.3f}" for t in metrics["thresholds"])
+
+
+def _setup_sections(
+    run_dir: Path, run_config: dict, metrics: dict, sizes: pd.DataFrame, outcome: str, figure
+) -> list[str]:
+    """What was run and on whom: the run, its label and rules; an import's source; the
+    cohort and its exclusions; the sample size; the training curves."""
+    sections = []
+    setup, source = metrics["evaluate_config"], metrics.get("threshold_source")
     if source:
         how = f"{html.escape(source['text'])}."
     else:
@@ -196,8 +228,8 @@ def render_report(
             f"{html.escape(setup['recalibration'])} fitted on validation."
         )
     sections.append(
-        f"<p>Run <b>{html.escape(run_dir.name)}</b>; label <b>{html.escape(str(label))}</b> "
-        f"({html.escape(metrics['positive_class'])}); "
+        f"<p>Run <b>{html.escape(run_dir.name)}</b>; label "
+        f"<b>{html.escape(str(metrics['label']))}</b> ({html.escape(metrics['positive_class'])}); "
         f"{'<b>labels shuffled (negative control)</b>; ' if metrics['shuffled_labels'] else ''}"
         f"{how}</p>"
     )
@@ -211,8 +243,6 @@ def render_report(
         exclusions = pd.DataFrame(report.get("exclusions", []))
         if len(exclusions):
             sections.append("<h3>Excluded patients</h3>" + _table(exclusions))
-    sizes = sample_size_table(predictions)
-    outcome = f"{label}: {metrics['positive_class']}"
     sections.append(
         f"<h2>Sample size</h2><p>Patients and events (patients with the outcome, "
         f"{html.escape(outcome)}) per split, each patient counted once.</p>" + _table(sizes)
@@ -220,6 +250,13 @@ def render_report(
     history = read_history(run_dir)
     if history:
         sections.append("<h2>Training</h2>" + figure(figures.training_curves_figure(history)))
+    return sections
+
+
+def _metrics_sections(metrics: dict, held_out: str) -> list[str]:
+    """The metrics of every split at 0.5 and at the threshold in force, how to read them,
+    the warnings, the yardstick and the folds."""
+    setup, source = metrics["evaluate_config"], metrics.get("threshold_source")
     rows = []
     for part, v in sorted(
         metrics["splits"].items(),
@@ -239,17 +276,16 @@ def render_report(
                     f"{v[where][key]:.3f} ({low:.3f}-{high:.3f})"
                 )
         rows.append(row)
-    thresholds = ", ".join(f"{t['threshold']:.3f}" for t in metrics["thresholds"])
     chosen = (
         html.escape(source["text"])
         if source
         else f"the {html.escape(setup['threshold_rule'])} threshold fitted on validation"
     )
-    sections.append(
+    sections = [
         f"<h2>Discrimination and metrics at thresholds</h2><p>@0.5: the conventional cut-off; "
-        f"@threshold ({thresholds}): {chosen}, applied unchanged. Patient-level bootstrap, "
-        f"{setup['bootstrap_resamples']} resamples.</p>" + _table(pd.DataFrame(rows))
-    )
+        f"@threshold ({_thresholds_text(metrics)}): {chosen}, applied unchanged. Patient-level "
+        f"bootstrap, {setup['bootstrap_resamples']} resamples.</p>" + _table(pd.DataFrame(rows))
+    ]
     if set(metrics["splits"]) & {"train", "validation"}:
         sections.append(
             "<p>Train figures are in-sample (the model was fitted on those patients). "
@@ -272,144 +308,117 @@ def render_report(
             + ", ".join(f"{k} {v['mean']:.3f} ± {v['sd']:.3f}" for k, v in summary.items())
             + "</p>"
         )
-    test = predictions[predictions.split == held_out]
-    if len(test) and test.y_true.nunique() == 2:
-        calls = results["calls"][test.index]
-        sweep = threshold_sweep(test.y_true, test.y_prob)
-        fpr, tpr = sweep.roc_curve()
-        recall, precision = sweep.pr_curve()
-        at_half = metrics["splits"][held_out]["at_0.5"]
-        at_t = metrics["splits"][held_out]["at_threshold"]
-        points = [
-            {
-                "name": f"{held_out} @0.5",
-                "fpr": 1 - at_half["specificity"],
-                "tpr": at_half["sensitivity"],
-                "recall": at_half["sensitivity"],
-                "precision": at_half["precision"],
-            },
-            {
-                "name": f"{held_out} @threshold in force",
-                "fpr": 1 - at_t["specificity"],
-                "tpr": at_t["sensitivity"],
-                "recall": at_t["sensitivity"],
-                "precision": at_t["precision"],
-            },
-        ]
-        model = {"imported": "imported model", "external": "frozen model"}.get(
-            metrics.get("kind", ""), "image model"
-        )
-        roc_curves = [{"name": model, "fpr": fpr, "tpr": tpr, "auc": sweep.roc_auc()}]
-        pr_curves = [
-            {
-                "name": model,
-                "recall": recall,
-                "precision": precision,
-                "ap": sweep.average_precision(),
-            }
-        ]
-        for name, frame in baselines.items():
-            rows_b = frame[frame.split == held_out]
-            if rows_b.y_true.nunique() == 2:
-                b = threshold_sweep(rows_b.y_true, rows_b.y_prob)
-                bf, bt = b.roc_curve()
-                br, bp = b.pr_curve()
-                roc_curves.append(
-                    {"name": f"{name} baseline", "fpr": bf, "tpr": bt, "auc": b.roc_auc()}
-                )
-                pr_curves.append(
-                    {
-                        "name": f"{name} baseline",
-                        "recall": br,
-                        "precision": bp,
-                        "ap": b.average_precision(),
-                    }
-                )
-        sections.append(f"<h2>{held_out.capitalize()} set</h2>")
-        sections.append(
-            figure(
-                figures.confusion_matrix_figure(
-                    at_half, title=f"{held_out.capitalize()}, threshold 0.5"
-                )
+    return sections
+
+
+def _curves(test: pd.DataFrame, baselines: dict, held_out: str, model: str) -> tuple[list, list]:
+    """The ROC and precision-recall curves of the model and of each baseline on the held-out
+    part."""
+    sweep = threshold_sweep(test.y_true, test.y_prob)
+    fpr, tpr = sweep.roc_curve()
+    recall, precision = sweep.pr_curve()
+    roc_curves = [{"name": model, "fpr": fpr, "tpr": tpr, "auc": sweep.roc_auc()}]
+    pr_curves = [
+        {"name": model, "recall": recall, "precision": precision, "ap": sweep.average_precision()}
+    ]
+    for name, frame in baselines.items():
+        rows = frame[frame.split == held_out]
+        if rows.y_true.nunique() == 2:
+            b = threshold_sweep(rows.y_true, rows.y_prob)
+            bf, bt = b.roc_curve()
+            br, bp = b.pr_curve()
+            roc_curves.append(
+                {"name": f"{name} baseline", "fpr": bf, "tpr": bt, "auc": b.roc_auc()}
             )
-        )
-        at_t_plot = metrics_at_threshold(test.y_true, calls.astype(float), 0.5)
-        sections.append(
-            figure(
-                figures.confusion_matrix_figure(
-                    at_t_plot, title=f"{held_out.capitalize()}, threshold in force ({thresholds})"
-                )
+            pr_curves.append(
+                {
+                    "name": f"{name} baseline",
+                    "recall": br,
+                    "precision": bp,
+                    "ap": b.average_precision(),
+                }
             )
-        )
-        sections.append(figure(figures.roc_figure(roc_curves, points)))
-        sections.append(
-            figure(figures.pr_figure(pr_curves, points, prevalence=float(test.y_true.mean())))
-        )
-        single = metrics["thresholds"][0]["threshold"] if len(metrics["thresholds"]) == 1 else None
-        sections.append(
-            figure(
-                figures.probability_histogram_figure(
-                    probability_histograms(test.y_true, test.y_prob), single
-                )
+    return roc_curves, pr_curves
+
+
+def _held_out_sections(
+    metrics: dict, results: dict, test: pd.DataFrame, baselines: dict, held_out: str, figure
+) -> list[str]:
+    """The held-out part: confusion matrices at 0.5 and at the threshold in force, ROC and
+    PR with the baselines, the probabilities, calibration and clinical utility."""
+    setup, thresholds = metrics["evaluate_config"], _thresholds_text(metrics)
+    calls = results["calls"][test.index]
+    at_half = metrics["splits"][held_out]["at_0.5"]
+    at_t = metrics["splits"][held_out]["at_threshold"]
+    points = [
+        {"name": f"{held_out} @0.5", "fpr": 1 - at_half["specificity"]}
+        | {"tpr": at_half["sensitivity"], "recall": at_half["sensitivity"]}
+        | {"precision": at_half["precision"]},
+        {"name": f"{held_out} @threshold in force", "fpr": 1 - at_t["specificity"]}
+        | {"tpr": at_t["sensitivity"], "recall": at_t["sensitivity"]}
+        | {"precision": at_t["precision"]},
+    ]
+    model = {"imported": "imported model", "external": "frozen model"}.get(
+        metrics.get("kind", ""), "image model"
+    )
+    roc_curves, pr_curves = _curves(test, baselines, held_out, model)
+    title = held_out.capitalize()
+    at_t_plot = metrics_at_threshold(test.y_true, calls.astype(float), 0.5)
+    single = metrics["thresholds"][0]["threshold"] if len(metrics["thresholds"]) == 1 else None
+    sections = [
+        f"<h2>{title} set</h2>",
+        figure(figures.confusion_matrix_figure(at_half, title=f"{title}, threshold 0.5")),
+        figure(
+            figures.confusion_matrix_figure(
+                at_t_plot, title=f"{title}, threshold in force ({thresholds})"
             )
-        )
-        calibration = results["calibration"]["splits"][held_out]
-        sections.append(f"<h2>Calibration ({held_out})</h2>")
-        cal_rows = calibration_rows(calibration)
-        sections.append(
-            _table(pd.DataFrame(cal_rows))
-            + "<p>Intercept: calibration-in-the-large (0 ideal); slope: 1 ideal, below 1 "
-            "predictions too extreme. 95% CIs as computed at evaluation.</p>"
-        )
-        warnings = [
-            r.get("warning") for r in results["calibration"]["recalibrators"] if r.get("warning")
-        ]
-        if warnings:
-            sections.append("<p><b>Note:</b> " + html.escape(warnings[0]) + "</p>")
-        sections.append(
-            figure(
-                figures.reliability_figure(
-                    {
-                        "raw": calibration["raw"]["curve"],
-                        f"recalibrated ({setup['recalibration']})": calibration["recalibrated"][
-                            "curve"
-                        ],
-                    }
-                )
+        ),
+        figure(figures.roc_figure(roc_curves, points)),
+        figure(figures.pr_figure(pr_curves, points, prevalence=float(test.y_true.mean()))),
+        figure(
+            figures.probability_histogram_figure(
+                probability_histograms(test.y_true, test.y_prob), single
             )
-        )
-        curves = report_decision_curves(
-            test,
-            results["recalibrated"],
-            results["calibration"]["recalibrators"],
-            baselines,
-            held_out,
-            model,
-        )
-        sections.append(
-            f"<h2>Clinical utility ({held_out})</h2><p>Net benefit of the recalibrated "
-            "probabilities (each fold's recalibrator fitted on its validation patients, applied "
-            "unchanged; the same probabilities as the Calibration page), not the raw ones.</p>"
-            + figure(figures.decision_curve_figure(curves))
-        )
-    if "baselines" in metrics:
-        sections.append(_baselines_section(metrics, held_out))
+        ),
+    ]
+    calibration = results["calibration"]["splits"][held_out]
+    sections.append(f"<h2>Calibration ({held_out})</h2>")
     sections.append(
-        "<h2>TRIPOD+AI items covered</h2>"
-        + _table(tripod_table(sample_size_answer(sizes, outcome)))
+        _table(pd.DataFrame(calibration_rows(calibration)))
+        + "<p>Intercept: calibration-in-the-large (0 ideal); slope: 1 ideal, below 1 "
+        "predictions too extreme. 95% CIs as computed at evaluation.</p>"
     )
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        ".table{border-collapse:collapse;font-size:0.9em}.table td,.table th{padding:4px 8px;"
-        "border-bottom:1px solid #ddd;text-align:left}"
+    warnings = [
+        r.get("warning") for r in results["calibration"]["recalibrators"] if r.get("warning")
+    ]
+    if warnings:
+        sections.append("<p><b>Note:</b> " + html.escape(warnings[0]) + "</p>")
+    recalibrated = f"recalibrated ({setup['recalibration']})"
+    sections.append(
+        figure(
+            figures.reliability_figure(
+                {
+                    "raw": calibration["raw"]["curve"],
+                    recalibrated: calibration["recalibrated"]["curve"],
+                }
+            )
+        )
     )
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation report "
-        f"{html.escape(run_dir.name)}</title><style>{style}</style></head><body>"
-        f"<h1>Evaluation report: {html.escape(run_dir.name)}</h1>"
-        + "\n".join(sections)
-        + "</body></html>"
+    curves = report_decision_curves(
+        test,
+        results["recalibrated"],
+        results["calibration"]["recalibrators"],
+        baselines,
+        held_out,
+        model,
     )
+    sections.append(
+        f"<h2>Clinical utility ({held_out})</h2><p>Net benefit of the recalibrated "
+        "probabilities (each fold's recalibrator fitted on its validation patients, applied "
+        "unchanged; the same probabilities as the Calibration page), not the raw ones.</p>"
+        + figure(figures.decision_curve_figure(curves))
+    )
+    return sections
 
 
 def _ci(block: dict, key: str) -> str:
