@@ -29,12 +29,12 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from nsclc_engine.atomic import process_exists, swap_folder, write_text_atomic
 from nsclc_engine.cohort import dicom_io
 from nsclc_engine.cohort.clinical import LABELS, add_labels, label_counts, read_clinical_csv
+from nsclc_engine.cohort.contours import gtv_columns
 from nsclc_engine.config import add_config_arguments, cli_error, load_config, save_config
 from nsclc_engine.parallel import parallel_map, worker_count
 
@@ -118,75 +118,8 @@ def inspect_patient_imaging(
     holds them (a damaged slice is otherwise invisible). Returns the imaging columns of
     ``cohort.csv``; raises :class:`PatientExcluded`.
     """
-    ct_series: dict[str, list[dicom_io.DicomHeader]] = {}
-    rtstructs = []
-    for header in headers:
-        if header.modality == "CT":
-            ct_series.setdefault(header.series_uid, []).append(header)
-        elif header.modality == "RTSTRUCT":
-            rtstructs.append(header)
-    if not ct_series:
-        modalities = sorted({h.modality for h in headers})
-        raise PatientExcluded(Reason.NO_CT, f"no CT image files; modalities present: {modalities}")
-    if not rtstructs:
-        raise PatientExcluded(
-            Reason.NO_RTSTRUCT,
-            f"no RTSTRUCT among {len(headers)} files; CT series: {sorted(ct_series)}",
-        )
-
-    candidates = []  # (rtstruct, ct series uid, how it was matched); series references first
-    for rtstruct in sorted(rtstructs, key=lambda h: h.path):
-        referenced = [uid for uid in rtstruct.referenced_series_uids if uid in ct_series]
-        if referenced:
-            candidates.append((rtstruct, referenced[0], "referenced_series"))
-            continue
-        same_frame = [
-            uid
-            for uid, series in ct_series.items()
-            if series[0].frame_of_reference_uid in rtstruct.referenced_frame_uids
-        ]
-        if same_frame:
-            largest = max(same_frame, key=lambda uid: len(ct_series[uid]))
-            candidates.append((rtstruct, largest, "frame_of_reference"))
-    candidates.sort(key=lambda candidate: candidate[2] != "referenced_series")
-    if not candidates:
-        wanted = sorted({uid for h in rtstructs for uid in h.referenced_series_uids})
-        raise PatientExcluded(
-            Reason.NO_CT,
-            f"the RTSTRUCT references CT series {wanted}, none of which is present "
-            f"(CT series present: {sorted(ct_series)})",
-        )
-
-    # the first candidate whose matching ROIs hold contours; else the first with a matching name
-    all_names: list[str] = []
-    matching = []
-    for rtstruct, series_uid, matched_by in candidates:
-        try:
-            rois, names = dicom_io.read_rtstruct_rois(rtstruct.path, config.roi_pattern)
-        except dicom_io.DicomReadError as error:
-            raise PatientExcluded(Reason.UNREADABLE_FILE, str(error)) from None
-        all_names.extend(names)
-        if rois:
-            matching.append((rtstruct, series_uid, matched_by, rois))
-    if not matching:
-        raise PatientExcluded(
-            Reason.NO_MATCHING_ROI,
-            f"no ROI name matches the pattern {config.roi_pattern}; "
-            f"ROIs present: {sorted(set(all_names))}",
-        )
-    with_contours = [m for m in matching if any(len(roi.contours_mm) for roi in m[3])]
-    rtstruct, series_uid, matched_by, rois = (with_contours or matching)[0]
-    if not config.union_matching_rois and len(rois) > 1:
-        log.warning(
-            "%s: %d ROIs match %s (%s); using %s (set union_matching_rois to combine them)",
-            patient_id,
-            len(rois),
-            config.roi_pattern,
-            [roi.name for roi in rois],
-            rois[0].name,
-        )
-        rois = rois[:1]
-
+    ct_series, rtstructs, candidates = _pair_series(headers)
+    rtstruct, series_uid, matched_by, rois = _choose_rois(patient_id, candidates, config)
     unreadable = (skipped_by_series or {}).get(series_uid, [])
     if unreadable:
         raise PatientExcluded(
@@ -228,45 +161,105 @@ def inspect_patient_imaging(
             f"CT series {series_uid}: slices are missing or the RTSTRUCT belongs to another scan",
         )
 
-    zyx = np.nonzero(rasterised.mask)
-    bbox = [(int(axis.min()), int(axis.max()) + 1) for axis in zyx]
-    centroid_index_xyz = np.array([zyx[2].mean(), zyx[1].mean(), zyx[0].mean()])
-    centroid_mm = geometry.voxel_to_patient(centroid_index_xyz[None])[0]
-    ct_folders = {os.path.dirname(path) for path in geometry.paths}
     first = ct_series[series_uid][0]
+    paths = geometry.paths
+    ct_folders = {os.path.dirname(path) for path in paths}
     return {
         "patient_id": patient_id,
         "ct_study_uid": first.study_uid,
         "ct_series_uid": series_uid,
         "frame_of_reference_uid": first.frame_of_reference_uid,
         "ct_matched_by": matched_by,
-        "ct_folder": ct_folders.pop()
-        if len(ct_folders) == 1
-        else os.path.commonpath(geometry.paths),
-        "n_ct_files": len(geometry.paths),
+        "ct_folder": ct_folders.pop() if len(ct_folders) == 1 else os.path.commonpath(paths),
+        "n_ct_files": len(paths),
         "rtstruct_path": rtstruct.path,
         "rtstruct_sop_uid": rtstruct.sop_uid,
         "n_rtstructs": len(rtstructs),
         "roi_names": roi_names,
-        "shape_z": geometry.shape_zyx[0],
-        "shape_y": geometry.shape_zyx[1],
-        "shape_x": geometry.shape_zyx[2],
-        "spacing_z_mm": geometry.spacing_mm[0],
-        "spacing_y_mm": geometry.spacing_mm[1],
-        "spacing_x_mm": geometry.spacing_mm[2],
-        "gtv_voxels": gtv_voxels,
-        "gtv_volume_cm3": gtv_voxels * geometry.voxel_volume_mm3 / 1000.0,
-        "gtv_mean_hu": float(volume.hu[rasterised.mask].mean()),
-        "gtv_bbox_z0": bbox[0][0],
-        "gtv_bbox_z1": bbox[0][1],
-        "gtv_bbox_y0": bbox[1][0],
-        "gtv_bbox_y1": bbox[1][1],
-        "gtv_bbox_x0": bbox[2][0],
-        "gtv_bbox_x1": bbox[2][1],
-        "gtv_centroid_x_mm": float(centroid_mm[0]),
-        "gtv_centroid_y_mm": float(centroid_mm[1]),
-        "gtv_centroid_z_mm": float(centroid_mm[2]),
-    }
+    } | gtv_columns(geometry, volume.hu, rasterised.mask)
+
+
+def _pair_series(headers: Sequence[dicom_io.DicomHeader]) -> tuple[dict, list, list]:
+    """The patient's CT series, its RTSTRUCTs, and the (RTSTRUCT, CT series, how matched)
+    pairs: by the RTSTRUCT's series reference first, else by frame of reference (the largest
+    series). Raises :class:`PatientExcluded` where no pair exists."""
+    ct_series: dict[str, list[dicom_io.DicomHeader]] = {}
+    rtstructs = []
+    for header in headers:
+        if header.modality == "CT":
+            ct_series.setdefault(header.series_uid, []).append(header)
+        elif header.modality == "RTSTRUCT":
+            rtstructs.append(header)
+    if not ct_series:
+        modalities = sorted({h.modality for h in headers})
+        raise PatientExcluded(Reason.NO_CT, f"no CT image files; modalities present: {modalities}")
+    if not rtstructs:
+        raise PatientExcluded(
+            Reason.NO_RTSTRUCT,
+            f"no RTSTRUCT among {len(headers)} files; CT series: {sorted(ct_series)}",
+        )
+
+    candidates = []  # (rtstruct, ct series uid, how it was matched); series references first
+    for rtstruct in sorted(rtstructs, key=lambda h: h.path):
+        referenced = [uid for uid in rtstruct.referenced_series_uids if uid in ct_series]
+        if referenced:
+            candidates.append((rtstruct, referenced[0], "referenced_series"))
+            continue
+        same_frame = [
+            uid
+            for uid, series in ct_series.items()
+            if series[0].frame_of_reference_uid in rtstruct.referenced_frame_uids
+        ]
+        if same_frame:
+            largest = max(same_frame, key=lambda uid: len(ct_series[uid]))
+            candidates.append((rtstruct, largest, "frame_of_reference"))
+    candidates.sort(key=lambda candidate: candidate[2] != "referenced_series")
+    if not candidates:
+        wanted = sorted({uid for h in rtstructs for uid in h.referenced_series_uids})
+        raise PatientExcluded(
+            Reason.NO_CT,
+            f"the RTSTRUCT references CT series {wanted}, none of which is present "
+            f"(CT series present: {sorted(ct_series)})",
+        )
+
+    return ct_series, rtstructs, candidates
+
+
+def _choose_rois(patient_id: str, candidates: list, config: CohortConfig) -> tuple:
+    """``(rtstruct, series_uid, matched_by, rois)``: the first pair whose ROIs matching the
+    pattern hold contours, else the first with a matching name; one ROI unless asked to
+    combine them."""
+    # the first candidate whose matching ROIs hold contours; else the first with a matching name
+    all_names: list[str] = []
+    matching = []
+    for rtstruct, series_uid, matched_by in candidates:
+        try:
+            rois, names = dicom_io.read_rtstruct_rois(rtstruct.path, config.roi_pattern)
+        except dicom_io.DicomReadError as error:
+            raise PatientExcluded(Reason.UNREADABLE_FILE, str(error)) from None
+        all_names.extend(names)
+        if rois:
+            matching.append((rtstruct, series_uid, matched_by, rois))
+    if not matching:
+        raise PatientExcluded(
+            Reason.NO_MATCHING_ROI,
+            f"no ROI name matches the pattern {config.roi_pattern}; "
+            f"ROIs present: {sorted(set(all_names))}",
+        )
+    with_contours = [m for m in matching if any(len(roi.contours_mm) for roi in m[3])]
+    rtstruct, series_uid, matched_by, rois = (with_contours or matching)[0]
+    if not config.union_matching_rois and len(rois) > 1:
+        log.warning(
+            "%s: %d ROIs match %s (%s); using %s (set union_matching_rois to combine them)",
+            patient_id,
+            len(rois),
+            config.roi_pattern,
+            [roi.name for roi in rois],
+            rois[0].name,
+        )
+        rois = rois[:1]
+
+    return rtstruct, series_uid, matched_by, rois
 
 
 def _inspect_or_exclude(task: tuple) -> dict:

@@ -98,3 +98,34 @@ def rasterise_contours(
 def _polygon_area(vertices_xy: np.ndarray) -> float:
     x, y = vertices_xy[:, 0], vertices_xy[:, 1]
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def gtv_columns(geometry, hu: np.ndarray, mask: np.ndarray) -> dict:
+    """The CT's shape and spacing and the GTV's size, mean HU, box (voxel indices, end
+    exclusive) and centroid (patient mm), from its mask on the CT ``hu``; ``geometry``: the
+    series' (``cohort.dicom_io.SeriesGeometry``)."""
+    gtv_voxels = int(mask.sum())
+    zyx = np.nonzero(mask)
+    bbox = [(int(axis.min()), int(axis.max()) + 1) for axis in zyx]
+    centroid_index_xyz = np.array([zyx[2].mean(), zyx[1].mean(), zyx[0].mean()])
+    centroid_mm = geometry.voxel_to_patient(centroid_index_xyz[None])[0]
+    return {
+        "shape_z": geometry.shape_zyx[0],
+        "shape_y": geometry.shape_zyx[1],
+        "shape_x": geometry.shape_zyx[2],
+        "spacing_z_mm": geometry.spacing_mm[0],
+        "spacing_y_mm": geometry.spacing_mm[1],
+        "spacing_x_mm": geometry.spacing_mm[2],
+        "gtv_voxels": gtv_voxels,
+        "gtv_volume_cm3": gtv_voxels * geometry.voxel_volume_mm3 / 1000.0,
+        "gtv_mean_hu": float(hu[mask].mean()),
+        "gtv_bbox_z0": bbox[0][0],
+        "gtv_bbox_z1": bbox[0][1],
+        "gtv_bbox_y0": bbox[1][0],
+        "gtv_bbox_y1": bbox[1][1],
+        "gtv_bbox_x0": bbox[2][0],
+        "gtv_bbox_x1": bbox[2][1],
+        "gtv_centroid_x_mm": float(centroid_mm[0]),
+        "gtv_centroid_y_mm": float(centroid_mm[1]),
+        "gtv_centroid_z_mm": float(centroid_mm[2]),
+    }

@@ -47,81 +47,110 @@ def _common(ds, truth: PatientTruth, study_uid: str, frame_uid: str) -> None:
 
 def write_patient(config: SynthConfig, truth: PatientTruth, dicom_root: Path) -> None:
     """Write one patient's CT series and RTSTRUCT (with its defect, if any)."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence as DicomSequence
-
     defect = truth.defect
     if defect == "no_imaging":
         return
     rendered = render_patient(config, truth)
-    grid = rendered.grid
-    study_uid = _uid(config, truth.patient_id, "study")
     ct_series_uid = _uid(config, truth.patient_id, "ct")
-    frame_uid = _uid(config, truth.patient_id, "frame")
+    uids = {
+        "study": _uid(config, truth.patient_id, "study"),
+        "ct_series": ct_series_uid,
+        "frame": _uid(config, truth.patient_id, "frame"),
+    }
     study_dir = dicom_root / truth.patient_id / f"01-01-2000-NA-CT THORAX-{truth.number:05d}"
-    ct_dir = study_dir / f"0.000000-NA-{int(ct_series_uid[-5:]):05d}"
-    z_mm = grid.axis_mm("z")
-    n = len(z_mm)
     # scanners number slices head to feet: instance 1 is the highest z, so file names run
     # against the slice order and a reader that sorts by name or number gets it wrong
+    n = len(rendered.grid.axis_mm("z"))
     slice_uids = [_uid(config, truth.patient_id, "ct", k) for k in range(n)]
-    skipped_slice = n // 2 if defect == "missing_slice" else None
-
     if defect != "no_ct":
-        ct_dir.mkdir(parents=True, exist_ok=True)
-        for k in range(n):
-            if k == skipped_slice:
-                continue
-            instance = n - k
-            ds = Dataset()
-            ds.file_meta = _file_meta(CT_SOP_CLASS, slice_uids[k])
-            _common(ds, truth, study_uid, frame_uid)
-            ds.SOPClassUID = CT_SOP_CLASS
-            ds.SOPInstanceUID = slice_uids[k]
-            ds.SeriesInstanceUID = ct_series_uid
-            ds.Modality = "CT"
-            ds.SeriesNumber = 0
-            ds.InstanceNumber = instance
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-            ds.ImagePositionPatient = [
-                f"{grid.origin_mm[0]:.4f}",
-                f"{grid.origin_mm[1]:.4f}",
-                f"{z_mm[k]:.4f}",
-            ]
-            orientation = [1, 0, 0, 0, 1, 0]
-            if defect == "bad_orientation" and k == n // 3:
-                orientation = [1, 0, 0, 0, 0.98, 0.19899749]
-            ds.ImageOrientationPatient = orientation
-            ds.SliceLocation = f"{z_mm[k]:.4f}"
-            ds.SliceThickness = config.slice_thickness_mm
-            ds.PixelSpacing = [config.pixel_spacing_mm, config.pixel_spacing_mm]
-            ds.Rows = ds.Columns = config.rows
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.BitsAllocated = ds.BitsStored = 16
-            ds.HighBit = 15
-            ds.PixelRepresentation = 1
-            ds.RescaleIntercept = RESCALE_INTERCEPT
-            ds.RescaleSlope = 1
-            ds.RescaleType = "HU"
-            ds.WindowCenter, ds.WindowWidth = -600, 1500
-            ds.KVP = 120
-            stored = (rendered.hu[k].astype(np.int32) - RESCALE_INTERCEPT).astype(np.int16)
-            ds.PixelData = stored.tobytes()
-            path = ct_dir / f"1-{instance:03d}.dcm"
-            ds.save_as(path, enforce_file_format=True)
-            if defect == "truncated_slice" and k == n // 2:
-                with open(path, "r+b") as handle:
-                    handle.truncate(path.stat().st_size - stored.nbytes // 2)
-            if defect == "duplicate_slice" and k == n // 2:
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _uid(
-                    config, truth.patient_id, "ct-duplicate"
-                )
-                ds.InstanceNumber = n + 1
-                ds.save_as(ct_dir / f"1-{n + 1:03d}.dcm", enforce_file_format=True)
+        ct_dir = study_dir / f"0.000000-NA-{int(ct_series_uid[-5:]):05d}"
+        _write_ct_series(config, truth, rendered, ct_dir, slice_uids, uids)
+    if defect != "no_rtstruct":
+        _write_rtstruct(config, truth, rendered, study_dir, slice_uids, uids)
 
-    if defect == "no_rtstruct":
-        return
+
+def _write_ct_series(
+    config: SynthConfig, truth: PatientTruth, rendered, ct_dir: Path, slice_uids: list, uids: dict
+) -> None:
+    """The CT slices, one file each (a missing, truncated, duplicated or tilted slice where
+    the patient's defect says so)."""
+    from pydicom.dataset import Dataset
+
+    defect, grid = truth.defect, rendered.grid
+    study_uid, ct_series_uid, frame_uid = uids["study"], uids["ct_series"], uids["frame"]
+    z_mm = grid.axis_mm("z")
+    n = len(z_mm)
+    skipped_slice = n // 2 if defect == "missing_slice" else None
+    ct_dir.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        if k == skipped_slice:
+            continue
+        instance = n - k
+        ds = Dataset()
+        ds.file_meta = _file_meta(CT_SOP_CLASS, slice_uids[k])
+        _common(ds, truth, study_uid, frame_uid)
+        ds.SOPClassUID = CT_SOP_CLASS
+        ds.SOPInstanceUID = slice_uids[k]
+        ds.SeriesInstanceUID = ct_series_uid
+        ds.Modality = "CT"
+        ds.SeriesNumber = 0
+        ds.InstanceNumber = instance
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.ImagePositionPatient = [
+            f"{grid.origin_mm[0]:.4f}",
+            f"{grid.origin_mm[1]:.4f}",
+            f"{z_mm[k]:.4f}",
+        ]
+        orientation = [1, 0, 0, 0, 1, 0]
+        if defect == "bad_orientation" and k == n // 3:
+            orientation = [1, 0, 0, 0, 0.98, 0.19899749]
+        ds.ImageOrientationPatient = orientation
+        ds.SliceLocation = f"{z_mm[k]:.4f}"
+        ds.SliceThickness = config.slice_thickness_mm
+        ds.PixelSpacing = [config.pixel_spacing_mm, config.pixel_spacing_mm]
+        ds.Rows = ds.Columns = config.rows
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = RESCALE_INTERCEPT
+        ds.RescaleSlope = 1
+        ds.RescaleType = "HU"
+        ds.WindowCenter, ds.WindowWidth = -600, 1500
+        ds.KVP = 120
+        stored = (rendered.hu[k].astype(np.int32) - RESCALE_INTERCEPT).astype(np.int16)
+        ds.PixelData = stored.tobytes()
+        path = ct_dir / f"1-{instance:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        if defect == "truncated_slice" and k == n // 2:
+            with open(path, "r+b") as handle:
+                handle.truncate(path.stat().st_size - stored.nbytes // 2)
+        if defect == "duplicate_slice" and k == n // 2:
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _uid(
+                config, truth.patient_id, "ct-duplicate"
+            )
+            ds.InstanceNumber = n + 1
+            ds.save_as(ct_dir / f"1-{n + 1:03d}.dcm", enforce_file_format=True)
+
+
+def _write_rtstruct(
+    config: SynthConfig,
+    truth: PatientTruth,
+    rendered,
+    study_dir: Path,
+    slice_uids: list,
+    uids: dict,
+) -> None:
+    """The RTSTRUCT: distractor ROIs first, then GTV-1 (and GTV-2), each contour referencing
+    its CT slice (no GTV, or an empty one, where the patient's defect says so)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    defect = truth.defect
+    study_uid, ct_series_uid, frame_uid = uids["study"], uids["ct_series"], uids["frame"]
+    z_mm = rendered.grid.axis_mm("z")
+    n = len(z_mm)
     rois = dict(rendered.rois)
     if defect == "no_gtv":
         rois.pop("GTV-1")
