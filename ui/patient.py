@@ -15,7 +15,6 @@ from nsclc_engine.explain import gradcam as explain
 from nsclc_engine.explain import viewer
 from nsclc_engine.explain.cache import checkpoint_stamp
 from nsclc_engine.explain.inference import load_run_model
-from nsclc_engine.task_spec import DEFAULT_NETWORK
 from ui import case_viewer, review_queue
 from ui.common import (
     artifacts,
@@ -217,16 +216,15 @@ except (ValueError, FileNotFoundError, OSError) as error:
 
 overlay = st.columns([1, 1, 1, 2])
 show_map = overlay[0].toggle("Grad-CAM overlay", key="pt_cam")
-network = view.config.get("model", DEFAULT_NETWORK)
 method = overlay[1].selectbox(
     "Method",
-    explain.methods_for(network),
+    page.method_choices(view),
     format_func=lambda m: {"gradcam": "Grad-CAM"}.get(m, m),
     key="pt_method",
 )
 layer = overlay[2].selectbox(
     "Layer",
-    explain.gradcam_layers(network) or ("none",),
+    page.layer_choices(view),
     key="pt_layer",
     disabled=method != "gradcam",
 )
@@ -260,13 +258,7 @@ if show_map:
     if compare is not None:
         chosen = others[compare]
         other = load(chosen["run_id"])
-        other_layers = explain.gradcam_layers(other.config.get("model", DEFAULT_NETWORK))
-        other_config = explain.ExplainConfig(
-            method=method
-            if method in explain.methods_for(other.config.get("model"))
-            else "saliency",
-            layer=layer if layer in other_layers else (other_layers or ("none",))[-1],
-        )
+        other_config = page.comparison_config(other, method, layer)
         try:
             stamp_of_other = checkpoint_stamp(other.run_dir, chosen["fold"])
             other_case = _case(other.run_id, patient_id, page.cohort_stamp(other))

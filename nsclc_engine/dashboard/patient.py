@@ -21,13 +21,20 @@ from nsclc_engine.evaluate.survival import (
     survival_at,
 )
 from nsclc_engine.explain.cache import explain_patient, patient_uncertainty
-from nsclc_engine.explain.gradcam import CtMap, ExplainConfig, input_map_to_ct
+from nsclc_engine.explain.gradcam import (
+    CtMap,
+    ExplainConfig,
+    gradcam_layers,
+    input_map_to_ct,
+    methods_for,
+)
 from nsclc_engine.explain.viewer import PatientCase, load_case
 from nsclc_engine.review.store import source_of
 from nsclc_engine.runs import list_runs, read_raw_status, read_saved_config
 from nsclc_engine.runs import run_dir as run_folder
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
 from nsclc_engine.stats.survival import kaplan_meier
+from nsclc_engine.task_spec import DEFAULT_NETWORK
 
 RECALIBRATIONS = tuple(m for m in RECALIBRATION_METHODS if m != "none")
 OUTCOME_ORDER = {"FN": 0, "FP": 1, "TP": 2, "TN": 3}
@@ -140,6 +147,31 @@ def attribution_maps(
         view.run_dir, fold, patient_id, case.input_image, config, model=model
     )
     return attribution.scores, input_map_to_ct(attribution.scores, case.geometry), attribution.flat
+
+
+def network_of(view: RunView) -> str:
+    """The network a run trained (runs from before networks had names: the ResNet-18)."""
+    return view.config.get("model") or DEFAULT_NETWORK
+
+
+def method_choices(view: RunView) -> tuple[str, ...]:
+    """The attribution methods the run's network allows (no Grad-CAM on the ViT)."""
+    return methods_for(network_of(view))
+
+
+def layer_choices(view: RunView) -> tuple[str, ...]:
+    """The Grad-CAM layers of the run's network, finer first (``none`` without one)."""
+    return gradcam_layers(network_of(view)) or ("none",)
+
+
+def comparison_config(other: RunView, method: str, layer: str) -> ExplainConfig:
+    """How the map of a run shown beside this one is computed: the same method and layer
+    where its network has them; else saliency, and its coarsest layer."""
+    layers = layer_choices(other)
+    return ExplainConfig(
+        method=method if method in method_choices(other) else "saliency",
+        layer=layer if layer in layers else layers[-1],
+    )
 
 
 def uncertainty(view: RunView, fold: int, patient_id: str, case: PatientCase, model) -> dict:

@@ -5,6 +5,7 @@ import pytest
 
 from nsclc_engine.dashboard import patient as patient_view
 from nsclc_engine.dashboard import run_view
+from nsclc_engine.explain.gradcam import ExplainConfig
 
 
 def _view(predictions: pd.DataFrame, threshold: dict | None = None, task: str = "classification"):
@@ -157,3 +158,14 @@ def test_pages_a_run_cannot_answer_offer_the_runs_that_can(dashboard_artifacts, 
     assert "an imported run" in patient_view.why_no_case(imported)
     assert patient_view.why_no_case(survival_view) == ""
     assert "an imported run" in case(imported)
+
+
+def test_a_comparison_runs_map_takes_the_method_and_layer_its_network_has():
+    pv = patient_view
+    vit = run_view.RunView("vit", None, {"model": "vit"}, {})
+    resnet = run_view.RunView("old", None, {}, {})  # before networks had names: a ResNet-18
+    assert pv.method_choices(vit) == ("saliency",) and pv.layer_choices(vit) == ("none",)
+    assert "gradcam" in pv.method_choices(resnet)
+    assert pv.layer_choices(resnet) == ("layer3", "layer4")
+    assert pv.comparison_config(vit, "gradcam", "layer3") == ExplainConfig("saliency", "none")
+    assert pv.comparison_config(resnet, "gradcam", "layer3") == ExplainConfig("gradcam", "layer3")
