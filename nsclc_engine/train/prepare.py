@@ -132,21 +132,9 @@ def prepare_data(
     cohort built for them (``review_excluded`` in its cleaning report).
 
     ``on_progress(stage, fraction)`` follows the slow parts (writing the demo cohort)."""
-    if _reused is None:
-        return _prepare_data(config, artifacts, show_progress, on_progress, excluded)
-    setting = _data_setting(config, artifacts, excluded or {})
-    if setting not in _reused:
-        _reused[setting] = _prepare_data(config, artifacts, show_progress, on_progress, excluded)
-    return copy.deepcopy(_reused[setting])
-
-
-def _prepare_data(
-    config: TrainConfig,
-    artifacts: Path,
-    show_progress: bool,
-    on_progress: Callable[[str, float], None] | None = None,
-    excluded: dict[str, str] | None = None,
-) -> PreparedData:
+    setting = None if _reused is None else _data_setting(config, artifacts, excluded or {})
+    if setting in (_reused or {}):
+        return copy.deepcopy(_reused[setting])
     report = on_progress or (lambda stage, fraction: None)
     from nsclc_engine.cohort.build import CohortConfig, load_cohort, run_cohort
     from nsclc_engine.demo import build_demo, demo_paths
@@ -196,9 +184,12 @@ def _prepare_data(
     times = {row.patient_id: float(row.survival_time_days) for row in cohort.itertuples()}
     keys = dict(zip(ok.patient_id, ok.key, strict=True))
     image_paths = items_from_cache(cache_dir, keys, labels, preprocess_config)
-    return PreparedData(
-        cohort_dir, cache_dir, labels, image_paths, asdict(preprocess_config), times
-    )
+    preprocess = asdict(preprocess_config)
+    data = PreparedData(cohort_dir, cache_dir, labels, image_paths, preprocess, times)
+    if setting is None:
+        return data
+    _reused[setting] = data  # a search worker's: each trial gets its own copy
+    return copy.deepcopy(data)
 
 
 def shuffled(labels: dict[str, int], seed: int, times: dict[str, float] | None = None):

@@ -100,3 +100,9 @@ def stale_trials(study) -> set[int]:
     ids = set(storage._get_stale_trial_ids(study._study_id))
     running = study.get_trials(states=(TrialState.RUNNING,), deepcopy=False)
     return {t.number for t in running if t._trial_id in ids}
+
+
+def beat_every(storage, heartbeat: int) -> None:
+    """Judge ``storage``'s trials by the study's heartbeat (stale after twice it), whatever
+    the storage was opened with: every worker and page must judge staleness alike."""
+    storage.heartbeat_interval, storage.grace_period = heartbeat, 2 * heartbeat

@@ -47,6 +47,7 @@ from nsclc_engine.train.prepare import exclusions_now, reuse_prepared_data
 from nsclc_engine.train.runner import FixedSplit, fix_split
 from nsclc_engine.tune.heartbeat import (
     ask_and_tell_heartbeats,
+    beat_every,
     recover_lost_trials,
     stale_trials,
     trial_heartbeat,
@@ -225,7 +226,7 @@ def open_study(config: TuneConfig, artifacts: Path):
             config.study,
             heartbeat,
         )
-        storage.heartbeat_interval, storage.grace_period = heartbeat, 2 * heartbeat
+        beat_every(storage, heartbeat)
     if "review_exclusions" not in study.user_attrs:  # a flag raised later never reaches it
         excluded = exclusions_now(trial_config(config, {}, -1), artifacts)
         study.set_user_attr("review_exclusions", excluded)
@@ -557,8 +558,11 @@ def load_study(url: str, name: str):
     stale trials can be told from running ones)."""
     import optuna
 
-    heartbeat = optuna.load_study(study_name=name, storage=url).user_attrs.get("heartbeat")
-    return optuna.load_study(study_name=name, storage=connect(url, heartbeat))
+    storage = connect(url)
+    study = optuna.load_study(study_name=name, storage=storage)
+    if study.user_attrs.get("heartbeat"):
+        beat_every(storage, study.user_attrs["heartbeat"])
+    return study
 
 
 def study_table(study) -> pd.DataFrame:
