@@ -56,6 +56,7 @@ from nsclc_engine.atomic import (
 from nsclc_engine.cohort.splits import Split
 from nsclc_engine.cohort.splits import load_splits as read_splits
 from nsclc_engine.paths import PROJECT_ROOT, artifacts_dir
+from nsclc_engine.run_records import Calibration, Metrics, Threshold
 from nsclc_engine.task_spec import DEFAULT_NETWORK, TaskSpec, spec_of
 
 if TYPE_CHECKING:
@@ -184,7 +185,8 @@ def read_survival_baselines(folder: Path) -> list[dict]:
     "raw", "recalibrated"}`` (each a ``Baseline.to_dict``, or ``{kind}_note`` where that kind
     could not be fitted); ``[]`` where the run has none (evaluated before baselines were
     saved, imported, or an external run of a k-fold source)."""
-    return (read_json(folder / SURVIVAL_BASELINES) or {}).get("folds") or []
+    saved = read_json(folder / SURVIVAL_BASELINES)
+    return saved["folds"] if saved else []
 
 
 def write_survival_baselines(folder: Path, folds: list[dict], fitted_on: str, **extra) -> None:
@@ -282,7 +284,7 @@ def run_lock(folder: Path) -> Iterator[None]:
     hold_lock_descriptor(descriptor)
     if not _try_exclusive(descriptor):
         release_lock_descriptor(descriptor)
-        holder = (read_json(folder / STATUS) or {}).get("pid", "?")
+        holder = read_raw_status(folder).get("pid", "?")
         raise RunBusy(
             f"run {folder.name!r} is being trained by process {holder}; wait for it to end or "
             "cancel it first"
@@ -412,7 +414,8 @@ def read_saved_config(folder: Path) -> dict:
 def read_saved_splits(folder: Path) -> list[dict]:
     """``splits.json``'s parts as saved, unchecked ([] before the run split its patients): the
     Dataset page reports overlapping parts rather than failing (:func:`load_splits` checks)."""
-    return (read_json(folder / SPLITS) or {}).get("splits", [])
+    saved = read_json(folder / SPLITS)
+    return saved["splits"] if saved else []
 
 
 def stamp(folder: Path) -> tuple[int, ...]:
@@ -457,18 +460,19 @@ def write_predictions(folder: Path, predictions: pd.DataFrame) -> None:
     write_text_atomic(folder / PREDICTIONS, predictions.to_csv(index=False))
 
 
-def read_metrics(folder: Path) -> dict | None:
-    """``metrics.json`` (None: not evaluated yet)."""
-    return read_json(folder / METRICS)
+def read_metrics(folder: Path) -> Metrics:
+    """``metrics.json`` (empty: not evaluated yet)."""
+    return Metrics(read_json(folder / METRICS) or {})
 
 
 def write_metrics(folder: Path, metrics: dict) -> None:
     write_json(folder / METRICS, metrics)
 
 
-def read_threshold(folder: Path) -> dict | None:
-    """``threshold.json``: the threshold chosen on validation, and any saved by a reviewer."""
-    return read_json(folder / THRESHOLD)
+def read_threshold(folder: Path) -> Threshold:
+    """``threshold.json``: the threshold chosen on validation, and any saved by a reviewer
+    (empty before the run was evaluated)."""
+    return Threshold(read_json(folder / THRESHOLD) or {})
 
 
 def update_threshold(folder: Path, change: Callable[[dict], dict]) -> dict:
@@ -476,8 +480,8 @@ def update_threshold(folder: Path, change: Callable[[dict], dict]) -> dict:
     return update_json(folder / THRESHOLD, change)
 
 
-def read_calibration(folder: Path) -> dict | None:
-    return read_json(folder / CALIBRATION)
+def read_calibration(folder: Path) -> Calibration:
+    return Calibration(read_json(folder / CALIBRATION) or {})
 
 
 def write_calibration(folder: Path, calibration: dict) -> None:
@@ -521,15 +525,15 @@ class Run:
         return read_predictions(self.folder)
 
     @cached_property
-    def metrics(self) -> dict | None:
+    def metrics(self) -> Metrics:
         return read_metrics(self.folder)
 
     @cached_property
-    def threshold(self) -> dict | None:
+    def threshold(self) -> Threshold:
         return read_threshold(self.folder)
 
     @cached_property
-    def calibration(self) -> dict | None:
+    def calibration(self) -> Calibration:
         return read_calibration(self.folder)
 
     @cached_property

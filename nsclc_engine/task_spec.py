@@ -64,7 +64,7 @@ def task_spec(task: str | None) -> TaskSpec:
 def spec_of(record: dict[str, Any] | None) -> TaskSpec:
     """The spec of a run's config, ``metrics.json``, experiment summary or report: whatever
     carries a ``task`` field (absent: classification)."""
-    return task_spec((record or {}).get("task"))
+    return task_spec(record.get("task") if record else None)
 
 
 def metric_of(block: dict[str, Any]) -> TaskSpec:

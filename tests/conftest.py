@@ -11,6 +11,7 @@ import torch
 
 from nsclc_engine.synth.generate import write_cohort
 from tests.helpers import LUNG1_CASE, LUNG1_CLINICAL, TINY, build_synthetic, require_shared
+from tests.run_folders import hand_written_run
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -71,6 +72,18 @@ def dashboard_artifacts(tiny_source, tmp_path_factory):
     survival = [*args, "--artifacts", str(artifacts), "--run-id", "fixture-survival"]
     survival[survival.index("os_2y")] = "deadstatus_event"  # the event of the survival task
     assert main([*survival, "--task", "survival"]) == 0
+    return artifacts
+
+
+@pytest.fixture(scope="session")
+def shown_artifacts(tiny_source, tiny_cohort, tmp_path_factory):
+    """An artifacts folder holding two finished runs written by hand, without training, on
+    the tiny cohort and evaluated for real (:mod:`tests.run_folders`): "fixture" (os_2y
+    classification) and "fixture-survival" (a Cox model's risks). For tests about showing or
+    summarising runs; tests that load a model use ``dashboard_artifacts``."""
+    artifacts = tmp_path_factory.mktemp("shown_artifacts")
+    hand_written_run(artifacts, "fixture", tiny_source, tiny_cohort)
+    hand_written_run(artifacts, "fixture-survival", tiny_source, tiny_cohort, task="survival")
     return artifacts
 
 

@@ -9,7 +9,10 @@ from tests.helpers import PROJECT
 
 ENGINE = PROJECT / "nsclc_engine"
 # what each part may import besides itself and the shared modules: ARCHITECTURE.md's table
-SHARED = {"config", "paths", "parallel", "atomic", "diskstore", "access", "task_spec"}
+SHARED = {
+    *("config", "paths", "parallel", "atomic", "diskstore", "access"),
+    *("task_spec", "run_records"),
+}
 ALLOWED = {
     "stats": set(),
     "cohort": set(),
@@ -141,6 +144,21 @@ def test_only_runs_spells_the_run_folders_file_names():
         if f'"{name}"' in path.read_text() or f"'{name}'" in path.read_text()
     }
     assert not spelled
+
+
+def test_no_guard_against_a_missing_section_of_a_run_file():
+    """A run file's sections are typed properties of :mod:`nsclc_engine.run_records`, empty
+    where the run has none: nothing guards against a shape no one owns with
+    ``(x or {}).get``."""
+    sources = [*ENGINE.rglob("*.py"), *(PROJECT / "ui").rglob("*.py"), PROJECT / "app.py"]
+    guarded = [
+        f"{path.relative_to(PROJECT)}:{number}"
+        for path in sources
+        if path != ENGINE / "run_records.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "or {}).get(" in line
+    ]
+    assert not guarded
 
 
 MAX_FUNCTION_LINES = 120

@@ -160,7 +160,7 @@ part = view.held_out
 strategy = st.radio("Bins", page.BIN_STRATEGIES, horizontal=True, key="cal_bins")
 if part != "test":
     st.caption(f"{view.kind.capitalize()} run: the {part} patients' predictions.")
-external = page.external_calibration(view.metrics or {})
+external = page.external_calibration(view)
 if not external.empty:
     st.subheader("On the external cohort")
     st.dataframe(
@@ -207,7 +207,7 @@ if not choice["summary"].empty:
     shown_methods = st.multiselect(
         "Reliability on validation (cross-validated)",
         list(choice["reliability"]),
-        default=list(dict.fromkeys(["none", page.method_in_force(view.metrics, view.predictions)])),
+        default=list(dict.fromkeys(["none", page.method_in_force(view)])),
         key="cal_methods",
     )
     st.plotly_chart(
@@ -215,7 +215,7 @@ if not choice["summary"].empty:
         key="reliability_validation",
     )
 
-method = page.method_in_force(view.metrics, view.predictions)
+method = page.method_in_force(view)
 st.subheader(f"{part.capitalize()} patients: the method in force only ({method})")
 if choice["summary"].empty:
     st.caption(

@@ -258,15 +258,15 @@ def require_finished_run(allow_survival: bool = False) -> run_view.RunView:
             if view.status.get("error"):
                 st.error(view.status["error"])
         st.stop()
-    if view.config.get("hold_out_test") and view.metrics is None:
+    if view.config.get("hold_out_test") and not view.metrics:
         st.info(
             f"Run `{view.run_id}` is trial {view.config.get('trial')} of study "
             f"`{view.config.get('study')}`: it trained with its test part held out, and only the "
             "study's best trial is scored on test, once. Its trials are on the Studies page."
         )
         st.stop()
-    if (view.metrics or {}).get("too_few_patients"):
-        st.warning(f"Run `{view.run_id}`: {view.metrics['too_few_patients']}")
+    if view.metrics.too_few_patients:
+        st.warning(f"Run `{view.run_id}`: {view.metrics.too_few_patients}")
         st.dataframe(view.predictions, hide_index=True)
         st.stop()
     if view.config.get("task") == "survival" and not allow_survival:

@@ -92,7 +92,7 @@ else:
 
 if view is None or view.kind == "trained":  # notes and exclusions apply to training data
     st.subheader("Review notes on this data")
-    source = store.source_of(view.config if view else {})
+    source = store.source_of(view.config) if view else "demo"
     try:
         notes = store.notes(review_db(), source=source)
     except ConnectionError as error:

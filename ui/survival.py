@@ -65,7 +65,7 @@ st.dataframe(
     width="stretch",
     column_config={"C-index": st.column_config.NumberColumn(format="%.3f")},
 )
-verdict = run_view.test_verdict(view.metrics or {})
+verdict = run_view.test_verdict(view.metrics)
 if verdict:
     st.caption(
         "Image model. "

@@ -1,6 +1,5 @@
 """Threshold explorer: move the operating threshold and see what it does, live."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from nsclc_engine.access import User
@@ -65,7 +64,7 @@ def survival_page(view: run_view.RunView, user: User) -> None:
     if why:
         offer_runs(why, "threshold", page.why_no_threshold)
     choices = _survival_options(view.run_id, key)
-    saved_point = (view.threshold or {}).get("operating_point") or {}
+    saved_point = view.threshold.operating_point
     if st.session_state.get("thr_s_run") != view.run_id:  # another run: its own defaults
         for name in ("thr_s_horizon", "thr_s_kind", "thr_s_split", "thr_s_threshold"):
             st.session_state.pop(name, None)
@@ -120,9 +119,9 @@ def survival_page(view: run_view.RunView, user: User) -> None:
     )
     from_link("split", "thr_s_split", choices["parts"])
     split = third.radio("Predictions", choices["parts"], horizontal=True, key="thr_s_split")
-    if view.metrics and view.metrics.get("augmentation_warning"):
-        st.error(view.metrics["augmentation_warning"])
-    source = (view.metrics or {}).get("threshold_source")
+    if view.metrics.augmentation_warning:
+        st.error(view.metrics.augmentation_warning)
+    source = view.metrics.threshold_source
     if source:
         st.info(f"{view.kind.capitalize()} run: {source['text']}.")
     if split != "validation":
@@ -231,28 +230,8 @@ def survival_page(view: run_view.RunView, user: User) -> None:
     if "roc" in state:
         curve = {"name": f"{split}, day {horizon:g}", **state["roc"], "auc": state["auc"]}
         roc.plotly_chart(figures.roc_figure([curve], [state["point"]]), key="thr_s_roc")
-    figure = go.Figure()
-    edges = state["histogram"]["edges"]
-    colours = (figures.COLOURS[1], figures.COLOURS[0], figures.COLOURS[2])
-    for colour, (name, values) in zip(colours, state["histogram"]["counts"].items(), strict=True):
-        figure.add_trace(
-            go.Bar(
-                x=(edges[:-1] + edges[1:]) / 2,
-                y=values,
-                width=edges[1] - edges[0],
-                name=name,
-                marker_color=colour,
-                opacity=0.6,
-            )
-        )
-    figure.add_vline(x=threshold, line={"color": "black", "dash": "dash"})
-    figure.update_layout(
-        barmode="overlay",
-        title=f"Predicted P(death by day {horizon:g}) by outcome",
-        xaxis={"title": "predicted probability of death", "range": [0, 1]},
-        yaxis={"title": "patients"},
-        **figures.LAYOUT,
-    )
+    counts = state["histogram"]
+    figure = figures.outcome_histogram_figure(counts["edges"], counts["counts"], threshold, horizon)
     histogram.plotly_chart(figure, key="thr_s_histogram")
 
     if st.button(
@@ -286,7 +265,7 @@ if view.config.get("task") == "survival":
     survival_page(view, user)
     st.stop()
 
-saved_point = (view.threshold or {}).get("operating_point") or {}
+saved_point = view.threshold.operating_point
 scale = page.default_scale(saved_point, view.config.get("folds", 0))
 if "thr_recal" not in st.session_state and scale:
     st.session_state.thr_recal = scale
@@ -303,12 +282,12 @@ recalibration = right.radio(
     horizontal=True,
     key="thr_recal",
 )
-if view.metrics and view.metrics.get("augmentation_warning"):
-    st.error(view.metrics["augmentation_warning"])
-verdict = run_view.test_verdict(view.metrics or {})
+if view.metrics.augmentation_warning:
+    st.error(view.metrics.augmentation_warning)
+verdict = run_view.test_verdict(view.metrics)
 if verdict:
     st.caption(run_view.verdict_text(verdict))
-source = (view.metrics or {}).get("threshold_source")
+source = view.metrics.threshold_source
 if source:
     st.info(f"{view.kind.capitalize()} run: {source['text']}.")
 if split != "validation":
@@ -326,7 +305,7 @@ if view.config.get("folds", 0) > 1:
     )
 rules = rule_thresholds(view.run_id, key, recalibration)
 if "threshold" not in st.session_state:
-    saved = (view.threshold or {}).get("threshold")
+    saved = view.threshold.in_force
     st.session_state.threshold = round(float(saved), 3) if saved is not None else 0.5
     st.session_state.threshold_rule = "saved" if saved is not None else "manual"
 from_link("threshold", "threshold", parse=page.parse_threshold)

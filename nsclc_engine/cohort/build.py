@@ -120,7 +120,7 @@ def inspect_patient_imaging(
     """
     ct_series, rtstructs, candidates = _pair_series(headers)
     rtstruct, series_uid, matched_by, rois = _choose_rois(patient_id, candidates, config)
-    unreadable = (skipped_by_series or {}).get(series_uid, [])
+    unreadable = skipped_by_series.get(series_uid, []) if skipped_by_series else []
     if unreadable:
         raise PatientExcluded(
             Reason.UNREADABLE_FILE,

@@ -33,13 +33,13 @@ BIN_STRATEGIES = ("uniform", "quantile")
 SUMMARY_KEYS = ("brier", "ece", "intercept", "slope")
 
 
-def method_in_force(metrics: dict, predictions: pd.DataFrame) -> str:
+def method_in_force(view: RunView) -> str:
     """The recalibration the run's evaluation applied (``evaluate_config.recalibration``):
     the one method whose held-out figures the page shows. ``none`` for a run without
     validation predictions (imported, external): its probabilities are shown as they came."""
-    if not (predictions.split == "validation").any():
+    if not (view.predictions.split == "validation").any():
         return "none"
-    return ((metrics or {}).get("evaluate_config") or {}).get("recalibration", "none")
+    return view.metrics.recalibration
 
 
 def cross_validated_validation(
@@ -132,7 +132,7 @@ def _interval(ci: list | None) -> str:
     return f"{ci[0]:.3f} to {ci[1]:.3f}"
 
 
-def external_calibration(metrics: dict) -> pd.DataFrame:
+def external_calibration(view: RunView) -> pd.DataFrame:
     """An external-validation run's calibration on the new cohort: calibration-in-the-large
     and slope of the probabilities as deployed (the frozen recalibrator applied) and, where
     it was asked for, after a recalibration-in-the-large fitted on that cohort itself."""
@@ -148,7 +148,7 @@ def external_calibration(metrics: dict) -> pd.DataFrame:
                 "slope": block["slope"],
                 "intercept shift": block.get("shift"),
             }
-            for key, block in (metrics.get("calibration_external") or {}).items()
+            for key, block in view.metrics.calibration_external.items()
         ],
         columns=["probabilities", "calibration-in-the-large", "slope", "intercept shift"],
     )
@@ -171,7 +171,7 @@ def why_no_calibration(view: RunView) -> str:
 def run_evaluate_config(view: RunView, n_resamples: int | None = None) -> EvaluateConfig:
     """The bootstrap settings the run's evaluation used (``metrics.json["evaluate_config"]``),
     with ``n_resamples`` in place of its resamples where given."""
-    saved = (view.metrics or {}).get("evaluate_config") or {}
+    saved = view.metrics.evaluate_config
     defaults = EvaluateConfig()
     return EvaluateConfig(
         bootstrap_resamples=int(
@@ -190,10 +190,9 @@ def saved_horizon_block(view: RunView, split: str, horizon: float, kind: str) ->
     (``metrics.json["horizons"][kind]["730d"]``, held-out part only), reduced to what
     :func:`~nsclc_engine.evaluate.survival.horizon_calibration` returns; empty where it
     saved none."""
-    horizons = (view.metrics or {}).get("horizons") or {}
-    if split != horizons.get("held_out"):
+    if split != view.metrics.horizons.get("held_out"):
         return {}
-    block = (horizons.get(kind) or {}).get(f"{horizon:g}d") or {}
+    block = view.metrics.horizon_block(kind, horizon)
     if "mean_predicted" not in block:
         return {}
     names = [*CALIBRATION_KEYS, *CALIBRATION_BLOCKS, *(f"{b}_note" for b in CALIBRATION_BLOCKS)]
@@ -243,7 +242,7 @@ def survival_calibration_state(
     else:
         state |= horizon_calibration(p, rows, horizon, run_evaluate_config(view, n_resamples))
     baselines = fold_baselines(view, kind)
-    held_out = (view.metrics or {}).get("horizons", {}).get(kind, {}).get("d_calibration")
+    held_out = view.metrics.horizon_kind(kind).get("d_calibration")
     if baselines and set(rows.fold) <= set(baselines):
         own = survival_at(rows, baselines, rows.time_days.to_numpy(dtype=float))
         state["d_calibration"] = d_calibration(own, rows.event.to_numpy())

@@ -41,7 +41,7 @@ def split_overview(view: RunView) -> dict:
 def imported_overview(view: RunView) -> dict:
     """An imported run's patients: rows used of the file's, and the rows left out per reason
     with examples (``metrics.json``); ``{}`` for other runs."""
-    metrics = view.metrics or {}
+    metrics = view.metrics
     if metrics.get("kind") != "imported":
         return {}
     excluded = pd.DataFrame(
@@ -51,7 +51,7 @@ def imported_overview(view: RunView) -> dict:
                 "rows": entry["count"],
                 "examples": ", ".join(entry["examples"]),
             }
-            for entry in metrics.get("excluded", {}).values()
+            for entry in metrics.excluded.values()
         ],
         columns=["reason", "rows", "examples"],
     )
@@ -67,7 +67,7 @@ def imported_overview(view: RunView) -> dict:
 def case_mix(view: RunView) -> pd.DataFrame:
     """An external-validation run's case-mix table, development vs external cohort; empty
     for other runs."""
-    return pd.DataFrame((view.metrics or {}).get("case_mix", []))
+    return pd.DataFrame(view.metrics.case_mix)
 
 
 def review_exclusion_state(

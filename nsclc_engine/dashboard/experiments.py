@@ -24,13 +24,14 @@ SPREAD_METRICS = ("sensitivity", "specificity", "f1", "precision", "npv")
 
 def summary_of(artifacts: str | os.PathLike, view: RunView) -> dict | None:
     """The summary of the experiment ``view`` belongs to (``None``: not in one)."""
-    name = (view.config or {}).get("experiment")
+    name = view.config.get("experiment")
     return read_summary(artifacts, name) if name else None
 
 
 def finished_runs(summary: dict | None) -> list[str]:
     """The experiment's finished runs, by seed."""
-    return [run["run_id"] for run in (summary or {}).get("runs", []) if run["state"] == "finished"]
+    runs = summary["runs"] if summary else []
+    return [run["run_id"] for run in runs if run["state"] == "finished"]
 
 
 def experiment_rows(
@@ -82,7 +83,7 @@ def _experiment_row(name: str, summary: dict, first: pd.Series) -> dict:
 
 
 def _mean_sd(splits: dict, split: str, metric: str, percent: bool = False) -> str:
-    entry = (splits.get(split) or {}).get(metric)
+    entry = splits.get(split, {}).get(metric)
     if not entry or not entry.get("n"):
         return ""
     if percent:
@@ -98,7 +99,7 @@ def threshold_spread(views: list[RunView], split: str, threshold: float, scale: 
     ``split`` at ``threshold`` on probability ``scale`` (``{metric: interval}``)."""
     fitted, at = [], {name: [] for name in SPREAD_METRICS}
     for view in views:
-        for entry in ((view.threshold or {}).get("fitted") or {}).get("thresholds", []):
+        for entry in view.threshold.fitted_thresholds:
             if int(entry.get("fold", 0)) == 0:
                 fitted.append(float(entry["threshold"]))
         frame = part_predictions(view.predictions, split, scale)
@@ -193,7 +194,7 @@ def with_seed_spread(table: pd.DataFrame, summary: dict | None) -> pd.DataFrame:
         return table
     splits = summary.get("splits", {})
     spread = [
-        spread_text((splits.get(row.split) or {}).get(f"c_index: {row.model}") or {})
+        spread_text(splits.get(row.split, {}).get(f"c_index: {row.model}", {}))
         for row in table.itertuples()
     ]
     return table.assign(**{"over seeds (mean ± SD, 95% CI)": spread})

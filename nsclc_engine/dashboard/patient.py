@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,7 @@ from nsclc_engine.explain.gradcam import (
 )
 from nsclc_engine.explain.viewer import PatientCase, load_case
 from nsclc_engine.review.store import source_of
-from nsclc_engine.runs import list_runs, read_raw_status, read_saved_config
+from nsclc_engine.runs import list_runs, read_raw_status, read_saved_config, resolved_cohort
 from nsclc_engine.runs import run_dir as run_folder
 from nsclc_engine.stats.calibration import RECALIBRATION_METHODS
 from nsclc_engine.stats.survival import kaplan_meier
@@ -51,20 +50,20 @@ OUTCOME_NAMES = {
 def threshold_in_force(view: RunView, fold: int = 0) -> dict:
     """The threshold a patient's call uses: the saved operating point (on its probability
     scale), else the threshold fitted on ``fold``'s validation predictions (raw scale)."""
-    saved = (view.threshold or {}).get("operating_point") or {}
+    saved = view.threshold.operating_point
     if saved.get("threshold") is not None:
         return {
             "threshold": float(saved["threshold"]),
             "recalibration": saved.get("recalibration", "none"),
             "source": f"saved operating point ({saved.get('rule', 'manual')}, on validation)",
         }
-    fitted = (view.threshold or {}).get("fitted") or {}
-    for entry in fitted.get("thresholds", []):
+    for entry in view.threshold.fitted_thresholds:
         if int(entry.get("fold", 0)) == int(fold):
+            rule = view.threshold.fitted.get("rule", "rule")
             return {
                 "threshold": float(entry["threshold"]),
                 "recalibration": "none",
-                "source": f"{fitted.get('rule', 'rule')} fitted on validation (fold {fold})",
+                "source": f"{rule} fitted on validation (fold {fold})",
             }
     return {"threshold": 0.5, "recalibration": "none", "source": "0.5 (nothing fitted yet)"}
 
@@ -122,8 +121,8 @@ def patient_table(
 
 def cohort_stamp(view: RunView) -> int:
     """Changes when the run's cohort is rebuilt (a cache key for the case viewer)."""
-    path = Path((view.config.get("resolved") or {}).get("cohort_dir", "")) / "cohort.csv"
-    return path.stat().st_mtime_ns if path.is_file() else 0
+    cohort = resolved_cohort(view.config)
+    return (cohort / "cohort.csv").stat().st_mtime_ns if cohort else 0
 
 
 def patient_case(view: RunView, patient_id: str):

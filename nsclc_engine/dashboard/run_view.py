@@ -11,6 +11,7 @@ import pandas as pd
 
 from nsclc_engine.evaluate.classification import held_out_part
 from nsclc_engine.evaluate.yardstick import best_for, judge_run
+from nsclc_engine.run_records import Metrics, Threshold
 from nsclc_engine.runs import (
     Run,
     has_predictions,
@@ -33,10 +34,15 @@ class RunView:
     config: dict
     status: dict
     predictions: pd.DataFrame | None = None
-    metrics: dict | None = None
-    threshold: dict | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    threshold: Threshold = field(default_factory=Threshold)
     history: list[dict] = field(default_factory=list)
     splits: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # a view built by hand may pass plain dicts, or None for a file not written yet
+        object.__setattr__(self, "metrics", Metrics(self.metrics or {}))
+        object.__setattr__(self, "threshold", Threshold(self.threshold or {}))
 
     @property
     def finished(self) -> bool:
@@ -141,14 +147,14 @@ def curves(frame: pd.DataFrame) -> dict:
     }
 
 
-def test_verdict(metrics: dict) -> dict | None:
+def test_verdict(metrics: dict) -> dict:
     """The test result against the best achievable on the same patients (synthetic cohort):
     ``value, ci_low, ci_high, best`` (image part), ``best_full``, ``learns``, ``no_leak``,
-    ``share`` and ``metric``; ``None`` for real data or runs without test metrics."""
+    ``share`` and ``metric``; empty for real data or runs without test metrics."""
 
     judgement = judge_run(metrics)
     if judgement is None or judgement.best is None:
-        return None
+        return {}
     return judgement.to_dict() | {
         "best_full": best_for(metrics, "test", "eta"),
         "metric": spec_of(metrics).metric_name,

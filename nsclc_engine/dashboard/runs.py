@@ -20,6 +20,7 @@ from nsclc_engine.dashboard.run_view import (
 )
 from nsclc_engine.evaluate.multiplicity import holm_adjust
 from nsclc_engine.paths import artifacts_dir
+from nsclc_engine.run_records import Metrics
 from nsclc_engine.runs import (
     list_runs,
     new_run_id,
@@ -48,13 +49,13 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
     for run in list_runs(artifacts):
         run_dir = run_folder(run["run_id"], artifacts)
         config = read_saved_config(run_dir)
-        metrics = read_metrics(run_dir) or {}
-        threshold = (read_threshold(run_dir) or {}).get("threshold")
-        held_out = metrics.get("held_out", "test")
-        test_split = metrics.get("splits", {}).get(held_out, {})
+        metrics = read_metrics(run_dir)
+        threshold = read_threshold(run_dir).in_force
+        held_out = metrics.held_out
+        test_split = metrics.split(held_out)
         test = test_split.get("auc", {})
         c_index = test_split.get("c_index", {}).get("c_index")
-        yardstick = test_verdict(metrics) or {}
+        yardstick = test_verdict(metrics)
         share_low, share_high = yardstick.get("share_ci_low"), yardstick.get("share_ci_high")
         rows.append(
             {
@@ -73,7 +74,7 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
                 # a search's trial: its study and number (its test part is held out)
                 "study": f"{config['study']} #{config.get('trial')}" if config.get("study") else "",
                 "experiment": config.get("experiment", ""),
-                "parameters (M)": (run.get("model") or {}).get("parameters", float("nan")) / 1e6,
+                "parameters (M)": run.get("model", {}).get("parameters", float("nan")) / 1e6,
                 "folds": config.get("folds", 0),
                 "shuffled labels": bool(config.get("shuffle_labels", False)),
                 "validation AUC": validation_score(run_dir, metrics, "auc"),
@@ -109,14 +110,14 @@ def runs_overview(artifacts: str | os.PathLike | None = None) -> pd.DataFrame:
     return frame
 
 
-def validation_score(run_dir: Path, metrics: dict, key: str) -> float | None:
+def validation_score(run_dir: Path, metrics: Metrics, key: str) -> float | None:
     """A finished run's validation AUC (``key`` ``auc``) or C-index (``c_index``): from
     ``metrics.json`` for a single split, else the mean over folds of each fold's validation
     predictions; ``None`` without validation predictions (imported, external) or another
     task. Optimistic (the best epoch was chosen on it), but the number to choose runs by."""
-    if (key == "c_index") != (metrics.get("task") == "survival") or not metrics.get("splits"):
+    if (key == "c_index") != (metrics.get("task") == "survival") or not metrics.splits:
         return None
-    block = metrics["splits"].get("validation", {}).get(key)
+    block = metrics.split("validation").get(key)
     if block:
         return float(block[key])
     view = load_run(run_dir)
@@ -188,7 +189,7 @@ def compare_runs(a: RunView, b: RunView) -> dict:
     after each fold's own recalibration (Platt, fitted on that fold's validation rows)."""
     rows = []
     for view in (a, b):
-        splits = (view.metrics or {}).get("splits", {})
+        splits = view.metrics.splits
         for part in ("validation", view.held_out):
             if part in splits:
                 auc = splits[part]["auc"]
@@ -239,7 +240,7 @@ def compare_survival_runs(a: RunView, b: RunView) -> dict:
 
     rows = []
     for view in (a, b):
-        for part, value in ((view.metrics or {}).get("splits") or {}).items():
+        for part, value in view.metrics.splits.items():
             rows.append(
                 {
                     "run": view.run_id,
@@ -333,10 +334,9 @@ def baseline_table(view: RunView) -> pd.DataFrame:
     """The run beside its baselines on the same held-out patients: AUC with 95 % CI and the
     paired DeLong difference (run - baseline). Imported runs' baselines are fitted out of fold
     on exactly the imported patients; trained runs' on the run's training split."""
-    metrics = view.metrics or {}
-    held_out = metrics.get("held_out", "test")
-    run = (metrics.get("splits") or {}).get(held_out)
-    if run is None or not metrics.get("baselines"):
+    metrics, held_out = view.metrics, view.metrics.held_out
+    run = metrics.splits.get(held_out)
+    if run is None or not metrics.baselines:
         return pd.DataFrame()
     rows = [
         {

@@ -11,6 +11,7 @@ import pandas as pd
 from nsclc_engine.dashboard.run_view import RunView
 from nsclc_engine.evaluate.baselines import in_sample
 from nsclc_engine.evaluate.multiplicity import comparisons_note, holm_adjust
+from nsclc_engine.run_records import Metrics
 from nsclc_engine.stats.survival import groups_at
 
 
@@ -25,7 +26,7 @@ def survival_models(view: RunView) -> pd.DataFrame | None:
 def c_index_table(view: RunView) -> pd.DataFrame:
     """Harrell's C with its 95 % CI per model and split, from ``metrics.json``."""
 
-    models = (view.metrics or {}).get("models", {})
+    models = view.metrics.models
     rows = []
     for name, per_split in models.get("c_index", {}).items():
         for part, value in per_split.items():
@@ -46,7 +47,7 @@ def c_index_table(view: RunView) -> pd.DataFrame:
 def time_dependent_table(view: RunView) -> pd.DataFrame:
     """Uno's C, time-dependent AUC at 1 and 2 years and IBS per model and fold (test)."""
     rows = []
-    for entry in ((view.metrics or {}).get("models") or {}).get("folds", []):
+    for entry in view.metrics.models.get("folds", []):
         for name, values in entry.items():
             if isinstance(values, dict) and "time_dependent_auc" in values:
                 rows.append(
@@ -112,7 +113,7 @@ def fusion_weights_text(weights: list[dict]) -> str:
 def comparison_lines(metrics: dict) -> list[str]:
     """One line per paired test comparison of two models' C-index (markdown), with the
     p-value Holm-adjusted over the comparisons shown, and a last line saying how many."""
-    comparisons = ((metrics or {}).get("models") or {}).get("comparisons", [])
+    comparisons = Metrics(metrics).models.get("comparisons", [])
     if not comparisons:
         return []
     adjusted = holm_adjust([c["p_value"] for c in comparisons])

@@ -76,8 +76,8 @@ def survival_options(view: RunView) -> dict:
     any_horizon = _covers(raw, predictions)
     horizons = list(horizon_columns(predictions))
     if not horizons and any_horizon:
-        evaluated = ((view.metrics or {}).get("horizons") or {}).get("horizons_days")
-        horizons = [float(h) for h in evaluated or EvaluateConfig().horizons_days]
+        evaluated = view.metrics.horizons_days or EvaluateConfig().horizons_days
+        horizons = [float(h) for h in evaluated]
     kinds = [
         kind
         for kind in BASELINE_KINDS

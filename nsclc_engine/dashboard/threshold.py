@@ -228,8 +228,9 @@ def fitted_survival_thresholds(view: RunView, horizon: float, kind: str = "raw")
     here on each fold's validation rows (:func:`fit_horizon_threshold`), censoring weights
     from the fold's training rows. ``thresholds`` is empty, and ``text`` says why, where none
     can be fitted."""
-    fitted = (view.threshold or {}).get("fitted") or {}
-    by_fold = {int(e.get("fold", 0)): float(e["threshold"]) for e in fitted.get("thresholds", [])}
+    fitted = view.threshold.fitted
+    entries = view.threshold.fitted_thresholds
+    by_fold = {int(e.get("fold", 0)): float(e["threshold"]) for e in entries}
     if by_fold and fitted.get("horizon_days") == horizon and kind == "raw":
         rule, source = fitted.get("rule", "rule"), fitted.get("fitted_on", "validation")
         text = f"{rule} threshold fitted on {source} by evaluation (threshold.json)"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nsclc_engine.atomic import write_json
+from nsclc_engine.run_records import Calibration, Metrics
 from nsclc_engine.runs import (
     list_runs,
     read_calibration,
@@ -108,26 +109,24 @@ def run_values(metrics: dict, calibration: dict | None = None) -> dict[str, dict
     """One finished run's numbers by split: ``auc`` or ``c_index``, the threshold metrics at
     its frozen threshold (``at threshold: NAME``), calibration slope and intercept (raw
     probabilities) and the share of the best achievable (synthetic cohort)."""
+    metrics, calibration = Metrics(metrics), Calibration(calibration or {})
     survival = metrics.get("task") == "survival"
-    shares = (metrics.get("best_achievable") or {}).get("paired") or {}
-    calibrated = (calibration or {}).get("splits") or {}
     found: dict[str, dict[str, float]] = {}
-    for split, block in (metrics.get("splits") or {}).items():
+    for split in metrics.splits:
         values: dict[str, float | None] = {}
         if survival:
-            values["c_index"] = (block.get("c_index") or {}).get("c_index")
-            models = (metrics.get("models") or {}).get("c_index") or {}
-            for model, per_split in models.items():  # image, clinical, volume, fusion
-                values[f"c_index: {model}"] = (per_split.get(split) or {}).get("c_index")
+            values["c_index"] = metrics.headline(split, "c_index")
+            for model in metrics.models.get("c_index", {}):  # image, clinical, volume, fusion
+                values[f"c_index: {model}"] = metrics.model_c_index(model, split)
         else:
-            values["auc"] = (block.get("auc") or {}).get("auc")
-            frozen = block.get("at_threshold") or {}
+            values["auc"] = metrics.headline(split, "auc")
+            frozen = metrics.split(split).get("at_threshold", {})
             for name in THRESHOLD_METRICS:
                 values[f"at threshold: {name}"] = frozen.get(name)
-        raw = (calibrated.get(split) or {}).get("raw") or {}
+        raw = calibration.raw(split)
         values["calibration slope"] = raw.get("slope")
         values["calibration intercept"] = raw.get("intercept")
-        values["share of achievable"] = ((shares.get(split) or {}).get("share") or {}).get("value")
+        values["share of achievable"] = metrics.paired_share(split).get("share", {}).get("value")
         found[split] = {
             name: float(value)
             for name, value in values.items()
@@ -139,20 +138,18 @@ def run_values(metrics: dict, calibration: dict | None = None) -> dict[str, dict
 def baseline_differences(metrics: dict) -> dict[str, float]:
     """The image model minus each baseline on the run's held-out patients (AUC difference of
     the paired DeLong test, or C-index difference)."""
-    held_out = metrics.get("held_out", "test")
+    metrics = Metrics(metrics)
+    held_out = metrics.held_out
     differences = {}
     if metrics.get("task") == "survival":
-        c_index = (metrics.get("models") or {}).get("c_index") or {}
-        image = ((c_index.get("image") or {}).get(held_out) or {}).get("c_index")
+        image = metrics.model_c_index("image", held_out)
         for name in BASELINES:
-            other = ((c_index.get(name) or {}).get(held_out) or {}).get("c_index")
+            other = metrics.model_c_index(name, held_out)
             if image is not None and other is not None:
                 differences[name] = float(image) - float(other)
         return differences
     for name in BASELINES:
-        paired = ((metrics.get("baselines") or {}).get(name) or {}).get(
-            "delong_image_vs_baseline"
-        ) or {}
+        paired = metrics.against_baseline(name)
         if paired.get("difference") is not None:
             differences[name] = float(paired["difference"])
     return differences
@@ -261,7 +258,7 @@ def summary_lines(summary: dict) -> list[str]:
     key, shown = spec_of(summary).metric_key, spec_of(summary).metric_name
     lines = [f"experiment {summary['experiment']}: {summary['n_finished']} finished runs"]
     for split in ("train", "validation", "test", "external"):
-        entry = (summary["splits"].get(split) or {}).get(key)
+        entry = summary["splits"].get(split, {}).get(key)
         if entry:
             lines.append(f"  {split} {shown}: {spread_text(entry)}")
     for baseline, entry in summary["against_baselines"].items():

@@ -164,6 +164,39 @@ def probability_histogram_figure(
     return figure
 
 
+def outcome_histogram_figure(
+    edges: Sequence[float],
+    counts: Mapping[str, Sequence[int]],
+    threshold: float,
+    horizon_days: float,
+) -> go.Figure:
+    """Histograms of predicted P(death by the horizon), one per outcome group (``counts``,
+    at most three, over the bins ``edges``), with the threshold line."""
+    edges = np.asarray(edges, dtype=float)
+    figure = go.Figure()
+    colours = (COLOURS[1], COLOURS[0], COLOURS[2])
+    for colour, (name, values) in zip(colours, counts.items(), strict=False):
+        figure.add_trace(
+            go.Bar(
+                x=(edges[:-1] + edges[1:]) / 2,
+                y=values,
+                width=edges[1] - edges[0],
+                name=name,
+                marker_color=colour,
+                opacity=0.6,
+            )
+        )
+    figure.add_vline(x=threshold, line={"color": "black", "dash": "dash"})
+    figure.update_layout(
+        barmode="overlay",
+        title=f"Predicted P(death by day {horizon_days:g}) by outcome",
+        xaxis={"title": "predicted probability of death", "range": [0, 1]},
+        yaxis={"title": "patients"},
+        **LAYOUT,
+    )
+    return figure
+
+
 def reliability_figure(curves: Mapping[str, Mapping]) -> go.Figure:
     """Observed fraction (with Wilson 95 % CI) against mean predicted probability per bin."""
     figure = go.Figure()

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from nsclc_engine.evaluate.classification import FoldFit
+from nsclc_engine.run_records import Threshold
 from nsclc_engine.runs import (
     Run,
 )
@@ -30,10 +31,10 @@ from nsclc_engine.stats.calibration import (
 from nsclc_engine.stats.metrics import ThresholdChoice
 
 
-def fitted_thresholds(saved: dict) -> dict[int, float]:
+def fitted_thresholds(saved: Threshold) -> dict[int, float]:
     """Fold -> the threshold the run's evaluation fitted on that fold's validation part, from
-    a ``threshold.json`` payload (empty before the run was evaluated)."""
-    entries = (saved.get("fitted") or {}).get("thresholds") or []
+    its ``threshold.json`` (empty before the run was evaluated)."""
+    entries = saved.fitted_thresholds
     return {int(entry.get("fold", 0)): float(entry["threshold"]) for entry in entries}
 
 
@@ -42,21 +43,20 @@ def frozen_decision(source: Path) -> tuple[FoldFit, dict]:
     recalibrator's parameters and a sentence saying where they came from (JSON-ready; rebuild
     the fit with :func:`fit_from_record`)."""
     run = Run(source)
-    saved = run.threshold or {}
-    fitted = fitted_thresholds(saved)
-    point = saved.get("operating_point") or {}
+    fitted = fitted_thresholds(run.threshold)
+    point = run.threshold.operating_point
     if point.get("threshold") is None and not fitted:
         raise ValueError(f"run {source.name}: no threshold in threshold.json; evaluate it first")
     predictions = run.predictions
     validation = predictions[predictions.split == "validation"]
-    carried = ((run.metrics or {}).get("threshold_source")) or {}
+    carried = run.metrics.threshold_source
     if validation.empty and "threshold" in carried and point.get("threshold") is None:
         # an imported or external run: its own rule came frozen from a stated source
         record = carried | {"kind": "frozen run", "run": source.name}
         record["text"] = f"as frozen in run {source.name}: {carried['text']}"
         return fit_from_record(record), record
     k_fold = len(set(validation.fold)) > 1
-    evaluated = (run.calibration or {}).get("method", "none")
+    evaluated = run.calibration.method
     method = point.get("recalibration", "none") if point.get("threshold") is not None else evaluated
     if k_fold and point.get("threshold") is not None and method != "none":
         raise ValueError(
@@ -83,7 +83,7 @@ def frozen_decision(source: Path) -> tuple[FoldFit, dict]:
         where = f"mean of the {len(fitted)} folds' validation thresholds"
     else:
         threshold = next(iter(fitted.values()))
-        where = f"{saved['fitted'].get('rule', 'rule')} fitted on validation"
+        where = f"{run.threshold.fitted.get('rule', 'rule')} fitted on validation"
     record = {
         "kind": "frozen run",
         "run": source.name,

@@ -63,7 +63,7 @@ from nsclc_engine.runs import (
     write_metrics,
     write_predictions,
 )
-from nsclc_engine.task_spec import TASKS as TASK_SPECS
+from nsclc_engine.task_spec import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,6 @@ EXCLUSION_REASONS = {
     "no_outcome": "no survival time or event in the clinical table",
     "bad_survival": "survival probability missing or not a number",
 }
-TASKS = tuple(TASK_SPECS)
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class ImportConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task {self.task!r}: choose one of {TASKS}")
+            raise ValueError(f"task {self.task!r}: choose one of {tuple(TASKS)}")
         if self.task == "survival":
             if self.threshold is not None or self.threshold_from or self.validation_fraction:
                 raise ValueError(
@@ -562,7 +561,7 @@ def write_outputs(
 
 def reevaluate_imported(folder: Path, run_config: dict, evaluate: EvaluateConfig) -> dict:
     """Evaluate an imported run again from its saved predictions (``evaluate RUN_ID``)."""
-    saved = read_metrics(folder) or {}
+    saved = read_metrics(folder)
     if run_config.get("task") == "survival":
         predictions = read_predictions(folder)
         metrics = saved | imported_survival_metrics(predictions, evaluate)

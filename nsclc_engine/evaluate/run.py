@@ -35,6 +35,7 @@ from nsclc_engine.evaluate.survival import (
 )
 from nsclc_engine.evaluate.yardstick import best_achievable, load_truth
 from nsclc_engine.preprocess.dataset import AugmentConfig
+from nsclc_engine.run_records import Threshold
 from nsclc_engine.runs import (
     has_predictions,
     load_splits,
@@ -237,9 +238,10 @@ def write_threshold_file(
             current["fitted"] = fitted
         if operating_point is not None:
             current["operating_point"] = operating_point
-        in_force = (current.get("operating_point") or {}).get("threshold")
-        if in_force is None and len((current.get("fitted") or {}).get("thresholds", [])) == 1:
-            in_force = current["fitted"]["thresholds"][0]["threshold"]
+        record = Threshold(current)
+        in_force = record.operating_point.get("threshold")
+        if in_force is None and len(record.fitted_thresholds) == 1:
+            in_force = record.fitted_thresholds[0]["threshold"]
         current["threshold"] = in_force
         return current
 

@@ -93,15 +93,16 @@ def frozen_survival_rule(source: Path) -> FrozenSurvival:
     are those its evaluation used; its threshold is the operating point saved with a horizon,
     else the threshold its evaluation fitted on validation (one fold: fold 0's; k folds: the
     mean of theirs)."""
-    metrics = read_metrics(source) or {}
-    horizons = (metrics.get("horizons") or {}).get("horizons_days") or (
-        metrics.get("evaluate_config") or {}
-    ).get("horizons_days")
-    horizons = tuple(float(h) for h in horizons or EvaluateConfig().horizons_days)
+    metrics = read_metrics(source)
+    horizons = (
+        metrics.horizons_days
+        or metrics.evaluate_config.get("horizons_days")
+        or EvaluateConfig().horizons_days
+    )
+    horizons = tuple(float(h) for h in horizons)
     saved = read_survival_baselines(source)
-    thresholds = read_threshold(source) or {}
-    point = thresholds.get("operating_point") or {}
-    fitted = thresholds.get("fitted") or {}
+    thresholds = read_threshold(source)
+    point, fitted = thresholds.operating_point, thresholds.fitted
     by_fold = fitted_thresholds(thresholds)
     threshold = horizon = None
     kind = "raw"

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from nsclc_engine.demo import source_of
+from nsclc_engine.run_records import Metrics
 from nsclc_engine.stats.metrics import auc_score, resampled_auc, stratified_auc
 from nsclc_engine.stats.survival import harrell_c_index, resampled_c_index
 from nsclc_engine.synth.generate import read_truth
@@ -256,14 +257,13 @@ def metric_key(metrics: dict) -> str:
 def judge_run(metrics: dict, split: str = "test") -> Judgement | None:
     """A run's headline metric on ``split`` against the image part's best on the same
     patients (``best`` None on real data); ``None`` when the split has no such metric."""
-    key = metric_key(metrics)
-    block = metrics.get("splits", {}).get(split, {}).get(key)
+    key, metrics = metric_key(metrics), Metrics(metrics)
+    block = metrics.split(split).get(key)
     if not block:
         return None
-    paired = ((metrics.get("best_achievable") or {}).get("paired") or {}).get(split)
-    return judge(block, key, best_for(metrics, split, "eta_image"), paired)
+    return judge(block, key, metrics.best(split, "eta_image"), metrics.paired_share(split))
 
 
 def best_for(metrics: dict, split: str = "test", score: str = "eta_image") -> float | None:
     """The best achievable value of ``score`` on ``split`` from a run's ``metrics.json``."""
-    return ((metrics.get("best_achievable") or {}).get("splits", {}).get(split) or {}).get(score)
+    return Metrics(metrics).best(split, score)

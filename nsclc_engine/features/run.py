@@ -37,12 +37,10 @@ from nsclc_engine.runs import (
     write_config,
     write_predictions,
 )
-from nsclc_engine.task_spec import TASKS as TASK_SPECS
+from nsclc_engine.task_spec import TASKS
 from nsclc_engine.train.prepare import run_exclusions
 
 log = logging.getLogger(__name__)
-
-TASKS = tuple(TASK_SPECS)
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,7 @@ def now() -> str:
 
 def source_of(run_config: dict) -> str:
     """The data source a run's cohort came from: ``demo`` or the resolved DICOM folder."""
-    dicom = (run_config or {}).get("dicom") or ""
+    dicom = run_config.get("dicom") or ""
     return str(Path(dicom).resolve()) if dicom else "demo"
 
 

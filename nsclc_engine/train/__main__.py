@@ -33,7 +33,7 @@ from nsclc_engine.runs import (
     status,
     validate_run_id,
 )
-from nsclc_engine.task_spec import TASKS
+from nsclc_engine.task_spec import LABEL_CHOICES, TASKS
 from nsclc_engine.train.config import PROTOCOLS, TrainConfig, build_config, load_run_config
 from nsclc_engine.train.jobs import train_in_turn
 from nsclc_engine.train.loop import Cancelled, Distributed
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="starting settings: house (default) or report (the technical report's, with its "
         "label-dependent augmentation; for reproducing it only)",
     )
-    parser.add_argument("--label", choices=["deadstatus_event", "os_2y"])
+    parser.add_argument("--label", choices=LABEL_CHOICES)
     parser.add_argument(
         "--task",
         choices=list(TASKS),

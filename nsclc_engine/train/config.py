@@ -80,7 +80,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from nsclc_engine.cohort.clinical import LABELS
         from nsclc_engine.preprocess.volumes import PRESETS
-        from nsclc_engine.train.tasks import TASKS
+        from nsclc_engine.task_spec import TASKS
 
         if self.task not in TASKS:
             raise ValueError(f"task {self.task!r}: choose one of {', '.join(TASKS)}")

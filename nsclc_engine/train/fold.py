@@ -163,9 +163,7 @@ def _set_up_fold(
     model = build_model(config.model, task.outputs, norm=config.norm, input_shape=shape)
     loaded = None  # a resumed fold's weights come from its checkpoint, not the file
     if last_path.exists():
-        loaded = (status(run_dir).get("model") or {}).get("pretrained") or {
-            "file": config.pretrained
-        }
+        loaded = status(run_dir).get("model", {}).get("pretrained") or {"file": config.pretrained}
     network = _initialise(model, config, loaded)
     model = model.to(device, memory_format=input_format)
     log.info("fold %d on %s, %s", fold, device, resolved_precision(config, device))

@@ -9,16 +9,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from nsclc_engine.task_spec import TASKS as TASK_SPECS
-
-TASKS = tuple(TASK_SPECS)
+from nsclc_engine.task_spec import TASKS
 
 
 class ClassificationTask:
     name = "classification"
     outputs = 2
-    score_column = TASK_SPECS[name].score_column
-    columns = TASK_SPECS[name].columns
+    score_column = TASKS[name].score_column
+    columns = TASKS[name].columns
 
     def __init__(self, train_labels: Sequence[int], use_class_weights: bool, device):
         import torch
@@ -86,8 +84,8 @@ class SurvivalTask:
 
     name = "survival"
     outputs = 1
-    score_column = TASK_SPECS[name].score_column
-    columns = TASK_SPECS[name].columns
+    score_column = TASKS[name].score_column
+    columns = TASKS[name].columns
 
     def __init__(self, times: Mapping[str, float], device, bank_size: int = 0):
         from nsclc_engine.stats.survival import RiskBank

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from nsclc_engine.config import cli_error
+from nsclc_engine.run_records import Metrics
 from nsclc_engine.validate.external import ValidateConfig, validate_run
 
 
@@ -67,16 +68,16 @@ def print_summary(run_id: str, metrics: dict) -> None:
         c = block["c_index"]
         interval = f"{c['ci_low']:.3f}-{c['ci_high']:.3f}"
         print(f"external: n={block['n']}, C-index {c['c_index']:.3f} (95% CI {interval})")
-        print_horizons(metrics.get("horizons") or {})
+        print_horizons(Metrics(metrics))
     else:
         print_classification(metrics)
     for warning in metrics.get("warnings", []):
         print(f"warning: {warning}")
 
 
-def print_horizons(horizons: dict) -> None:
+def print_horizons(metrics: Metrics) -> None:
     """Per horizon the time-dependent AUC and ICI, and the calls at the frozen threshold."""
-    for key, entry in (horizons.get("raw") or {}).items():
+    for key, entry in metrics.horizon_kind("raw").items():
         if not key.endswith("d"):
             continue
         line = f"day {key[:-1]}: time-dependent AUC "
@@ -84,7 +85,7 @@ def print_horizons(horizons: dict) -> None:
         if "smoothed" in entry:
             line += f", ICI {entry['smoothed']['ici']:.3f}"
         print(line)
-    held = (horizons.get("threshold") or {}).get("held_out")
+    held = metrics.horizon_threshold.get("held_out")
     if held:
         print(
             f"threshold {held['threshold']:.3f} on P(death by day {held['horizon_days']:g}): "

@@ -64,6 +64,7 @@ from nsclc_engine.explain.inference import load_run_model
 from nsclc_engine.paths import artifacts_dir, default_cache_dir
 from nsclc_engine.preprocess.dataset import CachedItem, CachedVolumeDataset, items_from_cache
 from nsclc_engine.preprocess.volumes import PreprocessConfig, preprocess_cohort
+from nsclc_engine.run_records import Metrics, Threshold
 from nsclc_engine.runs import (
     create_run,
     has_predictions,
@@ -412,7 +413,7 @@ def validate_run(
         curve = decision_curve(predictions.y_true, deployed)
         metrics["decision_curve"] = {key: np.asarray(v).tolist() for key, v in curve.items()}
     if per_fold and not reason:
-        saved = {} if task == "survival" else read_threshold(source) or {}
+        saved = Threshold() if task == "survival" else read_threshold(source)
         metrics["fold_models"] = fold_model_metrics(labelled, task, label, fitted_thresholds(saved))
     metrics["case_mix"] = case_mix.to_dict(orient="records")
     run_config = {
@@ -501,7 +502,7 @@ def write_survival_outputs(
     write_metrics(folder, metrics)
     if rule is not None and rule.applies_to(n_models):
         write_survival_baselines(folder, **external_baseline_payload(rule, n_models))
-    threshold = (metrics.get("horizons") or {}).get("threshold") or {}
+    threshold = Metrics(metrics).horizon_threshold
     if "held_out" in threshold:
         fitted = {k: v for k, v in threshold.items() if k != "held_out"}
         write_threshold_file(folder, fitted=fitted | {"written": now()})

@@ -1,4 +1,4 @@
-"""The finished tiny runs the dashboard tests read (trained once per session)."""
+"""The runs the dashboard tests read: written by hand, without training (``shown_artifacts``)."""
 
 import pytest
 
@@ -6,10 +6,10 @@ from nsclc_engine.dashboard import run_view
 
 
 @pytest.fixture()
-def view(dashboard_artifacts):
-    return run_view.load_run(dashboard_artifacts / "runs" / "fixture")
+def view(shown_artifacts):
+    return run_view.load_run(shown_artifacts / "runs" / "fixture")
 
 
 @pytest.fixture()
-def survival_view(dashboard_artifacts):
-    return run_view.load_run(dashboard_artifacts / "runs" / "fixture-survival")
+def survival_view(shown_artifacts):
+    return run_view.load_run(shown_artifacts / "runs" / "fixture-survival")

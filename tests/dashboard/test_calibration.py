@@ -11,6 +11,7 @@ from nsclc_engine.dashboard.calibration import (
     method_in_force,
     recalibration_choice,
 )
+from nsclc_engine.dashboard.run_view import RunView
 from nsclc_engine.stats.calibration import (
     RECALIBRATION_METHODS,
     brier_score,
@@ -95,11 +96,12 @@ def test_cross_validation_scores_each_row_with_a_map_fitted_without_it():
 
 def test_test_figures_only_for_the_method_in_force():
     predictions = validation_and_test()
-    assert method_in_force({"evaluate_config": {"recalibration": "isotonic"}}, predictions) == (
-        "isotonic"
-    )
+    isotonic = {"evaluate_config": {"recalibration": "isotonic"}}
+    assert method_in_force(RunView("r", None, {}, {}, predictions, isotonic)) == "isotonic"
     external = predictions.assign(split="external")
-    assert method_in_force({"evaluate_config": {"recalibration": "platt"}}, external) == "none"
+    platt = {"evaluate_config": {"recalibration": "platt"}}
+    assert method_in_force(RunView("r", None, {}, {}, external, platt)) == "none"
+    assert method_in_force(RunView("r", None, {}, {}, predictions)) == "none"  # not evaluated
     assert recalibration_choice(external)["summary"].empty
 
 
@@ -188,7 +190,6 @@ def test_survival_calibration_at_any_horizon_equals_its_functions(survival_view)
 
 def survival_run(columns: bool = True, n: int = 60, seed: int = 0):
     """An external-like survival run: no baselines saved, S(730 d) in a column (or not)."""
-    from nsclc_engine.dashboard.run_view import RunView
 
     rng = np.random.default_rng(seed)
     risk = rng.normal(size=n)

@@ -14,14 +14,14 @@ from tests.evaluate.test_experiment import seeded_copies
 
 
 @pytest.fixture()
-def experiment(dashboard_artifacts, tmp_path):
+def experiment(shown_artifacts, tmp_path):
     """Three seeds of the fixture run whose held-out AUCs differ (0.6, 0.7, 0.8)."""
     artifacts = tmp_path / "artifacts"
 
     def change(metrics, seed):
         metrics["splits"]["test"]["auc"]["auc"] = 0.6 + 0.1 * seed
 
-    runs = seeded_copies(dashboard_artifacts, artifacts, "fixture", "exp", (0, 1, 2), change)
+    runs = seeded_copies(shown_artifacts, artifacts, "fixture", "exp", (0, 1, 2), change)
     write_summary(artifacts, "exp")
     return artifacts, runs
 
@@ -60,7 +60,7 @@ def test_the_threshold_spread_and_a_patients_seeds_are_each_runs_own(experiment)
     assert list(figure.data[0].x) == by_seed.value.tolist()
 
 
-def test_the_survival_table_gains_the_spread_over_seeds(dashboard_artifacts, tmp_path):
+def test_the_survival_table_gains_the_spread_over_seeds(shown_artifacts, tmp_path):
     from nsclc_engine.dashboard.survival import c_index_table
 
     artifacts = tmp_path / "artifacts"
@@ -68,7 +68,7 @@ def test_the_survival_table_gains_the_spread_over_seeds(dashboard_artifacts, tmp
     def change(metrics, seed):
         metrics["models"]["c_index"]["image"]["test"]["c_index"] = 0.6 + 0.1 * seed
 
-    runs = seeded_copies(dashboard_artifacts, artifacts, "fixture-survival", "s", (0, 1), change)
+    runs = seeded_copies(shown_artifacts, artifacts, "fixture-survival", "s", (0, 1), change)
     summary = write_summary(artifacts, "s")
     view = load_run(run_dir(runs[0], artifacts))
     table = experiments.with_seed_spread(c_index_table(view), summary)

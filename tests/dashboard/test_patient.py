@@ -137,20 +137,18 @@ def test_a_survival_patient_without_a_saved_baseline_gets_the_columns_only():
         patient_view.patient_survival(view, "external", "Z", 0)
 
 
-def test_pages_a_run_cannot_answer_offer_the_runs_that_can(dashboard_artifacts, survival_view):
+def test_pages_a_run_cannot_answer_offer_the_runs_that_can(shown_artifacts, survival_view):
     survival = patient_view.why_not_classification(survival_view)
     assert "survival run" in survival
-    answering = patient_view.runs_answering(
-        dashboard_artifacts, patient_view.why_not_classification
-    )
+    answering = patient_view.runs_answering(shown_artifacts, patient_view.why_not_classification)
     assert answering == ["fixture"]
-    assert patient_view.runs_answering(dashboard_artifacts, patient_view.why_not_survival) == [
+    assert patient_view.runs_answering(shown_artifacts, patient_view.why_not_survival) == [
         "fixture-survival"
     ]
     assert patient_view.why_not_survival(survival_view) == ""
     patient = str(survival_view.predictions.patient_id.iloc[0])
     case = patient_view.case_of(patient)
-    assert patient_view.runs_answering(dashboard_artifacts, case, exclude="fixture-survival") == [
+    assert patient_view.runs_answering(shown_artifacts, case, exclude="fixture-survival") == [
         "fixture"
     ]
     assert "did not score nobody" in patient_view.case_of("nobody")(survival_view)

@@ -9,8 +9,8 @@ from nsclc_engine.dashboard import runs as runs_view
 from nsclc_engine.train.config import TrainConfig
 
 
-def test_runs_overview_lists_the_finished_run(dashboard_artifacts, view):
-    table = runs_view.runs_overview(dashboard_artifacts)
+def test_runs_overview_lists_the_finished_run(shown_artifacts, view):
+    table = runs_view.runs_overview(shown_artifacts)
     row = table.set_index("run_id").loc["fixture"]
     assert row.state == "finished" and row.label == "os_2y" and row.preset == "smoke"
     assert row[runs_view.TEST_AUC] == pytest.approx(view.metrics["splits"]["test"]["auc"]["auc"])

@@ -7,7 +7,7 @@ from nsclc_engine.dashboard import runs as runs_view
 from nsclc_engine.dashboard import survival as survival_logic
 
 
-def test_survival_tables_come_from_the_run_metrics(survival_view, dashboard_artifacts):
+def test_survival_tables_come_from_the_run_metrics(survival_view, shown_artifacts):
     table = survival_logic.c_index_table(survival_view)
     assert set(table.model) == {"image", "clinical", "volume", "fusion"}
     assert set(table.split) == {"train", "validation", "test"}
@@ -17,7 +17,7 @@ def test_survival_tables_come_from_the_run_metrics(survival_view, dashboard_arti
     )
     timed = survival_logic.time_dependent_table(survival_view)
     assert {"Uno C", "AUC 365d", "AUC 730d", "IBS"} <= set(timed.columns)
-    overview = runs_view.runs_overview(dashboard_artifacts).set_index("run_id")
+    overview = runs_view.runs_overview(shown_artifacts).set_index("run_id")
     assert overview.loc["fixture-survival", runs_view.TEST_C] == pytest.approx(image_test)
     validation = survival_view.metrics["splits"]["validation"]["c_index"]["c_index"]
     assert overview.loc["fixture-survival", "validation C-index"] == pytest.approx(validation)

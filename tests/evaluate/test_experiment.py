@@ -31,7 +31,7 @@ def seeded_copies(source, artifacts, run_id: str, name: str, seeds, change) -> l
     return made
 
 
-def test_the_summary_is_the_runs_own_numbers_over_seeds(dashboard_artifacts, tmp_path):
+def test_the_summary_is_the_runs_own_numbers_over_seeds(shown_artifacts, tmp_path):
     artifacts = tmp_path / "artifacts"
     aucs = {0: 0.6, 1: 0.7, 2: 0.8}
 
@@ -41,7 +41,7 @@ def test_the_summary_is_the_runs_own_numbers_over_seeds(dashboard_artifacts, tmp
             "delong_image_vs_baseline": {"difference": aucs[seed] - 0.65}
         }
 
-    runs = seeded_copies(dashboard_artifacts, artifacts, "fixture", "exp", aucs, change)
+    runs = seeded_copies(shown_artifacts, artifacts, "fixture", "exp", aucs, change)
     summary = experiment.write_summary(artifacts, "exp")
     saved = json.loads(experiment.summary_path(artifacts, "exp").read_text())
     assert saved["splits"]["test"]["auc"] == summary["splits"]["test"]["auc"]
@@ -69,7 +69,7 @@ def test_the_summary_is_the_runs_own_numbers_over_seeds(dashboard_artifacts, tmp
     assert "  test AUC: 0.700 ± 0.100" in "\n".join(experiment.summary_lines(summary))
 
 
-def test_a_survival_experiment_compares_c_index_with_each_baseline(dashboard_artifacts, tmp_path):
+def test_a_survival_experiment_compares_c_index_with_each_baseline(shown_artifacts, tmp_path):
     artifacts = tmp_path / "artifacts"
 
     def change(metrics, seed):
@@ -77,7 +77,7 @@ def test_a_survival_experiment_compares_c_index_with_each_baseline(dashboard_art
         c_index["image"]["test"]["c_index"] = 0.60 + 0.05 * seed
         c_index["clinical"]["test"]["c_index"] = 0.62
 
-    seeded_copies(dashboard_artifacts, artifacts, "fixture-survival", "surv", (0, 1), change)
+    seeded_copies(shown_artifacts, artifacts, "fixture-survival", "surv", (0, 1), change)
     summary = experiment.summarize(artifacts, "surv")
     clinical = summary["against_baselines"]["clinical"]
     assert clinical["differences"] == pytest.approx({"0": -0.02, "1": 0.03})

@@ -9,6 +9,7 @@ from nsclc_engine.evaluate.figures import (
     covariate_by_class_figure,
     decision_curve_figure,
     kaplan_meier_figure,
+    outcome_histogram_figure,
     pr_figure,
     probability_histogram_figure,
     reliability_figure,
@@ -77,6 +78,17 @@ def test_probability_histogram_bars_are_the_class_counts():
     np.testing.assert_array_equal(negatives.y, [1, 1])
     np.testing.assert_array_equal(positives.y, [1, 2])
     assert figure.layout.shapes[0].x0 == 0.5  # the threshold line
+
+
+def test_outcome_histogram_bars_are_each_groups_counts():
+    counts = {"died by day 730": [3, 1], "alive at day 730": [0, 4], "censored before": [1, 1]}
+    figure = outcome_histogram_figure([0.0, 0.5, 1.0], counts, threshold=0.4, horizon_days=730)
+    assert [bar.name for bar in figure.data] == list(counts)
+    np.testing.assert_allclose(figure.data[0].x, [0.25, 0.75])
+    for bar, values in zip(figure.data, counts.values(), strict=True):
+        np.testing.assert_array_equal(bar.y, values)
+    assert figure.layout.shapes[0].x0 == 0.4
+    assert "day 730" in figure.layout.title.text
 
 
 def test_reliability_points_and_error_bars_come_from_the_curve():

@@ -47,14 +47,20 @@ def new_run(source, run_id):
     ]
 
 
-def launch(args, fault=None):
+def environment(fault=None) -> dict:
     # one thread: with two, oneDNN's parallel reductions made epoch 1's loss of two fresh
     # processes differ at 1e-6 in 1 of 3 CI runs, so "bit for bit" needs serial kernels
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "OMP_NUM_THREADS": "1"}
     env.pop("NSCLC_FAULT", None)
     if fault:
         env["NSCLC_FAULT"] = ":".join(map(str, fault))
-    return subprocess.run(args, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    return env
+
+
+def launch(args, fault=None):
+    return subprocess.run(
+        args, cwd=PROJECT, env=environment(fault), capture_output=True, text=True, timeout=300
+    )
 
 
 def history_without_times(run):
@@ -71,18 +77,32 @@ def without_stamps(value):
 
 @pytest.mark.slow
 def test_a_run_killed_at_every_write_resumes_to_the_uninterrupted_result(tiny_source, tmp_path):
-    reference = launch(command(tiny_source, tmp_path, *new_run(tiny_source, "reference")))
-    assert reference.returncode == 0, reference.stderr[-2000:]
+    # the uninterrupted run trains beside the chain of kills (one thread each), in its own
+    # artifacts folder: nothing of one can reach the other
+    untouched = tmp_path / "untouched"
+    reference = subprocess.Popen(
+        command(tiny_source, untouched, *new_run(tiny_source, "reference")),
+        cwd=PROJECT,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        fresh = command(tiny_source, tmp_path, *new_run(tiny_source, "killed"))
+        first = launch(fresh, KILL_POINTS[0])
+        assert first.returncode == -9, f"not killed at {KILL_POINTS[0]}: {first.stderr[-2000:]}"
+        for point in KILL_POINTS[1:]:
+            resumed = launch(command(tiny_source, tmp_path, "--resume", "killed", "--quiet"), point)
+            assert resumed.returncode == -9, f"not killed at {point}: {resumed.stderr[-2000:]}"
+        finished = launch(command(tiny_source, tmp_path, "--resume", "killed", "--quiet"))
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        _, errors = reference.communicate(timeout=300)
+    finally:
+        reference.kill()  # a no-op once it has ended
+    assert reference.returncode == 0, errors[-2000:]
 
-    killed = launch(command(tiny_source, tmp_path, *new_run(tiny_source, "killed")), KILL_POINTS[0])
-    assert killed.returncode == -9, f"not killed at {KILL_POINTS[0]}: {killed.stderr[-2000:]}"
-    for point in KILL_POINTS[1:]:
-        resumed = launch(command(tiny_source, tmp_path, "--resume", "killed", "--quiet"), point)
-        assert resumed.returncode == -9, f"not killed at {point}: {resumed.stderr[-2000:]}"
-    finished = launch(command(tiny_source, tmp_path, "--resume", "killed", "--quiet"))
-    assert finished.returncode == 0, finished.stderr[-2000:]
-
-    ref, run = tmp_path / "runs" / "reference", tmp_path / "runs" / "killed"
+    ref, run = untouched / "runs" / "reference", tmp_path / "runs" / "killed"
     assert (run / "predictions.csv").read_bytes() == (ref / "predictions.csv").read_bytes()
     assert history_without_times(run) == history_without_times(ref)
     assert [line["epoch"] for line in history_without_times(run)] == [1, 2, 3]

@@ -11,7 +11,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from nsclc_engine.stats.survival import harrell_c_index
-from nsclc_engine.train.tasks import TASKS, ClassificationTask, SurvivalTask, task_class
+from nsclc_engine.task_spec import TASKS
+from nsclc_engine.train.tasks import ClassificationTask, SurvivalTask, task_class
 
 IDS = ["a", "b", "c", "d"]
 # logits of class 1 over class 0: 0.5, 2, -3, 1
