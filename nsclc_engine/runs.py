@@ -395,8 +395,9 @@ BEFORE_FIELDS = {
 
 
 def migrated(config: dict) -> dict:
-    """An old trained run's config brought to today's fields, each field it lacks set to what
-    such a run did before the field existed; the one place old runs are read as new ones.
+    """An old trained run's config (its ``config.json``, or the copy in its checkpoints)
+    brought to today's fields, each field it lacks set to what such a run did before the
+    field existed; the one place old runs are read as new ones.
     Imported, external and frozen-feature runs (``kind``) have their own configs, returned
     as they are."""
     if config.get("kind"):

@@ -31,7 +31,7 @@ from nsclc_engine.runs import (
 from nsclc_engine.runs import run_dir as run_folder
 from nsclc_engine.stats.metrics import delong_test, threshold_sweep
 from nsclc_engine.stats.survival import harrell_c_index, paired_c_index_difference
-from nsclc_engine.task_spec import DEFAULT_NETWORK, spec_of
+from nsclc_engine.task_spec import spec_of
 from nsclc_engine.train.config import TrainConfig
 from nsclc_engine.train.jobs import launch
 
@@ -413,8 +413,9 @@ def network_name(config: dict) -> str:
     kind = run_kind(config)
     if kind == "frozen features":
         return f"{config.get('model', '')} (frozen)"
-    # runs from before networks had names all trained the ResNet-18
-    return config.get("model", DEFAULT_NETWORK) if kind == "trained" else ""
+    # a trained run's config as read (runs.migrated: one from before networks had names
+    # trained the ResNet-18); blank for a folder without a config
+    return config.get("model", "") if kind == "trained" else ""
 
 
 def preset_of(config: dict) -> str | None:

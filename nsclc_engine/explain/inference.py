@@ -11,8 +11,7 @@ import numpy as np
 from nsclc_engine.explain.gradcam import as_batch
 from nsclc_engine.preprocess.dataset import AugmentConfig, augment_volume
 from nsclc_engine.preprocess.volumes import PRESETS
-from nsclc_engine.runs import best_checkpoint
-from nsclc_engine.task_spec import DEFAULT_NETWORK
+from nsclc_engine.runs import best_checkpoint, migrated
 from nsclc_engine.train.model import build_model
 from nsclc_engine.train.tasks import task_class
 
@@ -23,11 +22,11 @@ def load_run_model(run_dir: str | os.PathLike, fold: int = 0, device: str = "cpu
 
     path = best_checkpoint(Path(run_dir), fold)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    config = checkpoint.get("config", {})
-    outputs = task_class(config.get("task", "classification")).outputs
+    config = migrated(checkpoint.get("config", {}))  # an old run's checkpoint: today's fields
+    outputs = task_class(config["task"]).outputs
     shape = PRESETS[config.get("preset", "demo")].out_shape  # the ViT's patch grid depends on it
     model = build_model(
-        config.get("model", DEFAULT_NETWORK),
+        config["model"],
         outputs,
         norm=config.get("norm", "batch"),
         input_shape=shape,
