@@ -80,8 +80,14 @@ class Metrics(dict):
         return _section(self.best_achievable, "splits", part).get(score)
 
     def paired_share(self, part: str) -> dict:
-        """The run's share of the best achievable on ``part``, paired by patient."""
+        """The run's difference from the best achievable on ``part``, paired by patient, with
+        its ``share`` of it."""
         return _section(self.best_achievable, "paired", part)
+
+    def share(self, part: str) -> dict:
+        """The run's share of the best achievable on ``part`` (``value``, CI); {} where it
+        was not computed or is undefined (the best achievable no better than chance)."""
+        return _section(self.best_achievable, "paired", part, "share")
 
     def model_c_index(self, model: str, part: str) -> float | None:
         """A survival run's C-index of ``model`` (``image``, ``clinical`` ...) on ``part``."""

@@ -36,6 +36,9 @@ def test_sections_are_read_where_written_and_a_null_section_is_empty(tmp_path):
     assert metrics.horizons_days == [365, 730] and metrics.held_out == "external"
     assert metrics.horizon_block("raw", 730.0) == {"mean_predicted": 0.4}
     assert metrics.best_achievable == {} and metrics.paired_share("external") == {}
+    # a share left undefined (the best achievable no better than chance) is written as null
+    write_metrics(tmp_path, {"best_achievable": {"paired": {"test": {"share": None}}}})
+    assert read_metrics(tmp_path).share("test") == {}
     assert metrics.recalibration == "platt"
 
 

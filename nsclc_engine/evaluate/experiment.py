@@ -126,7 +126,7 @@ def run_values(metrics: dict, calibration: dict | None = None) -> dict[str, dict
         raw = calibration.raw(split)
         values["calibration slope"] = raw.get("slope")
         values["calibration intercept"] = raw.get("intercept")
-        values["share of achievable"] = metrics.paired_share(split).get("share", {}).get("value")
+        values["share of achievable"] = metrics.share(split).get("value")
         found[split] = {
             name: float(value)
             for name, value in values.items()

@@ -62,6 +62,8 @@ def test_the_summary_is_the_runs_own_numbers_over_seeds(shown_artifacts, tmp_pat
         assert validation["at threshold: sensitivity"]["values"][seed] == frozen["sensitivity"]
         slope = calibration["splits"]["test"]["raw"]["slope"]
         assert summary["splits"]["test"]["calibration slope"]["values"][seed] == slope
+        # copied from the run's resolved config (what a trained run records there is checked in
+        # tests/train/test_train.py)
         assert entry["versions"]["torch"] and entry["threads"] >= 1 and entry["device"] == "cpu"
     volume = summary["against_baselines"]["volume"]
     assert volume["mean"] == pytest.approx(0.05) and volume["wins"] == 2 and volume["n"] == 3
@@ -146,3 +148,12 @@ def test_seed_ranges_expand():
     assert experiment.parse_seeds("0-4") == [0, 1, 2, 3, 4] and experiment.parse_seeds(
         "2, 0,2"
     ) == [2, 0]
+
+
+def test_a_run_whose_share_of_the_achievable_is_undefined_is_summarised_without_it():
+    split = {"auc": {"auc": 0.52}, "at_threshold": {}}
+    paired = {"test": {"difference": -0.2, "share": None}}  # best achievable near chance
+    metrics = {"splits": {"test": split}, "best_achievable": {"paired": paired}}
+    assert experiment.run_values(metrics)["test"] == {"auc": 0.52}
+    paired["test"]["share"] = {"value": 0.8}
+    assert experiment.run_values(metrics)["test"]["share of achievable"] == 0.8

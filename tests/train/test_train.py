@@ -151,6 +151,10 @@ def test_a_survival_run_trains_a_cox_head_and_reports_c_indices(dashboard_artifa
     assert "uno_c_index" in metrics["folds"][0] and "risk_groups" in metrics["folds"][0]
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert "val_c_index" in history[0]
+    # what decides whether the run repeats bit for bit, as an experiment's summary reads it
+    resolved = json.loads((run / "config.json").read_text())["resolved"]
+    assert resolved["device"] == "cpu" and resolved["threads"] >= 1
+    assert resolved["versions"]["torch"] == torch.__version__ and resolved["world_size"] == 1
     # the baselines and the fusion on the same patients, with the image model's own risks
     models = pd.read_csv(run / "survival_models.csv")
     assert {"image", "clinical", "volume", "fusion"} <= set(models.columns)
