@@ -26,11 +26,11 @@ from nsclc_engine.runs import (
     run_dir,
     splits_path,
     update_status,
-    write_config,
     write_history,
     write_predictions,
 )
 from nsclc_engine.synth.generate import read_truth
+from nsclc_engine.task_spec import task_spec
 from nsclc_engine.train.config import TrainConfig
 
 
@@ -46,24 +46,15 @@ def hand_written_run(
     """A finished, evaluated run ``run_id`` in ``artifacts`` on the cohort ``cohort_dir``
     built from the synthetic ``source`` (``dicom/``, ``clinical.csv``, its truth), as the
     smoke preset's ResNet-10 would have left it; ``changes`` are TrainConfig fields."""
-    label = "deadstatus_event" if task == "survival" else "os_2y"
-    fields = {"label": label, "task": task, "preset": "smoke", "epochs": 2} | changes
+    spec = task_spec(task)
     config = TrainConfig(
-        dicom=str(source / "dicom"), clinical=str(source / "clinical.csv"), model="resnet10"
+        **{"dicom": str(source / "dicom"), "clinical": str(source / "clinical.csv")}
+        | {"model": "resnet10", "label": spec.default_label, "task": task, "preset": "smoke"}
+        | {"epochs": 2}
+        | changes
     )
-    config = TrainConfig(**(asdict(config) | fields))
-    saved = {"config_class": "TrainConfig", **asdict(config)}
-    folder = run_dir(create_run(saved, artifacts, run_id), artifacts)
-
+    label = config.label
     cohort = load_cohort(cohort_dir).sort_values("patient_id").reset_index(drop=True)
-    labels = cohort[label].astype(int).tolist()
-    splits = splits_for(
-        splits_path(folder),
-        cohort.patient_id.tolist(),
-        labels,
-        SplitConfig(folds=config.folds, seed=config.seed),
-        label,
-    )
     resolved = {
         "cohort_dir": str(cohort_dir),
         "cache_dir": "",
@@ -74,7 +65,15 @@ def hand_written_run(
         "world_size": 1,
         **provenance(),
     }
-    write_config(folder, saved | {"resolved": resolved})
+    saved = {"config_class": "TrainConfig", **asdict(config), "resolved": resolved}
+    folder = run_dir(create_run(saved, artifacts, run_id), artifacts)
+    splits = splits_for(
+        splits_path(folder),
+        cohort.patient_id.tolist(),
+        cohort[label].astype(int).tolist(),
+        SplitConfig(folds=config.folds, seed=config.seed),
+        label,
+    )
 
     truth = read_truth(source).set_index("patient_id").eta_image
     rng = np.random.default_rng(config.seed)
@@ -94,9 +93,8 @@ def hand_written_run(
         predictions["y_true"] = outcomes[label].to_numpy(dtype=int)
         predictions["logit"] = score
         predictions["y_prob"] = 1 / (1 + np.exp(-score))
-    write_predictions(folder, predictions)
+    write_predictions(folder, predictions[list(spec.columns)])  # a trained run's columns
 
-    metric = "val_c_index" if task == "survival" else "val_auc"
     history = {
         fold: [
             {
@@ -104,7 +102,7 @@ def hand_written_run(
                 "epoch": epoch,
                 "train_loss": 1.0 / epoch,
                 "val_loss": 0.7,
-                metric: 0.5 + 0.05 * epoch,
+                spec.validation_metric: 0.5 + 0.05 * epoch,
                 "lr": 3e-4,
                 "seconds": 1.0,
                 "best": epoch == 2,

@@ -189,8 +189,10 @@ def summarize(artifacts: str | os.PathLike, name: str) -> dict:
             "deterministic": bool(config.get("deterministic")),
         }
         listed.append(entry)
-        metrics = read_metrics(folder) if member["state"] == "finished" else None
-        if not metrics or not metrics.get("splits"):
+        if member["state"] != "finished":
+            continue
+        metrics = read_metrics(folder)
+        if not metrics.splits:
             continue
         seed = str(member["seed"])
         for split, values in run_values(metrics, read_calibration(folder)).items():
@@ -255,7 +257,8 @@ def spread_text(entry: dict, digits: int = 3) -> str:
 def summary_lines(summary: dict) -> list[str]:
     """The summary in a few lines: the headline metric per split, then the image model
     against each baseline on the held-out patients."""
-    key, shown = spec_of(summary).metric_key, spec_of(summary).metric_name
+    spec = spec_of(summary)
+    key, shown = spec.metric_key, spec.metric_name
     lines = [f"experiment {summary['experiment']}: {summary['n_finished']} finished runs"]
     for split in ("train", "validation", "test", "external"):
         entry = summary["splits"].get(split, {}).get(key)

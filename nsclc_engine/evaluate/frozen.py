@@ -19,9 +19,7 @@ import numpy as np
 
 from nsclc_engine.evaluate.classification import FoldFit
 from nsclc_engine.run_records import Threshold
-from nsclc_engine.runs import (
-    Run,
-)
+from nsclc_engine.runs import Run
 from nsclc_engine.stats.calibration import (
     Recalibrator,
     fit_recalibrator,
